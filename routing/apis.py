@@ -1,0 +1,219 @@
+"""REST API: one class per operation: validate, call one service, serialize."""
+
+import logging
+
+from django.conf import settings
+from django.http import Http404
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from routing.engine import RoutingError
+from routing.services import CompletionFailed, completion_route, route_plan
+
+logger = logging.getLogger(__name__)
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body is too large."
+    default_code = "payload_too_large"
+
+
+class MessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["system", "user", "assistant"])
+    content = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+class RouteInputSerializer(serializers.Serializer):
+    """The request shared by /completions and /route."""
+
+    messages = MessageSerializer(many=True, allow_empty=False)
+    category = serializers.SlugField(max_length=40, required=False)
+    complexity = serializers.FloatField(min_value=0, max_value=10, required=False)
+    critical = serializers.BooleanField(required=False)
+    user = serializers.CharField(max_length=128, required=False, allow_blank=True)
+    max_tokens = serializers.IntegerField(min_value=1, max_value=128_000, required=False)
+    temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
+    metadata = serializers.DictField(
+        child=serializers.CharField(max_length=512, allow_blank=True), required=False
+    )
+
+    def validate_messages(self, messages: list[dict]) -> list[dict]:
+        if not any(m["role"] == "user" for m in messages):
+            raise serializers.ValidationError("At least one user message is required.")
+        return messages
+
+    def validate_metadata(self, metadata: dict) -> dict:
+        if len(metadata) > 16:
+            raise serializers.ValidationError("At most 16 metadata keys.")
+        return metadata
+
+
+class SizeLimitedApiView(APIView):
+    """Refuses bodies over API_MAX_BODY_BYTES before anything is parsed."""
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if length.isdigit() and int(length) > settings.API_MAX_BODY_BYTES:
+            raise PayloadTooLarge(
+                f"Request body is {length} bytes; the limit is {settings.API_MAX_BODY_BYTES}."
+            )
+        super().initial(request, *args, **kwargs)
+
+
+def _decimal(value) -> str:
+    return format(value, "f")
+
+
+class CompletionCreateApi(SizeLimitedApiView):
+    class InputSerializer(RouteInputSerializer):
+        pass
+
+    class OutputSerializer(serializers.Serializer):
+        def to_representation(self, result) -> dict:
+            decision = result.decision
+            return {
+                "id": result.id,
+                "content": result.content,
+                "model": decision.model.name,
+                "tier": decision.tier.value,
+                "category": decision.category,
+                "complexity": decision.complexity,
+                "critical": decision.critical,
+                "reason": decision.reason_code,
+                "reason_text": decision.reason_text,
+                "usage": {
+                    "input_tokens": result.input_tokens,
+                    "output_tokens": result.output_tokens,
+                    "cached_tokens": result.cached_tokens,
+                },
+                "latency_ms": result.latency_ms,
+                "cost_usd": _decimal(result.cost_usd),
+                "estimated_cost_usd": _decimal(decision.estimated_cost_usd),
+                "baseline_cost_usd": _decimal(result.baseline_cost_usd),
+                "policy_version": decision.policy_version,
+                "sandbox": result.sandbox,
+            }
+
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = completion_route(api_key=request.auth, **serializer.validated_data)
+        response = Response(self.OutputSerializer(result).data)
+        response["X-Request-Id"] = result.id
+        return response
+
+
+class RoutePreviewApi(SizeLimitedApiView):
+    class InputSerializer(RouteInputSerializer):
+        pass
+
+    class OutputSerializer(serializers.Serializer):
+        def to_representation(self, plan) -> dict:
+            decision = plan.decision
+            return {
+                "model": decision.model.name,
+                "tier": decision.tier.value,
+                "category": decision.category,
+                "category_confidence": round(decision.category_confidence, 3),
+                "category_source": decision.category_source,
+                "complexity": decision.complexity,
+                "complexity_source": decision.complexity_source,
+                "complexity_signals": [
+                    {"name": s.name, "points": s.points, "detail": s.detail}
+                    for s in decision.complexity_signals
+                ],
+                "critical": decision.critical,
+                "reason": decision.reason_code,
+                "reason_text": decision.reason_text,
+                "prompt_tokens": plan.prompt_tokens,
+                "token_source": plan.token_source,
+                "estimated_cost_usd": _decimal(decision.estimated_cost_usd),
+                "policy_version": decision.policy_version,
+            }
+
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        plan = route_plan(
+            messages=data["messages"],
+            category=data.get("category"),
+            complexity=data.get("complexity"),
+            critical=data.get("critical"),
+            max_tokens=data.get("max_tokens"),
+        )
+        return Response(self.OutputSerializer(plan).data)
+
+
+# --- errors: {"error": {"code", "message", "field"}} ------------------------------------
+
+_AUTH_CODES = {"not_authenticated": "missing_api_key", "authentication_failed": "invalid_api_key"}
+
+
+def _error_body(code: str, message: str, field: str | None = None, **extra) -> dict:
+    return {"error": {"code": code, "message": message, "field": field, **extra}}
+
+
+def _first_validation_error(detail, path: str = "") -> tuple[str | None, str, str]:
+    """Return (field path, message, DRF code) of the first error in a nested detail."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            if not value:
+                continue
+            if key == "non_field_errors":
+                sub = path
+            elif isinstance(key, int):
+                sub = f"{path}[{key}]"  # list serializers key item errors by index
+            else:
+                sub = f"{path}.{key}" if path else str(key)
+            return _first_validation_error(value, sub)
+    if isinstance(detail, list):
+        for index, value in enumerate(detail):
+            if isinstance(value, dict | list):
+                if value:
+                    return _first_validation_error(value, f"{path}[{index}]")
+            else:
+                return path or None, str(value), getattr(value, "code", "invalid")
+    return path or None, str(detail), getattr(detail, "code", "invalid")
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    """Map every API error to one JSON shape with a stable code."""
+    if isinstance(exc, CompletionFailed):
+        error = exc.error
+        body = _error_body(error.code, error.message, request_id=exc.request_id)
+        return Response(body, status=error.status, headers={"X-Request-Id": exc.request_id})
+    if isinstance(exc, RoutingError):
+        code_status = 503 if exc.code in {"no_policy", "no_default_category"} else 400
+        return Response(_error_body(exc.code, exc.message, exc.field), status=code_status)
+    if isinstance(exc, Http404):
+        return Response(_error_body("not_found", "Not found."), status=404)
+    if isinstance(exc, exceptions.ValidationError):
+        field, message, drf_code = _first_validation_error(exc.detail)
+        code = "missing_field" if drf_code == "required" else "invalid_field"
+        if field == "complexity" and drf_code in {"max_value", "min_value"}:
+            code = "complexity_out_of_range"
+        if field == "messages" and drf_code in {"empty", "min_length"}:
+            code = "empty_messages"
+        text = f"{field}: {message}" if field and field != "non_field_errors" else message
+        return Response(_error_body(code, text, field), status=400)
+    if isinstance(exc, exceptions.ParseError):
+        return Response(_error_body("invalid_json", str(exc.detail)), status=400)
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return Response(_error_body("unsupported_media_type", str(exc.detail)), status=415)
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        code = _AUTH_CODES.get(exc.default_code, "invalid_api_key")
+        return Response(
+            _error_body(code, str(exc.detail)), status=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+    if isinstance(exc, exceptions.APIException):
+        headers = {}
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        code = exc.default_code if isinstance(exc.default_code, str) else "error"
+        return Response(_error_body(code, str(exc.detail)), status=exc.status_code, headers=headers)
+    logger.exception("unhandled error in %s", context.get("view").__class__.__name__)
+    return Response(_error_body("internal_error", "Internal error."), status=500)

@@ -1,0 +1,230 @@
+"""The routing decision: pure functions of plain values (no Django, no I/O).
+
+Decision tree (the brief's): critical -> full, always; complexity at or above the
+category's threshold -> full; otherwise mini. Criticality comes from the caller's flag,
+the category's always_full, or one of the category's trigger terms.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+
+from routing.classifier import CategoryKeywords, classify, find_trigger
+from routing.complexity import ComplexitySignal, estimate_complexity
+from routing.pricing import call_cost_usd
+
+
+class Tier(StrEnum):
+    MINI = "mini"
+    FULL = "full"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    tier: Tier
+    input_per_mtok_usd: Decimal
+    cached_input_per_mtok_usd: Decimal
+    output_per_mtok_usd: Decimal
+    base_url: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+
+
+@dataclass(frozen=True)
+class CategoryRule:
+    slug: str
+    mini: ModelSpec
+    full: ModelSpec
+    full_from: int | None = None
+    always_full: bool = False
+    system_prompt: str = ""
+    system_prompt_tokens: int = 0  # counted once per policy version, with its message overhead
+    max_output_tokens: int = 1024
+    expected_output_tokens: int = 256
+    keywords: tuple[tuple[str, float], ...] = ()
+    triggers: tuple[str, ...] = ()
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: int
+    categories: Mapping[str, CategoryRule]
+    default_category: str
+    min_confidence: float
+    classifier_input: tuple[CategoryKeywords, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        version: int,
+        categories: Mapping[str, CategoryRule],
+        default_category: str,
+        min_confidence: float,
+    ) -> "Policy":
+        """Return a policy with the classifier's input precomputed from enabled categories."""
+        classifier_input = tuple(
+            CategoryKeywords(slug=rule.slug, keywords=dict(rule.keywords))
+            for rule in categories.values()
+            if rule.enabled and rule.keywords
+        )
+        return cls(version, categories, default_category, min_confidence, classifier_input)
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    text: str
+    prompt_tokens: int  # the caller's messages; the category's system prompt is added to it
+    category: str | None = None
+    complexity: float | None = None
+    critical: bool | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    model: ModelSpec
+    tier: Tier
+    category: str
+    category_confidence: float
+    category_source: str
+    complexity: float
+    complexity_source: str
+    complexity_signals: tuple[ComplexitySignal, ...]
+    critical: bool
+    reason_code: str
+    reason_text: str
+    max_output_tokens: int
+    expected_output_tokens: int
+    estimated_cost_usd: Decimal
+    baseline_model: ModelSpec
+    system_prompt: str
+    prompt_tokens: int
+    policy_version: int
+
+
+class RoutingError(Exception):
+    """A request the policy cannot route (unknown or disabled category)."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class TierChoice:
+    tier: Tier
+    reason_code: str
+    reason_text: str
+
+
+def decide(
+    *, rule: CategoryRule, complexity: float, critical_by: str | None, trigger: str | None = None
+) -> TierChoice:
+    """Return the tier for one request: critical -> full, complex -> full, else mini."""
+    if rule.always_full:
+        return TierChoice(
+            Tier.FULL,
+            f"critical:category={rule.slug}",
+            f"'{rule.slug}' is a critical category: always the premium tier.",
+        )
+    if critical_by == "caller":
+        return TierChoice(
+            Tier.FULL, "critical:caller", "The caller marked the request critical: premium tier."
+        )
+    if critical_by == "trigger":
+        return TierChoice(
+            Tier.FULL,
+            f"critical:trigger:category={rule.slug}",
+            f"The text mentions '{trigger}', a critical term for '{rule.slug}': premium tier.",
+        )
+    if rule.full_from is not None and complexity >= rule.full_from:
+        return TierChoice(
+            Tier.FULL,
+            f"complexity>={rule.full_from}:category={rule.slug}",
+            f"Complexity {complexity:g} reaches '{rule.slug}' threshold {rule.full_from}: "
+            "premium tier.",
+        )
+    if rule.full_from is None:
+        text = f"'{rule.slug}' stays on the cheap tier at any complexity."
+    else:
+        text = f"Complexity {complexity:g} is below '{rule.slug}' threshold {rule.full_from}."
+    return TierChoice(Tier.MINI, "default:mini", text + " Cheap tier.")
+
+
+def _resolve_category(request: RouteRequest, policy: Policy) -> tuple[CategoryRule, float, str]:
+    if request.category is not None:
+        rule = policy.categories.get(request.category)
+        if rule is None:
+            raise RoutingError(
+                "unknown_category", f"Unknown category '{request.category}'.", "category"
+            )
+        if not rule.enabled:
+            raise RoutingError(
+                "category_disabled", f"Category '{request.category}' is disabled.", "category"
+            )
+        return rule, 1.0, "caller"
+    found = classify(
+        request.text,
+        categories=policy.classifier_input,
+        default_category=policy.default_category,
+        min_confidence=policy.min_confidence,
+    )
+    rule = policy.categories.get(found.category)
+    if rule is None or not rule.enabled:
+        raise RoutingError("no_default_category", "No enabled default category is configured.")
+    return rule, found.confidence, "default" if found.fell_back else "classifier"
+
+
+def route(*, request: RouteRequest, policy: Policy) -> Decision:
+    """Return the full routing decision for one request under one policy snapshot."""
+    rule, confidence, category_source = _resolve_category(request, policy)
+    if request.complexity is not None:
+        complexity, complexity_source, signals = request.complexity, "caller", ()
+    else:
+        estimate = estimate_complexity(request.text, token_count=request.prompt_tokens)
+        complexity, complexity_source, signals = estimate.score, "estimator", estimate.signals
+
+    trigger = None
+    if request.critical:
+        critical_by = "caller"
+    else:
+        trigger = find_trigger(request.text, rule.triggers) if rule.triggers else None
+        critical_by = "trigger" if trigger else None
+    choice = decide(rule=rule, complexity=complexity, critical_by=critical_by, trigger=trigger)
+    model = rule.full if choice.tier is Tier.FULL else rule.mini
+
+    max_output = min(request.max_tokens or rule.max_output_tokens, rule.max_output_tokens)
+    expected_output = min(rule.expected_output_tokens, max_output)
+    estimated = call_cost_usd(
+        input_per_mtok_usd=model.input_per_mtok_usd,
+        cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
+        output_per_mtok_usd=model.output_per_mtok_usd,
+        input_tokens=request.prompt_tokens + rule.system_prompt_tokens,
+        cached_tokens=0,
+        output_tokens=expected_output,
+    )
+    return Decision(
+        model=model,
+        tier=choice.tier,
+        category=rule.slug,
+        category_confidence=confidence,
+        category_source=category_source,
+        complexity=complexity,
+        complexity_source=complexity_source,
+        complexity_signals=signals,
+        critical=choice.tier is Tier.FULL and choice.reason_code.startswith("critical"),
+        reason_code=choice.reason_code,
+        reason_text=f"{choice.reason_text} Model {model.name}.",
+        max_output_tokens=max_output,
+        expected_output_tokens=expected_output,
+        estimated_cost_usd=estimated,
+        baseline_model=rule.full,
+        system_prompt=rule.system_prompt,
+        prompt_tokens=request.prompt_tokens + rule.system_prompt_tokens,
+        policy_version=policy.version,
+    )

@@ -1,0 +1,147 @@
+from decimal import Decimal
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+class Tier(models.TextChoices):
+    MINI = "mini", "mini (cheap tier)"
+    FULL = "full", "full (premium tier)"
+
+
+PRICE_FIELD = {"max_digits": 12, "decimal_places": 4}  # USD per 1M tokens; 4 places keep cost exact
+
+
+class ModelProfile(models.Model):
+    """A model as the provider knows it, with its tier, endpoint and list prices."""
+
+    name = models.CharField(max_length=100, unique=True, help_text="Model name sent to the API.")
+    tier = models.CharField(max_length=8, choices=Tier.choices)
+    base_url = models.URLField(
+        blank=True, help_text="OpenAI-compatible endpoint; blank = OPENAI_BASE_URL or OpenAI."
+    )
+    api_key_env = models.CharField(
+        max_length=64, default="OPENAI_API_KEY", help_text="Environment variable holding the key."
+    )
+    input_per_mtok_usd = models.DecimalField(**PRICE_FIELD, validators=[MinValueValidator(0)])
+    cached_input_per_mtok_usd = models.DecimalField(
+        **PRICE_FIELD, validators=[MinValueValidator(0)]
+    )
+    output_per_mtok_usd = models.DecimalField(**PRICE_FIELD, validators=[MinValueValidator(0)])
+    prices_effective_from = models.DateField()
+    batch_discount_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("50"),
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+    )
+    context_window_tokens = models.PositiveIntegerField(default=128_000)
+    shutdown_on = models.DateField(null=True, blank=True, help_text="Provider retirement date.")
+    active = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tier", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(cached_input_per_mtok_usd__lte=models.F("input_per_mtok_usd")),
+                name="cached_price_not_above_input_price",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.tier})"
+
+
+class TaskCategory(models.Model):
+    """A task category and its routing rule: when it goes to the premium tier, and on what."""
+
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=80)
+    description = models.TextField(blank=True)
+    full_from_complexity = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(10)],
+        help_text="Complexity (0-10) from which requests go full; blank = never on complexity.",
+    )
+    always_full = models.BooleanField(default=False, help_text="Critical category: always full.")
+    mini_model = models.ForeignKey(
+        ModelProfile, on_delete=models.PROTECT, related_name="+", limit_choices_to={"tier": "mini"}
+    )
+    full_model = models.ForeignKey(
+        ModelProfile, on_delete=models.PROTECT, related_name="+", limit_choices_to={"tier": "full"}
+    )
+    system_prompt = models.TextField(blank=True)
+    max_output_tokens = models.PositiveIntegerField(default=1024)
+    expected_output_tokens = models.PositiveIntegerField(
+        default=256, help_text="Used for the cost estimate before the call."
+    )
+    classifier_keywords = models.JSONField(
+        default=dict, blank=True, help_text='Terms and weights, e.g. {"refund": 2.0}.'
+    )
+    critical_triggers = models.JSONField(
+        default=list, blank=True, help_text='Terms that make a request critical, e.g. ["lawsuit"].'
+    )
+    is_default = models.BooleanField(
+        default=False, help_text="Used when the category cannot be inferred confidently."
+    )
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+        verbose_name_plural = "task categories"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_default_category"
+            ),
+            models.CheckConstraint(
+                condition=Q(full_from_complexity__isnull=True) | Q(full_from_complexity__lte=10),
+                name="threshold_within_0_10",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class PolicyVersion(models.Model):
+    """An immutable snapshot of the whole routing policy; ledger rows point at the one used."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    actor = models.CharField(max_length=150)
+    comment = models.CharField(max_length=500, blank=True)
+    changes = models.JSONField(default=list, help_text="What changed against the previous one.")
+    snapshot = models.JSONField()
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"policy v{self.pk}"
+
+
+class ApiKey(models.Model):
+    """A client application's key; only its SHA-256 is stored."""
+
+    name = models.CharField(max_length=100, unique=True)
+    prefix = models.CharField(max_length=12, help_text="First characters, to recognise the key.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return self.name
+
+    # DRF's IsAuthenticated asks the authenticated principal this.
+    is_authenticated = True
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -1,0 +1,218 @@
+"""Offline sandbox upstream: speaks OpenAI's chat-completions wire format, deterministically.
+
+A development and test aid, never a production dependency: the provider imports it only
+when UPSTREAM_MODE is "sandbox". It serves two ways through the same handler: as an httpx
+transport inside the process (the SDK's own code path, no socket) and as a small HTTP server
+on 127.0.0.1 (`python -m routing.sandbox --port 8765`), so timeouts and errors are real.
+
+It imitates provider prefix caching (a prompt prefix of 1,024 tokens or more seen recently is
+reported as cached, in 128-token steps) and takes injected faults: "429", "500", "timeout",
+"malformed", applied one per request in the order given.
+"""
+
+import argparse
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict, deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from routing import tokens
+
+FAULTS = ("429", "500", "timeout", "malformed")
+CACHE_MIN_TOKENS = 1024
+CACHE_STEP_TOKENS = 128
+CACHE_CAPACITY = 10_000
+HTTP_TIMEOUT_SLEEP_S = 5.0  # a bounded hang: longer than any test's client timeout
+WORDS = (
+    "thanks for reaching out here is a clear answer with the key points first then the detail "
+    "you asked for plus one practical next step to take today"
+).split()
+
+
+class SandboxTimeout(Exception):
+    """Raised by the handler for an injected timeout; each transport turns it into its own."""
+
+
+class SandboxState:
+    """Injected faults, latency and the imitated prompt-prefix cache, shared by threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: deque[str] = deque()
+        self._prefixes: OrderedDict[str, None] = OrderedDict()
+        self.latency_ms = 0
+        self.calls = 0
+
+    def inject(self, *faults: str) -> None:
+        unknown = set(faults) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown sandbox faults: {sorted(unknown)}")
+        with self._lock:
+            self._faults.extend(faults)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self._prefixes.clear()
+            self.calls = 0
+
+    def next_fault(self) -> str | None:
+        with self._lock:
+            self.calls += 1
+            return self._faults.popleft() if self._faults else None
+
+    def cached_prefix_tokens(self, token_ids: list[int]) -> int:
+        """Return the longest recently seen prefix length, and remember this prompt's."""
+        steps = range(CACHE_MIN_TOKENS, len(token_ids) + 1, CACHE_STEP_TOKENS)
+        digests = {n: hashlib.sha256(str(token_ids[:n]).encode()).hexdigest() for n in steps}
+        with self._lock:
+            cached = max((n for n, d in digests.items() if d in self._prefixes), default=0)
+            for digest in digests.values():
+                self._prefixes[digest] = None
+                self._prefixes.move_to_end(digest)
+            while len(self._prefixes) > CACHE_CAPACITY:
+                self._prefixes.popitem(last=False)
+        return cached
+
+
+state = SandboxState()
+
+
+def _error(status: int, message: str, kind: str, code: str) -> tuple[int, dict, bytes]:
+    body = {"error": {"message": message, "type": kind, "code": code, "param": None}}
+    return status, {"content-type": "application/json"}, json.dumps(body).encode()
+
+
+def handle(path: str, raw_body: bytes) -> tuple[int, dict, bytes]:
+    """Answer one request: (status, headers, body). Raises SandboxTimeout for that fault."""
+    if not path.endswith("/chat/completions"):
+        return _error(404, f"Unknown path {path}", "invalid_request_error", "not_found")
+    try:
+        body = json.loads(raw_body)
+        model = body["model"]
+        messages = body["messages"]
+    except (ValueError, KeyError, TypeError):
+        return _error(400, "Malformed request body", "invalid_request_error", "invalid_body")
+
+    fault = state.next_fault()
+    if state.latency_ms:
+        time.sleep(state.latency_ms / 1000)
+    if fault == "429":
+        status, headers, payload = _error(429, "Rate limit reached", "requests", "rate_limit")
+        return status, {**headers, "retry-after": "0"}, payload
+    if fault == "500":
+        return _error(500, "The server had an error", "server_error", "server_error")
+    if fault == "timeout":
+        raise SandboxTimeout
+    if fault == "malformed":
+        return 200, {"content-type": "application/json"}, b'{"id": "chatcmpl-broken", "choi'
+
+    prompt = "".join(f"{m.get('role')}\n{m.get('content')}\n" for m in messages)
+    prompt_tokens, _ = tokens.count_message_tokens(
+        [{"content": str(m.get("content", ""))} for m in messages]
+    )
+    token_ids = tokens.encode(prompt)
+    cached = state.cached_prefix_tokens(token_ids) if token_ids else 0
+    digest = hashlib.sha256(f"{model}\n{prompt}".encode()).digest()
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 4096
+    n_words = min(12 + digest[0] % 60, int(limit))
+    words = [WORDS[(digest[i % 32] + i) % len(WORDS)] for i in range(n_words)]
+    content = f"[sandbox {model}] " + " ".join(words) + "."
+    completion_tokens = min(tokens.count_text_tokens(content)[0], int(limit))
+    response = {
+        "id": "chatcmpl-sbx-" + digest.hex()[:24],
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "sandbox",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": min(cached, prompt_tokens)},
+        },
+    }
+    headers = {"content-type": "application/json", "x-sandbox": "1"}
+    return 200, headers, json.dumps(response).encode()
+
+
+def transport():
+    """Return an httpx transport that answers in-process through the handler."""
+    import httpx2
+
+    def respond(request: "httpx2.Request") -> "httpx2.Response":
+        try:
+            status, headers, payload = handle(request.url.path, request.read())
+        except SandboxTimeout:
+            raise httpx2.ReadTimeout("sandbox injected timeout", request=request) from None
+        return httpx2.Response(status, headers=headers, content=payload)
+
+    return httpx2.MockTransport(respond)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length)
+        if self.path == "/_sandbox/faults":
+            state.inject(*json.loads(raw or b"{}").get("faults", []))
+            self._send(204, {}, b"")
+            return
+        try:
+            status, headers, payload = handle(self.path, raw)
+        except SandboxTimeout:
+            time.sleep(HTTP_TIMEOUT_SLEEP_S)
+            status, headers, payload = _error(504, "sandbox timeout", "server_error", "timeout")
+        self._send(status, headers, payload)
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path.endswith("/models"):
+            body = {"object": "list", "data": [{"id": "sandbox", "object": "model"}]}
+            self._send(200, {"content-type": "application/json"}, json.dumps(body).encode())
+        else:
+            self._send(*_error(404, "not found", "invalid_request_error", "not_found"))
+
+    def _send(self, status: int, headers: dict, payload: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet in tests
+        return
+
+
+def serve(host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    """Return a started sandbox HTTP server (daemon thread); port 0 picks a free one."""
+    server = ThreadingHTTPServer((host, port), _Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="sandbox-http", daemon=True).start()
+    return server
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Serve the sandbox upstream on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--latency-ms", type=int, default=0)
+    args = parser.parse_args()
+    state.latency_ms = args.latency_ms
+    server = serve(port=args.port)
+    print(f"sandbox upstream on http://127.0.0.1:{server.server_port}/v1", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.shutdown()

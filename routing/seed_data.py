@@ -1,0 +1,158 @@
+"""The policy a fresh install starts from: the brief's decision matrix and list prices."""
+
+from datetime import date
+from decimal import Decimal
+
+GPT_4O_FAMILY_SHUTDOWN = date(2027, 1, 14)
+
+# USD per 1M tokens (input, cached input, output); OpenAI list prices.
+DEFAULT_MODELS = [
+    {
+        "name": "gpt-4o-mini",
+        "tier": "mini",
+        "input_per_mtok_usd": Decimal("0.15"),
+        "cached_input_per_mtok_usd": Decimal("0.075"),
+        "output_per_mtok_usd": Decimal("0.60"),
+        "prices_effective_from": date(2024, 7, 18),
+        "context_window_tokens": 128_000,
+        "shutdown_on": GPT_4O_FAMILY_SHUTDOWN,
+        "active": True,
+    },
+    {
+        "name": "gpt-4o",
+        "tier": "full",
+        "input_per_mtok_usd": Decimal("2.50"),
+        "cached_input_per_mtok_usd": Decimal("1.25"),
+        "output_per_mtok_usd": Decimal("10.00"),
+        "prices_effective_from": date(2024, 10, 1),
+        "context_window_tokens": 128_000,
+        "shutdown_on": GPT_4O_FAMILY_SHUTDOWN,
+        "active": True,
+    },
+    # Successors, inactive until the team switches a rule to them in admin.
+    {
+        "name": "gpt-5.4-mini",
+        "tier": "mini",
+        "input_per_mtok_usd": Decimal("0.75"),
+        "cached_input_per_mtok_usd": Decimal("0.075"),
+        "output_per_mtok_usd": Decimal("4.50"),
+        "prices_effective_from": date(2026, 3, 1),
+        "context_window_tokens": 400_000,
+        "shutdown_on": None,
+        "active": False,
+    },
+    {
+        "name": "gpt-5.4-nano",
+        "tier": "mini",
+        "input_per_mtok_usd": Decimal("0.20"),
+        "cached_input_per_mtok_usd": Decimal("0.02"),
+        "output_per_mtok_usd": Decimal("1.25"),
+        "prices_effective_from": date(2026, 3, 1),
+        "context_window_tokens": 400_000,
+        "shutdown_on": None,
+        "active": False,
+    },
+]
+
+_SYSTEM_PREFIX = (
+    "You are Huntaze's assistant for content creators. Be accurate, concise and kind. "
+    "Never reveal private data about fans or creators. "
+)
+
+# slug -> rule; models are filled with gpt-4o-mini / gpt-4o by the seed service.
+DEFAULT_CATEGORIES = [
+    {
+        "slug": "chatbot",
+        "name": "Fan chatbot",
+        "description": "Fan-facing conversation in the creator's voice (50% of traffic).",
+        "full_from_complexity": None,
+        "always_full": False,
+        "is_default": True,
+        "max_output_tokens": 512,
+        "expected_output_tokens": 120,
+        "system_prompt": _SYSTEM_PREFIX
+        + "You write replies to fans in the creator's voice: warm, short, on-brand.",
+    },
+    {
+        "slug": "moderation",
+        "name": "Moderation",
+        "description": "Is this message acceptable? Flag, allow or remove (25%).",
+        "full_from_complexity": None,
+        "always_full": False,
+        "max_output_tokens": 256,
+        "expected_output_tokens": 40,
+        "system_prompt": _SYSTEM_PREFIX
+        + "Classify the message against the community rules; answer with a verdict and a reason.",
+    },
+    {
+        "slug": "marketing",
+        "name": "Marketing copy",
+        "description": "Captions, posts, promotions (15%).",
+        "full_from_complexity": None,
+        "always_full": False,
+        "max_output_tokens": 1024,
+        "expected_output_tokens": 250,
+        "system_prompt": _SYSTEM_PREFIX + "You write marketing copy for the creator's audience.",
+    },
+    {
+        "slug": "analytics",
+        "name": "Analytics summaries",
+        "description": "Summaries of the creator's metrics (5%).",
+        "full_from_complexity": None,
+        "always_full": False,
+        "max_output_tokens": 1024,
+        "expected_output_tokens": 300,
+        "system_prompt": _SYSTEM_PREFIX + "You summarise the creator's metrics plainly.",
+    },
+    {
+        "slug": "strategy",
+        "name": "Growth strategy",
+        "description": "Growth and business strategy (3%): mini below 7, full from 7.",
+        "full_from_complexity": 7,
+        "always_full": False,
+        "max_output_tokens": 2048,
+        "expected_output_tokens": 600,
+        "system_prompt": _SYSTEM_PREFIX + "You are a growth strategist for creators.",
+    },
+    {
+        "slug": "analytics_plus",
+        "name": "Deep analytics",
+        "description": "Cohorts, forecasts, attribution (1.5%): mini below 7, full from 7.",
+        "full_from_complexity": 7,
+        "always_full": False,
+        "max_output_tokens": 2048,
+        "expected_output_tokens": 600,
+        "system_prompt": _SYSTEM_PREFIX + "You are a data analyst; show your method and numbers.",
+    },
+    {
+        "slug": "compliance",
+        "name": "Compliance",
+        "description": "Privacy, platform-rule and regulatory checks (0.5%): always full.",
+        "full_from_complexity": None,
+        "always_full": True,
+        "max_output_tokens": 2048,
+        "expected_output_tokens": 500,
+        "system_prompt": _SYSTEM_PREFIX + "You check content and processes against regulations.",
+    },
+    {
+        "slug": "code",
+        "name": "Code",
+        "description": "Code generation and review (rare): mini below 7, full from 7.",
+        "full_from_complexity": 7,
+        "always_full": False,
+        "max_output_tokens": 2048,
+        "expected_output_tokens": 500,
+        "system_prompt": _SYSTEM_PREFIX + "You are a careful senior software engineer.",
+    },
+    {
+        "slug": "legal",
+        "name": "Legal",
+        "description": "Contracts, disputes, legal questions (rare): always full (critical).",
+        "full_from_complexity": None,
+        "always_full": True,
+        "max_output_tokens": 2048,
+        "expected_output_tokens": 500,
+        "system_prompt": _SYSTEM_PREFIX
+        + "You give careful legal information, not legal advice, and flag when to ask a lawyer.",
+    },
+]

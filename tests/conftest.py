@@ -1,0 +1,56 @@
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_TIKTOKEN = Path(__file__).resolve().parents[2] / "shared" / "tiktoken"
+if SHARED_TIKTOKEN.is_dir():
+    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED_TIKTOKEN))
+
+
+@pytest.fixture(autouse=True)
+def _sandbox_upstream(settings):
+    """Every test talks to a fresh in-process sandbox, with no SDK retries or latency."""
+    from routing import sandbox
+    from routing.selectors import policy_cache_clear
+
+    settings.UPSTREAM_MODE = "sandbox"
+    settings.UPSTREAM_MAX_RETRIES = 0
+    settings.SANDBOX_LATENCY_MS = 0
+    sandbox.state.reset()
+    policy_cache_clear()
+    yield
+    sandbox.state.reset()
+    policy_cache_clear()
+
+
+@pytest.fixture
+def policy(db):
+    """The seeded default policy version."""
+    from routing.services import policy_seed
+
+    return policy_seed()
+
+
+@pytest.fixture
+def api_key(db):
+    """An (ApiKey, plaintext) pair."""
+    from routing.services import api_key_create
+
+    return api_key_create(name="product")
+
+
+@pytest.fixture
+def api_client(api_key):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key[1]}")
+    return client
+
+
+@pytest.fixture
+def sandbox_state():
+    from routing import sandbox
+
+    return sandbox.state

@@ -1,0 +1,220 @@
+"""The REST API as a client meets it, through Django's full request stack."""
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from routing.models import TaskCategory
+from usage.models import UsageRecord
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/completions"
+HELLO = {"messages": [{"role": "user", "content": "hey babe, how was your day?"}]}
+
+
+def _post(client, body, url=URL, **extra):
+    return client.post(url, data=json.dumps(body), content_type="application/json", **extra)
+
+
+def test_completion_answers_with_decision_usage_and_cost(api_client, policy):
+    # when
+    response = _post(api_client, {**HELLO, "category": "chatbot", "user": "fan-42"})
+    # then
+    assert response.status_code == 200
+    body = response.json()
+    assert body["content"].startswith("[sandbox gpt-4o-mini]")
+    assert body["model"] == "gpt-4o-mini"
+    assert body["tier"] == "mini"
+    assert body["reason"] == "default:mini"
+    assert body["usage"]["input_tokens"] > 0
+    assert body["sandbox"] is True
+    row = UsageRecord.objects.get(request_id=body["id"])
+    assert response["X-Request-Id"] == body["id"]
+    assert row.status == "ok"
+    assert row.end_user == "fan-42"
+    assert row.policy_version_id == policy.pk
+    assert row.token_source == "provider"
+    assert body["cost_usd"] == format(row.cost_usd, "f")
+    assert body["baseline_cost_usd"] == format(row.baseline_cost_usd, "f")
+    assert Decimal(body["cost_usd"]) < Decimal(body["baseline_cost_usd"])
+    expected = (
+        row.input_tokens * Decimal("0.15") + row.output_tokens * Decimal("0.60")
+    ) / 1_000_000
+    assert row.cost_usd == expected
+    assert row.prompt_text == ""  # text is not stored by default
+
+
+def test_critical_category_goes_full_and_is_billed_at_premium_prices(api_client, policy):
+    body = {"messages": [{"role": "user", "content": "Review this NDA clause."}]}
+    response = _post(api_client, {**body, "category": "legal"})
+    data = response.json()
+    assert data["tier"] == "full"
+    assert data["model"] == "gpt-4o"
+    assert data["reason"] == "critical:category=legal"
+    row = UsageRecord.objects.get(request_id=data["id"])
+    assert row.cost_usd == row.baseline_cost_usd  # same model, no cache: no saving
+
+
+def test_text_is_stored_truncated_when_enabled(api_client, policy, settings):
+    settings.USAGE_STORE_TEXT = True
+    settings.USAGE_STORE_TEXT_MAX_CHARS = 10
+    data = _post(api_client, HELLO).json()
+    row = UsageRecord.objects.get(request_id=data["id"])
+    assert row.prompt_text == "hey babe, "
+    assert len(row.response_text) == 10
+
+
+def test_route_preview_returns_decision_without_ledger_row(api_client, policy):
+    body = {
+        "messages": [{"role": "user", "content": "Plan our growth strategy for Q3."}],
+        "category": "strategy",
+        "complexity": 8,
+    }
+    response = _post(api_client, body, url="/api/v1/route")
+    assert response.status_code == 200
+    data = response.json()
+    assert data["tier"] == "full"
+    assert data["reason"] == "complexity>=7:category=strategy"
+    assert data["policy_version"] == policy.pk
+    assert Decimal(data["estimated_cost_usd"]) > 0
+    assert UsageRecord.objects.count() == 0
+
+
+def test_route_preview_infers_category_and_explains_complexity(api_client, policy):
+    text = "Is this message hateful or spam? Should we remove it and ban the user?"
+    data = _post(api_client, {"messages": [{"role": "user", "content": text}]}, "/api/v1/route")
+    data = data.json()
+    assert data["category_source"] in {"classifier", "default"}
+    assert 0 <= data["category_confidence"] <= 1
+    assert data["complexity_source"] == "estimator"
+    assert isinstance(data["complexity_signals"], list)
+
+
+# --- authentication ---------------------------------------------------------------------
+
+
+def test_missing_key_is_401(client, policy):
+    response = _post(client, HELLO)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "missing_api_key"
+    assert UsageRecord.objects.count() == 0
+
+
+def test_wrong_key_is_401(client, policy):
+    response = _post(client, HELLO, HTTP_AUTHORIZATION="Bearer hz_not-a-key")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_revoked_key_is_401(api_client, api_key, policy):
+    from routing.services import api_key_revoke
+
+    api_key_revoke(api_key=api_key[0])
+    assert _post(api_client, HELLO).status_code == 401
+
+
+def test_key_is_stored_hashed(api_key):
+    record, plaintext = api_key
+    assert plaintext not in (record.key_hash, record.prefix)
+    assert len(record.key_hash) == 64
+
+
+# --- validation: 400 with a code, nothing written ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({}, "missing_field", "messages"),
+        ({"messages": []}, "empty_messages", "messages"),
+        ({"messages": "hello"}, "invalid_field", "messages"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "invalid_field", "messages[0].role"),
+        ({"messages": [{"role": "user"}]}, "missing_field", "messages[0].content"),
+        ({"messages": [{"role": "assistant", "content": "x"}]}, "invalid_field", "messages"),
+        ({**HELLO, "category": "astrology"}, "unknown_category", "category"),
+        ({**HELLO, "complexity": 11}, "complexity_out_of_range", "complexity"),
+        ({**HELLO, "complexity": -1}, "complexity_out_of_range", "complexity"),
+        ({**HELLO, "complexity": "high"}, "invalid_field", "complexity"),
+        ({**HELLO, "critical": "maybe"}, "invalid_field", "critical"),
+        ({**HELLO, "max_tokens": 0}, "invalid_field", "max_tokens"),
+        ({**HELLO, "metadata": {"a": {"nested": 1}}}, "invalid_field", "metadata.a"),
+    ],
+)
+def test_bad_input_is_a_400_with_a_code_and_no_ledger_row(api_client, policy, body, code, field):
+    response = _post(api_client, body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["field"] == field
+    assert error["message"]
+    assert UsageRecord.objects.count() == 0
+
+
+def test_disabled_category_is_a_400(api_client, policy):
+    from routing.services import policy_version_create
+
+    TaskCategory.objects.filter(slug="code").update(enabled=False)
+    policy_version_create(actor="test")
+    response = _post(api_client, {**HELLO, "category": "code"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "category_disabled"
+
+
+def test_malformed_json_is_a_400(api_client, policy):
+    response = api_client.post(URL, data="{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+
+
+def test_body_over_the_limit_is_a_413(api_client, policy, settings):
+    settings.API_MAX_BODY_BYTES = 1000
+    body = {"messages": [{"role": "user", "content": "x" * 2000}]}
+    response = _post(api_client, body)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert UsageRecord.objects.count() == 0
+
+
+# --- upstream failures: recorded, then 502/504 -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [
+        ("429", 502, "upstream_rate_limited"),
+        ("500", 502, "upstream_error"),
+        ("timeout", 504, "upstream_timeout"),
+        ("malformed", 502, "upstream_bad_response"),
+    ],
+)
+def test_upstream_failure_is_recorded_then_answered(
+    api_client, policy, sandbox_state, fault, status, code
+):
+    # given
+    sandbox_state.inject(fault)
+    # when
+    response = _post(api_client, {**HELLO, "category": "chatbot"})
+    # then
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code
+    row = UsageRecord.objects.get(request_id=error["request_id"])
+    assert row.status == code
+    assert row.error_code == code
+    assert row.cost_usd == 0
+    assert row.output_tokens == 0
+    assert row.input_tokens > 0
+    assert row.token_source == "tiktoken"
+
+
+def test_sdk_retries_are_configured_and_a_retry_can_succeed(
+    api_client, policy, sandbox_state, settings
+):
+    settings.UPSTREAM_MAX_RETRIES = 1
+    sandbox_state.inject("500")
+    response = _post(api_client, HELLO)
+    assert response.status_code == 200
+    assert sandbox_state.calls == 2
+    assert UsageRecord.objects.count() == 1

@@ -1,0 +1,50 @@
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from routing.models import ModelProfile, PolicyVersion, TaskCategory
+from routing.selectors import api_key_get_by_plaintext
+from usage.models import UsageRecord
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_policy_is_idempotent_and_keeps_edits():
+    call_command("seed_policy", stdout=StringIO())
+    TaskCategory.objects.filter(slug="strategy").update(full_from_complexity=5)
+    call_command("seed_policy", stdout=StringIO())
+    assert TaskCategory.objects.get(slug="strategy").full_from_complexity == 5
+    assert TaskCategory.objects.count() == 9
+    assert ModelProfile.objects.filter(active=True).count() == 2
+    assert TaskCategory.objects.filter(is_default=True).get().slug == "chatbot"
+
+
+def test_seeded_prices_are_the_list_prices():
+    call_command("seed_policy", stdout=StringIO())
+    mini = ModelProfile.objects.get(name="gpt-4o-mini")
+    assert str(mini.input_per_mtok_usd) == "0.1500"
+    assert str(mini.cached_input_per_mtok_usd) == "0.0750"
+    assert str(ModelProfile.objects.get(name="gpt-4o").output_per_mtok_usd) == "10.0000"
+    assert not ModelProfile.objects.get(name="gpt-5.4-nano").active
+
+
+def test_create_api_key_prints_the_key_once_on_the_last_line():
+    out = StringIO()
+    call_command("create_api_key", "billing", stdout=out)
+    plaintext = out.getvalue().strip().splitlines()[-1]
+    assert api_key_get_by_plaintext(plaintext=plaintext).name == "billing"
+    with pytest.raises(CommandError):
+        call_command("create_api_key", "billing", stdout=StringIO())
+
+
+def test_simulate_sends_the_mix_and_prints_the_ledger_totals(policy):
+    out = StringIO()
+    call_command("simulate", requests=200, stdout=out, stderr=StringIO())
+    text = out.getvalue()
+    assert UsageRecord.objects.count() == 200
+    assert "TOTAL" in text and "chatbot" in text
+    total_line = next(line for line in text.splitlines() if line.startswith("TOTAL"))
+    assert total_line.split()[1] == "200"
+    assert PolicyVersion.objects.count() == 1

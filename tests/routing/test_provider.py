@@ -1,0 +1,102 @@
+"""The provider through the SDK: in-process sandbox, and a real HTTP server on 127.0.0.1."""
+
+from decimal import Decimal
+
+import pytest
+
+from routing import sandbox
+from routing.engine import ModelSpec, Tier
+from routing.provider import (
+    ProviderBadResponse,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnreachable,
+    chat_complete,
+)
+
+MODEL = ModelSpec("gpt-4o-mini", Tier.MINI, Decimal("0.15"), Decimal("0.075"), Decimal("0.60"))
+MESSAGES = [{"role": "user", "content": "hello there"}]
+
+
+@pytest.fixture
+def http_sandbox(settings):
+    """A sandbox HTTP server on 127.0.0.1; the provider calls it in live mode."""
+    server = sandbox.serve()
+    settings.UPSTREAM_MODE = "live"
+    settings.OPENAI_BASE_URL = f"http://127.0.0.1:{server.server_port}/v1"
+    settings.UPSTREAM_API_KEYS = {"OPENAI_API_KEY": "sk-test-not-real"}
+    settings.UPSTREAM_TIMEOUT_S = 1.0
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_sandbox_answer_is_deterministic_and_marked():
+    first = chat_complete(model=MODEL, messages=MESSAGES, max_tokens=100)
+    second = chat_complete(model=MODEL, messages=MESSAGES, max_tokens=100)
+    assert first.content == second.content
+    assert first.sandbox is True
+    assert first.input_tokens > 0 and first.output_tokens > 0
+
+
+def test_max_tokens_bounds_the_sandbox_answer():
+    result = chat_complete(model=MODEL, messages=MESSAGES, max_tokens=3)
+    assert result.output_tokens <= 3
+
+
+def test_sandbox_reports_a_cached_prefix_for_a_repeated_long_prompt():
+    long_prefix = "You are the creator's assistant. Follow the brand guide carefully. " * 150
+    messages = [{"role": "system", "content": long_prefix}, *MESSAGES]
+    first = chat_complete(model=MODEL, messages=messages, max_tokens=50)
+    other = [{"role": "system", "content": long_prefix}, {"role": "user", "content": "bye now"}]
+    second = chat_complete(model=MODEL, messages=other, max_tokens=50)
+    assert first.cached_tokens == 0
+    assert second.cached_tokens >= 1024
+    assert second.cached_tokens % 128 == 0
+    assert second.cached_tokens <= second.input_tokens
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ("429", ProviderRateLimited),
+        ("500", ProviderError),
+        ("timeout", ProviderTimeout),
+        ("malformed", ProviderBadResponse),
+    ],
+)
+def test_injected_faults_raise_typed_errors(sandbox_state, fault, error):
+    sandbox_state.inject(fault)
+    with pytest.raises(error):
+        chat_complete(model=MODEL, messages=MESSAGES, max_tokens=10)
+
+
+def test_unknown_fault_name_is_refused(sandbox_state):
+    with pytest.raises(ValueError):
+        sandbox_state.inject("explode")
+
+
+def test_live_mode_speaks_http_to_the_profile_endpoint(http_sandbox):
+    result = chat_complete(model=MODEL, messages=MESSAGES, max_tokens=50)
+    assert result.content.startswith("[sandbox gpt-4o-mini]")
+    assert result.sandbox is False  # live mode: not marked, whatever answers
+
+
+def test_live_mode_real_http_errors_and_timeout(http_sandbox, sandbox_state):
+    sandbox_state.inject("500", "429", "timeout")
+    with pytest.raises(ProviderError) as server_error:
+        chat_complete(model=MODEL, messages=MESSAGES, max_tokens=10)
+    assert server_error.value.upstream_status == 500
+    with pytest.raises(ProviderRateLimited):
+        chat_complete(model=MODEL, messages=MESSAGES, max_tokens=10)
+    with pytest.raises(ProviderTimeout):
+        chat_complete(model=MODEL, messages=MESSAGES, max_tokens=10)
+
+
+def test_unreachable_endpoint_is_a_typed_error(settings):
+    settings.UPSTREAM_MODE = "live"
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # discard port: nothing listens
+    settings.UPSTREAM_TIMEOUT_S = 1.0
+    with pytest.raises(ProviderUnreachable):
+        chat_complete(model=MODEL, messages=MESSAGES, max_tokens=10)
