@@ -51,25 +51,25 @@ class _Terms:
     """Terms compiled for lookup: every single-word form and every phrase, each to its owners."""
 
     words: dict[bytes, tuple[tuple[int, str], ...]]  # word form -> (owner index, term)
-    phrases: dict[bytes, tuple[tuple[bytes, bytes, int, str], ...]]  # key word -> candidates
-    # Set views, so intersecting with the text's words walks the smaller side.
-    word_keys: frozenset[bytes]
-    phrase_keys: frozenset[bytes]
+    # A phrase is looked up by its longest word, then confirmed in the space-joined text.
+    phrases: dict[bytes, tuple[tuple[frozenset[bytes], bytes, int, str], ...]]
+    # Every word form and every word of every phrase: one set intersection with the text's
+    # tokens finds all candidates, without building a set of the (longer) text.
+    keys: frozenset[bytes]
 
 
 class _Text:
-    """The normalised words of one text; the space-joined form is built only for phrases."""
+    """The normalised tokens of one text; the space-joined form is built only for phrases."""
 
-    __slots__ = ("_joined", "_tokens", "words")
+    __slots__ = ("_joined", "tokens")
 
     def __init__(self, text: str) -> None:
-        self._tokens = text.encode("utf-8", "surrogatepass").translate(_WORD_TABLE).split()
+        self.tokens = text.encode("utf-8", "surrogatepass").translate(_WORD_TABLE).split()
         self._joined: bytes | None = None
-        self.words = frozenset(self._tokens)
 
     def has_phrase(self, padded: bytes) -> bool:
         if self._joined is None:
-            self._joined = b" " + b" ".join(self._tokens) + b" "
+            self._joined = b" " + b" ".join(self.tokens) + b" "
         return padded in self._joined
 
 
@@ -129,11 +129,11 @@ def _by_weight(matched: list[tuple[float, str]]) -> tuple[str, ...]:
 def _match(compiled: _Terms, text: _Text) -> set[tuple[int, str]]:
     """Return (owner index, term) for every compiled term present in the text."""
     found = set()
-    for word in text.words.intersection(compiled.word_keys):
-        found.update(compiled.words[word])
-    for key in text.words.intersection(compiled.phrase_keys):
-        for padded, other_word, owner, term in compiled.phrases[key]:
-            if other_word in text.words and text.has_phrase(padded):
+    hits = compiled.keys.intersection(text.tokens)
+    for key in hits:
+        found.update(compiled.words.get(key, ()))
+        for phrase_words, padded, owner, term in compiled.phrases.get(key, ()):
+            if phrase_words <= hits and text.has_phrase(padded):
                 found.add((owner, term))
     return found
 
@@ -162,23 +162,22 @@ def _compile_triggers(terms: tuple[str, ...]) -> _Terms:
 
 def _compile(owned_terms: Iterable[tuple[int, str]]) -> _Terms:
     words: dict[bytes, list[tuple[int, str]]] = {}
-    phrases: dict[bytes, list[tuple[bytes, bytes, int, str]]] = {}
+    phrases: dict[bytes, list[tuple[frozenset[bytes], bytes, int, str]]] = {}
+    phrase_words: set[bytes] = set()
     for owner, term in owned_terms:
         parts = term.encode("utf-8", "surrogatepass").translate(_WORD_TABLE).split()
         if len(parts) == 1:
             for form in _plurals(parts[0]):
                 words.setdefault(form, []).append((owner, term))
         elif parts:
-            # Index a phrase by its longest word (the likeliest to be rare), check another.
-            key = max(reversed(parts), key=len)
-            other = parts[0] if key != parts[0] else parts[-1]
             padded = b" " + b" ".join(parts) + b" "
-            phrases.setdefault(key, []).append((padded, other, owner, term))
+            entry = (frozenset(parts), padded, owner, term)
+            phrases.setdefault(max(parts, key=len), []).append(entry)
+            phrase_words.update(parts)
     return _Terms(
         words={w: tuple(owners) for w, owners in words.items()},
         phrases={k: tuple(candidates) for k, candidates in phrases.items()},
-        word_keys=frozenset(words),
-        phrase_keys=frozenset(phrases),
+        keys=frozenset(words) | phrase_words,
     )
 
 

@@ -1,24 +1,27 @@
 """Explainable 0-10 complexity score for a prompt, from cheap and deterministic text signals.
 
 Eight signals each add capped points (so no single one dominates) and the total is capped
-at 10. Whole-text counts (question marks, code fences) are C-level `str.count`/regex scans;
-word-level signals read only the first HEAD_CHARS characters. That keeps the cost flat for
-very long prompts (the length signal already covers their size) and makes the score
-monotonic: appending text to a prompt never removes a signal, so it never lowers the score.
+at 10. Question marks and code fences are counted over the whole text; the word-level signals
+read a window of at most WINDOW_HEAD_CHARS + WINDOW_TAIL_CHARS characters (the start, where
+instructions usually are, and the end, where the question usually is, after pasted material).
+The length signal already accounts for the rest, and the cost stays flat for 100k-token
+prompts. For a text that fits in the window, appending more text never lowers the score.
 """
 
 import math
 import re
 from dataclasses import dataclass
+from operator import attrgetter
 
-HEAD_CHARS = 2_000
+WINDOW_HEAD_CHARS = 1_000
+WINDOW_TAIL_CHARS = 500
 
 # Signal caps; they sum to well over 10 so several moderate signals are needed to reach it.
 _CAPS = {
-    "length": 3.5,
+    "length": 4.0,
     "code": 3.0,
     "reasoning": 3.0,
-    "numbers": 2.5,
+    "numbers": 3.0,
     "questions": 2.0,
     "steps": 2.0,
     "constraints": 2.0,
@@ -28,135 +31,136 @@ _CAPS = {
 # Bytes-level normalisation: ASCII letters lowercased, digits kept, everything else (including
 # every non-ASCII byte) is a separator, so "Trade-off", "trade off" and "trade‑off" agree.
 _WORD_TABLE = bytes(
-    c + 32 if 65 <= c <= 90 else c if (97 <= c <= 122 or 48 <= c <= 57) else 32 for c in range(256)
+    c + 32 if 65 <= c <= 90 else c if (97 <= c <= 122 or 48 <= c <= 57) else 32
+    for c in range(256)
 )
 _DIGIT_TABLE = bytes(48 if 48 <= c <= 57 else 32 for c in range(256))
+
+# Vocabulary per signal: (weight, comma-separated terms). Single words also match plurals.
+_TERMS = {
+    "reasoning": (
+        (
+            1.0,
+            "analyze, analyse, analysis, analyzing, analysing, analytical, compare, comparison, "
+            "contrast, trade-off, tradeoff, strategy, strategies, strategic, prove, proof, "
+            "derive, derivation, plan, planning, roadmap, optimize, optimise, optimization, "
+            "optimisation, forecast, forecasting, evaluate, evaluation, assess, assessment, "
+            "justify, prioritize, prioritise, implication, hypothesis, root cause, pros and cons, "
+            "recommend, recommendation, critique, diagnose, scenario, what if, simulate, infer, "
+            "deduce, architecture",
+        ),
+        (
+            0.5,
+            "therefore, thus, hence, whether, unless, however, although, despite, assuming, "
+            "suppose, given that, consequently, implies, because, otherwise, nevertheless, "
+            "even though, if, would, could, most likely, strongest, weakest, argument, evidence, "
+            "valid, conclude, conclusion, reasoning, explain, why, which of the following, "
+            "impact, risk, alternative",
+        ),
+    ),
+    "constraints": (
+        (
+            1.0,
+            "must, exactly, at least, at most, no more than, no less than, fewer than, "
+            "no longer than, without, do not, don't, never, avoid, strictly, required, "
+            "requirement, ensure, make sure, limit, maximum, minimum, within, budget, deadline, "
+            "word count, format, bullet points, json, in the style of, should not, constraint, "
+            "mandatory",
+        ),
+        (0.5, "only, include, exclude, tone, style, keep it, under, up to, concise"),
+    ),
+    "steps": (
+        (
+            1.0,
+            "step by step, steps, walk me through, break down, break it down, phases, stages, "
+            "milestones, firstly, secondly, thirdly, finally, next steps, action plan, checklist, "
+            "timeline, outline, each part",
+        ),
+    ),
+    "number_words": (
+        (
+            1.0,
+            "two, three, four, five, six, seven, eight, nine, ten, eleven, twelve, fifteen, "
+            "twenty, thirty, forty, fifty, hundred, thousand, million, billion, half, twice, "
+            "double, triple, dozen, quarter, percent, percentage",
+        ),
+    ),
+    "quantity_asks": (
+        (
+            1.0,
+            "how many, how much, how long, how far, how old, calculate, compute, total, average, "
+            "sum, ratio, per, each, remaining, left over, difference, rate",
+        ),
+    ),
+    "code_words": (
+        (
+            1.0,
+            "def, elif, lambda, const, println, printf, void, struct, nullptr, namespace, async, "
+            "await, typeof, isinstance, kwargs, argv, stdout, stderr, npm, pip, git, sql, regex, "
+            "json, api, html, css, javascript, python, typescript, java, php, ruby, golang, "
+            "kotlin, bash, docker, kubernetes, django, react, refactor, debug, bug, compile, "
+            "compiler, traceback, exception, stack trace, unit test, function, variable, "
+            "algorithm, runtime, endpoint, repository, script, database, query, null",
+        ),
+    ),
+}
+
+
+_LIMIT_UNITS = frozenset(
+    form
+    for unit in (
+        b"word character char sentence paragraph bullet line hashtag emoji item token page "
+        b"tweet slide idea option example variation version hook caption post headline title "
+        b"slogan tagline question tip reason point"
+    ).split()
+    for form in (unit, unit + b"s")
+)
 
 
 @dataclass(frozen=True)
 class _Vocabulary:
-    words: dict[bytes, tuple[str, float]]  # every single-word form -> (term, weight)
-    phrases: tuple[tuple[bytes, bytes, bytes, str, float], ...]  # padded, first, last, term, w
-    word_keys: frozenset[bytes]  # so intersecting with the head's words walks the smaller side
+    words: dict[bytes, tuple[tuple[str, str, float], ...]]  # form -> (group, term, weight)
+    # A phrase is looked up by its longest word, then confirmed in the space-joined text.
+    phrases: dict[bytes, tuple[tuple[frozenset[bytes], bytes, str, str, float], ...]]
+    # Every word any check needs (forms, all phrase words, length-limit units): one
+    # intersection with the text's tokens finds them all.
+    keys: frozenset[bytes]
 
 
-def _vocabulary(*groups: tuple[float, str]) -> _Vocabulary:
-    """Build a vocabulary from weighted comma-separated terms; single words also match plurals."""
-    words: dict[bytes, tuple[str, float]] = {}
-    phrases = []
-    for weight, terms in groups:
-        for term in (t.strip() for t in terms.split(",")):
-            parts = term.encode().translate(_WORD_TABLE).split()
-            if len(parts) > 1:
-                phrases.append((b" " + b" ".join(parts) + b" ", parts[0], parts[-1], term, weight))
-            else:
-                forms = [parts[0], parts[0] + b"s", parts[0] + b"es"]
+def _vocabulary(groups: dict[str, tuple[tuple[float, str], ...]]) -> _Vocabulary:
+    words: dict[bytes, list[tuple[str, str, float]]] = {}
+    phrases: dict[bytes, list[tuple[frozenset[bytes], bytes, str, str, float]]] = {}
+    phrase_words: set[bytes] = set()
+    for group, weighted in groups.items():
+        for weight, terms in weighted:
+            for term in (t.strip() for t in terms.split(",")):
+                parts = term.encode().translate(_WORD_TABLE).split()
+                if len(parts) > 1:
+                    padded = b" " + b" ".join(parts) + b" "
+                    entry = (frozenset(parts), padded, group, term, weight)
+                    phrases.setdefault(max(parts, key=len), []).append(entry)
+                    phrase_words.update(parts)
+                    continue
+                forms = {parts[0], parts[0] + b"s", parts[0] + b"es"}
                 if parts[0].endswith(b"y"):
-                    forms.append(parts[0][:-1] + b"ies")
+                    forms.add(parts[0][:-1] + b"ies")
                 for form in forms:
-                    words.setdefault(form, (term, weight))
-    return _Vocabulary(words, tuple(phrases), frozenset(words))
+                    words.setdefault(form, []).append((group, term, weight))
+    return _Vocabulary(
+        words={form: tuple(owners) for form, owners in words.items()},
+        phrases={key: tuple(entries) for key, entries in phrases.items()},
+        keys=frozenset(words) | phrase_words | _LIMIT_UNITS,
+    )
 
 
-class _Head:
-    """The normalised words of the prompt's head, with the joined form built only when needed."""
+_VOCABULARY = _vocabulary(_TERMS)
 
-    __slots__ = ("_joined", "_tokens", "words")
-
-    def __init__(self, tokens: list[bytes]) -> None:
-        self._tokens = tokens
-        self._joined: bytes | None = None
-        self.words = set(tokens)
-
-    def has_phrase(self, padded: bytes) -> bool:
-        if self._joined is None:
-            self._joined = b" " + b" ".join(self._tokens) + b" "
-        return padded in self._joined
-
-    def found(self, vocabulary: _Vocabulary) -> dict[str, float]:
-        """Return the distinct vocabulary terms present, with their weights."""
-        hits = dict(vocabulary.words[w] for w in self.words.intersection(vocabulary.word_keys))
-        for padded, first, last, term, weight in vocabulary.phrases:
-            if first in self.words and last in self.words and self.has_phrase(padded):
-                hits[term] = weight
-        return hits
-
-
-_REASONING = _vocabulary(
-    (
-        1.0,
-        "analyze, analyse, analysis, analyzing, analysing, analytical, compare, comparison, "
-        "contrast, trade-off, tradeoff, strategy, strategies, strategic, prove, proof, derive, "
-        "derivation, plan, planning, roadmap, optimize, optimise, optimization, optimisation, "
-        "forecast, forecasting, evaluate, evaluation, assess, assessment, justify, prioritize, "
-        "prioritise, implication, hypothesis, root cause, pros and cons, recommend, "
-        "recommendation, critique, diagnose, scenario, what if, simulate, infer, deduce, "
-        "architecture, design a",
-    ),
-    (
-        0.5,
-        "therefore, thus, hence, whether, unless, however, although, despite, assuming, "
-        "given that, consequently, implies, because, most likely, strongest, weakest, argument, "
-        "evidence, valid, conclude, conclusion, reasoning, explain, why, which of the following, "
-        "impact, risk, alternative",
-    ),
-)
-_CONSTRAINTS = _vocabulary(
-    (
-        1.0,
-        "must, must not, exactly, at least, at most, no more than, no less than, fewer than, "
-        "no longer than, without, do not, don't, never, avoid, strictly, required, requirement, "
-        "ensure, make sure, limit, maximum, minimum, within, budget, deadline, word count, "
-        "format, bullet points, json, in the style of, should not, constraint, mandatory",
-    ),
-    (0.5, "only, include, exclude, tone, style, keep it, under, up to, concise"),
-)
-_STEPS = _vocabulary(
-    (
-        1.0,
-        "step by step, steps, walk me through, break down, break it down, phases, stages, "
-        "milestones, firstly, secondly, thirdly, finally, next steps, action plan, checklist, "
-        "timeline, outline, multi-part, each part",
-    ),
-)
-_NUMBER_WORDS = _vocabulary(
-    (
-        1.0,
-        "two, three, four, five, six, seven, eight, nine, ten, eleven, twelve, fifteen, twenty, "
-        "thirty, forty, fifty, hundred, thousand, million, billion, half, twice, double, triple, "
-        "dozen, quarter, percent, percentage",
-    ),
-)
-_QUANTITY_ASKS = _vocabulary(
-    (
-        1.0,
-        "how many, how much, how long, how far, how old, calculate, compute, total, average, sum, "
-        "ratio, per, each, remaining, left over, difference, rate",
-    ),
-)
-_CODE_WORDS = _vocabulary(
-    (
-        1.0,
-        "def, elif, lambda, const, println, printf, void, struct, nullptr, namespace, async, "
-        "await, typeof, isinstance, kwargs, argv, stdout, stderr, npm, pip, git, sql, regex, "
-        "json, api, html, css, javascript, python, typescript, java, php, ruby, golang, kotlin, "
-        "bash, docker, kubernetes, django, react, refactor, debug, bug, compile, compiler, "
-        "traceback, exception, stack trace, unit test, function, variable, algorithm, runtime, "
-        "endpoint, repository, script, database, query, null",
-    ),
-)
-
-_QUESTION_RUN = re.compile(r"\?+")
+_QUESTION = re.compile(r"\?(?!\?)")  # the last "?" of a run: "???" is one question
 # A list item at the start of a line: "1." "2)" "-" "*" "•" "+", then text.
 _LIST_ITEM = re.compile(r"\n[ \t]*(?:\d{1,2}[.)]|[-*•+])[ \t]+\S")
-_TABLE_ROW = re.compile(
-    rb"\n[^\n|]*\|[^\n|]*\||\n[^\n,\t]{1,40}[,\t][^\n,\t]{0,40}[,\t]"  # pipes, or CSV/TSV
-)
-_CODE_SYNTAX = re.compile(rb"[{}]|==|!=|=>|->|::|\(\)|&&|\|\||</|;\n")
-_LENGTH_LIMIT = re.compile(
-    rb"\d+ (?:word|character|char|sentence|paragraph|bullet|line|hashtag|emoji|item|token|page"
-    rb"|tweet|slide)s?\b"
-)
+# A CSV or TSV row: a line that starts with two short delimited fields.
+_DELIMITED_ROW = re.compile(rb"\n[^\n,\t|]{1,30}[,\t][^\n,\t]{0,30}[,\t][^\n,\t]{0,30}[,\t]")
+_ZERO_DIGITS = bytes(48 if 48 <= c <= 57 else c for c in range(256))
 
 
 @dataclass(frozen=True)
@@ -174,57 +178,90 @@ class ComplexityEstimate:
 
 def estimate_complexity(text: str, *, token_count: int) -> ComplexityEstimate:
     """Score 0-10 from the prompt text (user-visible messages joined) and its token count."""
-    head_text = text[:HEAD_CHARS]
-    data = head_text.encode("utf-8", "surrogatepass")
+    window = text
+    if len(text) > WINDOW_HEAD_CHARS + WINDOW_TAIL_CHARS:
+        window = text[:WINDOW_HEAD_CHARS] + "\n" + text[-WINDOW_TAIL_CHARS:]
+    data = window.encode("utf-8", "surrogatepass")
     normalised = data.translate(_WORD_TABLE)
-    head = _Head(normalised.split())
-    raw = {
-        "length": _length_signal(token_count),
-        "questions": _questions_signal(text),
-        "steps": _steps_signal(head_text, head),
-        "code": _code_signal(text, data, head),
-        "numbers": _numbers_signal(data, head),
-        "tables": _tables_signal(data),
-        "reasoning": _terms_signal(head.found(_REASONING), 0.7),
-        "constraints": _constraints_signal(normalised, head),
-    }
+    tokens = normalised.split()
+    hits = _VOCABULARY.keys.intersection(tokens)
+    found = _found(tokens, hits)
+    raw = (
+        _length_signal(token_count),
+        _questions_signal(text),
+        _steps_signal(window, found["steps"]),
+        _code_signal(text, data, found["code_words"]),
+        _numbers_signal(data, found["number_words"], found["quantity_asks"]),
+        _tables_signal(data),
+        _terms_signal("reasoning", found["reasoning"], 0.7),
+        _constraints_signal(normalised, hits, found["constraints"]),
+    )
     signals = []
-    for name, (points, detail) in raw.items():
+    for name, points, detail in filter(None, raw):
         points = round(min(points, _CAPS[name]), 2)
         if points > 0:
             signals.append(ComplexitySignal(name, points, detail))
-    signals.sort(key=lambda s: -s.points)  # stable: ties keep the order above
+    signals.sort(key=attrgetter("points"), reverse=True)  # stable: ties keep the order above
     score = round(min(10.0, sum(s.points for s in signals)), 1)
     return ComplexityEstimate(score=score, signals=tuple(signals))
 
 
-def _length_signal(token_count: int) -> tuple[float, str]:
-    tokens = max(0, token_count)
-    # Log scale: every doubling past 16 tokens adds the same points.
-    points = 0.75 * math.log2(tokens / 16) if tokens > 16 else 0.0
-    return points, f"{tokens:,} tokens"
+def _found(tokens: list[bytes], hits: frozenset[bytes]) -> dict[str, dict[str, float]]:
+    """Return, per vocabulary group, the distinct terms present with their weights."""
+    found: dict[str, dict[str, float]] = {group: {} for group in _TERMS}
+    joined = None
+    for key in hits:
+        for group, term, weight in _VOCABULARY.words.get(key, ()):
+            found[group][term] = weight
+        for phrase_words, padded, group, term, weight in _VOCABULARY.phrases.get(key, ()):
+            if phrase_words <= hits:
+                if joined is None:
+                    joined = b" " + b" ".join(tokens) + b" "
+                if padded in joined:
+                    found[group][term] = weight
+    return found
 
 
-def _questions_signal(text: str) -> tuple[float, str]:
-    # "???" is one question, not three.
-    questions = sum(1 for _ in _QUESTION_RUN.finditer(text))
-    return 0.5 * questions, _plural(questions, "question")
+# Each signal returns (name, points, detail), or None when the text shows nothing of it.
+_Raw = tuple[str, float, str] | None
 
 
-def _steps_signal(head_text: str, head: _Head) -> tuple[float, str]:
-    items = len(_LIST_ITEM.findall("\n" + head_text))
-    terms = head.found(_STEPS)
+def _length_signal(token_count: int) -> _Raw:
+    if token_count <= 20:
+        return None
+    # Log scale: every doubling past 20 tokens adds one point (40: 1, 80: 2, 160: 3, 320: 4).
+    return "length", math.log2(token_count / 20), f"{token_count:,} tokens"
+
+
+def _questions_signal(text: str) -> _Raw:
+    if "?" not in text:
+        return None
+    questions = len(_QUESTION.findall(text))
+    return "questions", 0.5 * questions, _plural(questions, "question")
+
+
+def _steps_signal(window: str, terms: dict[str, float]) -> _Raw:
+    items = len(_LIST_ITEM.findall("\n" + window)) if "\n" in window else 0
+    if not (items or terms):
+        return None
     parts = [_plural(items, "list item")] if items else []
     if terms:
         parts.append(_terms_detail(terms))
-    return 0.35 * items + 0.8 * len(terms), "; ".join(parts)
+    return "steps", 0.35 * items + 0.8 * len(terms), "; ".join(parts)
 
 
-def _code_signal(text: str, data: bytes, head: _Head) -> tuple[float, str]:
-    fences = text.count("```")
-    inline = text.count("`") - 3 * fences
-    syntax = len(_CODE_SYNTAX.findall(data))
-    keywords = head.found(_CODE_WORDS)
+def _code_signal(text: str, data: bytes, keywords: dict[str, float]) -> _Raw:
+    ticks = text.count("`") if "`" in text else 0
+    fences = text.count("```") if ticks >= 3 else 0
+    inline = ticks - 3 * fences
+    # Braces, empty calls and statement ends: rare in prose, common in most languages.
+    syntax = data.count(b"{") + data.count(b"}") if b"{" in data else 0
+    if b";" in data:
+        syntax += data.count(b";\n")
+    if b"()" in data:
+        syntax += data.count(b"()")
+    if not (fences or inline >= 2 or syntax or keywords):
+        return None
     points = (
         (2.0 if fences else 0.0)
         + (0.5 if inline >= 2 else 0.0)
@@ -238,41 +275,55 @@ def _code_signal(text: str, data: bytes, head: _Head) -> tuple[float, str]:
         parts.append(_plural(syntax, "code symbol"))
     if keywords:
         parts.append(_terms_detail(keywords))
-    return points, "; ".join(parts)
+    return "code", points, "; ".join(parts)
 
 
-def _numbers_signal(data: bytes, head: _Head) -> tuple[float, str]:
-    count = len(data.translate(_DIGIT_TABLE).split()) + len(head.found(_NUMBER_WORDS))
-    asks = head.found(_QUANTITY_ASKS) if count >= 2 else {}
+def _numbers_signal(data: bytes, number_words: dict[str, float], asks: dict[str, float]) -> _Raw:
+    count = len(data.translate(_DIGIT_TABLE).split()) + len(number_words)
+    if not count:
+        return None
     # A word problem is numbers plus a request to combine them.
-    points = 0.4 * count + (0.6 if asks else 0.0)
-    detail = _plural(count, "number")
-    if asks:
-        detail += f", asks for a quantity ({_terms_detail(asks)})"
-    return points, detail
+    if count >= 2 and asks:
+        detail = f"{count:,} numbers, asks for a quantity ({_terms_detail(asks)})"
+        return "numbers", 0.45 * count + 0.8, detail
+    return "numbers", 0.45 * count, _plural(count, "number")
 
 
-def _tables_signal(data: bytes) -> tuple[float, str]:
-    rows = len(_TABLE_ROW.findall(b"\n" + data))
-    return (0.5 + 0.15 * rows if rows >= 2 else 0.0), _plural(rows, "table row")
+def _tables_signal(data: bytes) -> _Raw:
+    if b"\n" not in data:
+        return None
+    # Markdown rows start or end with a pipe; counts stay cheap on long prose.
+    rows = max(data.count(b"|\n"), data.count(b"\n|")) if b"|" in data else 0
+    if b"," in data or b"\t" in data:
+        rows += len(_DELIMITED_ROW.findall(b"\n" + data))
+    if rows < 3:
+        return None
+    return "tables", 0.5 + 0.15 * rows, _plural(rows, "table row")
 
 
-def _constraints_signal(normalised: bytes, head: _Head) -> tuple[float, str]:
-    terms = head.found(_CONSTRAINTS)
-    limits = len(_LENGTH_LIMIT.findall(normalised))
-    points, detail = _terms_signal(terms, 0.5)
-    if limits:
-        points += 0.6 * limits
-        detail = "; ".join(filter(None, (_plural(limits, "length limit"), detail)))
-    return points, detail
+def _constraints_signal(normalised: bytes, hits: frozenset[bytes], terms: dict[str, float]) -> _Raw:
+    limits = 0
+    units = hits.intersection(_LIMIT_UNITS)
+    if units:
+        # "150 characters", "3 bullets": a number, one separator, a unit word.
+        zeroed = normalised.translate(_ZERO_DIGITS) + b" "
+        limits = sum(zeroed.count(b"0 " + unit + b" ") for unit in units)
+    if not (limits or terms):
+        return None
+    parts = [_plural(limits, "length limit")] if limits else []
+    if terms:
+        parts.append(_terms_detail(terms))
+    return "constraints", 0.5 * sum(terms.values()) + 0.6 * limits, "; ".join(parts)
 
 
-def _terms_signal(terms: dict[str, float], per_weight: float) -> tuple[float, str]:
-    return per_weight * sum(terms.values()), _terms_detail(terms)
+def _terms_signal(name: str, terms: dict[str, float], per_weight: float) -> _Raw:
+    if not terms:
+        return None
+    return name, per_weight * sum(terms.values()), _terms_detail(terms)
 
 
 def _terms_detail(terms: dict[str, float]) -> str:
-    shown = sorted(terms, key=lambda t: (-terms[t], t))
+    shown = sorted(terms)
     more = f" +{len(shown) - 4} more" if len(shown) > 4 else ""
     return ", ".join(shown[:4]) + more
 

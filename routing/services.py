@@ -181,6 +181,14 @@ def _ledger_write(
             cached_tokens=cached,
             output_tokens=output,
         )
+        uncached = call_cost_usd(
+            input_per_mtok_usd=model.input_per_mtok_usd,
+            cached_input_per_mtok_usd=model.input_per_mtok_usd,
+            output_per_mtok_usd=model.output_per_mtok_usd,
+            input_tokens=input_tokens,
+            cached_tokens=0,
+            output_tokens=output,
+        )
         baseline = baseline_cost_usd(
             input_per_mtok_usd=decision.baseline_model.input_per_mtok_usd,
             output_per_mtok_usd=decision.baseline_model.output_per_mtok_usd,
@@ -192,7 +200,7 @@ def _ledger_write(
         # Nothing was billed: the row keeps the prompt estimate and costs nothing.
         input_tokens, cached, output = plan.prompt_tokens, 0, 0
         token_source = plan.token_source
-        cost = baseline = Decimal("0")
+        cost = uncached = baseline = Decimal("0")
         status = {
             "upstream_timeout": Status.UPSTREAM_TIMEOUT,
             "upstream_rate_limited": Status.UPSTREAM_RATE_LIMITED,
@@ -221,6 +229,7 @@ def _ledger_write(
         token_source=token_source,
         latency_ms=latency_ms,
         cost_usd=cost,
+        uncached_cost_usd=uncached,
         estimated_cost_usd=decision.estimated_cost_usd,
         estimate_source=plan.token_source,
         baseline_cost_usd=baseline,

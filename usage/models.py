@@ -12,6 +12,12 @@ class Status(models.TextChoices):
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_RATE_LIMITED = "upstream_rate_limited"
     UPSTREAM_BAD_RESPONSE = "upstream_bad_response"
+    CLIENT_CANCELLED = "client_cancelled"
+
+
+class Arm(models.TextChoices):
+    ROUTED = "routed"
+    CONTROL = "control", "control (legacy: everything premium)"
 
 
 class TokenSource(models.TextChoices):
@@ -42,6 +48,14 @@ class UsageRecord(models.Model):
     token_source = models.CharField(max_length=12, choices=TokenSource.choices)
     latency_ms = models.PositiveIntegerField()
     cost_usd = models.DecimalField(**USD_FIELD)
+    # The layers of savings, per row: baseline - uncached is routing; uncached - cost - avoided
+    # is the provider prompt cache (or the batch discount on batch rows); avoided is our cache.
+    uncached_cost_usd = models.DecimalField(
+        **USD_FIELD, help_text="The chosen model's price for these tokens without any discount."
+    )
+    avoided_cost_usd = models.DecimalField(
+        **USD_FIELD, default=0, help_text="Response-cache hit: what the original call was billed."
+    )
     estimated_cost_usd = models.DecimalField(**USD_FIELD)
     estimate_source = models.CharField(max_length=12, choices=TokenSource.choices)
     baseline_cost_usd = models.DecimalField(**USD_FIELD)
@@ -52,6 +66,17 @@ class UsageRecord(models.Model):
     status = models.CharField(max_length=24, choices=Status.choices)
     error_code = models.CharField(max_length=40, blank=True)
     sandbox = models.BooleanField(default=False)
+    cache_hit = models.BooleanField(default=False, help_text="Answered from the response cache.")
+    streamed = models.BooleanField(default=False)
+    batch = models.BooleanField(default=False)
+    qa = models.BooleanField(
+        default=False, help_text="Quality-assurance spend (shadow, judge): kept out of KPIs."
+    )
+    arm = models.CharField(max_length=8, choices=Arm.choices, default=Arm.ROUTED)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    prefix_fingerprint = models.CharField(
+        max_length=16, blank=True, help_text="Hash of the stable prompt prefix (cache health)."
+    )
     metadata = models.JSONField(default=dict, blank=True)
     prompt_text = models.TextField(blank=True)
     response_text = models.TextField(blank=True)

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Count, DecimalField, Q, QuerySet, Sum, Value
+from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 
 from routing.pricing import savings_percent
@@ -46,7 +46,8 @@ _AGGREGATES = {
 
 
 def _window(*, start: datetime, end: datetime, api_key_id: int | None) -> QuerySet:
-    rows = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+    # Quality-assurance calls (shadow, judge) are spend, not traffic: never in the KPIs.
+    rows = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end, qa=False)
     return rows if api_key_id is None else rows.filter(api_key_id=api_key_id)
 
 
@@ -68,3 +69,44 @@ def usage_by_category(
         .order_by("-requests", "category")
     )
     return {row.pop("category"): UsageSummary(**row) for row in rows}
+
+
+@dataclass(frozen=True)
+class SavingsByLayer:
+    routing_usd: Decimal
+    prompt_cache_usd: Decimal
+    response_cache_usd: Decimal
+    batch_usd: Decimal
+
+    @property
+    def total_usd(self) -> Decimal:
+        return self.routing_usd + self.prompt_cache_usd + self.response_cache_usd + self.batch_usd
+
+
+def _sum(expression) -> Coalesce:
+    return Coalesce(Sum(expression), ZERO)
+
+
+def savings_by_layer(
+    *, start: datetime, end: datetime, api_key_id: int | None = None
+) -> SavingsByLayer:
+    """Return savings against all-premium uncached, split by the layer that earned them.
+
+    Per row: routing = baseline - uncached; response cache = avoided (what the cached answer
+    was billed first time); the rest, uncached - cost - avoided, is the provider prompt cache,
+    or the batch discount on batch rows. The layers add up to baseline - cost exactly.
+    """
+    rows = _window(start=start, end=end, api_key_id=api_key_id)
+    remainder = F("uncached_cost_usd") - F("cost_usd") - F("avoided_cost_usd")
+    totals = rows.aggregate(
+        routing=_sum(F("baseline_cost_usd") - F("uncached_cost_usd")),
+        prompt_cache=Coalesce(Sum(remainder, filter=Q(batch=False)), ZERO),
+        batch=Coalesce(Sum(remainder, filter=Q(batch=True)), ZERO),
+        response_cache=_sum("avoided_cost_usd"),
+    )
+    return SavingsByLayer(
+        routing_usd=totals["routing"],
+        prompt_cache_usd=totals["prompt_cache"],
+        response_cache_usd=totals["response_cache"],
+        batch_usd=totals["batch"],
+    )
