@@ -5,5 +5,6 @@ from drf_spectacular.views import SpectacularAPIView
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("routing.urls")),
+    path("v1/", include("routing.openai_urls")),
     path("api/v1/schema", SpectacularAPIView.as_view(authentication_classes=[]), name="schema"),
 ]

@@ -4,8 +4,10 @@ Matching is on whole words, case-insensitive: ASCII letters are lowercased, digi
 every other character (punctuation, spaces, any non-ASCII character such as an emoji or a
 curly quote) separates words. A term is a word or a phrase of consecutive words, normalised
 the same way, so "trade-off" matches "trade off" and "don't" matches "don’t". A single-word
-term also matches its regular plural: +s, +es, y -> ies ("refund" matches "refunds");
-phrases match as written. Keywords should therefore be plain ASCII words.
+term also matches its regular inflections: -s, -es, -ed, -ing, with the usual spelling changes
+("refund": refunds, refunded; "sue": sued, suing; "flag": flagged; "reply": replies). Phrases
+match as written. Keywords should therefore be plain ASCII words of three letters or more
+(short ones collide: "rat" would also match "rating").
 """
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,6 +18,7 @@ from types import MappingProxyType
 # Prior mass added to the denominator of the confidence: thin evidence is never confident.
 _PRIOR = 1.0
 
+_VOWELS = b"aeiou"
 _WORD_TABLE = bytes(
     c + 32 if 65 <= c <= 90 else c if (97 <= c <= 122 or 48 <= c <= 57) else 32 for c in range(256)
 )
@@ -54,7 +57,7 @@ class _Terms:
     # A phrase is looked up by its longest word, then confirmed in the space-joined text.
     phrases: dict[bytes, tuple[tuple[frozenset[bytes], bytes, int, str], ...]]
     # Every word form and every word of every phrase: one set intersection with the text's
-    # tokens finds all candidates, without building a set of the (longer) text.
+    # tokens finds all candidates (cheaper than first building a set of the longer text).
     keys: frozenset[bytes]
 
 
@@ -95,7 +98,7 @@ def classify(
     found = _match(_compile_categories(categories), _text_index(text))
     scores = [0.0] * len(categories)
     matched: list[list[tuple[float, str]]] = [[] for _ in categories]
-    for owner, term in found:
+    for owner, term in sorted(found):  # a fixed order keeps float sums reproducible
         weight = categories[owner].keywords[term]
         scores[owner] += weight
         matched[owner].append((weight, term))
@@ -105,7 +108,8 @@ def classify(
     best = max(range(len(categories)), key=lambda i: (scores[i], len(matched[i]), -i))
     confidence = round(scores[best] / (total + _PRIOR), 3)
     if confidence >= min_confidence:
-        return Classification(categories[best].slug, confidence, _by_weight(matched[best]), False)
+        terms = _by_weight(matched[best])
+        return Classification(categories[best].slug, confidence, terms, fell_back=False)
     default = next((i for i, c in enumerate(categories) if c.slug == default_category), None)
     terms = () if default is None else _by_weight(matched[default])
     return Classification(default_category, confidence, terms, fell_back=True)
@@ -167,7 +171,7 @@ def _compile(owned_terms: Iterable[tuple[int, str]]) -> _Terms:
     for owner, term in owned_terms:
         parts = term.encode("utf-8", "surrogatepass").translate(_WORD_TABLE).split()
         if len(parts) == 1:
-            for form in _plurals(parts[0]):
+            for form in _inflections(parts[0]):
                 words.setdefault(form, []).append((owner, term))
         elif parts:
             padded = b" " + b" ".join(parts) + b" "
@@ -181,9 +185,20 @@ def _compile(owned_terms: Iterable[tuple[int, str]]) -> _Terms:
     )
 
 
-def _plurals(word: bytes) -> set[bytes]:
-    """Return the word with its regular plural forms: +s, +es, and y -> ies."""
-    forms = {word, word + b"s", word + b"es"}
-    if word.endswith(b"y") and len(word) > 2:
-        forms.add(word[:-1] + b"ies")
+def _inflections(word: bytes) -> set[bytes]:
+    """Return the word with its regular inflections (-s, -es, -ed, -ing and their spellings)."""
+    if word.endswith((b"s", b"x", b"z", b"ch", b"sh")):
+        return {word, word + b"es", word + b"ed", word + b"ing"}  # tax: taxes
+    if word.endswith(b"o"):
+        return {word, word + b"s", word + b"es", word + b"ed", word + b"ing"}  # promo: promos
+    if word.endswith(b"ie"):
+        return {word, word + b"s", word + b"d", word[:-2] + b"ying"}  # die: died, dying
+    if word.endswith(b"e"):
+        return {word, word + b"s", word + b"d", word[:-1] + b"ing"}  # hate: hated, hating
+    forms = {word, word + b"s", word + b"ed", word + b"ing"}
+    if word.endswith(b"y") and len(word) > 2 and word[-2] not in _VOWELS:
+        forms |= {word[:-1] + b"ies", word[:-1] + b"ied"}  # reply: replies, replied
+    elif len(word) >= 3 and word[-1] not in _VOWELS + b"wxy" and word[-2] in _VOWELS:
+        if word[-3] not in _VOWELS:
+            forms |= {word + word[-1:] + b"ed", word + word[-1:] + b"ing"}  # flag: flagged
     return forms

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from operator import attrgetter
 
-WINDOW_HEAD_CHARS = 1_000
-WINDOW_TAIL_CHARS = 500
+WINDOW_HEAD_CHARS = 800
+WINDOW_TAIL_CHARS = 400
 
 # Signal caps; they sum to well over 10 so several moderate signals are needed to reach it.
 _CAPS = {
@@ -31,8 +31,7 @@ _CAPS = {
 # Bytes-level normalisation: ASCII letters lowercased, digits kept, everything else (including
 # every non-ASCII byte) is a separator, so "Trade-off", "trade off" and "trade‑off" agree.
 _WORD_TABLE = bytes(
-    c + 32 if 65 <= c <= 90 else c if (97 <= c <= 122 or 48 <= c <= 57) else 32
-    for c in range(256)
+    c + 32 if 65 <= c <= 90 else c if (97 <= c <= 122 or 48 <= c <= 57) else 32 for c in range(256)
 )
 _DIGIT_TABLE = bytes(48 if 48 <= c <= 57 else 32 for c in range(256))
 
@@ -165,15 +164,15 @@ _ZERO_DIGITS = bytes(48 if 48 <= c <= 57 else c for c in range(256))
 
 @dataclass(frozen=True)
 class ComplexitySignal:
-    name: str
-    points: float
-    detail: str
+    name: str  # stable: length, questions, steps, code, numbers, tables, reasoning, constraints
+    points: float  # contribution to the score, already capped
+    detail: str  # for people, e.g. "1,240 tokens", "3 questions"
 
 
 @dataclass(frozen=True)
 class ComplexityEstimate:
-    score: float
-    signals: tuple[ComplexitySignal, ...]
+    score: float  # 0.0..10.0, one decimal: the capped sum of the signals' points
+    signals: tuple[ComplexitySignal, ...]  # only those that contributed, most points first
 
 
 def estimate_complexity(text: str, *, token_count: int) -> ComplexityEstimate:

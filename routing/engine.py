@@ -29,6 +29,8 @@ class ModelSpec:
     output_per_mtok_usd: Decimal
     base_url: str = ""
     api_key_env: str = "OPENAI_API_KEY"
+    supports_prompt_cache_key: bool = True
+    active: bool = True
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class CategoryRule:
     keywords: tuple[tuple[str, float], ...] = ()
     triggers: tuple[str, ...] = ()
     enabled: bool = True
+    prefix_fingerprint: str = ""  # hash of the stable prompt prefix, for cache health
+    response_cache_enabled: bool = False
+    response_cache_ttl_s: int = 3600
+    response_cache_shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class Policy:
     categories: Mapping[str, CategoryRule]
     default_category: str
     min_confidence: float
+    models: Mapping[str, ModelSpec] = field(default_factory=dict)
     classifier_input: tuple[CategoryKeywords, ...] = field(default=(), compare=False)
 
     @classmethod
@@ -63,6 +70,7 @@ class Policy:
         categories: Mapping[str, CategoryRule],
         default_category: str,
         min_confidence: float,
+        models: Mapping[str, ModelSpec] | None = None,
     ) -> "Policy":
         """Return a policy with the classifier's input precomputed from enabled categories."""
         classifier_input = tuple(
@@ -70,7 +78,9 @@ class Policy:
             for rule in categories.values()
             if rule.enabled and rule.keywords
         )
-        return cls(version, categories, default_category, min_confidence, classifier_input)
+        return cls(
+            version, categories, default_category, min_confidence, models or {}, classifier_input
+        )
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,7 @@ class RouteRequest:
     complexity: float | None = None
     critical: bool | None = None
     max_tokens: int | None = None
+    model: str | None = None  # a concrete model the caller pinned: no routing, still recorded
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,7 @@ class Decision:
     system_prompt: str
     prompt_tokens: int
     policy_version: int
+    rule: CategoryRule
 
 
 class RoutingError(Exception):
@@ -180,6 +192,13 @@ def _resolve_category(request: RouteRequest, policy: Policy) -> tuple[CategoryRu
     return rule, found.confidence, "default" if found.fell_back else "classifier"
 
 
+def _pinned_model(name: str, policy: Policy) -> ModelSpec:
+    model = policy.models.get(name)
+    if model is None or not model.active:
+        raise RoutingError("model_not_found", f"The model '{name}' does not exist.", "model")
+    return model
+
+
 def route(*, request: RouteRequest, policy: Policy) -> Decision:
     """Return the full routing decision for one request under one policy snapshot."""
     rule, confidence, category_source = _resolve_category(request, policy)
@@ -195,8 +214,16 @@ def route(*, request: RouteRequest, policy: Policy) -> Decision:
     else:
         trigger = find_trigger(request.text, rule.triggers) if rule.triggers else None
         critical_by = "trigger" if trigger else None
-    choice = decide(rule=rule, complexity=complexity, critical_by=critical_by, trigger=trigger)
-    model = rule.full if choice.tier is Tier.FULL else rule.mini
+    if request.model is not None:
+        model = _pinned_model(request.model, policy)
+        choice = TierChoice(
+            model.tier,
+            f"pinned:model={model.name}",
+            f"The caller asked for {model.name}: no routing.",
+        )
+    else:
+        choice = decide(rule=rule, complexity=complexity, critical_by=critical_by, trigger=trigger)
+        model = rule.full if choice.tier is Tier.FULL else rule.mini
 
     max_output = min(request.max_tokens or rule.max_output_tokens, rule.max_output_tokens)
     expected_output = min(rule.expected_output_tokens, max_output)
@@ -217,7 +244,7 @@ def route(*, request: RouteRequest, policy: Policy) -> Decision:
         complexity=complexity,
         complexity_source=complexity_source,
         complexity_signals=signals,
-        critical=choice.tier is Tier.FULL and choice.reason_code.startswith("critical"),
+        critical=choice.reason_code.startswith("critical"),
         reason_code=choice.reason_code,
         reason_text=f"{choice.reason_text} Model {model.name}.",
         max_output_tokens=max_output,
@@ -227,4 +254,5 @@ def route(*, request: RouteRequest, policy: Policy) -> Decision:
         system_prompt=rule.system_prompt,
         prompt_tokens=request.prompt_tokens + rule.system_prompt_tokens,
         policy_version=policy.version,
+        rule=rule,
     )

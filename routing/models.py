@@ -37,6 +37,9 @@ class ModelProfile(models.Model):
         validators=[MinValueValidator(0), MaxValueValidator(100)],
     )
     context_window_tokens = models.PositiveIntegerField(default=128_000)
+    supports_prompt_cache_key = models.BooleanField(
+        default=True, help_text="Send a per-category prompt_cache_key (OpenAI supports it)."
+    )
     shutdown_on = models.DateField(null=True, blank=True, help_text="Provider retirement date.")
     active = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -83,6 +86,14 @@ class TaskCategory(models.Model):
     )
     critical_triggers = models.JSONField(
         default=list, blank=True, help_text='Terms that make a request critical, e.g. ["lawsuit"].'
+    )
+    response_cache_enabled = models.BooleanField(
+        default=False,
+        help_text="Serve identical requests from our cache (not for personal answers).",
+    )
+    response_cache_ttl_s = models.PositiveIntegerField(default=3600)
+    response_cache_shared = models.BooleanField(
+        default=False, help_text="Share cached answers across API keys."
     )
     is_default = models.BooleanField(
         default=False, help_text="Used when the category cannot be inferred confidently."

@@ -1,12 +1,16 @@
 """The only module that talks to model providers: one call, a typed result, typed errors."""
 
+import asyncio
 import threading
+import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import openai
 from django.conf import settings
 
 from routing.engine import ModelSpec
+from routing.prompts import prompt_cache_key
 
 SANDBOX_BASE_URL = "http://sandbox.invalid/v1"
 
@@ -51,41 +55,102 @@ class ProviderUnreachable(ProviderError):
     code = "upstream_unreachable"
 
 
+# Clients are pooled and reused: one per endpoint for sync callers, and one per endpoint and
+# event loop for async callers (an async connection pool belongs to the loop that made it).
 _clients: dict[tuple, openai.OpenAI] = {}
+_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = (
+    weakref.WeakKeyDictionary()
+)
 _clients_lock = threading.Lock()
 
 
-def _client_for(model: ModelSpec) -> tuple[openai.OpenAI, bool]:
+def _endpoint_key(model: ModelSpec) -> tuple[tuple, bool]:
     sandbox = settings.UPSTREAM_MODE == "sandbox"
     if sandbox:
-        key = ("sandbox",)
+        from routing import sandbox as sandbox_upstream
+
+        sandbox_upstream.state.latency_ms = settings.SANDBOX_LATENCY_MS
+        key: tuple = ("sandbox",)
     else:
         base_url = model.base_url or settings.OPENAI_BASE_URL or None
-        api_key = settings.UPSTREAM_API_KEYS.get(model.api_key_env, "")
-        key = (base_url, api_key)
-    key += (settings.UPSTREAM_TIMEOUT_S, settings.UPSTREAM_MAX_RETRIES)
+        key = (base_url, settings.UPSTREAM_API_KEYS.get(model.api_key_env, ""))
+    return key + (settings.UPSTREAM_TIMEOUT_S, settings.UPSTREAM_MAX_RETRIES), sandbox
+
+
+def _client_for(model: ModelSpec) -> tuple[openai.OpenAI, bool]:
+    key, sandbox = _endpoint_key(model)
     client = _clients.get(key)
     if client is None:
         with _clients_lock:
-            client = _clients.get(key) or _build_client(key, sandbox)
+            client = _clients.get(key) or _build_client(key, sandbox, asynchronous=False)
             _clients[key] = client
     return client, sandbox
 
 
-def _build_client(key: tuple, sandbox: bool) -> openai.OpenAI:
+def _async_client_for(model: ModelSpec) -> tuple[openai.AsyncOpenAI, bool]:
+    key, sandbox = _endpoint_key(model)
+    per_loop = _async_clients.setdefault(asyncio.get_running_loop(), {})
+    client = per_loop.get(key)
+    if client is None:
+        client = per_loop[key] = _build_client(key, sandbox, asynchronous=True)
+    return client, sandbox
+
+
+def _build_client(key: tuple, sandbox: bool, *, asynchronous: bool):
     options = {"timeout": settings.UPSTREAM_TIMEOUT_S, "max_retries": settings.UPSTREAM_MAX_RETRIES}
+    client_class = openai.AsyncOpenAI if asynchronous else openai.OpenAI
     if sandbox:
         import httpx2
 
         from routing import sandbox as sandbox_upstream
 
-        http_client = httpx2.Client(transport=sandbox_upstream.transport())
-        return openai.OpenAI(
+        http_class = httpx2.AsyncClient if asynchronous else httpx2.Client
+        http_client = http_class(transport=sandbox_upstream.transport())
+        return client_class(
             api_key="sandbox", base_url=SANDBOX_BASE_URL, http_client=http_client, **options
         )
     base_url, api_key = key[0], key[1]
     # A keyless OpenAI-compatible endpoint (a local server) still needs a non-empty key.
-    return openai.OpenAI(api_key=api_key or "no-key", base_url=base_url, **options)
+    return client_class(api_key=api_key or "no-key", base_url=base_url, **options)
+
+
+def _request_params(
+    *,
+    model: ModelSpec,
+    messages: list[dict],
+    max_tokens: int,
+    temperature: float | None,
+    user: str,
+    cache_key_category: str | None,
+    sampling: dict | None = None,
+) -> dict:
+    params: dict = {"model": model.name, "messages": messages, "max_tokens": max_tokens}
+    params.update(sampling or {})
+    if temperature is not None:
+        params["temperature"] = temperature
+    if user:
+        params["user"] = user
+    if cache_key_category and model.supports_prompt_cache_key:
+        params["prompt_cache_key"] = prompt_cache_key(cache_key_category)
+    return params
+
+
+def _provider_error(exc: Exception, model: ModelSpec) -> ProviderError:
+    """Translate an SDK or transport exception into our typed error."""
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderTimeout(f"{model.name} did not answer in time")
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderUnreachable(f"{model.name} endpoint unreachable")
+    if isinstance(exc, openai.RateLimitError):
+        return ProviderRateLimited(f"{model.name} rate limited", upstream_status=429)
+    if isinstance(exc, openai.APIStatusError):
+        return ProviderError(
+            f"{model.name} answered HTTP {exc.status_code}", upstream_status=exc.status_code
+        )
+    return ProviderBadResponse(f"{model.name} sent a malformed response")
+
+
+SDK_ERRORS = (openai.APIError, ValueError)
 
 
 def chat_complete(
@@ -95,33 +160,103 @@ def chat_complete(
     max_tokens: int,
     temperature: float | None = None,
     user: str = "",
+    cache_key_category: str | None = None,
+    sampling: dict | None = None,
 ) -> ProviderResult:
     """Return the upstream's answer for one chat completion, or raise a ProviderError."""
     client, sandbox = _client_for(model)
-    if sandbox:
-        from routing import sandbox as sandbox_upstream
-
-        sandbox_upstream.state.latency_ms = settings.SANDBOX_LATENCY_MS
-    params: dict = {"model": model.name, "messages": messages, "max_tokens": max_tokens}
-    if temperature is not None:
-        params["temperature"] = temperature
-    if user:
-        params["user"] = user
+    params = _request_params(
+        model=model,
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        user=user,
+        cache_key_category=cache_key_category,
+        sampling=sampling,
+    )
     try:
         response = client.chat.completions.create(**params)
-    except openai.APITimeoutError as exc:
-        raise ProviderTimeout(f"{model.name} did not answer in time") from exc
-    except openai.APIConnectionError as exc:
-        raise ProviderUnreachable(f"{model.name} endpoint unreachable") from exc
-    except openai.RateLimitError as exc:
-        raise ProviderRateLimited(f"{model.name} rate limited", upstream_status=429) from exc
-    except openai.APIStatusError as exc:
-        raise ProviderError(
-            f"{model.name} answered HTTP {exc.status_code}", upstream_status=exc.status_code
-        ) from exc
-    except (openai.APIResponseValidationError, ValueError) as exc:
-        raise ProviderBadResponse(f"{model.name} sent a malformed response") from exc
+    except SDK_ERRORS as exc:
+        raise _provider_error(exc, model) from exc
     return _result_from(response, model=model, sandbox=sandbox)
+
+
+async def achat_complete(
+    *,
+    model: ModelSpec,
+    messages: list[dict],
+    max_tokens: int,
+    temperature: float | None = None,
+    user: str = "",
+    cache_key_category: str | None = None,
+    sampling: dict | None = None,
+) -> ProviderResult:
+    """Async chat_complete(), on the pooled async client of the running event loop."""
+    client, sandbox = _async_client_for(model)
+    params = _request_params(
+        model=model,
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        user=user,
+        cache_key_category=cache_key_category,
+        sampling=sampling,
+    )
+    try:
+        response = await client.chat.completions.create(**params)
+    except SDK_ERRORS as exc:
+        raise _provider_error(exc, model) from exc
+    return _result_from(response, model=model, sandbox=sandbox)
+
+
+@dataclass
+class UpstreamStream:
+    """An open upstream stream: iterate chunks; failures after the first byte raise
+    ProviderError too. `usage` is filled from the final chunk."""
+
+    chunks: AsyncIterator
+    sandbox: bool
+    close: object
+
+
+async def achat_stream_open(
+    *,
+    model: ModelSpec,
+    messages: list[dict],
+    max_tokens: int,
+    temperature: float | None = None,
+    user: str = "",
+    cache_key_category: str | None = None,
+    sampling: dict | None = None,
+) -> UpstreamStream:
+    """Open a streamed completion (asking for the usage chunk); errors before any byte raise."""
+    client, sandbox = _async_client_for(model)
+    params = _request_params(
+        model=model,
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        user=user,
+        cache_key_category=cache_key_category,
+        sampling=sampling,
+    )
+    try:
+        stream = await client.chat.completions.create(
+            **params, stream=True, stream_options={"include_usage": True}
+        )
+    except SDK_ERRORS as exc:
+        raise _provider_error(exc, model) from exc
+
+    async def chunks():
+        try:
+            async for chunk in stream:
+                yield chunk
+        except SDK_ERRORS as exc:
+            raise _provider_error(exc, model) from exc
+        except Exception as exc:  # the transport broke mid-stream (reset, protocol error)
+            raise ProviderUnreachable(f"{model.name} stream broke: {type(exc).__name__}") from exc
+
+    return UpstreamStream(chunks=chunks(), sandbox=sandbox, close=stream.close)
 
 
 def _result_from(response: object, *, model: ModelSpec, sandbox: bool) -> ProviderResult:

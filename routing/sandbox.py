@@ -20,7 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from routing import tokens
 
-FAULTS = ("429", "500", "timeout", "malformed")
+FAULTS = ("429", "500", "timeout", "malformed", "midstream")
+MIDSTREAM_BREAK_AFTER = 2  # content chunks sent before an injected mid-stream break
 CACHE_MIN_TOKENS = 1024
 CACHE_STEP_TOKENS = 128
 CACHE_CAPACITY = 10_000
@@ -35,6 +36,15 @@ class SandboxTimeout(Exception):
     """Raised by the handler for an injected timeout; each transport turns it into its own."""
 
 
+class SandboxStream:
+    """A streamed answer: SSE events to send one by one, maybe broken after some."""
+
+    def __init__(self, events: list[bytes], *, break_after: int | None, chunk_delay_s: float):
+        self.events = events
+        self.break_after = break_after
+        self.chunk_delay_s = chunk_delay_s
+
+
 class SandboxState:
     """Injected faults, latency and the imitated prompt-prefix cache, shared by threads."""
 
@@ -43,7 +53,9 @@ class SandboxState:
         self._faults: deque[str] = deque()
         self._prefixes: OrderedDict[str, None] = OrderedDict()
         self.latency_ms = 0
+        self.chunk_delay_ms = 0
         self.calls = 0
+        self.last_request: dict = {}
 
     def inject(self, *faults: str) -> None:
         unknown = set(faults) - set(FAULTS)
@@ -85,8 +97,8 @@ def _error(status: int, message: str, kind: str, code: str) -> tuple[int, dict, 
     return status, {"content-type": "application/json"}, json.dumps(body).encode()
 
 
-def handle(path: str, raw_body: bytes) -> tuple[int, dict, bytes]:
-    """Answer one request: (status, headers, body). Raises SandboxTimeout for that fault."""
+def handle(path: str, raw_body: bytes) -> tuple[int, dict, bytes | SandboxStream]:
+    """Answer one request: (status, headers, body or stream). Raises SandboxTimeout."""
     if not path.endswith("/chat/completions"):
         return _error(404, f"Unknown path {path}", "invalid_request_error", "not_found")
     try:
@@ -96,9 +108,8 @@ def handle(path: str, raw_body: bytes) -> tuple[int, dict, bytes]:
     except (ValueError, KeyError, TypeError):
         return _error(400, "Malformed request body", "invalid_request_error", "invalid_body")
 
+    state.last_request = body
     fault = state.next_fault()
-    if state.latency_ms:
-        time.sleep(state.latency_ms / 1000)
     if fault == "429":
         status, headers, payload = _error(429, "Rate limit reached", "requests", "rate_limit")
         return status, {**headers, "retry-after": "0"}, payload
@@ -108,21 +119,14 @@ def handle(path: str, raw_body: bytes) -> tuple[int, dict, bytes]:
         raise SandboxTimeout
     if fault == "malformed":
         return 200, {"content-type": "application/json"}, b'{"id": "chatcmpl-broken", "choi'
+    if body.get("stream") and fault == "midstream":
+        return _stream(body, model, messages, break_after=MIDSTREAM_BREAK_AFTER)
+    if body.get("stream"):
+        return _stream(body, model, messages, break_after=None)
 
-    prompt = "".join(f"{m.get('role')}\n{m.get('content')}\n" for m in messages)
-    prompt_tokens, _ = tokens.count_message_tokens(
-        [{"content": str(m.get("content", ""))} for m in messages]
-    )
-    token_ids = tokens.encode(prompt)
-    cached = state.cached_prefix_tokens(token_ids) if token_ids else 0
-    digest = hashlib.sha256(f"{model}\n{prompt}".encode()).digest()
-    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 4096
-    n_words = min(12 + digest[0] % 60, int(limit))
-    words = [WORDS[(digest[i % 32] + i) % len(WORDS)] for i in range(n_words)]
-    content = f"[sandbox {model}] " + " ".join(words) + "."
-    completion_tokens = min(tokens.count_text_tokens(content)[0], int(limit))
+    content, usage = _answer(body, model, messages)
     response = {
-        "id": "chatcmpl-sbx-" + digest.hex()[:24],
+        "id": "",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
@@ -135,27 +139,111 @@ def handle(path: str, raw_body: bytes) -> tuple[int, dict, bytes]:
                 "logprobs": None,
             }
         ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": min(cached, prompt_tokens)},
-        },
+        "usage": usage,
     }
+    response["id"] = "chatcmpl-sbx-" + hashlib.sha256(content.encode()).hexdigest()[:24]
     headers = {"content-type": "application/json", "x-sandbox": "1"}
     return 200, headers, json.dumps(response).encode()
 
 
+def _answer(body: dict, model: str, messages: list) -> tuple[str, dict]:
+    """Return the deterministic answer text and its usage block."""
+    prompt = "".join(f"{m.get('role')}\n{m.get('content')}\n" for m in messages)
+    prompt_tokens, _ = tokens.count_message_tokens(
+        [{"content": str(m.get("content", ""))} for m in messages]
+    )
+    token_ids = tokens.encode(prompt)
+    cached = state.cached_prefix_tokens(token_ids) if token_ids else 0
+    digest = hashlib.sha256(f"{model}\n{prompt}".encode()).digest()
+    limit = int(body.get("max_completion_tokens") or body.get("max_tokens") or 4096)
+    n_words = min(12 + digest[0] % 60, limit)
+    words = [WORDS[(digest[i % 32] + i) % len(WORDS)] for i in range(n_words)]
+    content = f"[sandbox {model}] " + " ".join(words) + "."
+    completion_tokens = min(tokens.count_text_tokens(content)[0], limit)
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": min(cached, prompt_tokens)},
+    }
+    return content, usage
+
+
+def _stream(
+    body: dict, model: str, messages: list, *, break_after: int | None
+) -> tuple[int, dict, SandboxStream]:
+    """Return the answer as OpenAI chunks: role, a few words each, finish, usage, [DONE]."""
+    content, usage = _answer(body, model, messages)
+    chunk_id = "chatcmpl-sbx-" + hashlib.sha256(content.encode()).hexdigest()[:24]
+    created = int(time.time())
+
+    def event(delta: dict, finish: str | None = None, with_usage: bool = False) -> bytes:
+        chunk = {
+            "id": chunk_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": []
+            if with_usage
+            else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+        if with_usage:
+            chunk["usage"] = usage
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+    words = content.split(" ")
+    pieces = [" ".join(words[i : i + 4]) + " " for i in range(0, len(words), 4)]
+    pieces[-1] = pieces[-1].rstrip()
+    events = [event({"role": "assistant", "content": ""})]
+    events += [event({"content": piece}) for piece in pieces]
+    events.append(event({}, finish="stop"))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        events.append(event({}, with_usage=True))
+    events.append(b"data: [DONE]\n\n")
+    stream = SandboxStream(
+        events,
+        break_after=None if break_after is None else break_after + 1,
+        chunk_delay_s=state.chunk_delay_ms / 1000,
+    )
+    return 200, {"content-type": "text/event-stream", "x-sandbox": "1"}, stream
+
+
 def transport():
-    """Return an httpx transport that answers in-process through the handler."""
+    """Return an httpx transport (sync and async) that answers in-process."""
+    import asyncio
+
     import httpx2
 
-    def respond(request: "httpx2.Request") -> "httpx2.Response":
+    async def stream_events(stream: SandboxStream, request):
+        for index, payload in enumerate(stream.events):
+            if stream.break_after is not None and index >= stream.break_after:
+                raise httpx2.RemoteProtocolError("sandbox injected mid-stream break")
+            if index and stream.chunk_delay_s:
+                await asyncio.sleep(stream.chunk_delay_s)
+            yield payload
+
+    def answer(request: "httpx2.Request") -> "httpx2.Response":
         try:
             status, headers, payload = handle(request.url.path, request.read())
         except SandboxTimeout:
             raise httpx2.ReadTimeout("sandbox injected timeout", request=request) from None
+        if isinstance(payload, SandboxStream):
+            content = stream_events(payload, request)
+            return httpx2.Response(status, headers=headers, content=content)
         return httpx2.Response(status, headers=headers, content=payload)
+
+    async def answer_later(request: "httpx2.Request", delay_s: float) -> "httpx2.Response":
+        await asyncio.sleep(delay_s)  # never block the event loop of an async caller
+        return answer(request)
+
+    def respond(request: "httpx2.Request"):
+        delay_s = state.latency_ms / 1000
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            time.sleep(delay_s)
+            return answer(request)
+        return answer_later(request, delay_s)
 
     return httpx2.MockTransport(respond)
 
@@ -170,12 +258,32 @@ class _Handler(BaseHTTPRequestHandler):
             state.inject(*json.loads(raw or b"{}").get("faults", []))
             self._send(204, {}, b"")
             return
+        time.sleep(state.latency_ms / 1000)
         try:
             status, headers, payload = handle(self.path, raw)
         except SandboxTimeout:
             time.sleep(HTTP_TIMEOUT_SLEEP_S)
             status, headers, payload = _error(504, "sandbox timeout", "server_error", "timeout")
-        self._send(status, headers, payload)
+        if isinstance(payload, SandboxStream):
+            self._send_stream(status, headers, payload)
+        else:
+            self._send(status, headers, payload)
+
+    def _send_stream(self, status: int, headers: dict, stream: SandboxStream) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for index, payload in enumerate(stream.events):
+            if stream.break_after is not None and index >= stream.break_after:
+                self.close_connection = True
+                return  # cut the connection without the closing chunk
+            if index and stream.chunk_delay_s:
+                time.sleep(stream.chunk_delay_s)
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
 
     def do_GET(self) -> None:  # noqa: N802
         if self.path.endswith("/models"):
@@ -208,8 +316,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Serve the sandbox upstream on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument("--chunk-delay-ms", type=int, default=0)
     args = parser.parse_args()
     state.latency_ms = args.latency_ms
+    state.chunk_delay_ms = args.chunk_delay_ms
     server = serve(port=args.port)
     print(f"sandbox upstream on http://127.0.0.1:{server.server_port}/v1", flush=True)
     try:

@@ -75,6 +75,7 @@ DEFAULT_CATEGORIES = [
     },
     {
         "slug": "moderation",
+        "response_cache_enabled": True,
         "name": "Moderation",
         "description": "Is this message acceptable? Flag, allow or remove (25%).",
         "full_from_complexity": None,
@@ -96,6 +97,7 @@ DEFAULT_CATEGORIES = [
     },
     {
         "slug": "analytics",
+        "response_cache_enabled": True,
         "name": "Analytics summaries",
         "description": "Summaries of the creator's metrics (5%).",
         "full_from_complexity": None,

@@ -8,6 +8,7 @@ from django.conf import settings
 
 from routing.engine import CategoryRule, ModelSpec, Policy, RoutingError, Tier
 from routing.models import ApiKey, PolicyVersion
+from routing.prompts import prefix_fingerprint
 from routing.tokens import TOKENS_PER_MESSAGE, count_text_tokens
 
 _memo_lock = threading.Lock()
@@ -44,6 +45,8 @@ def _model_from(data: dict) -> ModelSpec:
         output_per_mtok_usd=Decimal(data["output_per_mtok_usd"]),
         base_url=data["base_url"],
         api_key_env=data["api_key_env"],
+        supports_prompt_cache_key=data.get("supports_prompt_cache_key", True),
+        active=data.get("active", True),
     )
 
 
@@ -71,6 +74,10 @@ def policy_from_snapshot(*, version: int, snapshot: dict) -> Policy:
             keywords=tuple(sorted((k.lower(), float(w)) for k, w in data["keywords"].items())),
             triggers=tuple(t.lower() for t in data["triggers"]),
             enabled=data["enabled"],
+            prefix_fingerprint=prefix_fingerprint(data["system_prompt"]),
+            response_cache_enabled=data.get("response_cache_enabled", False),
+            response_cache_ttl_s=data.get("response_cache_ttl_s", 3600),
+            response_cache_shared=data.get("response_cache_shared", False),
         )
         for slug, data in snapshot["categories"].items()
     }
@@ -79,6 +86,7 @@ def policy_from_snapshot(*, version: int, snapshot: dict) -> Policy:
         categories=categories,
         default_category=snapshot["default_category"],
         min_confidence=settings.ROUTER_MIN_CATEGORY_CONFIDENCE,
+        models=models,
     )
 
 

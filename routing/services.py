@@ -1,13 +1,19 @@
 """Writes and orchestration: routed completions, policy versions, API keys."""
 
+import asyncio
 import hashlib
+import json
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -15,13 +21,36 @@ from routing.engine import Decision, RouteRequest, route
 from routing.models import ApiKey, ModelProfile, PolicyVersion, TaskCategory
 from routing.pricing import baseline_cost_usd, call_cost_usd
 from routing.prompts import build_messages, routable_text
-from routing.provider import ProviderError, ProviderResult, chat_complete
+from routing.provider import (
+    ProviderError,
+    ProviderResult,
+    achat_complete,
+    achat_stream_open,
+    chat_complete,
+)
 from routing.selectors import policy_get
-from routing.tokens import count_message_tokens
+from routing.tokens import count_message_tokens, count_text_tokens
 from usage.models import Status, TokenSource
 from usage.services import usage_record
 
 API_KEY_PREFIX = "hz_"
+STREAM_DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """One completion as either API receives it, normalised."""
+
+    messages: list[dict]
+    category: str | None = None
+    complexity: float | None = None
+    critical: bool | None = None
+    model: str | None = None
+    user: str = ""
+    max_tokens: int | None = None
+    temperature: float | None = None
+    sampling: dict = field(default_factory=dict)  # passed through: top_p, stop, seed, ...
+    metadata: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -45,6 +74,18 @@ class CompletionResult:
     cost_usd: Decimal
     baseline_cost_usd: Decimal
     sandbox: bool
+    cache_hit: bool = False
+    finish_reason: str = "stop"
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    """A stream whose model is decided and whose upstream answered: the events to relay."""
+
+    id: str
+    decision: Decision
+    events: AsyncIterator[bytes]
+    cache_hit: bool
 
 
 class CompletionFailed(Exception):
@@ -63,6 +104,7 @@ def route_plan(
     complexity: float | None = None,
     critical: bool | None = None,
     max_tokens: int | None = None,
+    model: str | None = None,
 ) -> RoutePlan:
     """Return the decision and the prompt to send, without calling any model."""
     policy = policy_get()
@@ -75,145 +117,186 @@ def route_plan(
         complexity=complexity,
         critical=critical,
         max_tokens=max_tokens,
+        model=model,
     )
     decision = route(request=request, policy=policy)
     prompt = build_messages(system_prompt=decision.system_prompt, messages=messages)
     return RoutePlan(decision, prompt, decision.prompt_tokens, token_source, text)
 
 
-def completion_route(
-    *,
-    api_key: ApiKey,
-    messages: list[dict],
-    category: str | None = None,
-    complexity: float | None = None,
-    critical: bool | None = None,
-    user: str = "",
-    max_tokens: int | None = None,
-    temperature: float | None = None,
-    metadata: dict | None = None,
-) -> CompletionResult:
-    """Route one completion, call the chosen model and record it; raise CompletionFailed."""
+@dataclass(frozen=True)
+class _Call:
+    """Everything decided before the upstream call."""
+
+    request_id: str
+    api_key: ApiKey
+    request: CompletionRequest
+    plan: RoutePlan
+    cache_key: str | None
+    started_at: datetime
+    started: float
+
+    @property
+    def decision(self) -> Decision:
+        return self.plan.decision
+
+    def provider_kwargs(self) -> dict:
+        return {
+            "model": self.decision.model,
+            "messages": self.plan.messages,
+            "max_tokens": self.decision.max_output_tokens,
+            "temperature": self.request.temperature,
+            "user": self.request.user,
+            "cache_key_category": self.decision.category,
+            "sampling": self.request.sampling,
+        }
+
+
+def _call_prepare(*, api_key: ApiKey, request: CompletionRequest) -> _Call:
     plan = route_plan(
-        messages=messages,
-        category=category,
-        complexity=complexity,
-        critical=critical,
-        max_tokens=max_tokens,
+        messages=request.messages,
+        category=request.category,
+        complexity=request.complexity,
+        critical=request.critical,
+        max_tokens=request.max_tokens,
+        model=request.model,
     )
-    decision = plan.decision
-    request_id = "req_" + uuid.uuid4().hex
-    started_at = timezone.now()
-    started = time.perf_counter()
-    try:
-        result = chat_complete(
-            model=decision.model,
-            messages=plan.messages,
-            max_tokens=decision.max_output_tokens,
-            temperature=temperature,
-            user=user,
-        )
-    except ProviderError as error:
-        _ledger_write(
-            request_id=request_id,
-            started_at=started_at,
-            started=started,
-            api_key=api_key,
-            user=user,
-            plan=plan,
-            metadata=metadata,
-            result=None,
-            error=error,
-        )
-        raise CompletionFailed(request_id=request_id, error=error) from error
-    record = _ledger_write(
-        request_id=request_id,
-        started_at=started_at,
-        started=started,
+    return _Call(
+        request_id="req_" + uuid.uuid4().hex,
         api_key=api_key,
-        user=user,
+        request=request,
         plan=plan,
-        metadata=metadata,
-        result=result,
-        error=None,
+        cache_key=_response_cache_key(plan=plan, request=request, api_key=api_key),
+        started_at=timezone.now(),
+        started=time.perf_counter(),
     )
-    return CompletionResult(
-        id=request_id,
+
+
+def _response_cache_key(
+    *, plan: RoutePlan, request: CompletionRequest, api_key: ApiKey
+) -> str | None:
+    """Return the exact-match key of this answer, or None when the category does not cache."""
+    rule = plan.decision.rule
+    if not rule.response_cache_enabled:
+        return None
+    normalised = json.dumps(
+        {
+            "category": plan.decision.category,
+            "tier": plan.decision.tier.value,
+            "model": plan.decision.model.name,
+            "messages": plan.messages,
+            "max_tokens": plan.decision.max_output_tokens,
+            "temperature": request.temperature,
+            "sampling": request.sampling,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    scope = "shared" if rule.response_cache_shared else f"key{api_key.pk}"
+    return f"respcache:{scope}:{hashlib.sha256(normalised.encode()).hexdigest()}"
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What came back: billed tokens, or a cached answer, or a failure."""
+
+    content: str = ""
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    token_source: str = TokenSource.PROVIDER
+    finish_reason: str = "stop"
+    sandbox: bool = False
+    cache_hit: bool = False
+    avoided_cost_usd: Decimal = Decimal("0")
+    streamed: bool = False
+    status: str = Status.OK
+    error_code: str = ""
+    billed: bool = True
+
+
+def _outcome_from_result(result: ProviderResult, *, streamed: bool = False) -> _Outcome:
+    return _Outcome(
         content=result.content,
-        decision=decision,
-        input_tokens=record.input_tokens,
-        output_tokens=record.output_tokens,
-        cached_tokens=record.cached_tokens,
-        latency_ms=record.latency_ms,
-        cost_usd=record.cost_usd,
-        baseline_cost_usd=record.baseline_cost_usd,
-        sandbox=record.sandbox,
+        input_tokens=result.input_tokens,
+        cached_tokens=result.cached_tokens,
+        output_tokens=result.output_tokens,
+        finish_reason=result.finish_reason,
+        sandbox=result.sandbox,
+        streamed=streamed,
     )
 
 
-def _ledger_write(
-    *,
-    request_id: str,
-    started_at,
-    started: float,
-    api_key: ApiKey,
-    user: str,
-    plan: RoutePlan,
-    metadata: dict | None,
-    result: ProviderResult | None,
-    error: ProviderError | None,
-):
-    decision = plan.decision
+def _outcome_from_cache(hit: dict, *, streamed: bool = False) -> _Outcome:
+    return _Outcome(
+        content=hit["content"],
+        input_tokens=hit["input_tokens"],
+        output_tokens=hit["output_tokens"],
+        finish_reason=hit["finish_reason"],
+        sandbox=hit["sandbox"],
+        cache_hit=True,
+        avoided_cost_usd=Decimal(hit["cost_usd"]),
+        streamed=streamed,
+    )
+
+
+_FAILURE_STATUS = {
+    "upstream_timeout": Status.UPSTREAM_TIMEOUT,
+    "upstream_rate_limited": Status.UPSTREAM_RATE_LIMITED,
+    "upstream_bad_response": Status.UPSTREAM_BAD_RESPONSE,
+}
+
+
+def _outcome_from_error(call: _Call, error: ProviderError) -> _Outcome:
+    # Nothing was billed: the row keeps the prompt estimate and costs nothing.
+    return _Outcome(
+        input_tokens=call.plan.prompt_tokens,
+        token_source=call.plan.token_source,
+        sandbox=settings.UPSTREAM_MODE == "sandbox",
+        status=_FAILURE_STATUS.get(error.code, Status.UPSTREAM_ERROR),
+        error_code=error.code,
+        billed=False,
+    )
+
+
+def _call_record(call: _Call, outcome: _Outcome):
+    """Write the call's one ledger row."""
+    decision = call.decision
     model = decision.model
-    latency_ms = round((time.perf_counter() - started) * 1000)
-    if result is not None:
-        input_tokens, cached, output = (
-            result.input_tokens,
-            result.cached_tokens,
-            result.output_tokens,
-        )
-        token_source = TokenSource.PROVIDER
-        cost = call_cost_usd(
-            input_per_mtok_usd=model.input_per_mtok_usd,
-            cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
-            output_per_mtok_usd=model.output_per_mtok_usd,
-            input_tokens=input_tokens,
-            cached_tokens=cached,
-            output_tokens=output,
-        )
+    if outcome.billed:
+        prices = {
+            "input_per_mtok_usd": model.input_per_mtok_usd,
+            "output_per_mtok_usd": model.output_per_mtok_usd,
+            "input_tokens": outcome.input_tokens,
+            "output_tokens": outcome.output_tokens,
+        }
         uncached = call_cost_usd(
-            input_per_mtok_usd=model.input_per_mtok_usd,
-            cached_input_per_mtok_usd=model.input_per_mtok_usd,
-            output_per_mtok_usd=model.output_per_mtok_usd,
-            input_tokens=input_tokens,
-            cached_tokens=0,
-            output_tokens=output,
+            **prices, cached_input_per_mtok_usd=model.input_per_mtok_usd, cached_tokens=0
+        )
+        cost = (
+            Decimal("0")
+            if outcome.cache_hit
+            else call_cost_usd(
+                **prices,
+                cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
+                cached_tokens=outcome.cached_tokens,
+            )
         )
         baseline = baseline_cost_usd(
             input_per_mtok_usd=decision.baseline_model.input_per_mtok_usd,
             output_per_mtok_usd=decision.baseline_model.output_per_mtok_usd,
-            input_tokens=input_tokens,
-            output_tokens=output,
+            input_tokens=outcome.input_tokens,
+            output_tokens=outcome.output_tokens,
         )
-        status, error_code, sandbox = Status.OK, "", result.sandbox
     else:
-        # Nothing was billed: the row keeps the prompt estimate and costs nothing.
-        input_tokens, cached, output = plan.prompt_tokens, 0, 0
-        token_source = plan.token_source
         cost = uncached = baseline = Decimal("0")
-        status = {
-            "upstream_timeout": Status.UPSTREAM_TIMEOUT,
-            "upstream_rate_limited": Status.UPSTREAM_RATE_LIMITED,
-            "upstream_bad_response": Status.UPSTREAM_BAD_RESPONSE,
-        }.get(error.code, Status.UPSTREAM_ERROR)
-        error_code, sandbox = error.code, settings.UPSTREAM_MODE == "sandbox"
     store_text = settings.USAGE_STORE_TEXT
     limit = settings.USAGE_STORE_TEXT_MAX_CHARS
     return usage_record(
-        request_id=request_id,
-        created_at=started_at,
-        api_key=api_key,
-        end_user=user,
+        request_id=call.request_id,
+        created_at=call.started_at,
+        api_key=call.api_key,
+        end_user=call.request.user,
         category=decision.category,
         category_source=decision.category_source,
         complexity=decision.complexity,
@@ -223,27 +306,240 @@ def _ledger_write(
         model=model.name,
         reason_code=decision.reason_code,
         policy_version_id=decision.policy_version,
-        input_tokens=input_tokens,
-        cached_tokens=cached,
-        output_tokens=output,
-        token_source=token_source,
-        latency_ms=latency_ms,
+        input_tokens=outcome.input_tokens,
+        cached_tokens=outcome.cached_tokens,
+        output_tokens=outcome.output_tokens,
+        token_source=outcome.token_source,
+        latency_ms=round((time.perf_counter() - call.started) * 1000),
         cost_usd=cost,
         uncached_cost_usd=uncached,
+        avoided_cost_usd=outcome.avoided_cost_usd,
         estimated_cost_usd=decision.estimated_cost_usd,
-        estimate_source=plan.token_source,
+        estimate_source=call.plan.token_source,
         baseline_cost_usd=baseline,
         baseline_model=decision.baseline_model.name,
         price_input_per_mtok_usd=model.input_per_mtok_usd,
         price_cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
         price_output_per_mtok_usd=model.output_per_mtok_usd,
-        status=status,
-        error_code=error_code,
-        sandbox=sandbox,
-        metadata=metadata or {},
-        prompt_text=plan.text[:limit] if store_text else "",
-        response_text=(result.content[:limit] if store_text and result else ""),
+        status=outcome.status,
+        error_code=outcome.error_code,
+        sandbox=outcome.sandbox,
+        cache_hit=outcome.cache_hit,
+        streamed=outcome.streamed,
+        prefix_fingerprint=decision.rule.prefix_fingerprint,
+        metadata=call.request.metadata,
+        prompt_text=call.plan.text[:limit] if store_text else "",
+        response_text=outcome.content[:limit] if store_text else "",
     )
+
+
+def _cache_value(outcome: _Outcome, record) -> dict:
+    return {
+        "content": outcome.content,
+        "input_tokens": outcome.input_tokens,
+        "output_tokens": outcome.output_tokens,
+        "finish_reason": outcome.finish_reason,
+        "sandbox": outcome.sandbox,
+        "cost_usd": str(record.cost_usd),
+    }
+
+
+def _result(call: _Call, outcome: _Outcome, record) -> CompletionResult:
+    return CompletionResult(
+        id=call.request_id,
+        content=outcome.content,
+        decision=call.decision,
+        input_tokens=record.input_tokens,
+        output_tokens=record.output_tokens,
+        cached_tokens=record.cached_tokens,
+        latency_ms=record.latency_ms,
+        cost_usd=record.cost_usd,
+        baseline_cost_usd=record.baseline_cost_usd,
+        sandbox=record.sandbox,
+        cache_hit=outcome.cache_hit,
+        finish_reason=outcome.finish_reason,
+    )
+
+
+def completion_route(*, api_key: ApiKey, **fields) -> CompletionResult:
+    """Route one completion, call the chosen model and record it; raise CompletionFailed."""
+    call = _call_prepare(api_key=api_key, request=CompletionRequest(**fields))
+    hit = cache.get(call.cache_key) if call.cache_key else None
+    if hit is not None:
+        outcome = _outcome_from_cache(hit)
+        return _result(call, outcome, _call_record(call, outcome))
+    try:
+        result = chat_complete(**call.provider_kwargs())
+    except ProviderError as error:
+        _call_record(call, _outcome_from_error(call, error))
+        raise CompletionFailed(request_id=call.request_id, error=error) from error
+    outcome = _outcome_from_result(result)
+    record = _call_record(call, outcome)
+    if call.cache_key:
+        cache.set(
+            call.cache_key, _cache_value(outcome, record), call.decision.rule.response_cache_ttl_s
+        )
+    return _result(call, outcome, record)
+
+
+async def completion_create(*, api_key: ApiKey, request: CompletionRequest) -> CompletionResult:
+    """Async completion_route() for the ASGI hot path."""
+    call = await sync_to_async(_call_prepare)(api_key=api_key, request=request)
+    hit = await cache.aget(call.cache_key) if call.cache_key else None
+    if hit is not None:
+        outcome = _outcome_from_cache(hit)
+        return _result(call, outcome, await sync_to_async(_call_record)(call, outcome))
+    try:
+        result = await achat_complete(**call.provider_kwargs())
+    except ProviderError as error:
+        await sync_to_async(_call_record)(call, _outcome_from_error(call, error))
+        raise CompletionFailed(request_id=call.request_id, error=error) from error
+    outcome = _outcome_from_result(result)
+    record = await sync_to_async(_call_record)(call, outcome)
+    if call.cache_key:
+        ttl = call.decision.rule.response_cache_ttl_s
+        await cache.aset(call.cache_key, _cache_value(outcome, record), ttl)
+    return _result(call, outcome, record)
+
+
+async def completion_stream(
+    *, api_key: ApiKey, request: CompletionRequest, include_usage: bool = False
+) -> StreamStart:
+    """Open a streamed completion; raise CompletionFailed if it fails before the first byte."""
+    call = await sync_to_async(_call_prepare)(api_key=api_key, request=request)
+    hit = await cache.aget(call.cache_key) if call.cache_key else None
+    if hit is not None:
+        events = _stream_replay(call, hit, include_usage=include_usage)
+        return StreamStart(call.request_id, call.decision, events, cache_hit=True)
+    try:
+        upstream = await achat_stream_open(**call.provider_kwargs())
+    except ProviderError as error:
+        await sync_to_async(_call_record)(call, _outcome_from_error(call, error))
+        raise CompletionFailed(request_id=call.request_id, error=error) from error
+    events = _stream_relay(call, upstream, include_usage=include_usage)
+    return StreamStart(call.request_id, call.decision, events, cache_hit=False)
+
+
+def _sse(payload: dict) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _stream_relay(call: _Call, upstream, *, include_usage: bool) -> AsyncIterator[bytes]:
+    """Forward upstream chunks as they arrive; write the ledger row however the stream ends.
+
+    Ends: normally (usage from the final chunk), client gone (status client_cancelled), or
+    upstream broken after the first byte (an OpenAI-shaped error event, then the stream
+    closes without [DONE]). The last two bill estimated tokens so far, marked as estimates.
+    """
+    parts: list[str] = []
+    usage = None
+    finish_reason = ""
+    finished = False
+    try:
+        async for chunk in upstream.chunks:
+            if chunk.usage is not None:
+                usage = chunk.usage
+            if chunk.choices:
+                choice = chunk.choices[0]
+                if choice.delta and choice.delta.content:
+                    parts.append(choice.delta.content)
+                finish_reason = choice.finish_reason or finish_reason
+            elif not include_usage:
+                continue  # the usage chunk we asked for on our own account
+            if not include_usage and chunk.usage is not None:
+                chunk.usage = None
+            yield b"data: " + chunk.model_dump_json(exclude_unset=True).encode() + b"\n\n"
+        # Record before [DONE], so a client that saw the end finds the row.
+        outcome = _stream_outcome(call, upstream.sandbox, parts, usage, finish_reason)
+        finished = True
+        await asyncio.shield(_stream_finish(call, outcome, upstream))
+        yield STREAM_DONE
+    except ProviderError as error:
+        outcome = _stream_outcome(
+            call, upstream.sandbox, parts, None, "", error_code="upstream_stream_broken"
+        )
+        finished = True
+        await asyncio.shield(_stream_finish(call, outcome, upstream))
+        body = {"message": error.message, "type": "server_error", "code": error.code}
+        yield _sse({"error": {**body, "param": None}})
+    finally:
+        if not finished:  # the client went away (cancelled, or closed the generator)
+            outcome = _stream_outcome(
+                call, upstream.sandbox, parts, None, "", status=Status.CLIENT_CANCELLED
+            )
+            await asyncio.shield(_stream_finish(call, outcome, upstream))
+
+
+async def _stream_finish(call: _Call, outcome: _Outcome, upstream) -> None:
+    record = await sync_to_async(_call_record)(call, outcome)
+    if outcome.status != Status.OK:
+        await upstream.close()
+    elif call.cache_key:
+        ttl = call.decision.rule.response_cache_ttl_s
+        await cache.aset(call.cache_key, _cache_value(outcome, record), ttl)
+
+
+def _stream_outcome(
+    call: _Call,
+    sandbox: bool,
+    parts: list[str],
+    usage,
+    finish_reason: str,
+    *,
+    status: str = Status.OK,
+    error_code: str = "",
+) -> _Outcome:
+    content = "".join(parts)
+    if usage is not None:
+        details = usage.prompt_tokens_details
+        return _Outcome(
+            content=content,
+            input_tokens=usage.prompt_tokens,
+            cached_tokens=(details.cached_tokens or 0) if details else 0,
+            output_tokens=usage.completion_tokens,
+            finish_reason=finish_reason,
+            sandbox=sandbox,
+            streamed=True,
+            status=status,
+            error_code=error_code,
+        )
+    # No usage chunk (cut short): the prompt count and the text so far, marked as estimates.
+    return _Outcome(
+        content=content,
+        input_tokens=call.plan.prompt_tokens,
+        output_tokens=count_text_tokens(content)[0] if content else 0,
+        token_source=TokenSource.ESTIMATE,
+        finish_reason=finish_reason,
+        sandbox=sandbox,
+        streamed=True,
+        status=Status.UPSTREAM_ERROR if error_code else status,
+        error_code=error_code,
+    )
+
+
+async def _stream_replay(call: _Call, hit: dict, *, include_usage: bool) -> AsyncIterator[bytes]:
+    """Serve a cached answer as a stream: one content chunk, finish, usage, [DONE]."""
+    outcome = _outcome_from_cache(hit, streamed=True)
+    record = await sync_to_async(_call_record)(call, outcome)
+    base = {
+        "id": "chatcmpl-" + call.request_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": call.decision.model.name,
+    }
+    delta = {"role": "assistant", "content": outcome.content}
+    yield _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    finish = {"index": 0, "delta": {}, "finish_reason": outcome.finish_reason}
+    yield _sse({**base, "choices": [finish]})
+    if include_usage:
+        usage = {
+            "prompt_tokens": record.input_tokens,
+            "completion_tokens": record.output_tokens,
+            "total_tokens": record.input_tokens + record.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        }
+        yield _sse({**base, "choices": [], "usage": usage})
+    yield STREAM_DONE
 
 
 # --- policy versions -------------------------------------------------------------------
@@ -261,6 +557,7 @@ def _model_snapshot(profile: ModelProfile) -> dict:
         "prices_effective_from": profile.prices_effective_from.isoformat(),
         "batch_discount_percent": str(profile.batch_discount_percent),
         "active": profile.active,
+        "supports_prompt_cache_key": profile.supports_prompt_cache_key,
     }
 
 
@@ -276,6 +573,9 @@ def _category_snapshot(category: TaskCategory) -> dict:
         "keywords": category.classifier_keywords,
         "triggers": category.critical_triggers,
         "enabled": category.enabled,
+        "response_cache_enabled": category.response_cache_enabled,
+        "response_cache_ttl_s": category.response_cache_ttl_s,
+        "response_cache_shared": category.response_cache_shared,
     }
 
 

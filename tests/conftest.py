@@ -54,3 +54,31 @@ def sandbox_state():
     from routing import sandbox
 
     return sandbox.state
+
+
+@pytest.fixture
+def asgi_server(transactional_db):
+    """Our ASGI app under a real uvicorn server on 127.0.0.1 (a thread of this process, so it
+    shares the test database and settings). Yields the base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from huntaze.asgi import application
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(application, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()

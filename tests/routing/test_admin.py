@@ -28,6 +28,7 @@ def _category_form(category: TaskCategory, **changes) -> dict:
         "expected_output_tokens": category.expected_output_tokens,
         "classifier_keywords": "{}",
         "critical_triggers": "[]",
+        "response_cache_ttl_s": category.response_cache_ttl_s,
         "enabled": "on",
     }
     if category.always_full:

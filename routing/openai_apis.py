@@ -1,0 +1,309 @@
+"""OpenAI-compatible endpoint: the product switches by changing base_url and key only.
+
+Async views (the ASGI hot path): parse, authenticate, validate, call one service, shape the
+answer as OpenAI does. Routing hints travel in `metadata` or in X-Huntaze-* headers; the
+decision comes back in X-Huntaze-* response headers. Errors are OpenAI-shaped, so the SDK
+raises its usual exceptions.
+"""
+
+import json
+import time
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import serializers
+
+from routing.engine import Decision, RoutingError
+from routing.selectors import api_key_get_by_plaintext, policy_get
+from routing.services import (
+    CompletionFailed,
+    CompletionRequest,
+    CompletionResult,
+    completion_create,
+    completion_stream,
+)
+
+AUTO = "auto"
+SAMPLING_PARAMS = ("top_p", "stop", "presence_penalty", "frequency_penalty", "seed")
+UNSUPPORTED_PARAMS = ("tools", "functions", "tool_choice", "function_call", "audio", "modalities")
+
+
+class OpenAIError(Exception):
+    def __init__(self, status: int, message: str, *, kind: str, code: str, param=None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code, self.param = (
+            status,
+            message,
+            kind,
+            code,
+            param,
+        )
+
+    def response(self) -> JsonResponse:
+        body = {
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "code": self.code,
+                "param": self.param,
+            }
+        }
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        return JsonResponse(body, status=self.status, headers=headers)
+
+
+def _invalid(message: str, *, code: str = "invalid_value", param=None) -> OpenAIError:
+    return OpenAIError(400, message, kind="invalid_request_error", code=code, param=param)
+
+
+class ChatMessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["system", "developer", "user", "assistant"])
+    content = serializers.JSONField()
+    name = serializers.CharField(required=False, max_length=64)
+
+    def validate_content(self, content) -> str:
+        """Text, or a list of text parts (joined); other part types are not supported."""
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list) and all(
+            isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+            for p in content
+        ):
+            return "".join(p["text"] for p in content)
+        raise serializers.ValidationError("content must be a string or a list of text parts.")
+
+
+class ChatCompletionSerializer(serializers.Serializer):
+    model = serializers.CharField(max_length=140)
+    messages = ChatMessageSerializer(many=True, allow_empty=False)
+    stream = serializers.BooleanField(default=False)
+    stream_options = serializers.DictField(required=False, allow_null=True)
+    max_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    max_completion_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    temperature = serializers.FloatField(min_value=0, max_value=2, required=False, allow_null=True)
+    n = serializers.IntegerField(min_value=1, max_value=1, required=False, allow_null=True)
+    user = serializers.CharField(max_length=128, required=False, allow_blank=True)
+    metadata = serializers.DictField(
+        child=serializers.CharField(max_length=512, allow_blank=True), required=False
+    )
+
+
+def _first_error(errors, path: str = "") -> tuple[str, str]:
+    if isinstance(errors, dict):
+        key, value = next(iter(errors.items()))
+        sub = (
+            path
+            if key == "non_field_errors"
+            else (f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key))
+        )
+        return _first_error(value, sub)
+    if isinstance(errors, list) and errors:
+        return _first_error(errors[0], path)
+    return path, str(errors)
+
+
+async def _authenticate(request: HttpRequest):
+    header = request.headers.get("Authorization", "")
+    scheme, _, plaintext = header.partition(" ")
+    if scheme.lower() != "bearer" or not plaintext.strip():
+        raise OpenAIError(
+            401,
+            "You didn't provide an API key (Authorization: Bearer <key>).",
+            kind="invalid_request_error",
+            code="invalid_api_key",
+        )
+    api_key = await sync_to_async(api_key_get_by_plaintext)(plaintext=plaintext.strip())
+    if api_key is None:
+        raise OpenAIError(
+            401,
+            "Incorrect or revoked API key.",
+            kind="invalid_request_error",
+            code="invalid_api_key",
+        )
+    return api_key
+
+
+def _parse_body(request: HttpRequest) -> dict:
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > settings.API_MAX_BODY_BYTES:
+        raise OpenAIError(
+            413,
+            f"Request body is {length} bytes; the limit is {settings.API_MAX_BODY_BYTES}.",
+            kind="invalid_request_error",
+            code="payload_too_large",
+        )
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _invalid(f"The body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise _invalid("The body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def _hint(request: HttpRequest, metadata: dict, name: str) -> str | None:
+    header = request.headers.get(f"X-Huntaze-{name.capitalize()}")
+    return header if header is not None else metadata.get(name)
+
+
+def _completion_request(request: HttpRequest, body: dict) -> tuple[CompletionRequest, dict]:
+    for name in UNSUPPORTED_PARAMS:
+        if body.get(name):
+            raise _invalid(f"'{name}' is not supported by this router.", param=name)
+    serializer = ChatCompletionSerializer(data=body)
+    if not serializer.is_valid():
+        param, message = _first_error(serializer.errors)
+        raise _invalid(f"{param}: {message}", param=param)
+    data = serializer.validated_data
+    metadata = data.get("metadata", {})
+    model = data["model"]
+    category = _hint(request, metadata, "category")
+    if model.startswith(f"{AUTO}:"):
+        category = model.split(":", 1)[1]
+    pinned = None if model == AUTO or model.startswith(f"{AUTO}:") else model
+    complexity = _hint(request, metadata, "complexity")
+    critical = _hint(request, metadata, "critical")
+    try:
+        complexity = None if complexity is None else float(complexity)
+    except ValueError:
+        raise _invalid("complexity must be a number from 0 to 10.", param="complexity") from None
+    if complexity is not None and not 0 <= complexity <= 10:
+        raise _invalid("complexity must be a number from 0 to 10.", param="complexity")
+    if critical is not None:
+        if str(critical).lower() not in {"true", "false", "1", "0"}:
+            raise _invalid("critical must be true or false.", param="critical")
+        critical = str(critical).lower() in {"true", "1"}
+    messages = [
+        {"role": "system" if m["role"] == "developer" else m["role"], "content": m["content"]}
+        for m in data["messages"]
+    ]
+    if not any(m["role"] == "user" for m in messages):
+        raise _invalid("At least one user message is required.", param="messages")
+    hints = {"category", "complexity", "critical"}
+    completion = CompletionRequest(
+        messages=messages,
+        category=category or None,
+        complexity=complexity,
+        critical=critical,
+        model=pinned,
+        user=data.get("user", ""),
+        max_tokens=data.get("max_completion_tokens") or data.get("max_tokens"),
+        temperature=data.get("temperature"),
+        sampling={k: body[k] for k in SAMPLING_PARAMS if body.get(k) is not None},
+        metadata={k: v for k, v in metadata.items() if k not in hints},
+    )
+    return completion, data
+
+
+def _decision_headers(request_id: str, decision: Decision, cache_hit: bool) -> dict:
+    return {
+        "X-Request-Id": request_id,
+        "X-Huntaze-Model": decision.model.name,
+        "X-Huntaze-Tier": decision.tier.value,
+        "X-Huntaze-Category": decision.category,
+        "X-Huntaze-Reason": decision.reason_code,
+        "X-Huntaze-Cache": "hit" if cache_hit else "miss",
+    }
+
+
+def _completion_body(result: CompletionResult) -> dict:
+    return {
+        "id": "chatcmpl-" + result.id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": result.decision.model.name,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.content, "refusal": None},
+                "finish_reason": result.finish_reason or "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": result.input_tokens,
+            "completion_tokens": result.output_tokens,
+            "total_tokens": result.input_tokens + result.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": result.cached_tokens},
+        },
+    }
+
+
+def _error_from_failure(exc: CompletionFailed) -> OpenAIError:
+    error = exc.error
+    return OpenAIError(
+        error.status,
+        f"{error.message} (request {exc.request_id})",
+        kind="server_error",
+        code=error.code,
+    )
+
+
+def _error_from_routing(exc: RoutingError) -> OpenAIError:
+    if exc.code == "model_not_found":
+        return OpenAIError(
+            404, exc.message, kind="invalid_request_error", code="model_not_found", param="model"
+        )
+    if exc.code in {"no_policy", "no_default_category"}:
+        return OpenAIError(503, exc.message, kind="server_error", code=exc.code)
+    return _invalid(exc.message, code=exc.code, param=exc.field)
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class ChatCompletionsView(View):
+    http_method_names = ["post"]
+
+    async def post(self, request: HttpRequest) -> HttpResponse:
+        try:
+            api_key = await _authenticate(request)
+            completion, data = _completion_request(request, _parse_body(request))
+            if data["stream"]:
+                include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+                return await self._stream(api_key, completion, include_usage)
+            result = await completion_create(api_key=api_key, request=completion)
+        except OpenAIError as exc:
+            return exc.response()
+        except RoutingError as exc:
+            return _error_from_routing(exc).response()
+        except CompletionFailed as exc:
+            response = _error_from_failure(exc).response()
+            response["X-Request-Id"] = exc.request_id
+            return response
+        headers = _decision_headers(result.id, result.decision, result.cache_hit)
+        headers["X-Huntaze-Cost-Usd"] = format(result.cost_usd, "f")
+        return JsonResponse(_completion_body(result), headers=headers)
+
+    async def _stream(self, api_key, completion, include_usage: bool) -> HttpResponse:
+        start = await completion_stream(
+            api_key=api_key, request=completion, include_usage=include_usage
+        )
+        response = StreamingHttpResponse(
+            start.events,
+            content_type="text/event-stream",
+            headers=_decision_headers(start.id, start.decision, start.cache_hit),
+        )
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # proxies must not buffer the stream either
+        return response
+
+
+class ModelListView(View):
+    http_method_names = ["get"]
+
+    async def get(self, request: HttpRequest) -> HttpResponse:
+        try:
+            await _authenticate(request)
+            policy = await sync_to_async(policy_get)()
+        except OpenAIError as exc:
+            return exc.response()
+        except RoutingError as exc:
+            return _error_from_routing(exc).response()
+        names = [AUTO]
+        names += [f"{AUTO}:{slug}" for slug, rule in policy.categories.items() if rule.enabled]
+        names += [name for name, model in policy.models.items() if model.active]
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "huntaze"} for n in names]
+        return JsonResponse({"object": "list", "data": data})
