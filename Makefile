@@ -11,7 +11,7 @@ ifneq ($(wildcard $(SHARED_TIKTOKEN)),)
 export TIKTOKEN_CACHE_DIR ?= $(SHARED_TIKTOKEN)
 endif
 
-.PHONY: install run test lint simulate bench-engine
+.PHONY: install run test lint simulate bench-engine bench-ttfb
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -42,3 +42,6 @@ simulate: install
 
 bench-engine: install
 	$(PY) bench/engine_bench.py
+
+bench-ttfb: install
+	$(PY) bench/ttfb_bench.py

@@ -1,16 +1,28 @@
 """REST API: one class per operation: validate, call one service, serialize."""
 
+import json
 import logging
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from routing.auth import ApiKeyAuthentication
 from routing.engine import RoutingError
-from routing.services import CompletionFailed, completion_route, route_plan
+from routing.services import (
+    CompletionFailed,
+    CompletionRequest,
+    completion_create,
+    completion_stream,
+    route_plan,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,15 +63,19 @@ class RouteInputSerializer(serializers.Serializer):
         return metadata
 
 
+def _check_body_size(request: HttpRequest) -> None:
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > settings.API_MAX_BODY_BYTES:
+        raise PayloadTooLarge(
+            f"Request body is {length} bytes; the limit is {settings.API_MAX_BODY_BYTES}."
+        )
+
+
 class SizeLimitedApiView(APIView):
     """Refuses bodies over API_MAX_BODY_BYTES before anything is parsed."""
 
     def initial(self, request: Request, *args, **kwargs) -> None:
-        length = request.META.get("CONTENT_LENGTH") or "0"
-        if length.isdigit() and int(length) > settings.API_MAX_BODY_BYTES:
-            raise PayloadTooLarge(
-                f"Request body is {length} bytes; the limit is {settings.API_MAX_BODY_BYTES}."
-            )
+        _check_body_size(request)
         super().initial(request, *args, **kwargs)
 
 
@@ -67,9 +83,16 @@ def _decimal(value) -> str:
     return format(value, "f")
 
 
-class CompletionCreateApi(SizeLimitedApiView):
+@method_decorator(csrf_exempt, name="dispatch")
+class CompletionCreateApi(View):
+    """Async (the ASGI hot path): a stream holds no worker thread. Same auth, validation and
+    error shape as the DRF views, through the same exception handler."""
+
+    http_method_names = ["post"]
+
     class InputSerializer(RouteInputSerializer):
-        pass
+        stream = serializers.BooleanField(default=False)
+        stream_options = serializers.DictField(required=False)
 
     class OutputSerializer(serializers.Serializer):
         def to_representation(self, result) -> dict:
@@ -95,15 +118,57 @@ class CompletionCreateApi(SizeLimitedApiView):
                 "baseline_cost_usd": _decimal(result.baseline_cost_usd),
                 "policy_version": decision.policy_version,
                 "sandbox": result.sandbox,
+                "cache_hit": result.cache_hit,
             }
 
-    def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        result = completion_route(api_key=request.auth, **serializer.validated_data)
-        response = Response(self.OutputSerializer(result).data)
-        response["X-Request-Id"] = result.id
-        return response
+    async def post(self, request: HttpRequest) -> HttpResponse:
+        try:
+            api_key = await _api_key_from(request)
+            data = _validated(self.InputSerializer, request)
+            stream = data.pop("stream")
+            include_usage = bool(data.pop("stream_options", {}).get("include_usage"))
+            completion = CompletionRequest(**data)
+            if stream:
+                start = await completion_stream(
+                    api_key=api_key, request=completion, include_usage=include_usage
+                )
+                return _event_stream(start)
+            result = await completion_create(api_key=api_key, request=completion)
+        except Exception as exc:  # noqa: BLE001 - every error becomes the documented JSON shape
+            return _json_error(exc)
+        return JsonResponse(self.OutputSerializer(result).data, headers={"X-Request-Id": result.id})
+
+
+async def _api_key_from(request: HttpRequest):
+    authenticated = await sync_to_async(ApiKeyAuthentication().authenticate)(request)
+    if authenticated is None:
+        raise exceptions.NotAuthenticated()
+    return authenticated[0]
+
+
+def _validated(serializer_class, request: HttpRequest) -> dict:
+    _check_body_size(request)
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise exceptions.ParseError(f"JSON parse error - {exc}") from exc
+    serializer = serializer_class(data=body)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _event_stream(start) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(start.events, content_type="text/event-stream")
+    response["X-Request-Id"] = start.id
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _json_error(exc: Exception) -> JsonResponse:
+    drf_response = api_exception_handler(exc, {})
+    headers = {k: v for k, v in drf_response.items() if k.lower() != "content-type"}
+    return JsonResponse(drf_response.data, status=drf_response.status_code, headers=headers)
 
 
 class RoutePreviewApi(SizeLimitedApiView):
@@ -215,5 +280,5 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             headers["Retry-After"] = str(int(exc.wait))
         code = exc.default_code if isinstance(exc.default_code, str) else "error"
         return Response(_error_body(code, str(exc.detail)), status=exc.status_code, headers=headers)
-    logger.exception("unhandled error in %s", context.get("view").__class__.__name__)
+    logger.exception("unhandled API error", exc_info=exc)
     return Response(_error_body("internal_error", "Internal error."), status=500)

@@ -26,7 +26,6 @@ from routing.provider import (
     ProviderResult,
     achat_complete,
     achat_stream_open,
-    chat_complete,
 )
 from routing.selectors import policy_get
 from routing.tokens import count_message_tokens, count_text_tokens
@@ -361,29 +360,8 @@ def _result(call: _Call, outcome: _Outcome, record) -> CompletionResult:
     )
 
 
-def completion_route(*, api_key: ApiKey, **fields) -> CompletionResult:
-    """Route one completion, call the chosen model and record it; raise CompletionFailed."""
-    call = _call_prepare(api_key=api_key, request=CompletionRequest(**fields))
-    hit = cache.get(call.cache_key) if call.cache_key else None
-    if hit is not None:
-        outcome = _outcome_from_cache(hit)
-        return _result(call, outcome, _call_record(call, outcome))
-    try:
-        result = chat_complete(**call.provider_kwargs())
-    except ProviderError as error:
-        _call_record(call, _outcome_from_error(call, error))
-        raise CompletionFailed(request_id=call.request_id, error=error) from error
-    outcome = _outcome_from_result(result)
-    record = _call_record(call, outcome)
-    if call.cache_key:
-        cache.set(
-            call.cache_key, _cache_value(outcome, record), call.decision.rule.response_cache_ttl_s
-        )
-    return _result(call, outcome, record)
-
-
 async def completion_create(*, api_key: ApiKey, request: CompletionRequest) -> CompletionResult:
-    """Async completion_route() for the ASGI hot path."""
+    """Route one completion, call the chosen model and record it; raise CompletionFailed."""
     call = await sync_to_async(_call_prepare)(api_key=api_key, request=request)
     hit = await cache.aget(call.cache_key) if call.cache_key else None
     if hit is not None:

@@ -218,3 +218,24 @@ def test_sdk_retries_are_configured_and_a_retry_can_succeed(
     assert response.status_code == 200
     assert sandbox_state.calls == 2
     assert UsageRecord.objects.count() == 1
+
+
+def test_stream_true_relays_openai_chunks_and_records_the_row(
+    asgi_server, policy, api_key, transactional_db
+):
+    import httpx2
+
+    body = {**HELLO, "stream": True, "stream_options": {"include_usage": True}}
+    headers = {"Authorization": f"Bearer {api_key[1]}"}
+    with httpx2.Client(timeout=10) as http:
+        response = http.post(f"{asgi_server}{URL}", json=body, headers=headers)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text.startswith("[sandbox gpt-4o-mini]")
+    row = UsageRecord.objects.get(request_id=response.headers["X-Request-Id"])
+    assert row.streamed and row.status == "ok"
+    assert row.output_tokens == chunks[-1]["usage"]["completion_tokens"]

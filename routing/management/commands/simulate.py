@@ -9,8 +9,15 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test import Client
 from django.utils import timezone
 
+from routing.pricing import savings_percent
 from routing.services import api_key_create
-from usage.selectors import UsageSummary, usage_by_category, usage_summary
+from usage.selectors import (
+    SavingsByLayer,
+    UsageSummary,
+    savings_by_layer,
+    usage_by_category,
+    usage_summary,
+)
 
 # The brief's traffic mix (code and legal are rare: a few per ten thousand).
 TRAFFIC_MIX = {
@@ -84,6 +91,25 @@ LINES = {
     "analytics_plus": DEEP_ANALYTICS_LINES,
     "compliance": COMPLIANCE_LINES,
 }
+# Share of requests that repeat an earlier one word for word (same key): moderation sees the
+# same spam again and again, dashboards ask the same summary; fans rarely repeat themselves.
+REPEAT_RATE = {
+    "chatbot": 0.03,
+    "moderation": 0.30,
+    "marketing": 0.05,
+    "analytics": 0.25,
+    "strategy": 0.02,
+    "analytics_plus": 0.05,
+    "compliance": 0.10,
+}
+# Categories whose calls carry the creator's persona and guidelines (about 1,100 tokens) as a
+# shared system message: the prefix the provider's prompt cache can serve.
+PERSONA_CATEGORIES = {"chatbot", "marketing"}
+CREATORS = 20
+PERSONA_WORDS = (
+    "voice warm playful respectful never explicit always thank fans mention upcoming drops "
+    "keep replies short use emojis sparingly avoid promises about private content"
+).split()
 # Additions that make a request harder, each as a complexity estimator would see it.
 HARDER = [
     " Explain your reasoning step by step.",
@@ -111,6 +137,12 @@ def _prompt(rng: random.Random, category: str) -> str:
     return text + "".join(rng.sample(HARDER, extra))
 
 
+def _persona(creator: int) -> str:
+    rng = random.Random(f"persona-{creator}")
+    words = [rng.choice(PERSONA_WORDS) for _ in range(1000)]
+    return f"Creator #{creator} persona and guidelines: " + " ".join(words)
+
+
 class Command(BaseCommand):
     help = "Send realistic traffic in the brief's mix through the API and print the savings."
 
@@ -133,16 +165,23 @@ class Command(BaseCommand):
         api_key, plaintext = api_key_create(name=name)
         client = Client(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
         categories, weights = zip(*TRAFFIC_MIX.items(), strict=True)
+        personas = [_persona(n) for n in range(CREATORS)]
+        sent: dict[str, list[dict]] = {c: [] for c in categories}
         start = timezone.now()
         failures = 0
         for i in range(count):
             category = rng.choices(categories, weights)[0]
-            body = {
-                "messages": [{"role": "user", "content": _prompt(rng, category)}],
-                "user": f"fan-{rng.randrange(5000)}",
-            }
-            if rng.random() * 100 >= options["uncategorised_percent"]:
-                body["category"] = category
+            if sent[category] and rng.random() < REPEAT_RATE[category]:
+                body = rng.choice(sent[category])
+            else:
+                messages = [{"role": "user", "content": _prompt(rng, category)}]
+                if category in PERSONA_CATEGORIES:
+                    persona = rng.choice(personas)
+                    messages.insert(0, {"role": "system", "content": persona})
+                body = {"messages": messages, "user": f"fan-{rng.randrange(5000)}"}
+                if rng.random() * 100 >= options["uncategorised_percent"]:
+                    body["category"] = category
+                sent[category].append(body)
             response = client.post(
                 "/api/v1/completions", json.dumps(body), content_type="application/json"
             )
@@ -152,7 +191,9 @@ class Command(BaseCommand):
         end = timezone.now() + timedelta(microseconds=1)
         total = usage_summary(start=start, end=end, api_key_id=api_key.pk)
         per_category = usage_by_category(start=start, end=end, api_key_id=api_key.pk)
+        layers = savings_by_layer(start=start, end=end, api_key_id=api_key.pk)
         self._print(total, per_category, failures)
+        self._print_layers(total, layers)
 
     def _print(
         self, total: UsageSummary, per_category: dict[str, UsageSummary], failures: int
@@ -172,3 +213,17 @@ class Command(BaseCommand):
                 f"{_usd(row.savings_usd):>10}{row.savings_percent:>8}%"
             )
         self.stdout.write(f"failed requests: {failures} (all recorded in the ledger)")
+
+    def _print_layers(self, total: UsageSummary, layers: SavingsByLayer) -> None:
+        baseline = total.baseline_cost_usd
+        self.stdout.write("")
+        self.stdout.write(f"{'savings by layer':<28}{'saved $':>10}{'of baseline':>13}")
+        rows = [
+            ("routing (cheap tier)", layers.routing_usd),
+            ("provider prompt cache", layers.prompt_cache_usd),
+            ("response cache (ours)", layers.response_cache_usd),
+            ("all layers", layers.total_usd),
+        ]
+        for name, amount in rows:
+            share = savings_percent(cost_usd=baseline - amount, baseline_usd=baseline)
+            self.stdout.write(f"{name:<28}{_usd(amount):>10}{share:>12}%")
