@@ -10,10 +10,14 @@ if SHARED_TIKTOKEN.is_dir():
 
 @pytest.fixture(autouse=True)
 def _sandbox_upstream(settings):
-    """Every test talks to a fresh in-process sandbox, with no SDK retries or latency."""
+    """Every test talks to a fresh in-process sandbox, with no SDK retries or latency, and
+    starts from an empty cache (Redis in CI outlives test databases, whose ids restart)."""
+    from django.core.cache import cache
+
     from routing import sandbox
     from routing.selectors import policy_cache_clear
 
+    cache.clear()
     settings.UPSTREAM_MODE = "sandbox"
     settings.UPSTREAM_MAX_RETRIES = 0
     settings.SANDBOX_LATENCY_MS = 0
