@@ -135,6 +135,8 @@ SANDBOX_LATENCY_MS = env.int("SANDBOX_LATENCY_MS", default=0)
 # Routing
 ROUTER_MIN_CATEGORY_CONFIDENCE = env.float("ROUTER_MIN_CATEGORY_CONFIDENCE", default=0.34)
 ROUTER_SHUTDOWN_WARNING_DAYS = env.int("ROUTER_SHUTDOWN_WARNING_DAYS", default=60)
+# How stale a worker's in-memory policy may get before it checks the shared version number.
+POLICY_REFRESH_S = env.float("POLICY_REFRESH_S", default=2.0)
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES + 1024
 

@@ -13,11 +13,20 @@ from enum import StrEnum
 from routing.classifier import CategoryKeywords, classify, find_trigger
 from routing.complexity import ComplexitySignal, estimate_complexity
 from routing.pricing import call_cost_usd
+from routing.rollout import FlagRule, flag_on, in_share
+
+# Features that are on when no flag row says otherwise (the others must be switched on).
+FLAGS_ON_BY_DEFAULT = frozenset({"routing", "response_cache", "prompt_cache_key", "streaming"})
 
 
 class Tier(StrEnum):
     MINI = "mini"
     FULL = "full"
+
+
+class Arm(StrEnum):
+    ROUTED = "routed"
+    CONTROL = "control"
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,24 @@ class Policy:
     default_category: str
     min_confidence: float
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
+    routed_percent: Decimal = Decimal("100")
+    flags: Mapping[str, FlagRule] = field(default_factory=dict)
     classifier_input: tuple[CategoryKeywords, ...] = field(default=(), compare=False)
+
+    def feature_on(self, name: str, *, subject: str, api_key_id: int) -> bool:
+        """Return whether a feature flag is on for this subject and key."""
+        rule = self.flags.get(name)
+        if rule is None:
+            return name in FLAGS_ON_BY_DEFAULT
+        return flag_on(rule, subject=subject, api_key_id=api_key_id)
+
+    def arm_for(self, *, subject: str, api_key_id: int) -> Arm:
+        """Return the rollout arm: routed inside the routed share while routing is on."""
+        if not self.feature_on("routing", subject=subject, api_key_id=api_key_id):
+            return Arm.CONTROL
+        if in_share(subject=subject, percent=self.routed_percent):
+            return Arm.ROUTED
+        return Arm.CONTROL
 
     @classmethod
     def build(
@@ -71,6 +97,8 @@ class Policy:
         default_category: str,
         min_confidence: float,
         models: Mapping[str, ModelSpec] | None = None,
+        routed_percent: Decimal = Decimal("100"),
+        flags: Mapping[str, FlagRule] | None = None,
     ) -> "Policy":
         """Return a policy with the classifier's input precomputed from enabled categories."""
         classifier_input = tuple(
@@ -79,7 +107,14 @@ class Policy:
             if rule.enabled and rule.keywords
         )
         return cls(
-            version, categories, default_category, min_confidence, models or {}, classifier_input
+            version,
+            categories,
+            default_category,
+            min_confidence,
+            models or {},
+            routed_percent,
+            flags or {},
+            classifier_input,
         )
 
 
@@ -92,6 +127,8 @@ class RouteRequest:
     critical: bool | None = None
     max_tokens: int | None = None
     model: str | None = None  # a concrete model the caller pinned: no routing, still recorded
+    subject: str = ""  # who the rollout assignment sticks to (see routing.rollout)
+    api_key_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,6 +152,7 @@ class Decision:
     prompt_tokens: int
     policy_version: int
     rule: CategoryRule
+    arm: Arm = Arm.ROUTED
 
 
 class RoutingError(Exception):
@@ -214,12 +252,21 @@ def route(*, request: RouteRequest, policy: Policy) -> Decision:
     else:
         trigger = find_trigger(request.text, rule.triggers) if rule.triggers else None
         critical_by = "trigger" if trigger else None
+    arm = policy.arm_for(subject=request.subject, api_key_id=request.api_key_id)
     if request.model is not None:
         model = _pinned_model(request.model, policy)
         choice = TierChoice(
             model.tier,
             f"pinned:model={model.name}",
             f"The caller asked for {model.name}: no routing.",
+        )
+    elif arm is Arm.CONTROL:
+        model = rule.full
+        choice = TierChoice(
+            Tier.FULL,
+            "control:legacy",
+            f"Control arm (routing on for {policy.routed_percent:g}% of users): the legacy "
+            "behaviour, premium model, no routing.",
         )
     else:
         choice = decide(rule=rule, complexity=complexity, critical_by=critical_by, trigger=trigger)
@@ -255,4 +302,5 @@ def route(*, request: RouteRequest, policy: Policy) -> Decision:
         prompt_tokens=request.prompt_tokens + rule.system_prompt_tokens,
         policy_version=policy.version,
         rule=rule,
+        arm=arm,
     )

@@ -156,3 +156,69 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class ControlBehaviour(models.TextChoices):
+    LEGACY_PREMIUM = "legacy_premium", "legacy: everything on the premium model, no routing"
+
+
+class RolloutSetting(models.Model):
+    """The staged launch: the share of users whose requests are routed (one row)."""
+
+    routed_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("100"),
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Share of end users (or API keys, without a user) in the routed arm.",
+    )
+    control_behaviour = models.CharField(
+        max_length=20, choices=ControlBehaviour.choices, default=ControlBehaviour.LEGACY_PREMIUM
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(routed_percent__gte=0) & Q(routed_percent__lte=100),
+                name="routed_percent_within_0_100",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"routing on for {self.routed_percent:g}% of users"
+
+
+class Flag(models.TextChoices):
+    ROUTING = "routing"
+    RESPONSE_CACHE = "response_cache"
+    PROMPT_CACHE_KEY = "prompt_cache_key"
+    STREAMING = "streaming"
+    BATCH = "batch"
+    QUALITY_SAMPLING = "quality_sampling"
+
+
+class FeatureFlag(models.Model):
+    """A switch, optionally limited to a share of users or to listed API keys."""
+
+    name = models.CharField(max_length=32, choices=Flag.choices, unique=True)
+    enabled = models.BooleanField(default=True)
+    percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Blank = everyone; else the share of users it is on for.",
+    )
+    api_keys = models.ManyToManyField(
+        ApiKey, blank=True, help_text="When any are listed, only these keys get the feature."
+    )
+    description = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,39 +1,76 @@
 """Reads of routing policy and keys. Nothing here writes."""
 
 import hashlib
+import logging
 import threading
+import time
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.cache import cache
 
 from routing.engine import CategoryRule, ModelSpec, Policy, RoutingError, Tier
 from routing.models import ApiKey, PolicyVersion
 from routing.prompts import prefix_fingerprint
+from routing.rollout import FlagRule
 from routing.tokens import TOKENS_PER_MESSAGE, count_text_tokens
 
+POLICY_VERSION_CACHE_KEY = "routing:policy:latest-version"
+
+logger = logging.getLogger(__name__)
 _memo_lock = threading.Lock()
 _memo: dict[str, Policy] = {}
+_checked_at: dict[str, float] = {}
 
 
 def policy_get() -> Policy:
-    """Return the latest policy version as engine dataclasses (one small query when unchanged)."""
-    latest_id = PolicyVersion.objects.order_by("-id").values_list("id", flat=True).first()
-    if latest_id is None:
-        raise RoutingError("no_policy", "No routing policy is configured: run seed_policy.")
+    """Return the latest policy as engine dataclasses.
+
+    Each process keeps the policy in memory and checks the shared cache's version number at
+    most every POLICY_REFRESH_S seconds, so an admin change reaches every worker within that
+    time without a database read per request; the snapshot is read only when it changed.
+    """
     cached = _memo.get("policy")
-    if cached is not None and cached.version == latest_id:
+    now = time.monotonic()
+    if cached is not None and now - _checked_at.get("policy", 0) < settings.POLICY_REFRESH_S:
         return cached
-    snapshot = PolicyVersion.objects.values_list("snapshot", flat=True).get(id=latest_id)
-    policy = policy_from_snapshot(version=latest_id, snapshot=snapshot)
+    latest_id = _latest_version_id()
+    if cached is None or cached.version != latest_id:
+        cached = _policy_load()
     with _memo_lock:
-        _memo["policy"] = policy
-    return policy
+        _memo["policy"] = cached
+        _checked_at["policy"] = now
+    return cached
+
+
+def _latest_version_id() -> int | None:
+    try:
+        latest_id = cache.get(POLICY_VERSION_CACHE_KEY)
+    except Exception:  # a cache outage must not stop routing: ask the database
+        logger.warning("cache unavailable for the policy version; reading the database")
+        latest_id = None
+    if latest_id is None:
+        latest_id = PolicyVersion.objects.order_by("-id").values_list("id", flat=True).first()
+    return latest_id
+
+
+def _policy_load() -> Policy:
+    latest = PolicyVersion.objects.order_by("-id").values_list("id", "snapshot").first()
+    if latest is None:
+        raise RoutingError("no_policy", "No routing policy is configured: run seed_policy.")
+    version, snapshot = latest
+    try:
+        cache.set(POLICY_VERSION_CACHE_KEY, version, timeout=None)
+    except Exception:
+        logger.warning("cache unavailable; policy version not shared")
+    return policy_from_snapshot(version=version, snapshot=snapshot)
 
 
 def policy_cache_clear() -> None:
-    """Forget the memoised policy (tests roll back versions and may reuse their ids)."""
+    """Forget this process's policy, so the next request reads the latest version."""
     with _memo_lock:
         _memo.clear()
+        _checked_at.clear()
 
 
 def _model_from(data: dict) -> ModelSpec:
@@ -87,6 +124,16 @@ def policy_from_snapshot(*, version: int, snapshot: dict) -> Policy:
         default_category=snapshot["default_category"],
         min_confidence=settings.ROUTER_MIN_CATEGORY_CONFIDENCE,
         models=models,
+        routed_percent=Decimal(snapshot.get("rollout", {}).get("routed_percent", "100")),
+        flags={
+            name: FlagRule(
+                name=name,
+                enabled=data["enabled"],
+                percent=None if data["percent"] is None else Decimal(data["percent"]),
+                api_key_ids=frozenset(data["api_key_ids"]),
+            )
+            for name, data in snapshot.get("flags", {}).items()
+        },
     )
 
 

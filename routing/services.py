@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import json
+import logging
 import secrets
 import time
 import uuid
@@ -17,8 +18,16 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from routing.engine import Decision, RouteRequest, route
-from routing.models import ApiKey, ModelProfile, PolicyVersion, TaskCategory
+from routing.engine import Arm, Decision, Policy, RouteRequest, RoutingError, route
+from routing.models import (
+    ApiKey,
+    FeatureFlag,
+    Flag,
+    ModelProfile,
+    PolicyVersion,
+    RolloutSetting,
+    TaskCategory,
+)
 from routing.pricing import baseline_cost_usd, call_cost_usd
 from routing.prompts import build_messages, routable_text
 from routing.provider import (
@@ -27,10 +36,13 @@ from routing.provider import (
     achat_complete,
     achat_stream_open,
 )
-from routing.selectors import policy_get
+from routing.rollout import rollout_subject
+from routing.selectors import POLICY_VERSION_CACHE_KEY, policy_cache_clear, policy_get
 from routing.tokens import count_message_tokens, count_text_tokens
 from usage.models import Status, TokenSource
 from usage.services import usage_record
+
+logger = logging.getLogger(__name__)
 
 API_KEY_PREFIX = "hz_"
 STREAM_DONE = b"data: [DONE]\n\n"
@@ -59,6 +71,12 @@ class RoutePlan:
     prompt_tokens: int
     token_source: str
     text: str
+    policy: Policy
+    subject: str
+    api_key_id: int
+
+    def feature_on(self, name: str) -> bool:
+        return self.policy.feature_on(name, subject=self.subject, api_key_id=self.api_key_id)
 
 
 @dataclass(frozen=True)
@@ -104,9 +122,12 @@ def route_plan(
     critical: bool | None = None,
     max_tokens: int | None = None,
     model: str | None = None,
+    user: str = "",
+    api_key_id: int = 0,
 ) -> RoutePlan:
     """Return the decision and the prompt to send, without calling any model."""
     policy = policy_get()
+    subject = rollout_subject(end_user=user, api_key_id=api_key_id)
     text = routable_text(messages)
     caller_tokens, token_source = count_message_tokens(messages)
     request = RouteRequest(
@@ -117,10 +138,14 @@ def route_plan(
         critical=critical,
         max_tokens=max_tokens,
         model=model,
+        subject=subject,
+        api_key_id=api_key_id,
     )
     decision = route(request=request, policy=policy)
     prompt = build_messages(system_prompt=decision.system_prompt, messages=messages)
-    return RoutePlan(decision, prompt, decision.prompt_tokens, token_source, text)
+    return RoutePlan(
+        decision, prompt, decision.prompt_tokens, token_source, text, policy, subject, api_key_id
+    )
 
 
 @dataclass(frozen=True)
@@ -146,7 +171,9 @@ class _Call:
             "max_tokens": self.decision.max_output_tokens,
             "temperature": self.request.temperature,
             "user": self.request.user,
-            "cache_key_category": self.decision.category,
+            "cache_key_category": (
+                self.decision.category if self.plan.feature_on("prompt_cache_key") else None
+            ),
             "sampling": self.request.sampling,
         }
 
@@ -159,6 +186,8 @@ def _call_prepare(*, api_key: ApiKey, request: CompletionRequest) -> _Call:
         critical=request.critical,
         max_tokens=request.max_tokens,
         model=request.model,
+        user=request.user,
+        api_key_id=api_key.pk,
     )
     return _Call(
         request_id="req_" + uuid.uuid4().hex,
@@ -176,8 +205,10 @@ def _response_cache_key(
 ) -> str | None:
     """Return the exact-match key of this answer, or None when the category does not cache."""
     rule = plan.decision.rule
-    if not rule.response_cache_enabled:
+    if not rule.response_cache_enabled or not plan.feature_on("response_cache"):
         return None
+    if plan.decision.arm is not Arm.ROUTED:
+        return None  # the control arm is the legacy behaviour: no cache either
     normalised = json.dumps(
         {
             "category": plan.decision.category,
@@ -325,6 +356,7 @@ def _call_record(call: _Call, outcome: _Outcome):
         sandbox=outcome.sandbox,
         cache_hit=outcome.cache_hit,
         streamed=outcome.streamed,
+        arm=decision.arm.value,
         prefix_fingerprint=decision.rule.prefix_fingerprint,
         metadata=call.request.metadata,
         prompt_text=call.plan.text[:limit] if store_text else "",
@@ -385,6 +417,8 @@ async def completion_stream(
 ) -> StreamStart:
     """Open a streamed completion; raise CompletionFailed if it fails before the first byte."""
     call = await sync_to_async(_call_prepare)(api_key=api_key, request=request)
+    if not call.plan.feature_on("streaming"):
+        raise RoutingError("streaming_disabled", "Streaming is switched off.", "stream")
     hit = await cache.aget(call.cache_key) if call.cache_key else None
     if hit is not None:
         events = _stream_replay(call, hit, include_usage=include_usage)
@@ -561,10 +595,24 @@ def policy_snapshot_build() -> dict:
     """Return the current policy rows as a JSON-ready snapshot."""
     categories = TaskCategory.objects.select_related("mini_model", "full_model")
     default = next((c.slug for c in categories if c.is_default), "")
+    rollout = RolloutSetting.objects.first()
+    flags = FeatureFlag.objects.prefetch_related("api_keys")
     return {
         "default_category": default,
         "models": {p.name: _model_snapshot(p) for p in ModelProfile.objects.all()},
         "categories": {c.slug: _category_snapshot(c) for c in categories},
+        "rollout": {
+            "routed_percent": str(rollout.routed_percent if rollout else Decimal("100.00")),
+            "control_behaviour": rollout.control_behaviour if rollout else "legacy_premium",
+        },
+        "flags": {
+            flag.name: {
+                "enabled": flag.enabled,
+                "percent": None if flag.percent is None else str(flag.percent),
+                "api_key_ids": sorted(k.pk for k in flag.api_keys.all()),
+            }
+            for flag in flags
+        },
     }
 
 
@@ -574,7 +622,11 @@ def _snapshot_changes(before: dict, after: dict) -> list[str]:
         changes.append(
             f"default_category: {before.get('default_category')} -> {after['default_category']}"
         )
-    for section in ("models", "categories"):
+    for key in sorted(after.get("rollout", {})):
+        old = before.get("rollout", {}).get(key)
+        if old != after["rollout"][key]:
+            changes.append(f"rollout.{key}: {old!r} -> {after['rollout'][key]!r}")
+    for section in ("models", "categories", "flags"):
         old, new = before.get(section, {}), after[section]
         for name in sorted(old.keys() - new.keys()):
             changes.append(f"{section}.{name}: removed")
@@ -597,9 +649,98 @@ def policy_version_create(*, actor: str, comment: str = "") -> PolicyVersion:
     changes = _snapshot_changes(latest.snapshot if latest else {}, snapshot)
     if latest is not None and not changes:
         return latest
-    return PolicyVersion.objects.create(
+    version = PolicyVersion.objects.create(
         actor=actor, comment=comment, changes=changes, snapshot=snapshot
     )
+    # This process sees it at once; the others at their next version check.
+    policy_cache_clear()
+    transaction.on_commit(lambda: _policy_version_publish(version.pk))
+    return version
+
+
+def _policy_version_publish(version_id: int) -> None:
+    try:
+        cache.set(POLICY_VERSION_CACHE_KEY, version_id, timeout=None)
+    except Exception:  # workers fall back to the database check
+        logger.warning("cache unavailable; policy version %s not published", version_id)
+    policy_cache_clear()
+
+
+@transaction.atomic
+def policy_version_restore(*, version: PolicyVersion, actor: str) -> PolicyVersion:
+    """Put the rows back as an earlier version had them, recorded as a new version."""
+    snapshot = version.snapshot
+    for name, data in snapshot["models"].items():
+        ModelProfile.objects.update_or_create(
+            name=name,
+            defaults={
+                "tier": data["tier"],
+                "base_url": data["base_url"],
+                "api_key_env": data["api_key_env"],
+                "input_per_mtok_usd": Decimal(data["input_per_mtok_usd"]),
+                "cached_input_per_mtok_usd": Decimal(data["cached_input_per_mtok_usd"]),
+                "output_per_mtok_usd": Decimal(data["output_per_mtok_usd"]),
+                "prices_effective_from": data["prices_effective_from"],
+                "batch_discount_percent": Decimal(data["batch_discount_percent"]),
+                "active": data["active"],
+                "supports_prompt_cache_key": data.get("supports_prompt_cache_key", True),
+            },
+        )
+    models = {m.name: m for m in ModelProfile.objects.all()}
+    TaskCategory.objects.update(is_default=False)
+    for slug, data in snapshot["categories"].items():
+        rule = {
+            "full_from_complexity": data["full_from_complexity"],
+            "always_full": data["always_full"],
+            "mini_model": models[data["mini_model"]],
+            "full_model": models[data["full_model"]],
+            "system_prompt": data["system_prompt"],
+            "max_output_tokens": data["max_output_tokens"],
+            "expected_output_tokens": data["expected_output_tokens"],
+            "classifier_keywords": data["keywords"],
+            "critical_triggers": data["triggers"],
+            "enabled": data["enabled"],
+            "response_cache_enabled": data.get("response_cache_enabled", False),
+            "response_cache_ttl_s": data.get("response_cache_ttl_s", 3600),
+            "response_cache_shared": data.get("response_cache_shared", False),
+        }
+        TaskCategory.objects.update_or_create(
+            slug=slug,
+            defaults=rule,
+            create_defaults={**rule, "name": slug.replace("_", " ").capitalize()},
+        )
+    TaskCategory.objects.filter(slug=snapshot["default_category"]).update(is_default=True)
+    if "rollout" in snapshot:
+        RolloutSetting.objects.update_or_create(
+            pk=1,
+            defaults={
+                "routed_percent": Decimal(snapshot["rollout"]["routed_percent"]),
+                "control_behaviour": snapshot["rollout"]["control_behaviour"],
+            },
+        )
+    for name, data in snapshot.get("flags", {}).items():
+        flag, _ = FeatureFlag.objects.update_or_create(
+            name=name,
+            defaults={
+                "enabled": data["enabled"],
+                "percent": None if data["percent"] is None else Decimal(data["percent"]),
+            },
+        )
+        flag.api_keys.set(ApiKey.objects.filter(pk__in=data["api_key_ids"]))
+    return policy_version_create(actor=actor, comment=f"restored version {version.pk}")
+
+
+@transaction.atomic
+def rollout_set_percentage(*, percent: Decimal, actor: str, comment: str = "") -> PolicyVersion:
+    """Move the staged rollout to a new routed share; returns the policy version it made."""
+    if not Decimal("0") <= percent <= Decimal("100"):
+        raise ValueError(f"rollout percentage {percent} outside 0-100")
+    setting, _ = RolloutSetting.objects.select_for_update().get_or_create(pk=1)
+    before = setting.routed_percent
+    setting.routed_percent = percent
+    setting.save(update_fields=["routed_percent", "updated_at"])
+    note = comment or f"rollout {before:g}% -> {percent:g}%"
+    return policy_version_create(actor=actor, comment=note)
 
 
 # --- API keys ---------------------------------------------------------------------------
@@ -649,4 +790,9 @@ def policy_seed(*, actor: str = "seed") -> PolicyVersion:
             "critical_triggers": DEFAULT_CRITICAL_TRIGGERS.get(slug, []),
         }
         TaskCategory.objects.get_or_create(slug=slug, defaults=defaults)
+    RolloutSetting.objects.get_or_create(pk=1)
+    for name in Flag.values:
+        # Batch and quality sampling are features still to come: off until switched on.
+        enabled = name not in {Flag.BATCH, Flag.QUALITY_SAMPLING}
+        FeatureFlag.objects.get_or_create(name=name, defaults={"enabled": enabled})
     return policy_version_create(actor=actor, comment="default policy")
