@@ -1,12 +1,38 @@
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
-from routing.models import ApiKey, ModelProfile, PolicyVersion, TaskCategory
-from routing.services import api_key_create, api_key_revoke, policy_version_create
+from routing.engine import RoutingError
+from routing.models import (
+    ApiKey,
+    FeatureFlag,
+    ModelProfile,
+    PolicyVersion,
+    RolloutSetting,
+    TaskCategory,
+)
+from routing.selectors import category_traffic_share, rollout_arm_metrics, whatif_report
+from routing.services import (
+    api_key_create,
+    api_key_revoke,
+    category_snapshot,
+    policy_version_create,
+    policy_version_restore,
+    rollout_set_percentage,
+)
+
+ROLLOUT_PRESETS = (Decimal("0"), Decimal("10"), Decimal("50"), Decimal("100"))
+WINDOWS_H = {"1h": 1, "24h": 24, "7d": 24 * 7, "30d": 24 * 30}
 
 
 def _shutdown_warnings() -> list[str]:
@@ -27,16 +53,36 @@ def _shutdown_warnings() -> list[str]:
     return warnings
 
 
+class CommentedForm(forms.ModelForm):
+    change_comment = forms.CharField(
+        required=False, max_length=500, help_text="Why (kept in the policy version history)."
+    )
+
+
 class PolicyVersionedAdmin(admin.ModelAdmin):
-    """Every save records a new policy version, with who changed what."""
+    """Every save records a new policy version, with who changed what and why."""
+
+    form = CommentedForm
+
+    def get_fields(self, request, obj=None):
+        fields = [f for f in super().get_fields(request, obj) if f != "change_comment"]
+        return [*fields, "change_comment"]
 
     def save_model(self, request: HttpRequest, obj, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        policy_version_create(actor=request.user.get_username(), comment=f"admin: {obj}")
+        self._version(request, form.cleaned_data.get("change_comment") or f"admin: {obj}")
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Many-to-many fields (flag API keys) are saved only now.
+        self._version(request, form.cleaned_data.get("change_comment") or "admin")
 
     def delete_model(self, request: HttpRequest, obj) -> None:
         super().delete_model(request, obj)
-        policy_version_create(actor=request.user.get_username(), comment=f"admin: deleted {obj}")
+        self._version(request, f"admin: deleted {obj}")
+
+    def _version(self, request: HttpRequest, comment: str) -> None:
+        policy_version_create(actor=request.user.get_username(), comment=comment)
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
         for warning in _shutdown_warnings():
@@ -60,15 +106,61 @@ class ModelProfileAdmin(PolicyVersionedAdmin):
     search_fields = ["name"]
 
 
+class TaskCategoryForm(CommentedForm):
+    class Meta:
+        model = TaskCategory
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "enabled",
+            "is_default",
+            "full_from_complexity",
+            "always_full",
+            "mini_model",
+            "full_model",
+            "system_prompt",
+            "max_output_tokens",
+            "expected_output_tokens",
+            "classifier_keywords",
+            "critical_triggers",
+            "response_cache_enabled",
+            "response_cache_ttl_s",
+            "response_cache_shared",
+        ]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        for slot, tier in (("mini_model", "mini"), ("full_model", "full")):
+            model = data.get(slot)
+            if model is not None and (model.tier != tier or not model.active):
+                self.add_error(slot, f"Choose an active {tier}-tier model.")
+        others = TaskCategory.objects.exclude(pk=self.instance.pk)
+        keeps_default = data.get("is_default") and data.get("enabled")
+        if not keeps_default and not others.filter(is_default=True, enabled=True).exists():
+            raise ValidationError(
+                "At least one enabled category must be the default (used when a request's "
+                "category cannot be inferred)."
+            )
+        if data.get("is_default") and others.filter(is_default=True).exists():
+            raise ValidationError("Another category is already the default: unset it first.")
+        return data
+
+
 @admin.register(TaskCategory)
 class TaskCategoryAdmin(PolicyVersionedAdmin):
+    form = TaskCategoryForm
+    change_form_template = "admin/routing/taskcategory/change_form.html"
+    change_list_template = "admin/routing/taskcategory/change_list.html"
     list_display = [
         "slug",
-        "name",
+        "traffic_share",
         "threshold",
+        "matrix_strip",
         "always_full",
         "mini_model",
         "full_model",
+        "response_cache_enabled",
         "is_default",
         "enabled",
     ]
@@ -76,11 +168,34 @@ class TaskCategoryAdmin(PolicyVersionedAdmin):
     list_filter = ["enabled", "always_full"]
     search_fields = ["slug", "name"]
 
-    @admin.display(description="full from complexity")
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        self._shares = category_traffic_share(days=30, now=timezone.now())
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="traffic (30 days)")
+    def traffic_share(self, obj: TaskCategory) -> str:
+        return f"{self._shares.get(obj.slug, Decimal('0.0'))}%"
+
+    @admin.display(description="full from")
     def threshold(self, obj: TaskCategory) -> str:
         if obj.always_full:
             return "always"
-        return "never" if obj.full_from_complexity is None else f">= {obj.full_from_complexity}"
+        return "never" if obj.full_from_complexity is None else f"≥ {obj.full_from_complexity}"
+
+    @admin.display(description="complexity 0 … 10")
+    def matrix_strip(self, obj: TaskCategory):
+        def tier_at(level: int) -> str:
+            if obj.always_full:
+                return "full"
+            threshold = obj.full_from_complexity
+            return "full" if threshold is not None and level >= threshold else "mini"
+
+        cells = format_html_join(
+            "",
+            '<span class="matrix-cell matrix-{}" title="complexity {}: {}">{}</span>',
+            ((tier_at(n), n, tier_at(n), n) for n in range(11)),
+        )
+        return format_html('<span class="matrix-strip">{}</span>', cells)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
@@ -89,15 +204,70 @@ class TaskCategoryAdmin(PolicyVersionedAdmin):
         form.base_fields["full_model"].queryset = active.filter(tier="full")
         return form
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method == "POST" and "_whatif" in request.POST:
+            return self._whatif_view(request, object_id)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _whatif_view(self, request: HttpRequest, object_id: str | None):
+        """Replay the unsaved form over the ledger; nothing is saved."""
+        obj = self.get_object(request, object_id) if object_id else None
+        form_class = self.get_form(request, obj, change=obj is not None)
+        form = form_class(request.POST, request.FILES, instance=obj)
+        report = None
+        days = _int_or(request.POST.get("_whatif_days"), 30, 1, 365)
+        if form.is_valid():
+            unsaved = form.save(commit=False)
+            draft = {"categories": {unsaved.slug: category_snapshot(unsaved)}}
+            try:
+                report = whatif_report(draft=draft, days=days, now=timezone.now())
+            except RoutingError as exc:
+                messages.error(request, exc.message)
+        admin_form = admin.helpers.AdminForm(
+            form, list(self.get_fieldsets(request, obj)), {}, model_admin=self
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"What if: {obj or 'new category'}",
+            "adminform": admin_form,
+            "object_id": object_id,
+            "original": obj,
+            "is_popup": False,
+            "to_field": None,
+            "media": self.media + admin_form.media,
+            "inline_admin_formsets": [],
+            "errors": admin.helpers.AdminErrorList(form, []),
+            "preserved_filters": self.get_preserved_filters(request),
+            "whatif": report,
+            "whatif_days": days,
+        }
+        return self.render_change_form(
+            request, context, add=obj is None, change=obj is not None, obj=obj
+        )
+
+
+def _int_or(value, default: int, low: int, high: int) -> int:
+    try:
+        return min(max(int(value), low), high)
+    except (TypeError, ValueError):
+        return default
+
 
 @admin.register(PolicyVersion)
 class PolicyVersionAdmin(admin.ModelAdmin):
-    list_display = ["id", "created_at", "actor", "comment", "change_count"]
-    readonly_fields = ["created_at", "actor", "comment", "changes", "snapshot"]
+    list_display = ["id", "created_at", "actor", "comment", "change_summary"]
+    readonly_fields = ["created_at", "actor", "comment", "changes_list", "snapshot"]
+    fields = readonly_fields
+    change_form_template = "admin/routing/policyversion/change_form.html"
 
     @admin.display(description="changes")
-    def change_count(self, obj: PolicyVersion) -> int:
-        return len(obj.changes)
+    def change_summary(self, obj: PolicyVersion) -> str:
+        head = "; ".join(obj.changes[:2])
+        return head + (f" (+{len(obj.changes) - 2} more)" if len(obj.changes) > 2 else "")
+
+    @admin.display(description="what changed")
+    def changes_list(self, obj: PolicyVersion):
+        return format_html_join("", "<div><code>{}</code></div>", ((c,) for c in obj.changes))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -107,6 +277,137 @@ class PolicyVersionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    def get_urls(self):
+        restore = self.admin_site.admin_view(self.restore_view)
+        return [
+            path("<int:pk>/restore/", restore, name="routing_policyversion_restore"),
+            *super().get_urls(),
+        ]
+
+    def restore_view(self, request: HttpRequest, pk: int):
+        if not request.user.has_perm("routing.change_taskcategory"):
+            return HttpResponseRedirect(reverse("admin:index"))
+        version = get_object_or_404(PolicyVersion, pk=pk)
+        if request.method == "POST":
+            created = policy_version_restore(version=version, actor=request.user.get_username())
+            self.message_user(
+                request, f"Restored version {version.pk} as version {created.pk}.", messages.SUCCESS
+            )
+            return HttpResponseRedirect(reverse("admin:routing_policyversion_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Restore policy version {version.pk}?",
+            "version": version,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/routing/policyversion/restore.html", context)
+
+
+@admin.register(RolloutSetting)
+class RolloutSettingAdmin(admin.ModelAdmin):
+    """One page: where the launch stands, each arm's figures, and the move buttons."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def get_urls(self):
+        return [
+            path(
+                "",
+                self.admin_site.admin_view(self.rollout_view),
+                name="routing_rolloutsetting_changelist",
+            ),
+            path(
+                "move/",
+                self.admin_site.admin_view(self.move_view),
+                name="routing_rollout_move",
+            ),
+        ]
+
+    def rollout_view(self, request: HttpRequest):
+        setting, _ = RolloutSetting.objects.get_or_create(pk=1)
+        window = request.GET.get("window", "24h")
+        hours = WINDOWS_H.get(window, 24)
+        now = timezone.now()
+        arms = rollout_arm_metrics(start=now - timedelta(hours=hours), end=now)
+        current = setting.routed_percent
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Staged rollout",
+            "opts": self.model._meta,
+            "setting": setting,
+            "arms": arms,
+            "window": window,
+            "windows": list(WINDOWS_H),
+            "advance": [p for p in ROLLOUT_PRESETS if p > current],
+            "step_back": [p for p in ROLLOUT_PRESETS if p < current],
+            "can_change": request.user.has_perm("routing.change_rolloutsetting"),
+        }
+        return TemplateResponse(request, "admin/routing/rollout.html", context)
+
+    def move_view(self, request: HttpRequest):
+        """GET asks for confirmation; POST (with CSRF) moves the rollout and audits it."""
+        if not request.user.has_perm("routing.change_rolloutsetting"):
+            return HttpResponseRedirect(reverse("admin:routing_rolloutsetting_changelist"))
+        setting, _ = RolloutSetting.objects.get_or_create(pk=1)
+        source = request.POST if request.method == "POST" else request.GET
+        try:
+            target = Decimal(source.get("to", "")).quantize(Decimal("0.01"))
+            if not Decimal("0") <= target <= Decimal("100"):
+                raise InvalidOperation
+        except InvalidOperation:
+            self.message_user(request, "Choose a percentage from 0 to 100.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:routing_rolloutsetting_changelist"))
+        if request.method == "POST" and source.get("confirm") == "yes":
+            comment = source.get("comment", "")[:500]
+            rollout_set_percentage(
+                percent=target, actor=request.user.get_username(), comment=comment
+            )
+            self.message_user(
+                request,
+                f"Routing is now on for {target:g}% of users (was {setting.routed_percent:g}%).",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(reverse("admin:routing_rolloutsetting_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Confirm the rollout change",
+            "opts": self.model._meta,
+            "setting": setting,
+            "target": target,
+            "direction": "advance" if target > setting.routed_percent else "step back",
+        }
+        return TemplateResponse(request, "admin/routing/rollout_confirm.html", context)
+
+
+class FeatureFlagForm(CommentedForm):
+    class Meta:
+        model = FeatureFlag
+        fields = ["name", "enabled", "percent", "api_keys", "description"]
+
+
+@admin.register(FeatureFlag)
+class FeatureFlagAdmin(PolicyVersionedAdmin):
+    form = FeatureFlagForm
+    list_display = ["name", "enabled", "percent", "key_limit", "description", "updated_at"]
+    list_editable = ["enabled"]
+    filter_horizontal = ["api_keys"]
+
+    @admin.display(description="limited to keys")
+    def key_limit(self, obj: FeatureFlag) -> str:
+        names = [k.name for k in obj.api_keys.all()]
+        return ", ".join(names) or "all keys"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("api_keys")
+
+    def save_model(self, request: HttpRequest, obj, form, change: bool) -> None:
+        # The version is recorded in save_related, once the key list is saved too.
+        admin.ModelAdmin.save_model(self, request, obj, form, change)
 
 
 @admin.register(ApiKey)

@@ -4,16 +4,22 @@ import hashlib
 import logging
 import threading
 import time
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import Count, Q, Sum
 
 from routing.engine import CategoryRule, ModelSpec, Policy, RoutingError, Tier
 from routing.models import ApiKey, PolicyVersion
 from routing.prompts import prefix_fingerprint
 from routing.rollout import FlagRule
 from routing.tokens import TOKENS_PER_MESSAGE, count_text_tokens
+from routing.whatif import ReplayGroup, WhatIf, replay
+from usage.models import UsageRecord
+
+LATENCY_SAMPLE = 50_000
 
 POLICY_VERSION_CACHE_KEY = "routing:policy:latest-version"
 
@@ -141,3 +147,101 @@ def api_key_get_by_plaintext(*, plaintext: str) -> ApiKey | None:
     """Return the active key whose hash matches, or None."""
     digest = hashlib.sha256(plaintext.encode()).hexdigest()
     return ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).first()
+
+
+def _deep_merge(base: dict, draft: dict) -> dict:
+    merged = dict(base)
+    for key, value in draft.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = _deep_merge(base[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def whatif_report(*, draft: dict, days: int, now: datetime) -> WhatIf:
+    """Return the last `days` of ledger re-decided under the current policy plus `draft`.
+
+    A draft has the snapshot's shape, only with what changes, e.g.
+    {"categories": {"strategy": {"full_from_complexity": 5}},
+     "models": {"gpt-4o": {"input_per_mtok_usd": "2.00"}}, "rollout": {"routed_percent": "50"}}.
+    Cache hits (which cost nothing either way) and failures are left out.
+    """
+    latest = PolicyVersion.objects.order_by("-id").values_list("id", "snapshot").first()
+    if latest is None:
+        raise RoutingError("no_policy", "No routing policy is configured: run seed_policy.")
+    try:
+        policy = policy_from_snapshot(version=latest[0], snapshot=_deep_merge(latest[1], draft))
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise RoutingError("invalid_draft", f"The draft does not fit the policy: {exc!r}") from exc
+    rows = (
+        UsageRecord.objects.filter(
+            created_at__gte=now - timedelta(days=days),
+            created_at__lt=now,
+            status="ok",
+            cache_hit=False,
+            qa=False,
+        )
+        .values("category", "complexity", "reason_code")
+        .annotate(
+            requests=Count("id"),
+            mini_requests=Count("id", filter=Q(tier="mini")),
+            input_tokens=Sum("input_tokens"),
+            cached_tokens=Sum("cached_tokens"),
+            output_tokens=Sum("output_tokens"),
+            actual_cost_usd=Sum("cost_usd"),
+        )
+        .order_by()
+    )
+    groups = (ReplayGroup(**row) for row in rows.iterator(chunk_size=5000))
+    return replay(groups=groups, policy=policy, days=days)
+
+
+def rollout_arm_metrics(*, start: datetime, end: datetime) -> dict[str, dict]:
+    """Return per arm: requests, cheap share, cost per 1,000, error rate, p50/p95 latency.
+
+    Latency percentiles are over the latest LATENCY_SAMPLE rows of each arm in the window.
+    """
+    rows = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end, qa=False)
+    totals = rows.values("arm").annotate(
+        requests=Count("id"),
+        mini=Count("id", filter=Q(tier="mini")),
+        errors=Count("id", filter=~Q(status="ok")),
+        cost=Sum("cost_usd"),
+        baseline=Sum("baseline_cost_usd"),
+    )
+    metrics = {}
+    for row in totals.order_by("arm"):
+        n = row["requests"]
+        latencies = sorted(
+            rows.filter(arm=row["arm"])
+            .order_by("-created_at")
+            .values_list("latency_ms", flat=True)[:LATENCY_SAMPLE]
+        )
+        metrics[row["arm"]] = {
+            "requests": n,
+            "mini_percent": (Decimal(row["mini"]) * 100 / n).quantize(Decimal("0.1")),
+            "error_percent": (Decimal(row["errors"]) * 100 / n).quantize(Decimal("0.01")),
+            "cost_usd": row["cost"],
+            "cost_per_1k_usd": (row["cost"] * 1000 / n).quantize(Decimal("0.0001")),
+            "p50_latency_ms": latencies[len(latencies) // 2] if latencies else None,
+            "p95_latency_ms": latencies[int(len(latencies) * 0.95)] if latencies else None,
+        }
+    routed, control = metrics.get("routed"), metrics.get("control")
+    if routed and control and control["cost_per_1k_usd"]:
+        saving = 1 - routed["cost_per_1k_usd"] / control["cost_per_1k_usd"]
+        routed["savings_vs_control_percent"] = (saving * 100).quantize(Decimal("0.1"))
+    return metrics
+
+
+def category_traffic_share(*, days: int, now: datetime) -> dict[str, Decimal]:
+    """Return each category's share (percent) of the last `days` of traffic."""
+    rows = (
+        UsageRecord.objects.filter(created_at__gte=now - timedelta(days=days), created_at__lt=now)
+        .values("category")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts = {row["category"]: row["n"] for row in rows}
+    total = sum(counts.values())
+    return {c: (Decimal(n) * 100 / total).quantize(Decimal("0.1")) for c, n in counts.items()}

@@ -573,7 +573,8 @@ def _model_snapshot(profile: ModelProfile) -> dict:
     }
 
 
-def _category_snapshot(category: TaskCategory) -> dict:
+def category_snapshot(category: TaskCategory) -> dict:
+    """Return one category's routing rule as the policy snapshot stores it."""
     return {
         "full_from_complexity": category.full_from_complexity,
         "always_full": category.always_full,
@@ -600,7 +601,7 @@ def policy_snapshot_build() -> dict:
     return {
         "default_category": default,
         "models": {p.name: _model_snapshot(p) for p in ModelProfile.objects.all()},
-        "categories": {c.slug: _category_snapshot(c) for c in categories},
+        "categories": {c.slug: category_snapshot(c) for c in categories},
         "rollout": {
             "routed_percent": str(rollout.routed_percent if rollout else Decimal("100.00")),
             "control_behaviour": rollout.control_behaviour if rollout else "legacy_premium",

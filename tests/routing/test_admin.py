@@ -1,9 +1,11 @@
 """Admin as the team meets it: a staff user through Django's test client."""
 
+from decimal import Decimal
+
 import pytest
 from django.contrib.auth import get_user_model
 
-from routing.models import ApiKey, PolicyVersion, TaskCategory
+from routing.models import ApiKey, FeatureFlag, PolicyVersion, RolloutSetting, TaskCategory
 
 pytestmark = pytest.mark.django_db
 
@@ -111,3 +113,120 @@ def test_anonymous_user_is_sent_to_login(client, policy):
     response = client.get("/admin/routing/taskcategory/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+# --- the control plane: matrix, validation, history, rollout, flags, what-if -------------
+
+
+def _complete(api_client, **body):
+    payload = {"messages": [{"role": "user", "content": "plan my week"}], **body}
+    return api_client.post("/api/v1/completions", payload, format="json").json()
+
+
+def test_category_list_shows_the_matrix_with_traffic_shares(staff_client, policy, api_client):
+    for _ in range(3):
+        _complete(api_client, category="chatbot")
+    _complete(api_client, category="strategy")
+    page = staff_client.get("/admin/routing/taskcategory/").content.decode()
+    assert "75.0%" in page and "25.0%" in page  # chatbot and strategy of last 30 days
+    assert page.count('class="matrix-cell matrix-full"') >= 2 * 11 + 3 * 4  # legal, compliance
+    assert "≥ 7" in page and "always" in page
+
+
+def test_the_default_category_cannot_be_disabled_without_another(staff_client, policy):
+    chatbot = TaskCategory.objects.get(slug="chatbot")
+    form = _category_form(chatbot, is_default="on")
+    del form["enabled"]
+    response = staff_client.post(f"/admin/routing/taskcategory/{chatbot.pk}/change/", form)
+    assert response.status_code == 200
+    assert "At least one enabled category must be the default" in response.content.decode()
+
+
+def test_change_comment_is_kept_in_the_version(staff_client, policy):
+    strategy = TaskCategory.objects.get(slug="strategy")
+    form = _category_form(strategy, full_from_complexity=6, change_comment="Q4 test")
+    staff_client.post(f"/admin/routing/taskcategory/{strategy.pk}/change/", form)
+    assert PolicyVersion.objects.first().comment == "Q4 test"
+
+
+def test_whatif_replays_the_unsaved_draft_and_saves_nothing(staff_client, policy, api_client):
+    # given strategy traffic at complexity 5 (mini under the threshold of 7)
+    for _ in range(4):
+        _complete(api_client, category="strategy", complexity=5)
+    strategy = TaskCategory.objects.get(slug="strategy")
+    url = f"/admin/routing/taskcategory/{strategy.pk}/change/"
+    # when the team tries a threshold of 4 without saving
+    form = _category_form(strategy, full_from_complexity=4, _whatif="1", _whatif_days=7)
+    page = staff_client.post(url, form).content.decode()
+    # then the page projects every request on the premium tier, and nothing changed
+    assert 'id="whatif-result"' in page
+    assert "100.0%" in page and "0.0%" in page  # cheap share actual vs projected
+    assert PolicyVersion.objects.count() == 1
+    assert TaskCategory.objects.get(slug="strategy").full_from_complexity == 7
+
+
+def test_restoring_a_version_brings_the_rules_back(staff_client, policy):
+    strategy = TaskCategory.objects.get(slug="strategy")
+    url = f"/admin/routing/taskcategory/{strategy.pk}/change/"
+    staff_client.post(url, _category_form(strategy, full_from_complexity=3))
+    assert TaskCategory.objects.get(slug="strategy").full_from_complexity == 3
+    confirm = staff_client.get(f"/admin/routing/policyversion/{policy.pk}/restore/")
+    assert "Restore the routing rules" in confirm.content.decode()
+    staff_client.post(f"/admin/routing/policyversion/{policy.pk}/restore/")
+    assert TaskCategory.objects.get(slug="strategy").full_from_complexity == 7
+    latest = PolicyVersion.objects.first()
+    assert latest.comment == f"restored version {policy.pk}"
+    assert latest.snapshot["categories"] == policy.snapshot["categories"]
+
+
+def test_rollout_advance_asks_confirmation_then_moves_users(staff_client, policy, api_client):
+    from routing.services import rollout_set_percentage
+
+    rollout_set_percentage(percent=Decimal("0"), actor="ops")
+    before = _complete(api_client, category="chatbot", user="fan-9")
+    assert before["reason"] == "control:legacy"
+    page = staff_client.get("/admin/routing/rolloutsetting/").content.decode()
+    assert "Advance to 10%" in page and 'id="arms"' in page and "control" in page
+    confirm = staff_client.get("/admin/routing/rolloutsetting/move/?to=100")
+    assert "Yes, advance to 100%" in confirm.content.decode()
+    assert RolloutSetting.objects.get().routed_percent == 0  # a GET changes nothing
+    staff_client.post("/admin/routing/rolloutsetting/move/", {"to": "100", "confirm": "yes"})
+    assert RolloutSetting.objects.get().routed_percent == 100
+    assert PolicyVersion.objects.first().actor == "ops"
+    after = _complete(api_client, category="chatbot", user="fan-9")
+    assert after["reason"] == "default:mini"
+
+
+def test_rollout_move_enforces_csrf(policy):
+    from django.test import Client
+
+    user = get_user_model().objects.create_superuser("csrf", "c@example.com", "pw-for-tests")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    response = client.post("/admin/routing/rolloutsetting/move/", {"to": "50", "confirm": "yes"})
+    assert response.status_code == 403
+    assert RolloutSetting.objects.get().routed_percent == 100
+
+
+def test_non_staff_users_are_refused(client, policy):
+    user = get_user_model().objects.create_user("fan", "f@example.com", "pw-for-tests")
+    client.force_login(user)
+    for url in ("/admin/routing/rolloutsetting/", "/admin/routing/taskcategory/"):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert "/admin/login/" in response["Location"]
+    client.post("/admin/routing/rolloutsetting/move/", {"to": "0", "confirm": "yes"})
+    assert RolloutSetting.objects.get().routed_percent == 100
+
+
+def test_flag_change_in_admin_is_versioned_and_applied(staff_client, policy, api_client):
+    flag = FeatureFlag.objects.get(name="streaming")
+    url = f"/admin/routing/featureflag/{flag.pk}/change/"
+    response = staff_client.post(url, {"name": "streaming", "description": "", "api_keys": []})
+    assert response.status_code == 302
+    assert any(
+        "flags.streaming.enabled: True -> False" in c for c in PolicyVersion.objects.first().changes
+    )
+    body = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+    refused = api_client.post("/api/v1/completions", body, format="json")
+    assert refused.json()["error"]["code"] == "streaming_disabled"

@@ -48,3 +48,24 @@ def test_simulate_sends_the_mix_and_prints_the_ledger_totals(policy):
     total_line = next(line for line in text.splitlines() if line.startswith("TOTAL"))
     assert total_line.split()[1] == "200"
     assert PolicyVersion.objects.count() == 1
+
+
+def test_whatif_command_projects_a_draft_and_saves_nothing(policy, api_client):
+    for _ in range(3):
+        api_client.post(
+            "/api/v1/completions",
+            {"messages": [{"role": "user", "content": "hi"}], "category": "chatbot"},
+            format="json",
+        )
+    out = StringIO()
+    draft = '{"rollout": {"routed_percent": "0"}}'
+    call_command("whatif", draft, "--days", "7", stdout=out)
+    total = next(line for line in out.getvalue().splitlines() if line.startswith("TOTAL"))
+    actual, projected = (float(v) for v in total.split()[2:4])
+    assert projected > actual * 10  # everyone back on the premium model
+    assert total.split()[-1] == "0.0%"
+    assert PolicyVersion.objects.count() == 1
+    with pytest.raises(CommandError):
+        call_command("whatif", "{not json", stdout=StringIO())
+    with pytest.raises(CommandError):
+        call_command("whatif", '{"models": {"gpt-4o": {"input_per_mtok_usd": "x"}}}')

@@ -1,0 +1,124 @@
+"""What-if replay: re-decide recorded traffic under a draft policy. Pure (no Django).
+
+The ledger is read as groups of identical features (category, complexity, reason, token sums),
+so a month of a million rows is a few thousand groups: the engine decides each group once.
+The rollout share is applied as an expected value (assignment hashes are uniform).
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from routing.engine import ModelSpec, Policy, Tier, decide
+from routing.pricing import call_cost_usd
+
+DAYS_PER_MONTH = Decimal(30)
+
+
+@dataclass(frozen=True)
+class ReplayGroup:
+    category: str
+    complexity: float
+    reason_code: str
+    requests: int
+    mini_requests: int
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    actual_cost_usd: Decimal
+
+
+@dataclass
+class CategoryProjection:
+    category: str
+    requests: int = 0
+    actual_mini_requests: Decimal = Decimal(0)
+    projected_mini_requests: Decimal = Decimal(0)
+    actual_cost_usd: Decimal = Decimal(0)
+    projected_cost_usd: Decimal = Decimal(0)
+
+    @property
+    def delta_usd(self) -> Decimal:
+        return self.projected_cost_usd - self.actual_cost_usd
+
+    @property
+    def actual_mini_percent(self) -> Decimal:
+        return _percent(self.actual_mini_requests, self.requests)
+
+    @property
+    def projected_mini_percent(self) -> Decimal:
+        return _percent(self.projected_mini_requests, self.requests)
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    days: int
+    total: CategoryProjection
+    categories: list[CategoryProjection]
+
+    @property
+    def actual_monthly_usd(self) -> Decimal:
+        return (self.total.actual_cost_usd * DAYS_PER_MONTH / self.days).quantize(Decimal("0.01"))
+
+    @property
+    def projected_monthly_usd(self) -> Decimal:
+        monthly = self.total.projected_cost_usd * DAYS_PER_MONTH / self.days
+        return monthly.quantize(Decimal("0.01"))
+
+
+def _percent(part: Decimal, whole: int) -> Decimal:
+    return (Decimal(part) * 100 / whole).quantize(Decimal("0.1")) if whole else Decimal("0.0")
+
+
+def _group_cost(model: ModelSpec, group: ReplayGroup) -> Decimal:
+    return call_cost_usd(
+        input_per_mtok_usd=model.input_per_mtok_usd,
+        cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
+        output_per_mtok_usd=model.output_per_mtok_usd,
+        input_tokens=group.input_tokens,
+        cached_tokens=group.cached_tokens,
+        output_tokens=group.output_tokens,
+    )
+
+
+def _critical_by(reason_code: str) -> str | None:
+    if reason_code.startswith("critical:caller"):
+        return "caller"
+    if reason_code.startswith("critical:trigger"):
+        return "trigger"
+    return None  # always-full categories are re-decided from the draft's rule
+
+
+def replay(*, groups: Iterable[ReplayGroup], policy: Policy, days: int) -> WhatIf:
+    """Return actual against projected cost and cheap-tier share under `policy`."""
+    routed_share = policy.routed_percent / 100
+    per_category: dict[str, CategoryProjection] = {}
+    for group in groups:
+        row = per_category.setdefault(group.category, CategoryProjection(group.category))
+        row.requests += group.requests
+        row.actual_mini_requests += group.mini_requests
+        row.actual_cost_usd += group.actual_cost_usd
+        rule = policy.categories.get(group.category)
+        if rule is None or group.reason_code.startswith("pinned:"):
+            # A pinned model, or a category the draft no longer has: unchanged.
+            row.projected_mini_requests += group.mini_requests
+            row.projected_cost_usd += group.actual_cost_usd
+            continue
+        choice = decide(
+            rule=rule, complexity=group.complexity, critical_by=_critical_by(group.reason_code)
+        )
+        routed_model = rule.full if choice.tier is Tier.FULL else rule.mini
+        routed_cost = _group_cost(routed_model, group)
+        control_cost = _group_cost(rule.full, group)
+        row.projected_cost_usd += routed_share * routed_cost + (1 - routed_share) * control_cost
+        if choice.tier is Tier.MINI:
+            row.projected_mini_requests += routed_share * group.requests
+    total = CategoryProjection("TOTAL")
+    for row in per_category.values():
+        total.requests += row.requests
+        total.actual_mini_requests += row.actual_mini_requests
+        total.projected_mini_requests += row.projected_mini_requests
+        total.actual_cost_usd += row.actual_cost_usd
+        total.projected_cost_usd += row.projected_cost_usd
+    ordered = sorted(per_category.values(), key=lambda r: (-r.requests, r.category))
+    return WhatIf(days=days, total=total, categories=ordered)
