@@ -1,3 +1,4 @@
+import json
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -36,21 +37,22 @@ WINDOWS_H = {"1h": 1, "24h": 24, "7d": 24 * 7, "30d": 24 * 30}
 
 
 def _shutdown_warnings() -> list[str]:
-    """Warnings for enabled categories that use an active model close to its shutdown."""
-    horizon = timezone.now().date() + timedelta(days=settings.ROUTER_SHUTDOWN_WARNING_DAYS)
-    warnings = []
+    """One warning per active model, close to its shutdown, that enabled categories use."""
+    today = timezone.now().date()
+    horizon = today + timedelta(days=settings.ROUTER_SHUTDOWN_WARNING_DAYS)
+    users: dict[ModelProfile, list[str]] = {}
     for category in TaskCategory.objects.filter(enabled=True).select_related(
         "mini_model", "full_model"
     ):
         for model in (category.mini_model, category.full_model):
             if model.active and model.shutdown_on and model.shutdown_on <= horizon:
-                days = (model.shutdown_on - timezone.now().date()).days
-                warnings.append(
-                    f"Category '{category.slug}' uses {model.name}, which the provider shuts "
-                    f"down on {model.shutdown_on:%Y-%m-%d} ({days} days): switch it to a "
-                    "successor."
-                )
-    return warnings
+                users.setdefault(model, []).append(category.slug)
+    return [
+        f"{model.name} shuts down on {model.shutdown_on:%Y-%m-%d} "
+        f"({(model.shutdown_on - today).days} days) and is used by: {', '.join(slugs)}. "
+        "Switch these categories to a successor."
+        for model, slugs in sorted(users.items(), key=lambda item: item[0].name)
+    ]
 
 
 class CommentedForm(forms.ModelForm):
@@ -219,8 +221,16 @@ class TaskCategoryAdmin(PolicyVersionedAdmin):
         if form.is_valid():
             unsaved = form.save(commit=False)
             draft = {"categories": {unsaved.slug: category_snapshot(unsaved)}}
+            percent = request.POST.get("_whatif_routed_percent", "").strip()
+            if percent:
+                draft["rollout"] = {"routed_percent": percent}
+            prices = request.POST.get("_whatif_models", "").strip()
             try:
+                if prices:
+                    draft["models"] = json.loads(prices)
                 report = whatif_report(draft=draft, days=days, now=timezone.now())
+            except ValueError:
+                messages.error(request, "Model price overrides must be JSON.")
             except RoutingError as exc:
                 messages.error(request, exc.message)
         admin_form = admin.helpers.AdminForm(
@@ -240,6 +250,8 @@ class TaskCategoryAdmin(PolicyVersionedAdmin):
             "preserved_filters": self.get_preserved_filters(request),
             "whatif": report,
             "whatif_days": days,
+            "whatif_routed_percent": request.POST.get("_whatif_routed_percent", ""),
+            "whatif_models": request.POST.get("_whatif_models", ""),
         }
         return self.render_change_form(
             request, context, add=obj is None, change=obj is not None, obj=obj

@@ -230,3 +230,22 @@ def test_flag_change_in_admin_is_versioned_and_applied(staff_client, policy, api
     body = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
     refused = api_client.post("/api/v1/completions", body, format="json")
     assert refused.json()["error"]["code"] == "streaming_disabled"
+
+
+def test_whatif_accepts_a_rollout_share_and_model_prices(staff_client, policy, api_client):
+    for _ in range(2):
+        _complete(api_client, category="chatbot")
+    chatbot = TaskCategory.objects.get(slug="chatbot")
+    url = f"/admin/routing/taskcategory/{chatbot.pk}/change/"
+    form = _category_form(
+        chatbot,
+        is_default="on",
+        _whatif="1",
+        _whatif_routed_percent="100",
+        _whatif_models='{"gpt-4o-mini": {"input_per_mtok_usd": "0", "output_per_mtok_usd": "0",'
+        ' "cached_input_per_mtok_usd": "0"}}',
+    )
+    page = staff_client.post(url, form).content.decode()
+    assert '<strong id="whatif-projected">$0.00</strong>' in page
+    bad = staff_client.post(url, {**form, "_whatif_models": "{oops"}).content.decode()
+    assert "Model price overrides must be JSON." in bad

@@ -1,0 +1,84 @@
+"""The decision matrix and the rollout page in a real headless browser (Debian's chromium)."""
+
+import os
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from routing.selectors import rollout_arm_metrics
+from routing.services import rollout_set_percentage
+from tests.factories import UsageRecordFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+SCREENSHOTS = os.environ.get("SCREENSHOT_DIR")  # set it to keep PNGs of the pages
+
+
+def _shot(driver, name: str) -> None:
+    if SCREENSHOTS:
+        driver.save_screenshot(os.path.join(SCREENSHOTS, f"{name}.png"))
+
+
+def _cells(driver, selector: str) -> list[list[str]]:
+    rows = driver.find_elements("css selector", selector)
+    return [[c.text for c in r.find_elements("css selector", "td, th")] for r in rows]
+
+
+def test_matrix_page_shows_each_category_its_share_and_its_tiers(
+    staff_browser, live_server, policy
+):
+    # given 30 days of traffic: 6 chatbot and 2 strategy requests
+    UsageRecordFactory.create_batch(6, category="chatbot", policy_version=policy)
+    UsageRecordFactory.create_batch(2, category="strategy", policy_version=policy)
+    # when
+    staff_browser.get(f"{live_server.url}/admin/routing/taskcategory/")
+    _shot(staff_browser, "matrix")
+    # then one row per category, with its share and an 11-cell strip
+    rows = {r[1]: r for r in _cells(staff_browser, "#result_list tbody tr")}
+    assert set(rows) >= {"chatbot", "strategy", "legal", "compliance", "moderation"}
+    assert rows["chatbot"][2] == "75.0%"
+    assert rows["strategy"][2] == "25.0%"
+    assert rows["strategy"][3] == "≥ 7"
+    assert rows["legal"][3] == "always"
+    strategy = staff_browser.find_element(
+        "xpath", "//tr[.//a[text()='strategy']]//span[@class='matrix-strip']"
+    )
+    tiers = [
+        c.get_attribute("class").split("-")[-1]
+        for c in strategy.find_elements("css selector", ".matrix-cell")
+    ]
+    assert tiers == ["mini"] * 7 + ["full"] * 4
+    assert "shuts down on 2027-01-14" in staff_browser.page_source
+
+
+def test_rollout_page_shows_both_arms_as_the_ledger_has_them(staff_browser, live_server, policy):
+    # given a 10% launch with traffic in both arms
+    rollout_set_percentage(percent=Decimal("10"), actor="ops")
+    UsageRecordFactory.create_batch(
+        9, arm="routed", cost_usd=Decimal("0.0003"), latency_ms=400, policy_version=policy
+    )
+    UsageRecordFactory.create_batch(
+        3,
+        arm="control",
+        tier="full",
+        model="gpt-4o",
+        cost_usd=Decimal("0.0045"),
+        latency_ms=900,
+        policy_version=policy,
+    )
+    # when
+    staff_browser.get(f"{live_server.url}/admin/routing/rolloutsetting/?window=24h")
+    _shot(staff_browser, "rollout")
+    # then the page says where the launch stands and each arm's figures
+    assert staff_browser.find_element("id", "rollout-percent").text == "10%"
+    now = timezone.now()
+    expected = rollout_arm_metrics(start=now - timezone.timedelta(hours=24), end=now)
+    rows = {r[0]: r for r in _cells(staff_browser, "#arms tbody tr")}
+    assert rows["routed"][1] == "9" and rows["control"][1] == "3"
+    assert rows["routed"][3] == f"${expected['routed']['cost_per_1k_usd']}"
+    assert rows["control"][2] == "0.0%"
+    assert rows["routed"][7] == f"{expected['routed']['savings_vs_control_percent']}%"
+    assert rows["routed"][5] == "400 ms"
+    # and the advance button leads to a confirmation, not a change
+    staff_browser.find_element("link text", "Advance to 50%").click()
+    assert "Yes, advance to 50%" in staff_browser.page_source
