@@ -11,7 +11,7 @@ ifneq ($(wildcard $(SHARED_TIKTOKEN)),)
 export TIKTOKEN_CACHE_DIR ?= $(SHARED_TIKTOKEN)
 endif
 
-.PHONY: install run test lint simulate bench-engine bench-ttfb
+.PHONY: install run test lint simulate bench-engine bench-dashboard bench-ttfb
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -42,6 +42,10 @@ simulate: install
 
 bench-engine: install
 	$(PY) bench/engine_bench.py
+
+# 1M ledger rows in a throw-away PostgreSQL database (BENCH_PG_URL names the server).
+bench-dashboard: install
+	$(PY) bench/dashboard_bench.py
 
 bench-ttfb: install
 	$(PY) bench/ttfb_bench.py

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -29,6 +30,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "chartjs",  # django-chartjs: only its static Chart.js, for the dashboard and cost report
     "routing",
     "usage",
 ]
@@ -118,6 +120,18 @@ CELERY_TASK_ALWAYS_EAGER = env.bool(
 )
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    # Rollups feed the dashboard and the reports; rebuilding a window is idempotent.
+    "usage-rollup-refresh": {
+        "task": "usage.tasks.usage_rollup_refresh_recent",
+        "schedule": 60.0,
+        "options": {"expires": 55},  # a missed tick is covered by the next one's look-back
+    },
+    "usage-monthly-report": {
+        "task": "usage.tasks.monthly_report_generate_previous",
+        "schedule": crontab(minute=30, hour=0, day_of_month=1),
+    },
+}
 
 # Upstream model providers. Model profiles name the variable that holds their key;
 # only this module reads the environment, so every *_API_KEY variable is collected here.
@@ -129,7 +143,15 @@ UPSTREAM_MODE = env(
     "UPSTREAM_MODE", default="live" if (OPENAI_API_KEY or OPENAI_BASE_URL) else "sandbox"
 )
 UPSTREAM_TIMEOUT_S = env.float("UPSTREAM_TIMEOUT_S", default=30.0)
-UPSTREAM_MAX_RETRIES = env.int("UPSTREAM_MAX_RETRIES", default=2)  # the SDK's own retries
+# One retry loop, ours (the SDK's is off): attempts per model, then the category's fallbacks,
+# all within the category's deadline; exponential backoff with jitter, Retry-After honoured.
+ROUTER_ATTEMPTS_PER_MODEL = env.int("ROUTER_ATTEMPTS_PER_MODEL", default=3)
+ROUTER_BACKOFF_BASE_S = env.float("ROUTER_BACKOFF_BASE_S", default=0.25)
+ROUTER_BACKOFF_MAX_S = env.float("ROUTER_BACKOFF_MAX_S", default=4.0)
+# Circuit breaker per model, shared through the cache.
+CIRCUIT_FAILURE_THRESHOLD = env.int("CIRCUIT_FAILURE_THRESHOLD", default=5)
+CIRCUIT_WINDOW_S = env.int("CIRCUIT_WINDOW_S", default=30)
+CIRCUIT_COOLDOWN_S = env.int("CIRCUIT_COOLDOWN_S", default=30)
 SANDBOX_LATENCY_MS = env.int("SANDBOX_LATENCY_MS", default=0)
 
 # Routing
@@ -143,6 +165,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES + 1024
 # Privacy: prompt and answer text are not stored unless switched on, and then truncated.
 USAGE_STORE_TEXT = env.bool("USAGE_STORE_TEXT", default=False)
 USAGE_STORE_TEXT_MAX_CHARS = env.int("USAGE_STORE_TEXT_MAX_CHARS", default=2000)
+
+# Prometheus /metrics: open to these client addresses, or to anyone sending the bearer token.
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+METRICS_BEARER_TOKEN = env("METRICS_BEARER_TOKEN", default="")
+# Set (to an empty, writable directory) when several worker processes serve the app.
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")
+# The dashboard page polls its JSON endpoint this often.
+DASHBOARD_REFRESH_S = env.int("DASHBOARD_REFRESH_S", default=15)
 
 LOGGING = {
     "version": 1,

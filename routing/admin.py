@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from routing.circuit import circuit_states
 from routing.engine import RoutingError
 from routing.models import (
     ApiKey,
@@ -103,9 +104,19 @@ class ModelProfileAdmin(PolicyVersionedAdmin):
         "prices_effective_from",
         "shutdown_on",
         "active",
+        "circuit",
     ]
     list_filter = ["tier", "active"]
     search_fields = ["name"]
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        names = list(ModelProfile.objects.values_list("name", flat=True))
+        self._circuits = circuit_states(names)
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="circuit")
+    def circuit(self, obj: ModelProfile) -> str:
+        return self._circuits.get(obj.name, "unknown")
 
 
 class TaskCategoryForm(CommentedForm):

@@ -60,6 +60,8 @@ class CategoryRule:
     response_cache_enabled: bool = False
     response_cache_ttl_s: int = 3600
     response_cache_shared: bool = False
+    deadline_s: float = 30.0  # total time for all attempts and fallbacks of one request
+    fallback_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

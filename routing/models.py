@@ -95,6 +95,17 @@ class TaskCategory(models.Model):
     response_cache_shared = models.BooleanField(
         default=False, help_text="Share cached answers across API keys."
     )
+    deadline_s = models.PositiveSmallIntegerField(
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(300)],
+        help_text="Total time for one request, retries and fallbacks included.",
+    )
+    fallback_models = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Model names to try, in order, when the chosen one keeps failing; empty = "
+        "a cheap-tier choice falls back to this category's premium model.",
+    )
     is_default = models.BooleanField(
         default=False, help_text="Used when the category cannot be inferred confidently."
     )

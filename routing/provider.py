@@ -32,10 +32,27 @@ class ProviderError(Exception):
     status = 502
     code = "upstream_error"
 
-    def __init__(self, message: str, *, upstream_status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        upstream_status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.upstream_status = upstream_status
+        self.retry_after_s = retry_after_s
+
+    @property
+    def retryable(self) -> bool:
+        """Rate limits, 5xx, timeouts, resets and broken bodies are worth another try;
+        other 4xx answers (bad request, bad key, unknown model) are not."""
+        return (
+            self.upstream_status is None
+            or self.upstream_status in (408, 409, 429)
+            or (self.upstream_status >= 500)
+        )
 
 
 class ProviderTimeout(ProviderError):
@@ -74,7 +91,7 @@ def _endpoint_key(model: ModelSpec) -> tuple[tuple, bool]:
     else:
         base_url = model.base_url or settings.OPENAI_BASE_URL or None
         key = (base_url, settings.UPSTREAM_API_KEYS.get(model.api_key_env, ""))
-    return key + (settings.UPSTREAM_TIMEOUT_S, settings.UPSTREAM_MAX_RETRIES), sandbox
+    return key, sandbox
 
 
 def _client_for(model: ModelSpec) -> tuple[openai.OpenAI, bool]:
@@ -97,7 +114,8 @@ def _async_client_for(model: ModelSpec) -> tuple[openai.AsyncOpenAI, bool]:
 
 
 def _build_client(key: tuple, sandbox: bool, *, asynchronous: bool):
-    options = {"timeout": settings.UPSTREAM_TIMEOUT_S, "max_retries": settings.UPSTREAM_MAX_RETRIES}
+    # The SDK's own retries are off: the router's retry loop (services) is the only one.
+    options = {"timeout": settings.UPSTREAM_TIMEOUT_S, "max_retries": 0}
     client_class = openai.AsyncOpenAI if asynchronous else openai.OpenAI
     if sandbox:
         import httpx2
@@ -123,8 +141,11 @@ def _request_params(
     user: str,
     cache_key_category: str | None,
     sampling: dict | None = None,
+    timeout_s: float | None = None,
 ) -> dict:
     params: dict = {"model": model.name, "messages": messages, "max_tokens": max_tokens}
+    if timeout_s is not None:
+        params["timeout"] = timeout_s
     params.update(sampling or {})
     if temperature is not None:
         params["temperature"] = temperature
@@ -141,13 +162,22 @@ def _provider_error(exc: Exception, model: ModelSpec) -> ProviderError:
         return ProviderTimeout(f"{model.name} did not answer in time")
     if isinstance(exc, openai.APIConnectionError):
         return ProviderUnreachable(f"{model.name} endpoint unreachable")
-    if isinstance(exc, openai.RateLimitError):
-        return ProviderRateLimited(f"{model.name} rate limited", upstream_status=429)
     if isinstance(exc, openai.APIStatusError):
-        return ProviderError(
-            f"{model.name} answered HTTP {exc.status_code}", upstream_status=exc.status_code
+        retry_after = _retry_after_s(exc.response.headers.get("retry-after"))
+        kind = ProviderRateLimited if exc.status_code == 429 else ProviderError
+        return kind(
+            f"{model.name} answered HTTP {exc.status_code}",
+            upstream_status=exc.status_code,
+            retry_after_s=retry_after,
         )
     return ProviderBadResponse(f"{model.name} sent a malformed response")
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare from model APIs; use our own backoff
 
 
 SDK_ERRORS = (openai.APIError, ValueError)
@@ -162,6 +192,7 @@ def chat_complete(
     user: str = "",
     cache_key_category: str | None = None,
     sampling: dict | None = None,
+    timeout_s: float | None = None,
 ) -> ProviderResult:
     """Return the upstream's answer for one chat completion, or raise a ProviderError."""
     client, sandbox = _client_for(model)
@@ -173,6 +204,7 @@ def chat_complete(
         user=user,
         cache_key_category=cache_key_category,
         sampling=sampling,
+        timeout_s=timeout_s,
     )
     try:
         response = client.chat.completions.create(**params)
@@ -190,6 +222,7 @@ async def achat_complete(
     user: str = "",
     cache_key_category: str | None = None,
     sampling: dict | None = None,
+    timeout_s: float | None = None,
 ) -> ProviderResult:
     """Async chat_complete(), on the pooled async client of the running event loop."""
     client, sandbox = _async_client_for(model)
@@ -201,6 +234,7 @@ async def achat_complete(
         user=user,
         cache_key_category=cache_key_category,
         sampling=sampling,
+        timeout_s=timeout_s,
     )
     try:
         response = await client.chat.completions.create(**params)
@@ -228,6 +262,7 @@ async def achat_stream_open(
     user: str = "",
     cache_key_category: str | None = None,
     sampling: dict | None = None,
+    timeout_s: float | None = None,
 ) -> UpstreamStream:
     """Open a streamed completion (asking for the usage chunk); errors before any byte raise."""
     client, sandbox = _async_client_for(model)
@@ -239,6 +274,7 @@ async def achat_stream_open(
         user=user,
         cache_key_category=cache_key_category,
         sampling=sampling,
+        timeout_s=timeout_s,
     )
     try:
         stream = await client.chat.completions.create(

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from routing import tokens
 
-FAULTS = ("429", "500", "timeout", "malformed", "midstream")
+FAULTS = ("400", "429", "500", "503", "timeout", "malformed", "midstream")
 MIDSTREAM_BREAK_AFTER = 2  # content chunks sent before an injected mid-stream break
 CACHE_MIN_TOKENS = 1024
 CACHE_STEP_TOKENS = 128
@@ -55,6 +55,7 @@ class SandboxState:
         self.latency_ms = 0
         self.chunk_delay_ms = 0
         self.calls = 0
+        self.calls_by_model: dict[str, int] = {}
         self.last_request: dict = {}
 
     def inject(self, *faults: str) -> None:
@@ -69,6 +70,7 @@ class SandboxState:
             self._faults.clear()
             self._prefixes.clear()
             self.calls = 0
+            self.calls_by_model = {}
 
     def next_fault(self) -> str | None:
         with self._lock:
@@ -109,12 +111,17 @@ def handle(path: str, raw_body: bytes) -> tuple[int, dict, bytes | SandboxStream
         return _error(400, "Malformed request body", "invalid_request_error", "invalid_body")
 
     state.last_request = body
+    state.calls_by_model[model] = state.calls_by_model.get(model, 0) + 1
     fault = state.next_fault()
     if fault == "429":
         status, headers, payload = _error(429, "Rate limit reached", "requests", "rate_limit")
         return status, {**headers, "retry-after": "0"}, payload
     if fault == "500":
         return _error(500, "The server had an error", "server_error", "server_error")
+    if fault == "503":
+        return _error(503, "The engine is overloaded", "server_error", "overloaded")
+    if fault == "400":
+        return _error(400, "Invalid request", "invalid_request_error", "invalid_value")
     if fault == "timeout":
         raise SandboxTimeout
     if fault == "malformed":

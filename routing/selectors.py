@@ -121,6 +121,8 @@ def policy_from_snapshot(*, version: int, snapshot: dict) -> Policy:
             response_cache_enabled=data.get("response_cache_enabled", False),
             response_cache_ttl_s=data.get("response_cache_ttl_s", 3600),
             response_cache_shared=data.get("response_cache_shared", False),
+            deadline_s=float(data.get("deadline_s", 30)),
+            fallback_names=tuple(data.get("fallback_models", ())),
         )
         for slug, data in snapshot["categories"].items()
     }

@@ -8,7 +8,7 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -18,7 +18,9 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from routing.engine import Arm, Decision, Policy, RouteRequest, RoutingError, route
+from routing.circuit import OPEN as CIRCUIT_OPEN
+from routing.circuit import circuit_allows, circuit_record
+from routing.engine import Arm, Decision, ModelSpec, Policy, RouteRequest, RoutingError, route
 from routing.models import (
     ApiKey,
     FeatureFlag,
@@ -33,9 +35,12 @@ from routing.prompts import build_messages, routable_text
 from routing.provider import (
     ProviderError,
     ProviderResult,
+    ProviderTimeout,
+    ProviderUnreachable,
     achat_complete,
     achat_stream_open,
 )
+from routing.retry import backoff_s, fallback_chain
 from routing.rollout import rollout_subject
 from routing.selectors import POLICY_VERSION_CACHE_KEY, policy_cache_clear, policy_get
 from routing.tokens import count_message_tokens, count_text_tokens
@@ -243,10 +248,16 @@ class _Outcome:
     status: str = Status.OK
     error_code: str = ""
     billed: bool = True
+    model: ModelSpec | None = None  # the model that answered, when not the one decided
+    attempts: int = 1
 
 
-def _outcome_from_result(result: ProviderResult, *, streamed: bool = False) -> _Outcome:
+def _outcome_from_result(
+    result: ProviderResult, *, model: ModelSpec, attempts: int, streamed: bool = False
+) -> _Outcome:
     return _Outcome(
+        model=model,
+        attempts=attempts,
         content=result.content,
         input_tokens=result.input_tokens,
         cached_tokens=result.cached_tokens,
@@ -277,9 +288,12 @@ _FAILURE_STATUS = {
 }
 
 
-def _outcome_from_error(call: _Call, error: ProviderError) -> _Outcome:
+def _outcome_from_error(call: _Call, failure: "UpstreamFailed") -> _Outcome:
     # Nothing was billed: the row keeps the prompt estimate and costs nothing.
+    error = failure.error
     return _Outcome(
+        model=failure.model,
+        attempts=failure.attempts,
         input_tokens=call.plan.prompt_tokens,
         token_source=call.plan.token_source,
         sandbox=settings.UPSTREAM_MODE == "sandbox",
@@ -292,7 +306,7 @@ def _outcome_from_error(call: _Call, error: ProviderError) -> _Outcome:
 def _call_record(call: _Call, outcome: _Outcome):
     """Write the call's one ledger row."""
     decision = call.decision
-    model = decision.model
+    model = outcome.model or decision.model
     if outcome.billed:
         prices = {
             "input_per_mtok_usd": model.input_per_mtok_usd,
@@ -332,7 +346,7 @@ def _call_record(call: _Call, outcome: _Outcome):
         complexity=decision.complexity,
         complexity_source=decision.complexity_source,
         critical=decision.critical,
-        tier=decision.tier.value,
+        tier=model.tier.value,
         model=model.name,
         reason_code=decision.reason_code,
         policy_version_id=decision.policy_version,
@@ -357,6 +371,8 @@ def _call_record(call: _Call, outcome: _Outcome):
         cache_hit=outcome.cache_hit,
         streamed=outcome.streamed,
         arm=decision.arm.value,
+        attempts=outcome.attempts,
+        fallback_from=decision.model.name if model != decision.model else "",
         prefix_fingerprint=decision.rule.prefix_fingerprint,
         metadata=call.request.metadata,
         prompt_text=call.plan.text[:limit] if store_text else "",
@@ -376,10 +392,19 @@ def _cache_value(outcome: _Outcome, record) -> dict:
 
 
 def _result(call: _Call, outcome: _Outcome, record) -> CompletionResult:
+    decision = call.decision
+    if outcome.model is not None and outcome.model != decision.model:
+        decision = replace(
+            decision,
+            model=outcome.model,
+            tier=outcome.model.tier,
+            reason_text=f"{decision.reason_text} Fell back to {outcome.model.name} after "
+            f"{outcome.attempts} attempts.",
+        )
     return CompletionResult(
         id=call.request_id,
         content=outcome.content,
-        decision=call.decision,
+        decision=decision,
         input_tokens=record.input_tokens,
         output_tokens=record.output_tokens,
         cached_tokens=record.cached_tokens,
@@ -392,51 +417,150 @@ def _result(call: _Call, outcome: _Outcome, record) -> CompletionResult:
     )
 
 
+class UpstreamFailed(Exception):
+    """Every model of the chain failed, or a failure that no retry can fix."""
+
+    def __init__(self, error: ProviderError, *, attempts: int, model: ModelSpec) -> None:
+        super().__init__(error.message)
+        self.error, self.attempts, self.model = error, attempts, model
+
+
+async def _upstream_attempt(call: _Call, send) -> tuple[object, ModelSpec, int]:
+    """Call `send(model=..., timeout_s=...)` on the chosen model, then its fallbacks, with
+    retries and backoff, all within the category's deadline; return (answer, model, attempts).
+
+    Retries 429, 5xx, timeouts and resets (honouring Retry-After); other 4xx stop at once.
+    A model whose circuit is open is skipped.
+    """
+    rule = call.decision.rule
+    deadline = call.started + rule.deadline_s
+    chain = fallback_chain(rule=rule, chosen=call.decision.model, policy=call.plan.policy)
+    attempts = 0
+    last: tuple[ProviderError, ModelSpec] | None = None
+    for model in chain:
+        state = await circuit_allows(model.name)
+        if state == CIRCUIT_OPEN:
+            last = last or (ProviderUnreachable(f"{model.name} is out of rotation"), model)
+            continue
+        for attempt in range(1, settings.ROUTER_ATTEMPTS_PER_MODEL + 1):
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                timeout = ProviderTimeout(f"deadline of {rule.deadline_s:g} s reached")
+                raise UpstreamFailed(timeout, attempts=attempts, model=model)
+            attempts += 1
+            try:
+                answer = await send(
+                    model=model, timeout_s=min(settings.UPSTREAM_TIMEOUT_S, remaining)
+                )
+            except ProviderError as error:
+                await circuit_record(model.name, ok=False)
+                last = (error, model)
+                if not error.retryable:
+                    raise UpstreamFailed(error, attempts=attempts, model=model) from error
+                wait = backoff_s(
+                    attempt=attempt,
+                    retry_after_s=error.retry_after_s,
+                    base_s=settings.ROUTER_BACKOFF_BASE_S,
+                    cap_s=settings.ROUTER_BACKOFF_MAX_S,
+                )
+                if attempt == settings.ROUTER_ATTEMPTS_PER_MODEL:
+                    break
+                if wait >= deadline - time.perf_counter():
+                    break  # no time to wait here: the next model, if any
+                await asyncio.sleep(wait)
+                continue
+            await circuit_record(model.name, ok=True, state=state)
+            return answer, model, attempts
+    if time.perf_counter() >= deadline and last is not None:
+        last = (ProviderTimeout(f"deadline of {rule.deadline_s:g} s reached"), last[1])
+    error, model = last or (ProviderUnreachable("no model available"), call.decision.model)
+    raise UpstreamFailed(error, attempts=attempts, model=model)
+
+
+async def _record_failure(call: _Call, failure: UpstreamFailed) -> CompletionFailed:
+    await sync_to_async(_call_record)(call, _outcome_from_error(call, failure))
+    return CompletionFailed(request_id=call.request_id, error=failure.error)
+
+
 async def completion_create(*, api_key: ApiKey, request: CompletionRequest) -> CompletionResult:
     """Route one completion, call the chosen model and record it; raise CompletionFailed."""
     call = await sync_to_async(_call_prepare)(api_key=api_key, request=request)
-    hit = await cache.aget(call.cache_key) if call.cache_key else None
+    hit = await _cache_get(call.cache_key)
     if hit is not None:
         outcome = _outcome_from_cache(hit)
         return _result(call, outcome, await sync_to_async(_call_record)(call, outcome))
+    kwargs = call.provider_kwargs()
+
+    async def send(*, model: ModelSpec, timeout_s: float) -> ProviderResult:
+        return await achat_complete(**{**kwargs, "model": model, "timeout_s": timeout_s})
+
     try:
-        result = await achat_complete(**call.provider_kwargs())
-    except ProviderError as error:
-        await sync_to_async(_call_record)(call, _outcome_from_error(call, error))
-        raise CompletionFailed(request_id=call.request_id, error=error) from error
-    outcome = _outcome_from_result(result)
+        result, model, attempts = await _upstream_attempt(call, send)
+    except UpstreamFailed as failure:
+        raise await _record_failure(call, failure) from failure.error
+    outcome = _outcome_from_result(result, model=model, attempts=attempts)
     record = await sync_to_async(_call_record)(call, outcome)
-    if call.cache_key:
-        ttl = call.decision.rule.response_cache_ttl_s
-        await cache.aset(call.cache_key, _cache_value(outcome, record), ttl)
+    if call.cache_key and model == call.decision.model:
+        await _cache_set(call, _cache_value(outcome, record))
     return _result(call, outcome, record)
 
 
 async def completion_stream(
     *, api_key: ApiKey, request: CompletionRequest, include_usage: bool = False
 ) -> StreamStart:
-    """Open a streamed completion; raise CompletionFailed if it fails before the first byte."""
+    """Open a streamed completion; raise CompletionFailed if it fails before the first byte.
+
+    Retries and fallback happen while opening, before any byte reaches the client."""
     call = await sync_to_async(_call_prepare)(api_key=api_key, request=request)
     if not call.plan.feature_on("streaming"):
         raise RoutingError("streaming_disabled", "Streaming is switched off.", "stream")
-    hit = await cache.aget(call.cache_key) if call.cache_key else None
+    hit = await _cache_get(call.cache_key)
     if hit is not None:
         events = _stream_replay(call, hit, include_usage=include_usage)
         return StreamStart(call.request_id, call.decision, events, cache_hit=True)
+    kwargs = call.provider_kwargs()
+
+    async def send(*, model: ModelSpec, timeout_s: float):
+        return await achat_stream_open(**{**kwargs, "model": model, "timeout_s": timeout_s})
+
     try:
-        upstream = await achat_stream_open(**call.provider_kwargs())
-    except ProviderError as error:
-        await sync_to_async(_call_record)(call, _outcome_from_error(call, error))
-        raise CompletionFailed(request_id=call.request_id, error=error) from error
-    events = _stream_relay(call, upstream, include_usage=include_usage)
-    return StreamStart(call.request_id, call.decision, events, cache_hit=False)
+        upstream, model, attempts = await _upstream_attempt(call, send)
+    except UpstreamFailed as failure:
+        raise await _record_failure(call, failure) from failure.error
+    events = _stream_relay(call, upstream, model, attempts, include_usage=include_usage)
+    decision = (
+        call.decision
+        if model == call.decision.model
+        else replace(call.decision, model=model, tier=model.tier)
+    )
+    return StreamStart(call.request_id, decision, events, cache_hit=False)
+
+
+async def _cache_get(key: str | None) -> dict | None:
+    """Read the response cache; an unreachable cache is a miss (logged), never an error."""
+    if not key:
+        return None
+    try:
+        return await cache.aget(key)
+    except Exception:
+        logger.warning("response cache unavailable (read); answering without it")
+        return None
+
+
+async def _cache_set(call: _Call, value: dict) -> None:
+    try:
+        await cache.aset(call.cache_key, value, call.decision.rule.response_cache_ttl_s)
+    except Exception:
+        logger.warning("response cache unavailable (write); answer not cached")
 
 
 def _sse(payload: dict) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
-async def _stream_relay(call: _Call, upstream, *, include_usage: bool) -> AsyncIterator[bytes]:
+async def _stream_relay(
+    call: _Call, upstream, model: ModelSpec, attempts: int, *, include_usage: bool
+) -> AsyncIterator[bytes]:
     """Forward upstream chunks as they arrive; write the ledger row however the stream ends.
 
     Ends: normally (usage from the final chunk), client gone (status client_cancelled), or
@@ -463,6 +587,7 @@ async def _stream_relay(call: _Call, upstream, *, include_usage: bool) -> AsyncI
             yield b"data: " + chunk.model_dump_json(exclude_unset=True).encode() + b"\n\n"
         # Record before [DONE], so a client that saw the end finds the row.
         outcome = _stream_outcome(call, upstream.sandbox, parts, usage, finish_reason)
+        outcome = replace(outcome, model=model, attempts=attempts)
         finished = True
         await asyncio.shield(_stream_finish(call, outcome, upstream))
         yield STREAM_DONE
@@ -470,6 +595,7 @@ async def _stream_relay(call: _Call, upstream, *, include_usage: bool) -> AsyncI
         outcome = _stream_outcome(
             call, upstream.sandbox, parts, None, "", error_code="upstream_stream_broken"
         )
+        outcome = replace(outcome, model=model, attempts=attempts)
         finished = True
         await asyncio.shield(_stream_finish(call, outcome, upstream))
         body = {"message": error.message, "type": "server_error", "code": error.code}
@@ -479,6 +605,7 @@ async def _stream_relay(call: _Call, upstream, *, include_usage: bool) -> AsyncI
             outcome = _stream_outcome(
                 call, upstream.sandbox, parts, None, "", status=Status.CLIENT_CANCELLED
             )
+            outcome = replace(outcome, model=model, attempts=attempts)
             await asyncio.shield(_stream_finish(call, outcome, upstream))
 
 
@@ -486,9 +613,8 @@ async def _stream_finish(call: _Call, outcome: _Outcome, upstream) -> None:
     record = await sync_to_async(_call_record)(call, outcome)
     if outcome.status != Status.OK:
         await upstream.close()
-    elif call.cache_key:
-        ttl = call.decision.rule.response_cache_ttl_s
-        await cache.aset(call.cache_key, _cache_value(outcome, record), ttl)
+    elif call.cache_key and outcome.model in (None, call.decision.model):
+        await _cache_set(call, _cache_value(outcome, record))
 
 
 def _stream_outcome(
@@ -589,6 +715,8 @@ def category_snapshot(category: TaskCategory) -> dict:
         "response_cache_enabled": category.response_cache_enabled,
         "response_cache_ttl_s": category.response_cache_ttl_s,
         "response_cache_shared": category.response_cache_shared,
+        "deadline_s": category.deadline_s,
+        "fallback_models": category.fallback_models,
     }
 
 

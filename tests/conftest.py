@@ -15,14 +15,19 @@ def _sandbox_upstream(settings):
     from django.core.cache import cache
 
     from routing import sandbox
+    from routing.circuit import circuit_reset_local
     from routing.selectors import policy_cache_clear
 
     cache.clear()
     settings.UPSTREAM_MODE = "sandbox"
-    settings.UPSTREAM_MAX_RETRIES = 0
     settings.SANDBOX_LATENCY_MS = 0
+    # One attempt per model unless a test asks for more; retries wait (almost) nothing.
+    settings.ROUTER_ATTEMPTS_PER_MODEL = 1
+    settings.ROUTER_BACKOFF_BASE_S = 0.001
+    settings.ROUTER_BACKOFF_MAX_S = 0.01
     sandbox.state.reset()
     policy_cache_clear()
+    circuit_reset_local()
     yield
     sandbox.state.reset()
     policy_cache_clear()

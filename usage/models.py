@@ -74,6 +74,9 @@ class UsageRecord(models.Model):
     )
     arm = models.CharField(max_length=8, choices=Arm.choices, default=Arm.ROUTED)
     attempts = models.PositiveSmallIntegerField(default=1)
+    fallback_from = models.CharField(
+        max_length=100, blank=True, help_text="The model first chosen, when another answered."
+    )
     prefix_fingerprint = models.CharField(
         max_length=16, blank=True, help_text="Hash of the stable prompt prefix (cache health)."
     )
@@ -94,3 +97,124 @@ class UsageRecord(models.Model):
     @property
     def savings_usd(self):
         return self.baseline_cost_usd - self.cost_usd
+
+
+class Granularity(models.TextChoices):
+    MINUTE = "minute"
+    DAY = "day"
+
+
+# Upper bounds (ms) of the latency histogram kept in rollups; p95 is read from it.
+LATENCY_BOUNDS_MS = (
+    25, 50, 75, 100, 150, 200, 300, 400, 500, 750,
+    1000, 1500, 2000, 3000, 5000, 7500, 10000, 20000, 30000, 60000,
+)  # fmt: skip
+
+
+ROLLUP_DIMENSIONS = ["granularity", "bucket_start", "api_key", "category", "tier", "model", "qa"]
+
+
+class UsageRollup(models.Model):
+    """Ledger totals per minute or per day and per key, category, tier, model and QA flag.
+
+    Derived data, rebuilt from the ledger for any window by usage_rollup_rebuild(); the
+    dashboard and the monthly report read these rows, never the raw ledger.
+    """
+
+    granularity = models.CharField(max_length=8, choices=Granularity.choices)
+    bucket_start = models.DateTimeField()
+    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="+")
+    category = models.CharField(max_length=40)
+    tier = models.CharField(max_length=8, choices=Tier.choices)
+    model = models.CharField(max_length=100)
+    qa = models.BooleanField(default=False)
+    requests = models.PositiveIntegerField()
+    errors = models.PositiveIntegerField()
+    response_cache_hits = models.PositiveIntegerField()
+    prompt_cache_hits = models.PositiveIntegerField(help_text="Calls with cached input tokens.")
+    input_tokens = models.BigIntegerField()
+    cached_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    latency_ms_sum = models.BigIntegerField()
+    latency_cumulative = models.JSONField(
+        default=list, help_text="Calls with latency <= each of LATENCY_BOUNDS_MS."
+    )
+    cost_usd = models.DecimalField(**USD_FIELD)
+    uncached_cost_usd = models.DecimalField(**USD_FIELD)
+    avoided_cost_usd = models.DecimalField(**USD_FIELD)
+    baseline_cost_usd = models.DecimalField(**USD_FIELD)
+    prompt_cache_savings_usd = models.DecimalField(**USD_FIELD)
+    batch_savings_usd = models.DecimalField(**USD_FIELD)
+
+    class Meta:
+        ordering = ["granularity", "bucket_start"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=ROLLUP_DIMENSIONS,
+                name="one_rollup_row_per_bucket_and_dimensions",
+            )
+        ]
+        indexes = [models.Index(fields=["granularity", "bucket_start"])]
+
+    def __str__(self) -> str:
+        return f"{self.granularity} {self.bucket_start:%Y-%m-%d %H:%M} {self.category}/{self.model}"
+
+
+class UsageEndUserDay(models.Model):
+    """Per end user and day: feeds the report's top end users without a ledger scan."""
+
+    day = models.DateField()
+    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="+")
+    end_user = models.CharField(max_length=128)
+    requests = models.PositiveIntegerField()
+    mini_requests = models.PositiveIntegerField()
+    errors = models.PositiveIntegerField()
+    input_tokens = models.BigIntegerField()
+    cached_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cost_usd = models.DecimalField(**USD_FIELD)
+    baseline_cost_usd = models.DecimalField(**USD_FIELD)
+
+    class Meta:
+        ordering = ["day", "end_user"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "api_key", "end_user"], name="one_end_user_row_per_day_and_key"
+            )
+        ]
+        indexes = [models.Index(fields=["day"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.end_user}"
+
+
+class ReportFormat(models.TextChoices):
+    CSV = "csv", "CSV"
+    XLSX = "xlsx", "XLSX"
+
+
+class MonthlyReport(models.Model):
+    """A stored monthly cost report file (all keys), with its SHA-256, made once per month."""
+
+    year = models.PositiveSmallIntegerField()
+    month = models.PositiveSmallIntegerField()
+    format = models.CharField(max_length=4, choices=ReportFormat.choices)
+    content = models.BinaryField()
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-year", "-month", "format"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["year", "month", "format"], name="one_report_per_month_and_format"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.filename
+
+    @property
+    def filename(self) -> str:
+        return f"huntaze-cost-report-{self.year:04d}-{self.month:02d}.{self.format}"

@@ -1,8 +1,242 @@
 """The only writers of usage tables."""
 
-from usage.models import UsageRecord
+import hashlib
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce, TruncDay, TruncMinute
+from django.utils import timezone
+
+from usage.exports import report_csv, report_xlsx
+from usage.metrics import call_observe
+from usage.models import (
+    LATENCY_BOUNDS_MS,
+    Granularity,
+    MonthlyReport,
+    ReportFormat,
+    Status,
+    UsageEndUserDay,
+    UsageRecord,
+    UsageRollup,
+)
+from usage.selectors import month_range, monthly_cost_report
+
+ZERO = Value(Decimal("0"), output_field=DecimalField(max_digits=20, decimal_places=10))
+# Rows reach the ledger when a call ends, so the minute refresh looks back this far.
+REFRESH_LOOKBACK = timedelta(minutes=10)
+ROLLUP_LOCK_KEY = 0x687A5F726F6C6C  # any constant bigint: the rollup writers' advisory lock
 
 
 def usage_record(**fields) -> UsageRecord:
     """Append one ledger row; rows are never updated afterwards."""
-    return UsageRecord.objects.create(**fields)
+    record = UsageRecord.objects.create(**fields)
+    transaction.on_commit(
+        lambda: call_observe(
+            tier=record.tier,
+            category=record.category,
+            model=record.model,
+            status=record.status,
+            input_tokens=record.input_tokens,
+            cached_tokens=record.cached_tokens,
+            output_tokens=record.output_tokens,
+            latency_ms=record.latency_ms,
+            cost_usd=record.cost_usd,
+            baseline_cost_usd=record.baseline_cost_usd,
+            cache_hit=record.cache_hit,
+        )
+    )
+    return record
+
+
+def _sum(expression, **kwargs) -> Coalesce:
+    return Coalesce(Sum(expression, **kwargs), ZERO)
+
+
+def _rollup_measures() -> dict:
+    remainder = F("uncached_cost_usd") - F("cost_usd") - F("avoided_cost_usd")
+    measures = {
+        "requests": Count("id"),
+        "errors": Count("id", filter=~Q(status=Status.OK)),
+        "response_cache_hits": Count("id", filter=Q(cache_hit=True)),
+        "prompt_cache_hits": Count("id", filter=Q(cached_tokens__gt=0)),
+        "input_tokens": Sum("input_tokens"),
+        "cached_tokens": Sum("cached_tokens"),
+        "output_tokens": Sum("output_tokens"),
+        "latency_ms_sum": Sum("latency_ms"),
+        "cost_usd": _sum("cost_usd"),
+        "uncached_cost_usd": _sum("uncached_cost_usd"),
+        "avoided_cost_usd": _sum("avoided_cost_usd"),
+        "baseline_cost_usd": _sum("baseline_cost_usd"),
+        "prompt_cache_savings_usd": _sum(remainder, filter=Q(batch=False)),
+        "batch_savings_usd": _sum(remainder, filter=Q(batch=True)),
+    }
+    for i, bound in enumerate(LATENCY_BOUNDS_MS):
+        measures[f"le_{i}"] = Count("id", filter=Q(latency_ms__lte=bound))
+    # Annotations named like ledger fields would shadow them inside the other expressions.
+    return {f"m_{name}": measure for name, measure in measures.items()}
+
+
+def _floor(moment: datetime, granularity: str) -> datetime:
+    moment = moment.astimezone(UTC).replace(second=0, microsecond=0)
+    return moment.replace(hour=0, minute=0) if granularity == Granularity.DAY else moment
+
+
+def _ceil(moment: datetime, granularity: str) -> datetime:
+    floor = _floor(moment, granularity)
+    if floor == moment:
+        return floor
+    return floor + (timedelta(days=1) if granularity == Granularity.DAY else timedelta(minutes=1))
+
+
+def _rollup_rebuild_granularity(*, granularity: str, start: datetime, end: datetime) -> int:
+    start, end = _floor(start, granularity), _ceil(end, granularity)
+    trunc = TruncDay if granularity == Granularity.DAY else TruncMinute
+    groups = (
+        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+        .annotate(bucket=trunc("created_at", tzinfo=UTC))
+        .values("bucket", "api_key_id", "category", "tier", "model", "qa")
+        .annotate(**_rollup_measures())
+        .order_by()
+    )
+    rows = []
+    for group in groups:
+        measures = {k.removeprefix("m_"): group.pop(k) for k in list(group) if k.startswith("m_")}
+        cumulative = [measures.pop(f"le_{i}") for i in range(len(LATENCY_BOUNDS_MS))]
+        rows.append(
+            UsageRollup(
+                granularity=granularity,
+                bucket_start=group.pop("bucket"),
+                latency_cumulative=cumulative,
+                **group,
+                **measures,
+            )
+        )
+    UsageRollup.objects.filter(
+        granularity=granularity, bucket_start__gte=start, bucket_start__lt=end
+    ).delete()
+    UsageRollup.objects.bulk_create(rows, batch_size=2000)
+    return len(rows)
+
+
+def _end_user_days_rebuild(
+    *, start: datetime, end: datetime, end_users: QuerySet | None = None
+) -> int:
+    start, end = _floor(start, Granularity.DAY), _ceil(end, Granularity.DAY)
+    ledger = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end, qa=False)
+    existing = UsageEndUserDay.objects.filter(day__gte=start.date(), day__lt=end.date())
+    if end_users is not None:
+        ledger, existing = (
+            ledger.filter(end_user__in=end_users),
+            existing.filter(end_user__in=end_users),
+        )
+    groups = (
+        ledger.exclude(end_user="")
+        .annotate(bucket=TruncDay("created_at", tzinfo=UTC))
+        .values("bucket", "api_key_id", "end_user")
+        .annotate(
+            m_requests=Count("id"),
+            m_mini_requests=Count("id", filter=Q(tier="mini")),
+            m_errors=Count("id", filter=~Q(status=Status.OK)),
+            m_input_tokens=Sum("input_tokens"),
+            m_cached_tokens=Sum("cached_tokens"),
+            m_output_tokens=Sum("output_tokens"),
+            m_cost_usd=_sum("cost_usd"),
+            m_baseline_cost_usd=_sum("baseline_cost_usd"),
+        )
+        .order_by()
+    )
+    rows = [
+        UsageEndUserDay(
+            day=group.pop("bucket").date(),
+            **{k.removeprefix("m_"): v for k, v in group.items()},
+        )
+        for group in groups
+    ]
+    existing.delete()
+    UsageEndUserDay.objects.bulk_create(rows, batch_size=2000)
+    return len(rows)
+
+
+def _rollup_lock() -> None:
+    if connection.vendor == "postgresql":
+        # Two overlapping runs (a slow beat tick, a manual rebuild) take turns, not collide.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ROLLUP_LOCK_KEY])
+
+
+@transaction.atomic
+def usage_rollup_rebuild(*, start: datetime, end: datetime) -> dict[str, int]:
+    """Recompute every rollup touching [start, end) from the ledger; return rows written.
+
+    Minutes are rebuilt over the window widened to whole minutes and days over whole days,
+    so re-running any past window gives the same rows (the ledger is append-only).
+    """
+    _rollup_lock()
+    return {
+        "minute": _rollup_rebuild_granularity(granularity=Granularity.MINUTE, start=start, end=end),
+        "day": _rollup_rebuild_granularity(granularity=Granularity.DAY, start=start, end=end),
+        "end_user_day": _end_user_days_rebuild(start=start, end=end),
+    }
+
+
+@transaction.atomic
+def usage_rollup_refresh(*, now: datetime | None = None) -> dict[str, int]:
+    """Rebuild the rollups of the last few minutes (and so of today); the beat runs it.
+
+    Like usage_rollup_rebuild over the look-back, except that only the end users seen in it
+    get their day rows recomputed: the others' rows cannot have changed.
+    """
+    now = now or timezone.now()
+    start, end = now - REFRESH_LOOKBACK, now + timedelta(minutes=1)
+    _rollup_lock()
+    recent = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+    end_users = recent.exclude(end_user="").values("end_user")  # a subquery, not a long list
+    return {
+        "minute": _rollup_rebuild_granularity(granularity=Granularity.MINUTE, start=start, end=end),
+        "day": _rollup_rebuild_granularity(granularity=Granularity.DAY, start=start, end=end),
+        "end_user_day": _end_user_days_rebuild(start=start, end=end, end_users=end_users),
+    }
+
+
+def _previous_month(now: datetime) -> tuple[int, int]:
+    first = now.astimezone(UTC).date().replace(day=1)
+    last_month = first - timedelta(days=1)
+    return last_month.year, last_month.month
+
+
+def monthly_report_create(*, year: int, month: int) -> list[MonthlyReport]:
+    """Store the month's report as CSV and XLSX files (reused when already stored)."""
+    existing = {r.format: r for r in MonthlyReport.objects.filter(year=year, month=month)}
+    if len(existing) == len(ReportFormat):
+        return [existing[f] for f in ReportFormat.values]
+    start, end = month_range(year=year, month=month)
+    if end > timezone.now():
+        raise ValueError(f"{year:04d}-{month:02d} is not over yet; only closed months are stored.")
+    # A closed month is final: bring its rollups up to date once, then freeze the files.
+    usage_rollup_rebuild(start=start, end=end)
+    report = monthly_cost_report(year=year, month=month, now=end)
+    renderers = {ReportFormat.CSV: report_csv, ReportFormat.XLSX: report_xlsx}
+    stored = []
+    with transaction.atomic():
+        for fmt in ReportFormat.values:
+            content = renderers[fmt](report)
+            row, _ = MonthlyReport.objects.get_or_create(
+                year=year,
+                month=month,
+                format=fmt,
+                defaults={
+                    "content": content,
+                    "sha256": hashlib.sha256(content).hexdigest(),
+                    "size_bytes": len(content),
+                },
+            )
+            stored.append(row)
+    return stored
+
+
+def monthly_report_create_previous(*, now: datetime | None = None) -> list[MonthlyReport]:
+    """Store last month's report; what the beat runs on the 1st."""
+    year, month = _previous_month(now or timezone.now())
+    return monthly_report_create(year=year, month=month)

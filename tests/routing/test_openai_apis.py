@@ -125,7 +125,7 @@ def test_bad_requests_raise_bad_request_error(client, kwargs, param):
 
 @pytest.mark.parametrize(("fault", "status"), [("500", 502), ("429", 502), ("timeout", 504)])
 def test_upstream_failure_raises_server_error_after_recording(client, sandbox_state, fault, status):
-    sandbox_state.inject(fault)
+    sandbox_state.inject(fault, fault)  # the chosen model and its fallback
     with pytest.raises(openai.InternalServerError) as error:
         client.chat.completions.create(model="auto", messages=HELLO)
     assert error.value.status_code == status
@@ -176,7 +176,7 @@ def test_async_client_plain_and_streamed(async_client):
 
 
 def test_upstream_error_before_first_byte_is_a_plain_error_response(client, sandbox_state):
-    sandbox_state.inject("500")
+    sandbox_state.inject("500", "500")
     with pytest.raises(openai.InternalServerError):
         client.chat.completions.create(model="auto", messages=HELLO, stream=True)
     assert _rows()[0].status == "upstream_error"

@@ -1,0 +1,90 @@
+"""Circuit breaker per model, shared by all workers through Django's cache (Redis in prod).
+
+After CIRCUIT_FAILURE_THRESHOLD failures within CIRCUIT_WINDOW_S a model is open (out of
+rotation) for CIRCUIT_COOLDOWN_S; then one request at a time may probe it, and a success
+closes it. Cache outages fail open: the breaker is an optimisation, never a reason to refuse.
+"""
+
+import logging
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
+
+
+def _keys(model: str) -> tuple[str, str, str]:
+    return f"circuit:{model}:failures", f"circuit:{model}:open-until", f"circuit:{model}:probe"
+
+
+CLOSED, OPEN, PROBE = "closed", "open", "probe"
+LOCAL_CHECK_S = 1.0  # how long a worker trusts its last look at a closed circuit
+
+_last_closed: dict[str, float] = {}
+
+
+async def circuit_allows(model: str) -> str:
+    """Return CLOSED (go), PROBE (go: the one trial after a cooldown) or OPEN (skip)."""
+    now = time.monotonic()
+    if now - _last_closed.get(model, -LOCAL_CHECK_S) < LOCAL_CHECK_S:
+        return CLOSED
+    _, open_key, probe_key = _keys(model)
+    try:
+        open_until = await cache.aget(open_key)
+        if open_until is None:
+            _last_closed[model] = now
+            return CLOSED
+        if time.time() < open_until:
+            return OPEN
+        # Cooled down: half-open, one probe per cooldown slot across all workers.
+        got_probe = await cache.aadd(probe_key, 1, timeout=settings.CIRCUIT_COOLDOWN_S)
+        return PROBE if got_probe else OPEN
+    except Exception:
+        logger.warning("cache unavailable: circuit breaker for %s not consulted", model)
+        return CLOSED
+
+
+async def circuit_record(model: str, *, ok: bool, state: str = CLOSED) -> None:
+    """Count a failure (opening the circuit at the threshold), or close it after a probe."""
+    failures_key, open_key, probe_key = _keys(model)
+    try:
+        if ok:
+            if state == PROBE:
+                await cache.adelete_many([failures_key, open_key, probe_key])
+            return
+        _last_closed.pop(model, None)
+        await cache.aadd(failures_key, 0, timeout=settings.CIRCUIT_WINDOW_S)
+        try:
+            failures = await cache.aincr(failures_key)
+        except ValueError:  # the window expired between add and incr: a new window
+            await cache.aset(failures_key, 1, timeout=settings.CIRCUIT_WINDOW_S)
+            failures = 1
+        if failures >= settings.CIRCUIT_FAILURE_THRESHOLD:
+            cooldown = settings.CIRCUIT_COOLDOWN_S
+            await cache.aset(open_key, time.time() + cooldown, timeout=cooldown * 10)
+            await cache.adelete(probe_key)
+            logger.warning("circuit open for %s after %s failures", model, failures)
+    except Exception:
+        logger.warning("cache unavailable: circuit breaker for %s not updated", model)
+
+
+def circuit_reset_local() -> None:
+    """Forget this worker's view of the circuits (tests)."""
+    _last_closed.clear()
+
+
+def circuit_states(models: list[str]) -> dict[str, str]:
+    """Return "closed", "open" or "half-open" per model, for admin and metrics."""
+    states = {}
+    for model in models:
+        try:
+            open_until = cache.get(_keys(model)[1])
+        except Exception:
+            states[model] = "unknown"
+            continue
+        if open_until is None:
+            states[model] = "closed"
+        else:
+            states[model] = "open" if time.time() < open_until else "half-open"
+    return states

@@ -1,0 +1,176 @@
+import hashlib
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db.models import Count, Sum
+from prometheus_client import REGISTRY
+
+from tests.factories import ApiKeyFactory, PolicyVersionFactory, UsageRecordFactory
+from tests.usage.conftest import OCTOBER
+from usage.models import Granularity, MonthlyReport, UsageEndUserDay, UsageRecord, UsageRollup
+from usage.services import (
+    monthly_report_create,
+    monthly_report_create_previous,
+    usage_rollup_rebuild,
+    usage_rollup_refresh,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _snapshot() -> list[tuple]:
+    rollups = UsageRollup.objects.order_by(
+        "granularity", "bucket_start", "api_key", "category", "tier", "model", "qa"
+    )
+    fields = [
+        "granularity",
+        "bucket_start",
+        "api_key_id",
+        "category",
+        "tier",
+        "model",
+        "qa",
+        "requests",
+        "errors",
+        "cost_usd",
+        "baseline_cost_usd",
+        "latency_cumulative",
+    ]
+    return [tuple(getattr(r, f) for f in fields) for r in rollups]
+
+
+def test_rollups_hold_the_ledger_totals_per_minute_and_per_day(october_ledger):
+    # when
+    usage_rollup_rebuild(start=OCTOBER[0], end=OCTOBER[1])
+    # then
+    ledger = UsageRecord.objects.filter(created_at__gte=OCTOBER[0], created_at__lt=OCTOBER[1])
+    raw = ledger.aggregate(n=Count("id"), cost=Sum("cost_usd"), tokens=Sum("input_tokens"))
+    for granularity in Granularity.values:
+        rolled = UsageRollup.objects.filter(granularity=granularity).aggregate(
+            n=Sum("requests"), cost=Sum("cost_usd"), tokens=Sum("input_tokens")
+        )
+        assert rolled == raw
+    users = UsageEndUserDay.objects.aggregate(n=Sum("requests"))["n"]
+    assert users == ledger.filter(qa=False).exclude(end_user="").count()
+
+
+def test_rebuilding_a_past_window_again_gives_the_same_rows(october_ledger):
+    # given rollups built once
+    usage_rollup_rebuild(start=OCTOBER[0], end=OCTOBER[1])
+    before = _snapshot()
+    # when a window inside the month is rebuilt, twice, and the whole month once more
+    inner = (datetime(2026, 10, 10, 13, 7, 30, tzinfo=UTC), datetime(2026, 10, 12, tzinfo=UTC))
+    usage_rollup_rebuild(start=inner[0], end=inner[1])
+    usage_rollup_rebuild(start=inner[0], end=inner[1])
+    usage_rollup_rebuild(start=OCTOBER[0], end=OCTOBER[1])
+    # then
+    assert _snapshot() == before
+
+
+def test_refresh_picks_up_new_rows_of_the_last_minutes():
+    # given
+    now = datetime(2026, 11, 24, 12, 0, 30, tzinfo=UTC)
+    row = UsageRecordFactory(created_at=now - timedelta(minutes=3))
+    usage_rollup_refresh(now=now)
+    # when a row lands late in an already rolled-up minute
+    UsageRecordFactory(created_at=now - timedelta(minutes=3), api_key=row.api_key)
+    usage_rollup_refresh(now=now)
+    # then
+    minute = UsageRollup.objects.get(granularity=Granularity.MINUTE)
+    day = UsageRollup.objects.get(granularity=Granularity.DAY)
+    assert (minute.requests, day.requests) == (2, 2)
+    assert day.cost_usd == Decimal("0.00054")
+
+
+def test_latency_histogram_is_cumulative():
+    key = ApiKeyFactory()
+    for latency_ms in (20, 120, 90_000):
+        UsageRecordFactory(latency_ms=latency_ms, api_key=key)
+    usage_rollup_refresh()
+    row = UsageRollup.objects.get(granularity=Granularity.DAY)
+    assert row.latency_cumulative[:5] == [1, 1, 1, 1, 2]
+    assert row.latency_cumulative[-1] == 2
+    assert row.latency_ms_sum == 90_140
+
+
+def test_monthly_report_is_stored_once_with_its_checksum(october_ledger):
+    # when
+    first = monthly_report_create(year=2026, month=10)
+    second = monthly_report_create(year=2026, month=10)
+    # then
+    assert [r.format for r in first] == ["csv", "xlsx"]
+    assert [r.pk for r in first] == [r.pk for r in second]
+    assert MonthlyReport.objects.count() == 2
+    for report in first:
+        content = bytes(report.content)
+        assert report.sha256 == hashlib.sha256(content).hexdigest()
+        assert report.size_bytes == len(content)
+    assert bytes(first[0].content).startswith(b"section,key,requests")
+
+
+def test_monthly_report_builds_its_own_rollups_first(october_ledger):
+    # given no rollups at all
+    assert not UsageRollup.objects.exists()
+    # when
+    csv_report = monthly_report_create(year=2026, month=10)[0]
+    # then the stored total is the ledger's
+    total_line = bytes(csv_report.content).decode().splitlines()[1].split(",")
+    raw = UsageRecord.objects.filter(
+        created_at__gte=OCTOBER[0], created_at__lt=OCTOBER[1], qa=False
+    ).aggregate(cost=Sum("cost_usd"))
+    assert Decimal(total_line[6]) == raw["cost"]
+
+
+def test_previous_month_report_runs_for_last_month(october_ledger):
+    reports = monthly_report_create_previous(now=datetime(2026, 11, 1, 0, 30, tzinfo=UTC))
+    assert {(r.year, r.month) for r in reports} == {(2026, 10)}
+
+
+def test_an_open_month_is_not_stored():
+    with pytest.raises(ValueError, match="not over"):
+        monthly_report_create(year=2999, month=1)
+
+
+def test_usage_record_counts_the_call_in_the_metrics(django_capture_on_commit_callbacks):
+    # given
+    labels = {"tier": "full", "category": "legal", "model": "gpt-4o", "status": "upstream_error"}
+    before = REGISTRY.get_sample_value("huntaze_llm_requests_total", labels) or 0
+    errors_before = REGISTRY.get_sample_value("huntaze_llm_errors_total", labels) or 0
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        from usage.services import usage_record
+
+        row = UsageRecordFactory.build(
+            category="legal",
+            tier="full",
+            model="gpt-4o",
+            status="upstream_error",
+            api_key=ApiKeyFactory(),
+            policy_version=PolicyVersionFactory(),
+        )
+        fields = {
+            f.attname: getattr(row, f.attname)
+            for f in UsageRecord._meta.concrete_fields
+            if f.attname != "id"
+        }
+        usage_record(**fields)
+    # then
+    assert REGISTRY.get_sample_value("huntaze_llm_requests_total", labels) == before + 1
+    assert REGISTRY.get_sample_value("huntaze_llm_errors_total", labels) == errors_before + 1
+
+
+def test_refresh_recomputes_the_day_of_end_users_seen_recently_only():
+    # given an end user with calls earlier today, rolled up, and another one
+    now = datetime(2026, 11, 24, 12, 0, 30, tzinfo=UTC)
+    key = ApiKeyFactory()
+    UsageRecordFactory(created_at=now - timedelta(hours=3), end_user="fan-1", api_key=key)
+    UsageRecordFactory(created_at=now - timedelta(hours=2), end_user="fan-2", api_key=key)
+    usage_rollup_rebuild(start=now - timedelta(hours=4), end=now)
+    # when fan-1 calls again and the minute refresh runs
+    UsageRecordFactory(created_at=now - timedelta(minutes=1), end_user="fan-1", api_key=key)
+    usage_rollup_refresh(now=now)
+    # then fan-1's day holds both calls, and fan-2's day is untouched
+    days = dict(UsageEndUserDay.objects.values_list("end_user", "requests"))
+    assert days == {"fan-1": 2, "fan-2": 1}
+    assert UsageRollup.objects.get(granularity=Granularity.DAY).requests == 3

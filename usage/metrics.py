@@ -1,0 +1,77 @@
+"""Prometheus metrics of routed calls, fed by usage_record() and served at /metrics.
+
+With PROMETHEUS_MULTIPROC_DIR set in the environment before start-up, prometheus-client
+keeps each worker's values in files there and /metrics merges every worker's files, so the
+numbers are right behind gunicorn or several uvicorn workers. Values are float64: this is
+monitoring; the ledger stays the record of money.
+"""
+
+from decimal import Decimal
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LABELS = ["tier", "category", "model", "status"]
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 20, 30, 60)
+
+REQUESTS = Counter("huntaze_llm_requests", "Routed model calls (ledger rows).", LABELS)
+TOKENS = Counter("huntaze_llm_tokens", "Tokens by kind (input, cached, output).", [*LABELS, "kind"])
+COST = Counter("huntaze_llm_cost_usd", "Billed cost in USD.", LABELS)
+BASELINE = Counter("huntaze_llm_baseline_cost_usd", "All-premium uncached cost in USD.", LABELS)
+CACHE_HITS = Counter(
+    "huntaze_llm_cache_hits",
+    "Response-cache hits and provider prompt-cache hits (calls with cached input tokens).",
+    [*LABELS, "kind"],
+)
+ERRORS = Counter("huntaze_llm_errors", "Calls that did not end ok, by status.", LABELS)
+LATENCY = Histogram(
+    "huntaze_llm_latency_seconds", "Call latency.", LABELS, buckets=LATENCY_BUCKETS_S
+)
+
+
+def call_observe(
+    *,
+    tier: str,
+    category: str,
+    model: str,
+    status: str,
+    input_tokens: int,
+    cached_tokens: int,
+    output_tokens: int,
+    latency_ms: int,
+    cost_usd: Decimal,
+    baseline_cost_usd: Decimal,
+    cache_hit: bool,
+) -> None:
+    """Count one ledger row in the metrics."""
+    labels = {"tier": tier, "category": category, "model": model, "status": status}
+    REQUESTS.labels(**labels).inc()
+    tokens = {"input": input_tokens, "cached": cached_tokens, "output": output_tokens}
+    for kind, count in tokens.items():
+        TOKENS.labels(**labels, kind=kind).inc(count)
+    COST.labels(**labels).inc(float(cost_usd))
+    BASELINE.labels(**labels).inc(float(baseline_cost_usd))
+    LATENCY.labels(**labels).observe(latency_ms / 1000)
+    if cache_hit:
+        CACHE_HITS.labels(**labels, kind="response").inc()
+    if cached_tokens:
+        CACHE_HITS.labels(**labels, kind="prompt").inc()
+    if status != "ok":
+        ERRORS.labels(**labels).inc()
+
+
+def metrics_render(*, multiprocess_dir: str) -> tuple[bytes, str]:
+    """Return the exposition text and its content type, merged across workers when needed."""
+    if multiprocess_dir:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)
+    else:
+        registry = REGISTRY
+    return generate_latest(registry), CONTENT_TYPE_LATEST
