@@ -68,11 +68,17 @@ ASGI_APPLICATION = "huntaze.asgi.application"
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL and a busy timeout let the ASGI server's threads write the ledger concurrently.
     DATABASES["default"]["OPTIONS"] = {
+        # WAL and a busy timeout let the ASGI server's threads write the ledger concurrently;
+        # writers take the lock when a transaction starts, so budget admissions serialise
+        # instead of failing on a lock upgrade.
         "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # Tests use a file too: an in-memory database shared between threads locks whole tables
+    # and ignores the busy timeout, which the concurrency tests would trip over.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
 
 REDIS_URL = env("REDIS_URL", default="")
 CACHES = {
@@ -121,6 +127,8 @@ CELERY_TASK_ALWAYS_EAGER = env.bool(
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
+    # Requests whose worker died mid-call still get their ledger row (status abandoned).
+    "routing-inflight-sweep": {"task": "routing.tasks.inflight_sweep_run", "schedule": 60.0},
     # Rollups feed the dashboard and the reports; rebuilding a window is idempotent.
     "usage-rollup-refresh": {
         "task": "usage.tasks.usage_rollup_refresh_recent",

@@ -17,6 +17,7 @@ from routing.circuit import circuit_states
 from routing.engine import RoutingError
 from routing.models import (
     ApiKey,
+    BudgetPeriod,
     FeatureFlag,
     ModelProfile,
     PolicyVersion,
@@ -435,8 +436,15 @@ class FeatureFlagAdmin(PolicyVersionedAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "created_at", "revoked_at"]
-    fields = ["name"]
+    list_display = [
+        "name",
+        "prefix",
+        "monthly_budget_usd",
+        "rate_limit_per_minute",
+        "created_at",
+        "revoked_at",
+    ]
+    fields = ["name", "monthly_budget_usd", "budget_alert_percent", "rate_limit_per_minute"]
     actions = ["revoke"]
 
     def get_readonly_fields(self, request: HttpRequest, obj=None):
@@ -444,8 +452,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
         if change:
+            super().save_model(request, obj, form, change)
             return
         created, plaintext = api_key_create(name=form.cleaned_data["name"])
+        for field in ("monthly_budget_usd", "budget_alert_percent", "rate_limit_per_minute"):
+            setattr(created, field, form.cleaned_data[field])
+        created.save()
         obj.pk = created.pk
         self.message_user(
             request,
@@ -458,3 +470,22 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for api_key in queryset:
             api_key_revoke(api_key=api_key)
         self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+
+
+@admin.register(BudgetPeriod)
+class BudgetPeriodAdmin(admin.ModelAdmin):
+    """Each key's month: what is spent, what in-flight requests reserved, and the alert."""
+
+    list_display = ["api_key", "month", "spent_usd", "reserved_usd", "limit", "alerted_at"]
+    list_select_related = ["api_key"]
+    list_filter = ["month"]
+
+    @admin.display(description="monthly budget")
+    def limit(self, obj: BudgetPeriod):
+        return obj.api_key.monthly_budget_usd
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -17,10 +17,13 @@ from rest_framework.views import APIView
 from routing.auth import ApiKeyAuthentication
 from routing.engine import RoutingError
 from routing.services import (
+    BudgetExceeded,
     CompletionFailed,
     CompletionRequest,
+    RateLimited,
     completion_create,
     completion_stream,
+    rate_limit_check,
     route_plan,
 )
 
@@ -143,6 +146,7 @@ async def _api_key_from(request: HttpRequest):
     authenticated = await sync_to_async(ApiKeyAuthentication().authenticate)(request)
     if authenticated is None:
         raise exceptions.NotAuthenticated()
+    await rate_limit_check(api_key=authenticated[0])
     return authenticated[0]
 
 
@@ -251,6 +255,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         error = exc.error
         body = _error_body(error.code, error.message, request_id=exc.request_id)
         return Response(body, status=error.status, headers={"X-Request-Id": exc.request_id})
+    if isinstance(exc, BudgetExceeded | RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else {}
+        return Response(_error_body(exc.code, exc.message), status=429, headers=headers)
     if isinstance(exc, RoutingError):
         code_status = 503 if exc.code in {"no_policy", "no_default_category"} else 400
         return Response(_error_body(exc.code, exc.message, exc.field), status=code_status)

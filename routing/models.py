@@ -153,6 +153,22 @@ class ApiKey(models.Model):
     key_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    monthly_budget_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Hard limit per calendar month (UTC); blank = no budget.",
+    )
+    budget_alert_percent = models.PositiveSmallIntegerField(
+        default=80,
+        validators=[MaxValueValidator(100)],
+        help_text="Soft alert when the month's spend reaches this share of the budget.",
+    )
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests per minute; blank = no limit (traffic control)."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -233,3 +249,39 @@ class FeatureFlag(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class BudgetPeriod(models.Model):
+    """One key's spend for one month: settled cost plus what in-flight requests reserved."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="budget_periods")
+    month = models.DateField(help_text="First day of the month (UTC).")
+    spent_usd = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal("0"))
+    reserved_usd = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal("0"))
+    alerted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-month"]
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "month"], name="one_budget_period_per_month")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api_key} {self.month:%Y-%m}"
+
+
+class InFlightRequest(models.Model):
+    """A request admitted and not yet recorded. Deleted in the transaction that writes its
+    ledger row; one still here past its deadline belonged to a lost worker and is swept."""
+
+    request_id = models.CharField(max_length=40, unique=True)
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    budget_period = models.ForeignKey(
+        BudgetPeriod, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    reserved_usd = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal("0"))
+    deadline_at = models.DateTimeField(db_index=True)
+    ledger_fields = models.JSONField(help_text="What the ledger row says if it is swept.")
+
+    def __str__(self) -> str:
+        return self.request_id

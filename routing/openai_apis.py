@@ -20,6 +20,7 @@ from rest_framework import serializers
 from routing.engine import Decision, RoutingError
 from routing.selectors import api_key_get_by_plaintext, policy_get
 from routing.services import (
+    BudgetExceeded,
     CompletionFailed,
     CompletionRequest,
     CompletionResult,
@@ -33,8 +34,11 @@ UNSUPPORTED_PARAMS = ("tools", "functions", "tool_choice", "function_call", "aud
 
 
 class OpenAIError(Exception):
-    def __init__(self, status: int, message: str, *, kind: str, code: str, param=None):
+    def __init__(
+        self, status: int, message: str, *, kind: str, code: str, param=None, retry_after_s=None
+    ):
         super().__init__(message)
+        self.retry_after_s = retry_after_s
         self.status, self.message, self.kind, self.code, self.param = (
             status,
             message,
@@ -52,7 +56,9 @@ class OpenAIError(Exception):
                 "param": self.param,
             }
         }
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
+        if self.retry_after_s is not None:
+            headers["Retry-After"] = str(self.retry_after_s)
         return JsonResponse(body, status=self.status, headers=headers)
 
 
@@ -269,6 +275,10 @@ class ChatCompletionsView(View):
             return exc.response()
         except RoutingError as exc:
             return _error_from_routing(exc).response()
+        except BudgetExceeded as exc:
+            return OpenAIError(
+                429, exc.message, kind="insufficient_quota", code=exc.code
+            ).response()
         except CompletionFailed as exc:
             response = _error_from_failure(exc).response()
             response["X-Request-Id"] = exc.request_id

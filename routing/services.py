@@ -9,12 +9,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
@@ -23,8 +24,10 @@ from routing.circuit import circuit_allows, circuit_record
 from routing.engine import Arm, Decision, ModelSpec, Policy, RouteRequest, RoutingError, route
 from routing.models import (
     ApiKey,
+    BudgetPeriod,
     FeatureFlag,
     Flag,
+    InFlightRequest,
     ModelProfile,
     PolicyVersion,
     RolloutSetting,
@@ -194,7 +197,7 @@ def _call_prepare(*, api_key: ApiKey, request: CompletionRequest) -> _Call:
         user=request.user,
         api_key_id=api_key.pk,
     )
-    return _Call(
+    call = _Call(
         request_id="req_" + uuid.uuid4().hex,
         api_key=api_key,
         request=request,
@@ -203,6 +206,8 @@ def _call_prepare(*, api_key: ApiKey, request: CompletionRequest) -> _Call:
         started_at=timezone.now(),
         started=time.perf_counter(),
     )
+    _admission_open(call)
+    return call
 
 
 def _response_cache_key(
@@ -304,7 +309,16 @@ def _outcome_from_error(call: _Call, failure: "UpstreamFailed") -> _Outcome:
 
 
 def _call_record(call: _Call, outcome: _Outcome):
-    """Write the call's one ledger row."""
+    """Write the call's one ledger row, release its admission and settle its budget, in one
+    transaction: a row is written whole or not at all."""
+    fields = _ledger_fields(call, outcome)
+    with transaction.atomic():
+        record = usage_record(**fields)
+        _admission_close(call.request_id, cost_usd=record.cost_usd)
+    return record
+
+
+def _ledger_fields(call: _Call, outcome: _Outcome) -> dict:
     decision = call.decision
     model = outcome.model or decision.model
     if outcome.billed:
@@ -336,10 +350,10 @@ def _call_record(call: _Call, outcome: _Outcome):
         cost = uncached = baseline = Decimal("0")
     store_text = settings.USAGE_STORE_TEXT
     limit = settings.USAGE_STORE_TEXT_MAX_CHARS
-    return usage_record(
+    return dict(
         request_id=call.request_id,
         created_at=call.started_at,
-        api_key=call.api_key,
+        api_key_id=call.api_key.pk,
         end_user=call.request.user,
         category=decision.category,
         category_source=decision.category_source,
@@ -415,6 +429,169 @@ def _result(call: _Call, outcome: _Outcome, record) -> CompletionResult:
         cache_hit=outcome.cache_hit,
         finish_reason=outcome.finish_reason,
     )
+
+
+# --- admission, budgets and lost requests ----------------------------------------------
+
+# A request still in flight this long after its deadline belonged to a lost worker (streams
+# may run well past the deadline, which bounds only the wait for the first byte).
+INFLIGHT_GRACE_S = 600
+
+
+class BudgetExceeded(Exception):
+    """The key's monthly budget cannot cover this request's worst case."""
+
+    def __init__(self, *, api_key: ApiKey, limit_usd: Decimal, used_usd: Decimal) -> None:
+        self.code = "budget_exceeded"
+        self.message = (
+            f"The monthly budget of API key '{api_key.name}' (${limit_usd}) is used up: "
+            f"${used_usd.quantize(Decimal('0.01'))} spent or reserved this month."
+        )
+        super().__init__(self.message)
+
+
+def _month_start(moment: datetime) -> date:
+    return moment.date().replace(day=1)
+
+
+def _worst_case_cost(call: _Call) -> Decimal:
+    """The most this request can be billed: full output on the dearest model it may use."""
+    decision = call.decision
+    chain = fallback_chain(rule=decision.rule, chosen=decision.model, policy=call.plan.policy)
+    return max(
+        call_cost_usd(
+            input_per_mtok_usd=m.input_per_mtok_usd,
+            cached_input_per_mtok_usd=m.input_per_mtok_usd,
+            output_per_mtok_usd=m.output_per_mtok_usd,
+            input_tokens=call.plan.prompt_tokens,
+            cached_tokens=0,
+            output_tokens=decision.max_output_tokens,
+        )
+        for m in chain
+    )
+
+
+def _admission_open(call: _Call) -> None:
+    """Record the request as in flight and, for a key with a budget, reserve its worst case
+    under a row lock, so concurrent requests cannot overshoot the budget together."""
+    limit = call.api_key.monthly_budget_usd
+    lost = _Outcome(
+        input_tokens=call.plan.prompt_tokens,
+        token_source=call.plan.token_source,
+        status=Status.ABANDONED,
+        error_code="worker_lost",
+        billed=False,
+    )
+    fields = json.loads(json.dumps(_ledger_fields(call, lost), cls=DjangoJSONEncoder))
+    deadline_at = call.started_at + timedelta(
+        seconds=call.decision.rule.deadline_s + INFLIGHT_GRACE_S
+    )
+    if limit is None:
+        InFlightRequest.objects.create(
+            request_id=call.request_id,
+            api_key=call.api_key,
+            deadline_at=deadline_at,
+            ledger_fields=fields,
+        )
+        return
+    reserve = _worst_case_cost(call)
+    with transaction.atomic():
+        period, _ = BudgetPeriod.objects.select_for_update().get_or_create(
+            api_key=call.api_key, month=_month_start(call.started_at)
+        )
+        used = period.spent_usd + period.reserved_usd
+        if used + reserve > limit:
+            raise BudgetExceeded(api_key=call.api_key, limit_usd=limit, used_usd=used)
+        period.reserved_usd += reserve
+        period.save(update_fields=["reserved_usd"])
+        InFlightRequest.objects.create(
+            request_id=call.request_id,
+            api_key=call.api_key,
+            budget_period=period,
+            reserved_usd=reserve,
+            deadline_at=deadline_at,
+            ledger_fields=fields,
+        )
+
+
+def _admission_close(request_id: str, *, cost_usd: Decimal) -> None:
+    """Inside the ledger transaction: drop the in-flight row, turn its reservation into spend."""
+    inflight = (
+        InFlightRequest.objects.filter(request_id=request_id)
+        .values_list("budget_period_id", "reserved_usd")
+        .first()
+    )
+    if inflight is None:
+        return
+    InFlightRequest.objects.filter(request_id=request_id).delete()
+    period_id, reserved = inflight
+    if period_id is None:
+        return
+    period = BudgetPeriod.objects.select_for_update().select_related("api_key").get(pk=period_id)
+    period.reserved_usd -= reserved
+    period.spent_usd += cost_usd
+    limit = period.api_key.monthly_budget_usd
+    fields = ["reserved_usd", "spent_usd"]
+    alert_at = limit * period.api_key.budget_alert_percent / 100 if limit is not None else None
+    if alert_at is not None and period.alerted_at is None and period.spent_usd >= alert_at:
+        period.alerted_at = timezone.now()
+        fields.append("alerted_at")
+        logger.warning(
+            "budget alert: key %s spent $%s of $%s this month",
+            period.api_key.name,
+            period.spent_usd.quantize(Decimal("0.01")),
+            limit,
+        )
+    period.save(update_fields=fields)
+
+
+class RateLimited(Exception):
+    """Over the key's requests per minute: a traffic control, not a money control."""
+
+    def __init__(self, *, api_key: ApiKey, retry_after_s: int) -> None:
+        self.code = "rate_limited"
+        self.retry_after_s = retry_after_s
+        self.message = (
+            f"API key '{api_key.name}' is limited to {api_key.rate_limit_per_minute} requests "
+            f"per minute; retry in {retry_after_s} s."
+        )
+        super().__init__(self.message)
+
+
+async def rate_limit_check(*, api_key: ApiKey) -> None:
+    """Count the request in the key's current minute (shared through the cache); raise
+    RateLimited over the limit. An unreachable cache lets the request through (logged)."""
+    limit = api_key.rate_limit_per_minute
+    if limit is None:
+        return
+    now = time.time()
+    window = int(now // 60)
+    key = f"ratelimit:{api_key.pk}:{window}"
+    try:
+        await cache.aadd(key, 0, timeout=120)
+        count = await cache.aincr(key)
+    except Exception:
+        logger.warning("cache unavailable: rate limit of key %s not enforced", api_key.name)
+        return
+    if count > limit:
+        raise RateLimited(api_key=api_key, retry_after_s=max(1, int((window + 1) * 60 - now)))
+
+
+def inflight_sweep(*, now: datetime) -> int:
+    """Record requests whose worker was lost as `abandoned`; return how many were swept."""
+    swept = 0
+    stale = InFlightRequest.objects.filter(deadline_at__lt=now).values_list("pk", flat=True)
+    for pk in list(stale[:1000]):
+        with transaction.atomic():
+            inflight = (
+                InFlightRequest.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
+            )
+            if inflight is None:
+                continue  # recorded (or swept) meanwhile
+            usage_record(**inflight.ledger_fields)
+            _admission_close(inflight.request_id, cost_usd=Decimal("0"))
+            swept += 1
+    return swept
 
 
 class UpstreamFailed(Exception):

@@ -13,6 +13,7 @@ class Status(models.TextChoices):
     UPSTREAM_RATE_LIMITED = "upstream_rate_limited"
     UPSTREAM_BAD_RESPONSE = "upstream_bad_response"
     CLIENT_CANCELLED = "client_cancelled"
+    ABANDONED = "abandoned", "abandoned (worker lost mid-request)"
 
 
 class Arm(models.TextChoices):

@@ -93,12 +93,14 @@ def test_no_shutdown_warning_when_far_away(staff_client, policy, settings):
 
 
 def test_creating_an_api_key_in_admin_shows_it_once(staff_client, db):
-    response = staff_client.post("/admin/routing/apikey/add/", {"name": "mobile-app"}, follow=True)
+    form = {"name": "mobile-app", "monthly_budget_usd": "250", "budget_alert_percent": "80"}
+    response = staff_client.post("/admin/routing/apikey/add/", form, follow=True)
     page = response.content.decode()
     key = ApiKey.objects.get(name="mobile-app")
     assert "shown once" in page
     assert key.prefix in page
     assert key.key_hash not in page
+    assert key.monthly_budget_usd == 250
 
 
 def test_ledger_admin_is_read_only(staff_client, policy, api_client):

@@ -1,0 +1,138 @@
+"""Budgets (reserved under a row lock), rate limits, lost requests, cache outages."""
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.db import connection
+from django.db.models import Sum
+from django.utils import timezone
+
+from routing.models import BudgetPeriod, InFlightRequest
+from routing.services import (
+    BudgetExceeded,
+    CompletionRequest,
+    _call_prepare,
+    completion_create,
+    inflight_sweep,
+)
+from usage.models import UsageRecord
+
+HELLO = [{"role": "user", "content": "hey there"}]
+
+
+def _post(client, body):
+    return client.post("/api/v1/completions", json.dumps(body), content_type="application/json")
+
+
+@pytest.mark.django_db
+def test_over_budget_is_a_429_naming_the_budget(api_client, api_key, policy):
+    key = api_key[0]
+    key.monthly_budget_usd = Decimal("0.001")  # less than one worst case on the premium model
+    key.save()
+    response = _post(api_client, {"messages": HELLO, "category": "chatbot"})
+    assert response.status_code == 429
+    error = response.json()["error"]
+    assert error["code"] == "budget_exceeded"
+    assert "monthly budget of API key 'product'" in error["message"]
+    assert UsageRecord.objects.count() == 0
+    assert InFlightRequest.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_call_turns_its_reservation_into_spend_and_alerts(api_client, api_key, policy):
+    key = api_key[0]
+    key.monthly_budget_usd = Decimal("10")
+    key.budget_alert_percent = 0  # alert at the first cent
+    key.save()
+    assert _post(api_client, {"messages": HELLO, "category": "chatbot"}).status_code == 200
+    period = BudgetPeriod.objects.get()
+    row = UsageRecord.objects.get()
+    assert period.reserved_usd == 0
+    assert period.spent_usd == row.cost_usd
+    assert period.alerted_at is not None
+    assert InFlightRequest.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_cannot_overshoot_the_budget(api_key, policy):
+    # given $0.05 and 50 requests at once, each able to cost about half a cent at worst
+    key = api_key[0]
+    key.monthly_budget_usd = Decimal("0.05")
+    key.save()
+
+    def one(n: int) -> str:
+        request = CompletionRequest(messages=HELLO, category="chatbot", user=f"fan-{n}")
+        try:
+            async_to_sync(completion_create)(api_key=key, request=request)
+            return "ok"
+        except BudgetExceeded:
+            return "refused"
+        finally:
+            connection.close()
+
+    # when
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = list(pool.map(one, range(50)))
+    # then some were refused, and what was spent stays within the budget, to the cent
+    assert outcomes.count("ok") + outcomes.count("refused") == 50
+    assert 0 < outcomes.count("ok") < 50
+    period = BudgetPeriod.objects.get()
+    spent = UsageRecord.objects.aggregate(total=Sum("cost_usd"))["total"]
+    print(f"budget race: {outcomes.count('ok')} admitted, spend ${spent} of $0.05")
+    assert period.spent_usd == spent <= Decimal("0.05")
+    assert period.reserved_usd == 0
+    assert UsageRecord.objects.count() == outcomes.count("ok")
+
+
+@pytest.mark.django_db
+def test_rate_limit_is_a_429_with_retry_after(api_client, api_key, policy):
+    key = api_key[0]
+    key.rate_limit_per_minute = 2
+    key.save()
+    statuses = [_post(api_client, {"messages": HELLO}).status_code for _ in range(3)]
+    assert statuses[:2] == [200, 200]
+    limited = _post(api_client, {"messages": HELLO})
+    assert limited.status_code == 429
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(limited["Retry-After"]) <= 60
+
+
+@pytest.mark.django_db
+def test_a_lost_worker_leaves_an_abandoned_row_and_no_reservation(api_key, policy):
+    # given a request admitted (reserved) whose worker dies before recording it
+    key = api_key[0]
+    key.monthly_budget_usd = Decimal("5")
+    key.save()
+    call = _call_prepare(api_key=key, request=CompletionRequest(messages=HELLO))
+    assert BudgetPeriod.objects.get().reserved_usd > 0
+    # when the sweeper runs before and after the deadline
+    assert inflight_sweep(now=timezone.now()) == 0
+    swept = inflight_sweep(now=timezone.now() + timedelta(hours=1))
+    # then
+    assert swept == 1
+    row = UsageRecord.objects.get()
+    assert (row.request_id, row.status, row.cost_usd) == (call.request_id, "abandoned", 0)
+    assert row.api_key_id == key.pk
+    assert BudgetPeriod.objects.get().reserved_usd == 0
+    assert InFlightRequest.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_cache_outage_fails_open(api_client, api_key, policy, monkeypatch):
+    from django.core.cache import cache
+
+    async def broken(*args, **kwargs):
+        raise ConnectionError("redis down")
+
+    key = api_key[0]
+    key.rate_limit_per_minute = 100
+    key.save()
+    for name in ("aget", "aset", "aadd", "aincr"):
+        monkeypatch.setattr(cache, name, broken)
+    body = {"messages": [{"role": "user", "content": "Is this spam?"}], "category": "moderation"}
+    assert _post(api_client, body).status_code == 200  # response cache and limits skipped
+    assert UsageRecord.objects.get().status == "ok"
