@@ -129,6 +129,10 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     # Requests whose worker died mid-call still get their ledger row (status abandoned).
     "routing-inflight-sweep": {"task": "routing.tasks.inflight_sweep_run", "schedule": 60.0},
+    "routing-idempotency-purge": {
+        "task": "routing.tasks.idempotency_purge_run",
+        "schedule": 3600.0,
+    },
     # Rollups feed the dashboard and the reports; rebuilding a window is idempotent.
     "usage-rollup-refresh": {
         "task": "usage.tasks.usage_rollup_refresh_recent",

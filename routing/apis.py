@@ -16,6 +16,8 @@ from rest_framework.views import APIView
 
 from routing.auth import ApiKeyAuthentication
 from routing.engine import RoutingError
+from routing.idempotent import HEADER as IDEMPOTENCY_HEADER
+from routing.idempotent import idempotent
 from routing.services import (
     BudgetExceeded,
     CompletionFailed,
@@ -132,14 +134,30 @@ class CompletionCreateApi(View):
             include_usage = bool(data.pop("stream_options", {}).get("include_usage"))
             completion = CompletionRequest(**data)
             if stream:
+                if request.headers.get(IDEMPOTENCY_HEADER) is not None:
+                    raise exceptions.ValidationError(
+                        {"stream": ["Idempotency-Key is not supported for streams."]}
+                    )
                 start = await completion_stream(
                     api_key=api_key, request=completion, include_usage=include_usage
                 )
                 return _event_stream(start)
-            result = await completion_create(api_key=api_key, request=completion)
         except Exception as exc:  # noqa: BLE001 - every error becomes the documented JSON shape
             return _json_error(exc)
-        return JsonResponse(self.OutputSerializer(result).data, headers={"X-Request-Id": result.id})
+
+        async def produce() -> HttpResponse:
+            try:
+                result = await completion_create(api_key=api_key, request=completion)
+            except Exception as exc:  # noqa: BLE001
+                return _json_error(exc)
+            body = self.OutputSerializer(result).data
+            return JsonResponse(body, headers={"X-Request-Id": result.id})
+
+        def refuse(status: int, code: str, message: str) -> HttpResponse:
+            return JsonResponse(_error_body(code, message, IDEMPOTENCY_HEADER), status=status)
+
+        body = json.loads(request.body)
+        return await idempotent(request, api_key=api_key, body=body, produce=produce, refuse=refuse)
 
 
 async def _api_key_from(request: HttpRequest):

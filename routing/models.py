@@ -285,3 +285,29 @@ class InFlightRequest(models.Model):
 
     def __str__(self) -> str:
         return self.request_id
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to an Idempotency-Key, replayed to retries of the same request."""
+
+    IN_FLIGHT, DONE = "in_flight", "done"
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    body_sha256 = models.CharField(max_length=64)
+    state = models.CharField(max_length=10, choices=[(IN_FLIGHT, IN_FLIGHT), (DONE, DONE)])
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    request_id = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["api_key", "key"], name="one_idempotency_key_per_api_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.key

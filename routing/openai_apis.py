@@ -18,6 +18,8 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
 
 from routing.engine import Decision, RoutingError
+from routing.idempotent import HEADER as IDEMPOTENCY_HEADER
+from routing.idempotent import idempotent
 from routing.selectors import api_key_get_by_plaintext, policy_get
 from routing.services import (
     BudgetExceeded,
@@ -266,10 +268,39 @@ class ChatCompletionsView(View):
     async def post(self, request: HttpRequest) -> HttpResponse:
         try:
             api_key = await _authenticate(request)
-            completion, data = _completion_request(request, _parse_body(request))
+            body = _parse_body(request)
+            completion, data = _completion_request(request, body)
             if data["stream"]:
+                if request.headers.get(IDEMPOTENCY_HEADER) is not None:
+                    raise _invalid("Idempotency-Key is not supported for streams.", param="stream")
                 include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
                 return await self._stream(api_key, completion, include_usage)
+        except OpenAIError as exc:
+            return exc.response()
+        except RoutingError as exc:
+            return _error_from_routing(exc).response()
+        except BudgetExceeded as exc:
+            quota = OpenAIError(429, exc.message, kind="insufficient_quota", code=exc.code)
+            return quota.response()
+        except CompletionFailed as exc:
+            response = _error_from_failure(exc).response()
+            response["X-Request-Id"] = exc.request_id
+            return response
+
+        def refuse(status: int, code: str, message: str) -> HttpResponse:
+            kind = "invalid_request_error"
+            return OpenAIError(status, message, kind=kind, code=code, param=None).response()
+
+        return await idempotent(
+            request,
+            api_key=api_key,
+            body=body,
+            produce=lambda: self._complete(api_key, completion),
+            refuse=refuse,
+        )
+
+    async def _complete(self, api_key, completion: CompletionRequest) -> HttpResponse:
+        try:
             result = await completion_create(api_key=api_key, request=completion)
         except OpenAIError as exc:
             return exc.response()

@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from routing.circuit import OPEN as CIRCUIT_OPEN
@@ -27,6 +27,7 @@ from routing.models import (
     BudgetPeriod,
     FeatureFlag,
     Flag,
+    IdempotencyRecord,
     InFlightRequest,
     ModelProfile,
     PolicyVersion,
@@ -592,6 +593,75 @@ def inflight_sweep(*, now: datetime) -> int:
             _admission_close(inflight.request_id, cost_usd=Decimal("0"))
             swept += 1
     return swept
+
+
+# --- idempotency -------------------------------------------------------------------------
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+class IdempotencyError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def idempotency_claim(
+    *, api_key: ApiKey, key: str, body_sha256: str, now: datetime
+) -> IdempotencyRecord | None:
+    """Claim the key for this request (None: go ahead), or return the finished first answer.
+
+    Raises IdempotencyError: 422 when the key was used with another body, 409 while the
+    first request with it is still running."""
+    try:
+        with transaction.atomic():
+            IdempotencyRecord.objects.create(
+                api_key=api_key,
+                key=key,
+                body_sha256=body_sha256,
+                state=IdempotencyRecord.IN_FLIGHT,
+                expires_at=now + IDEMPOTENCY_TTL,
+            )
+        return None
+    except IntegrityError:
+        pass
+    existing = IdempotencyRecord.objects.get(api_key=api_key, key=key)
+    if existing.expires_at <= now:
+        existing.delete()
+        return idempotency_claim(api_key=api_key, key=key, body_sha256=body_sha256, now=now)
+    if existing.body_sha256 != body_sha256:
+        raise IdempotencyError(
+            422, "idempotency_key_reused", "This Idempotency-Key was used with another body."
+        )
+    if existing.state == IdempotencyRecord.IN_FLIGHT:
+        raise IdempotencyError(
+            409, "idempotency_in_flight", "A request with this Idempotency-Key is still running."
+        )
+    return existing
+
+
+def idempotency_store(
+    *, api_key: ApiKey, key: str, status_code: int, body: dict, request_id: str
+) -> None:
+    """Keep the answer for replays."""
+    IdempotencyRecord.objects.filter(api_key=api_key, key=key).update(
+        state=IdempotencyRecord.DONE,
+        status_code=status_code,
+        response_body=body,
+        request_id=request_id,
+    )
+
+
+def idempotency_release(*, api_key: ApiKey, key: str) -> None:
+    """Forget a claim whose request failed transiently, so a retry may run it again."""
+    IdempotencyRecord.objects.filter(
+        api_key=api_key, key=key, state=IdempotencyRecord.IN_FLIGHT
+    ).delete()
+
+
+def idempotency_purge(*, now: datetime) -> int:
+    """Delete expired keys; return how many."""
+    return IdempotencyRecord.objects.filter(expires_at__lte=now).delete()[0]
 
 
 class UpstreamFailed(Exception):

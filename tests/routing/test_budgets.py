@@ -58,8 +58,10 @@ def test_a_call_turns_its_reservation_into_spend_and_alerts(api_client, api_key,
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_requests_cannot_overshoot_the_budget(api_key, policy):
-    # given $0.05 and 50 requests at once, each able to cost about half a cent at worst
+def test_concurrent_requests_cannot_overshoot_the_budget(api_key, policy, settings):
+    # given $0.05 and 50 requests, 16 at a time, each able to cost about half a cent at worst
+    # and each in flight for 200 ms, so their reservations overlap
+    settings.SANDBOX_LATENCY_MS = 200
     key = api_key[0]
     key.monthly_budget_usd = Decimal("0.05")
     key.save()
