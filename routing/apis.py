@@ -9,6 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -193,34 +194,44 @@ def _json_error(exc: Exception) -> JsonResponse:
     return JsonResponse(drf_response.data, status=drf_response.status_code, headers=headers)
 
 
+class ComplexitySignalSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    points = serializers.FloatField()
+    detail = serializers.CharField()
+
+
 class RoutePreviewApi(SizeLimitedApiView):
+    """The decision for a request, without calling any model and without a ledger row."""
+
     class InputSerializer(RouteInputSerializer):
         pass
 
     class OutputSerializer(serializers.Serializer):
-        def to_representation(self, plan) -> dict:
-            decision = plan.decision
-            return {
-                "model": decision.model.name,
-                "tier": decision.tier.value,
-                "category": decision.category,
-                "category_confidence": round(decision.category_confidence, 3),
-                "category_source": decision.category_source,
-                "complexity": decision.complexity,
-                "complexity_source": decision.complexity_source,
-                "complexity_signals": [
-                    {"name": s.name, "points": s.points, "detail": s.detail}
-                    for s in decision.complexity_signals
-                ],
-                "critical": decision.critical,
-                "reason": decision.reason_code,
-                "reason_text": decision.reason_text,
-                "prompt_tokens": plan.prompt_tokens,
-                "token_source": plan.token_source,
-                "estimated_cost_usd": _decimal(decision.estimated_cost_usd),
-                "policy_version": decision.policy_version,
-            }
+        model = serializers.CharField(source="decision.model.name")
+        tier = serializers.CharField(source="decision.tier.value")
+        arm = serializers.CharField(source="decision.arm.value")
+        category = serializers.CharField(source="decision.category")
+        category_confidence = serializers.SerializerMethodField()
+        category_source = serializers.CharField(source="decision.category_source")
+        complexity = serializers.FloatField(source="decision.complexity")
+        complexity_source = serializers.CharField(source="decision.complexity_source")
+        complexity_signals = ComplexitySignalSerializer(
+            source="decision.complexity_signals", many=True
+        )
+        critical = serializers.BooleanField(source="decision.critical")
+        reason = serializers.CharField(source="decision.reason_code")
+        reason_text = serializers.CharField(source="decision.reason_text")
+        prompt_tokens = serializers.IntegerField()
+        token_source = serializers.CharField()
+        estimated_cost_usd = serializers.DecimalField(
+            source="decision.estimated_cost_usd", max_digits=20, decimal_places=10
+        )
+        policy_version = serializers.IntegerField(source="decision.policy_version")
 
+        def get_category_confidence(self, plan) -> float:
+            return round(plan.decision.category_confidence, 3)
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -231,6 +242,8 @@ class RoutePreviewApi(SizeLimitedApiView):
             complexity=data.get("complexity"),
             critical=data.get("critical"),
             max_tokens=data.get("max_tokens"),
+            user=data.get("user", ""),
+            api_key_id=request.auth.pk,
         )
         return Response(self.OutputSerializer(plan).data)
 
