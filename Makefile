@@ -11,7 +11,7 @@ ifneq ($(wildcard $(SHARED_TIKTOKEN)),)
 export TIKTOKEN_CACHE_DIR ?= $(SHARED_TIKTOKEN)
 endif
 
-.PHONY: install run test lint simulate bench-engine bench-dashboard bench-ttfb
+.PHONY: install run serve-prod test lint simulate bench bench-engine bench-dashboard bench-ttfb
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,14 @@ run: install
 	@echo "Create a key with: $(PY) manage.py create_api_key my-app"
 	$(VENV)/bin/uvicorn huntaze.asgi:application --host $(HOST) --port $(PORT)
 
+# Production: gunicorn + uvicorn workers (huntaze/gunicorn.conf.py; WEB_CONCURRENCY, BIND, ...),
+# with the variables of .env.example set (PostgreSQL DATABASE_URL, REDIS_URL, ...).
+serve-prod: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_policy
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	exec $(VENV)/bin/gunicorn -c huntaze/gunicorn.conf.py
+
 test: install
 	$(VENV)/bin/pytest
 
@@ -40,6 +48,11 @@ simulate: install
 	$(PY) manage.py seed_policy
 	$(PY) manage.py simulate --requests 10000
 
+# Router vs direct stub under wrk, 1 and 2 gunicorn workers, PostgreSQL + Redis on 127.0.0.1
+# (needs wrk: apt-get install -y wrk). BENCH_ARGS=--quick runs a few seconds per point.
+bench: install
+	$(PY) bench/gateway_bench.py $(BENCH_ARGS)
+
 bench-engine: install
 	$(PY) bench/engine_bench.py
 
@@ -49,3 +62,6 @@ bench-dashboard: install
 
 bench-ttfb: install
 	$(PY) bench/ttfb_bench.py
+
+drill: install
+	DRILL_SCALE=1 $(VENV)/bin/pytest -s tests/drills

@@ -13,6 +13,7 @@ reported as cached, in 128-token steps) and takes injected faults: "429", "500",
 import argparse
 import hashlib
 import json
+import random
 import threading
 import time
 from collections import OrderedDict, deque
@@ -20,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from routing import tokens
 
-FAULTS = ("400", "429", "500", "503", "timeout", "malformed", "midstream")
+FAULTS = ("400", "429", "500", "503", "reset", "timeout", "malformed", "midstream")
 MIDSTREAM_BREAK_AFTER = 2  # content chunks sent before an injected mid-stream break
 CACHE_MIN_TOKENS = 1024
 CACHE_STEP_TOKENS = 128
@@ -34,6 +35,10 @@ WORDS = (
 
 class SandboxTimeout(Exception):
     """Raised by the handler for an injected timeout; each transport turns it into its own."""
+
+
+class SandboxReset(Exception):
+    """Raised by the handler for an injected connection reset."""
 
 
 class SandboxStream:
@@ -57,6 +62,9 @@ class SandboxState:
         self.calls = 0
         self.calls_by_model: dict[str, int] = {}
         self.last_request: dict = {}
+        self._random_rate = 0.0
+        self._random_kinds: tuple[str, ...] = ()
+        self._rng = random.Random(0)  # noqa: S311 - fault drills, not security
 
     def inject(self, *faults: str) -> None:
         unknown = set(faults) - set(FAULTS)
@@ -65,8 +73,18 @@ class SandboxState:
         with self._lock:
             self._faults.extend(faults)
 
+    def fail_randomly(self, rate: float, kinds: tuple[str, ...], seed: int = 0) -> None:
+        """Fail a share of all requests with faults drawn from `kinds` (fault drills)."""
+        unknown = set(kinds) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown sandbox faults: {sorted(unknown)}")
+        with self._lock:
+            self._random_rate, self._random_kinds = rate, tuple(kinds)
+            self._rng = random.Random(seed)  # noqa: S311
+
     def reset(self) -> None:
         with self._lock:
+            self._random_rate, self._random_kinds = 0.0, ()
             self._faults.clear()
             self._prefixes.clear()
             self.calls = 0
@@ -75,7 +93,11 @@ class SandboxState:
     def next_fault(self) -> str | None:
         with self._lock:
             self.calls += 1
-            return self._faults.popleft() if self._faults else None
+            if self._faults:
+                return self._faults.popleft()
+            if self._random_rate and self._rng.random() < self._random_rate:
+                return self._rng.choice(self._random_kinds)
+            return None
 
     def cached_prefix_tokens(self, token_ids: list[int]) -> int:
         """Return the longest recently seen prefix length, and remember this prompt's."""
@@ -124,6 +146,8 @@ def handle(path: str, raw_body: bytes) -> tuple[int, dict, bytes | SandboxStream
         return _error(400, "Invalid request", "invalid_request_error", "invalid_value")
     if fault == "timeout":
         raise SandboxTimeout
+    if fault == "reset":
+        raise SandboxReset
     if fault == "malformed":
         return 200, {"content-type": "application/json"}, b'{"id": "chatcmpl-broken", "choi'
     if body.get("stream") and fault == "midstream":
@@ -234,6 +258,8 @@ def transport():
             status, headers, payload = handle(request.url.path, request.read())
         except SandboxTimeout:
             raise httpx2.ReadTimeout("sandbox injected timeout", request=request) from None
+        except SandboxReset:
+            raise httpx2.RemoteProtocolError("sandbox injected reset", request=request) from None
         if isinstance(payload, SandboxStream):
             content = stream_events(payload, request)
             return httpx2.Response(status, headers=headers, content=content)
@@ -271,6 +297,10 @@ class _Handler(BaseHTTPRequestHandler):
         except SandboxTimeout:
             time.sleep(HTTP_TIMEOUT_SLEEP_S)
             status, headers, payload = _error(504, "sandbox timeout", "server_error", "timeout")
+        except SandboxReset:
+            self.close_connection = True
+            self.connection.close()  # no answer at all: the client sees a reset
+            return
         if isinstance(payload, SandboxStream):
             self._send_stream(status, headers, payload)
         else:
