@@ -11,7 +11,7 @@ ifneq ($(wildcard $(SHARED_TIKTOKEN)),)
 export TIKTOKEN_CACHE_DIR ?= $(SHARED_TIKTOKEN)
 endif
 
-.PHONY: install run serve-prod test lint simulate bench bench-engine bench-dashboard bench-ttfb
+.PHONY: install run serve-prod test lint simulate bench bench-engine bench-dashboard bench-ttfb drill
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
