@@ -1,10 +1,10 @@
 """The only module that talks to model providers: one call, a typed result, typed errors."""
 
 import asyncio
-import threading
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import openai
 from django.conf import settings
@@ -72,13 +72,11 @@ class ProviderUnreachable(ProviderError):
     code = "upstream_unreachable"
 
 
-# Clients are pooled and reused: one per endpoint for sync callers, and one per endpoint and
-# event loop for async callers (an async connection pool belongs to the loop that made it).
-_clients: dict[tuple, openai.OpenAI] = {}
+# Clients are pooled and reused: one per endpoint and event loop (an async connection pool
+# belongs to the loop that made it; a server has one loop per worker).
 _async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = (
     weakref.WeakKeyDictionary()
 )
-_clients_lock = threading.Lock()
 
 
 def _endpoint_key(model: ModelSpec) -> tuple[tuple, bool]:
@@ -94,42 +92,30 @@ def _endpoint_key(model: ModelSpec) -> tuple[tuple, bool]:
     return key, sandbox
 
 
-def _client_for(model: ModelSpec) -> tuple[openai.OpenAI, bool]:
-    key, sandbox = _endpoint_key(model)
-    client = _clients.get(key)
-    if client is None:
-        with _clients_lock:
-            client = _clients.get(key) or _build_client(key, sandbox, asynchronous=False)
-            _clients[key] = client
-    return client, sandbox
-
-
 def _async_client_for(model: ModelSpec) -> tuple[openai.AsyncOpenAI, bool]:
     key, sandbox = _endpoint_key(model)
     per_loop = _async_clients.setdefault(asyncio.get_running_loop(), {})
     client = per_loop.get(key)
     if client is None:
-        client = per_loop[key] = _build_client(key, sandbox, asynchronous=True)
+        client = per_loop[key] = _build_client(key, sandbox)
     return client, sandbox
 
 
-def _build_client(key: tuple, sandbox: bool, *, asynchronous: bool):
+def _build_client(key: tuple, sandbox: bool) -> openai.AsyncOpenAI:
     # The SDK's own retries are off: the router's retry loop (services) is the only one.
     options = {"timeout": settings.UPSTREAM_TIMEOUT_S, "max_retries": 0}
-    client_class = openai.AsyncOpenAI if asynchronous else openai.OpenAI
     if sandbox:
         import httpx2
 
         from routing import sandbox as sandbox_upstream
 
-        http_class = httpx2.AsyncClient if asynchronous else httpx2.Client
-        http_client = http_class(transport=sandbox_upstream.transport())
-        return client_class(
+        http_client = httpx2.AsyncClient(transport=sandbox_upstream.transport())
+        return openai.AsyncOpenAI(
             api_key="sandbox", base_url=SANDBOX_BASE_URL, http_client=http_client, **options
         )
     base_url, api_key = key[0], key[1]
     # A keyless OpenAI-compatible endpoint (a local server) still needs a non-empty key.
-    return client_class(api_key=api_key or "no-key", base_url=base_url, **options)
+    return openai.AsyncOpenAI(api_key=api_key or "no-key", base_url=base_url, **options)
 
 
 def _request_params(
@@ -137,9 +123,9 @@ def _request_params(
     model: ModelSpec,
     messages: list[dict],
     max_tokens: int,
-    temperature: float | None,
-    user: str,
-    cache_key_category: str | None,
+    temperature: float | None = None,
+    user: str = "",
+    cache_key_category: str | None = None,
     sampling: dict | None = None,
     timeout_s: float | None = None,
 ) -> dict:
@@ -183,59 +169,20 @@ def _retry_after_s(value: str | None) -> float | None:
 SDK_ERRORS = (openai.APIError, ValueError)
 
 
-def chat_complete(
-    *,
-    model: ModelSpec,
-    messages: list[dict],
-    max_tokens: int,
-    temperature: float | None = None,
-    user: str = "",
-    cache_key_category: str | None = None,
-    sampling: dict | None = None,
-    timeout_s: float | None = None,
-) -> ProviderResult:
-    """Return the upstream's answer for one chat completion, or raise a ProviderError."""
-    client, sandbox = _client_for(model)
-    params = _request_params(
-        model=model,
-        messages=messages,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        user=user,
-        cache_key_category=cache_key_category,
-        sampling=sampling,
-        timeout_s=timeout_s,
-    )
-    try:
-        response = client.chat.completions.create(**params)
-    except SDK_ERRORS as exc:
-        raise _provider_error(exc, model) from exc
-    return _result_from(response, model=model, sandbox=sandbox)
+class CallOptions(TypedDict, total=False):
+    temperature: float | None
+    user: str
+    cache_key_category: str | None  # sends prompt_cache_key, where the model supports it
+    sampling: dict | None  # top_p, stop, seed, ... passed through
+    timeout_s: float | None  # this attempt's share of the request's deadline
 
 
 async def achat_complete(
-    *,
-    model: ModelSpec,
-    messages: list[dict],
-    max_tokens: int,
-    temperature: float | None = None,
-    user: str = "",
-    cache_key_category: str | None = None,
-    sampling: dict | None = None,
-    timeout_s: float | None = None,
+    *, model: ModelSpec, messages: list[dict], max_tokens: int, **options: Unpack[CallOptions]
 ) -> ProviderResult:
-    """Async chat_complete(), on the pooled async client of the running event loop."""
+    """Return the upstream's answer for one chat completion, or raise a ProviderError."""
     client, sandbox = _async_client_for(model)
-    params = _request_params(
-        model=model,
-        messages=messages,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        user=user,
-        cache_key_category=cache_key_category,
-        sampling=sampling,
-        timeout_s=timeout_s,
-    )
+    params = _request_params(model=model, messages=messages, max_tokens=max_tokens, **options)
     try:
         response = await client.chat.completions.create(**params)
     except SDK_ERRORS as exc:
@@ -254,28 +201,11 @@ class UpstreamStream:
 
 
 async def achat_stream_open(
-    *,
-    model: ModelSpec,
-    messages: list[dict],
-    max_tokens: int,
-    temperature: float | None = None,
-    user: str = "",
-    cache_key_category: str | None = None,
-    sampling: dict | None = None,
-    timeout_s: float | None = None,
+    *, model: ModelSpec, messages: list[dict], max_tokens: int, **options: Unpack[CallOptions]
 ) -> UpstreamStream:
     """Open a streamed completion (asking for the usage chunk); errors before any byte raise."""
     client, sandbox = _async_client_for(model)
-    params = _request_params(
-        model=model,
-        messages=messages,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        user=user,
-        cache_key_category=cache_key_category,
-        sampling=sampling,
-        timeout_s=timeout_s,
-    )
+    params = _request_params(model=model, messages=messages, max_tokens=max_tokens, **options)
     try:
         stream = await client.chat.completions.create(
             **params, stream=True, stream_options={"include_usage": True}

@@ -59,6 +59,21 @@ def api_client(api_key):
 
 
 @pytest.fixture
+def http_upstream(settings):
+    """The sandbox as a real HTTP server on 127.0.0.1, called in live mode: timeouts, resets
+    and HTTP errors are real (an injected timeout hangs 5 s)."""
+    from routing import sandbox
+
+    server = sandbox.serve()
+    settings.UPSTREAM_MODE = "live"
+    settings.OPENAI_BASE_URL = f"http://127.0.0.1:{server.server_port}/v1"
+    settings.UPSTREAM_API_KEYS = {"OPENAI_API_KEY": "sk-test-not-real"}
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
 def sandbox_state():
     from routing import sandbox
 

@@ -79,30 +79,20 @@ def test_drill_1_upstream_failing_30_percent_loses_nothing(
 
 
 def test_drill_2_hanging_upstream_gets_json_504_within_the_deadline(
-    asgi_server, policy, api_key, sandbox_state, settings
+    asgi_server, policy, api_key, sandbox_state, http_upstream
 ):
     # given a real HTTP upstream that hangs on every call, and a 1 s deadline
-    from routing import sandbox
-
-    server = sandbox.serve()
-    settings.UPSTREAM_MODE = "live"
-    settings.OPENAI_BASE_URL = f"http://127.0.0.1:{server.server_port}/v1"
-    settings.UPSTREAM_API_KEYS = {"OPENAI_API_KEY": "sk-test-not-real"}
     TaskCategory.objects.update(deadline_s=1)
     policy_version_create(actor="drill")
     count = 20
     sandbox_state.fail_randomly(1.0, ("timeout",))
     body = {"messages": [{"role": "user", "content": "are you there?"}]}
-    try:
-        # when
-        started = time.monotonic()
-        statuses = asyncio.run(
-            _fire(f"{asgi_server}/api/v1/completions", api_key[1], [body] * count, count)
-        )
-        elapsed = time.monotonic() - started
-    finally:
-        server.shutdown()
-        server.server_close()
+    # when
+    started = time.monotonic()
+    statuses = asyncio.run(
+        _fire(f"{asgi_server}/api/v1/completions", api_key[1], [body] * count, count)
+    )
+    elapsed = time.monotonic() - started
     # then
     print(f"\ndrill 2: {statuses.count(504)}/{count} JSON 504 in {elapsed:.2f} s (deadline 1 s)")
     assert statuses == [504] * count

@@ -1,10 +1,10 @@
 """The provider through the SDK: in-process sandbox, and a real HTTP server on 127.0.0.1."""
 
+import asyncio
 from decimal import Decimal
 
 import pytest
 
-from routing import sandbox
 from routing.engine import ModelSpec, Tier
 from routing.provider import (
     ProviderBadResponse,
@@ -12,24 +12,22 @@ from routing.provider import (
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnreachable,
-    chat_complete,
+    achat_complete,
 )
+
+
+def chat_complete(**kwargs):
+    return asyncio.run(achat_complete(**kwargs))
+
 
 MODEL = ModelSpec("gpt-4o-mini", Tier.MINI, Decimal("0.15"), Decimal("0.075"), Decimal("0.60"))
 MESSAGES = [{"role": "user", "content": "hello there"}]
 
 
 @pytest.fixture
-def http_sandbox(settings):
-    """A sandbox HTTP server on 127.0.0.1; the provider calls it in live mode."""
-    server = sandbox.serve()
-    settings.UPSTREAM_MODE = "live"
-    settings.OPENAI_BASE_URL = f"http://127.0.0.1:{server.server_port}/v1"
-    settings.UPSTREAM_API_KEYS = {"OPENAI_API_KEY": "sk-test-not-real"}
+def http_sandbox(http_upstream, settings):
     settings.UPSTREAM_TIMEOUT_S = 1.0
-    yield server
-    server.shutdown()
-    server.server_close()
+    return http_upstream
 
 
 def test_sandbox_answer_is_deterministic_and_marked():

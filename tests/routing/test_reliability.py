@@ -86,24 +86,9 @@ def test_a_client_error_upstream_is_not_retried_nor_fallen_back(
     assert UsageRecord.objects.get().attempts == 1
 
 
-@pytest.fixture
-def slow_http_upstream(settings, sandbox_state):
-    """The sandbox as a real HTTP server that hangs (5 s) on an injected timeout."""
-    from routing import sandbox
-
-    server = sandbox.serve()
-    settings.UPSTREAM_MODE = "live"
-    settings.OPENAI_BASE_URL = f"http://127.0.0.1:{server.server_port}/v1"
-    settings.UPSTREAM_API_KEYS = {"OPENAI_API_KEY": "sk-test-not-real"}
-    settings.UPSTREAM_TIMEOUT_S = 30
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.mark.django_db
 def test_a_hanging_upstream_cannot_hold_a_request_past_the_deadline(
-    api_client, policy, sandbox_state, slow_http_upstream
+    api_client, policy, sandbox_state, http_upstream
 ):
     # given a 1-second deadline and an upstream that hangs on every attempt
     TaskCategory.objects.filter(slug="legal").update(deadline_s=1)
