@@ -11,7 +11,7 @@ ifneq ($(wildcard $(SHARED_TIKTOKEN)),)
 export TIKTOKEN_CACHE_DIR ?= $(SHARED_TIKTOKEN)
 endif
 
-.PHONY: install run serve-prod test lint simulate bench bench-engine bench-dashboard bench-ttfb drill
+.PHONY: install run serve-prod test lint simulate bench bench-engine bench-dashboard bench-ttfb bench-whatif drill
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -65,3 +65,6 @@ bench-ttfb: install
 
 drill: install
 	DRILL_SCALE=1 $(VENV)/bin/pytest -s tests/drills
+
+bench-whatif: install
+	$(PY) bench/whatif_bench.py
