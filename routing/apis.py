@@ -5,6 +5,7 @@ import logging
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -318,5 +319,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             headers["Retry-After"] = str(int(exc.wait))
         code = exc.default_code if isinstance(exc.default_code, str) else "error"
         return Response(_error_body(code, str(exc.detail)), status=exc.status_code, headers=headers)
+    if isinstance(exc, DatabaseError):
+        logger.error("database unavailable: %s", exc)
+        message = "The service's database is unavailable; retry shortly."
+        return Response(_error_body("database_unavailable", message), status=503)
     logger.exception("unhandled API error", exc_info=exc)
     return Response(_error_body("internal_error", "Internal error."), status=500)

@@ -7,10 +7,12 @@ raises its usual exceptions.
 """
 
 import json
+import logging
 import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -29,6 +31,8 @@ from routing.services import (
     completion_create,
     completion_stream,
 )
+
+logger = logging.getLogger(__name__)
 
 AUTO = "auto"
 SAMPLING_PARAMS = ("top_p", "stop", "presence_penalty", "frequency_penalty", "seed")
@@ -261,6 +265,30 @@ def _error_from_routing(exc: RoutingError) -> OpenAIError:
     return _invalid(exc.message, code=exc.code, param=exc.field)
 
 
+def _error_response(exc: Exception) -> HttpResponse:
+    """Answer any failure OpenAI-shaped, so the SDK raises its usual exception class."""
+    if isinstance(exc, OpenAIError):
+        return exc.response()
+    if isinstance(exc, RoutingError):
+        return _error_from_routing(exc).response()
+    if isinstance(exc, BudgetExceeded):
+        return OpenAIError(429, exc.message, kind="insufficient_quota", code=exc.code).response()
+    if isinstance(exc, CompletionFailed):
+        response = _error_from_failure(exc).response()
+        response["X-Request-Id"] = exc.request_id
+        return response
+    if isinstance(exc, DatabaseError):
+        logger.error("database unavailable: %s", exc)
+        message = "The service's database is unavailable; retry shortly."
+        return OpenAIError(
+            503, message, kind="server_error", code="database_unavailable"
+        ).response()
+    logger.exception("unhandled error in the OpenAI-compatible endpoint", exc_info=exc)
+    return OpenAIError(
+        500, "Internal error.", kind="server_error", code="internal_error"
+    ).response()
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class ChatCompletionsView(View):
     http_method_names = ["post"]
@@ -275,17 +303,8 @@ class ChatCompletionsView(View):
                     raise _invalid("Idempotency-Key is not supported for streams.", param="stream")
                 include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
                 return await self._stream(api_key, completion, include_usage)
-        except OpenAIError as exc:
-            return exc.response()
-        except RoutingError as exc:
-            return _error_from_routing(exc).response()
-        except BudgetExceeded as exc:
-            quota = OpenAIError(429, exc.message, kind="insufficient_quota", code=exc.code)
-            return quota.response()
-        except CompletionFailed as exc:
-            response = _error_from_failure(exc).response()
-            response["X-Request-Id"] = exc.request_id
-            return response
+        except Exception as exc:  # noqa: BLE001 - every error is answered OpenAI-shaped
+            return _error_response(exc)
 
         def refuse(status: int, code: str, message: str) -> HttpResponse:
             kind = "invalid_request_error"
@@ -302,18 +321,8 @@ class ChatCompletionsView(View):
     async def _complete(self, api_key, completion: CompletionRequest) -> HttpResponse:
         try:
             result = await completion_create(api_key=api_key, request=completion)
-        except OpenAIError as exc:
-            return exc.response()
-        except RoutingError as exc:
-            return _error_from_routing(exc).response()
-        except BudgetExceeded as exc:
-            return OpenAIError(
-                429, exc.message, kind="insufficient_quota", code=exc.code
-            ).response()
-        except CompletionFailed as exc:
-            response = _error_from_failure(exc).response()
-            response["X-Request-Id"] = exc.request_id
-            return response
+        except Exception as exc:  # noqa: BLE001
+            return _error_response(exc)
         headers = _decision_headers(result.id, result.decision, result.cache_hit)
         headers["X-Huntaze-Cost-Usd"] = format(result.cost_usd, "f")
         return JsonResponse(_completion_body(result), headers=headers)

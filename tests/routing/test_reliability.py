@@ -136,3 +136,18 @@ def test_admin_shows_each_models_circuit(admin_client, policy, api_client, sandb
     _post(api_client, {**HELLO, "category": "legal"})
     page = admin_client.get("/admin/routing/modelprofile/").content.decode()
     assert page.count(">open<") == 1 and ">closed<" in page
+
+
+@pytest.mark.django_db
+def test_database_outage_is_a_fast_json_503(api_client, api_key, policy, monkeypatch):
+    from django.db import OperationalError
+
+    from routing import selectors
+
+    def down(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(selectors.ApiKey.objects, "filter", down)
+    response = _post(api_client, HELLO)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
