@@ -64,7 +64,7 @@ def main() -> None:
         "UPSTREAM_MODE": "live",
         "OPENAI_BASE_URL": f"http://127.0.0.1:{stub_port}/v1",
         "OPENAI_API_KEY": "sk-bench-not-real",
-        "UPSTREAM_MAX_RETRIES": "0",
+        "ROUTER_ATTEMPTS_PER_MODEL": "1",
         "LOG_LEVEL": "WARNING",
     }
     env.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken"))
