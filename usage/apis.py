@@ -4,6 +4,8 @@ import re
 
 from django.http import HttpResponse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, permissions
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
@@ -11,7 +13,7 @@ from rest_framework.views import APIView
 
 from routing.auth import ApiKeyAuthentication
 from routing.models import ApiKey
-from usage.exports import report_file
+from usage.exports import CONTENT_TYPES, report_file
 from usage.selectors import monthly_cost_report
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -38,6 +40,19 @@ class MonthlyReportExportApi(APIView):
     authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
     permission_classes = [IsApiKeyOrStaff]
 
+    @extend_schema(
+        operation_id="monthly_report_export",
+        summary="The monthly cost report as CSV or XLSX (an API key sees its own traffic).",
+        parameters=[
+            OpenApiParameter(
+                "month", OpenApiTypes.STR, OpenApiParameter.PATH, description="YYYY-MM"
+            ),
+            OpenApiParameter("fmt", OpenApiTypes.STR, OpenApiParameter.PATH, enum=["csv", "xlsx"]),
+        ],
+        responses={
+            (200, content_type): OpenApiTypes.BINARY for content_type in CONTENT_TYPES.values()
+        },
+    )
     def get(self, request: Request, month: str, fmt: str) -> HttpResponse:
         year, month_number = month_parse(month)
         api_key_id = request.auth.id if isinstance(request.auth, ApiKey) else None

@@ -251,6 +251,7 @@ def monthly_cost_report(
     if api_key_id is not None:
         days, users = days.filter(api_key_id=api_key_id), users.filter(api_key_id=api_key_id)
     qa_cost = days.filter(qa=True).aggregate(cost=Coalesce(Sum("cost_usd"), ZERO))["cost"]
+    qa_cost = qa_cost.quantize(LEDGER_PLACES)
     days = days.filter(qa=False)
     measures = _report_measures()
     total = ReportLine(key="total", **_unprefixed(days.aggregate(**measures)))

@@ -18,6 +18,7 @@ from usage.selectors import (
     usage_by_category,
     usage_summary,
 )
+from usage.services import usage_rollup_rebuild
 
 # The brief's traffic mix (code and legal are rare: a few per ten thousand).
 TRAFFIC_MIX = {
@@ -189,6 +190,8 @@ class Command(BaseCommand):
             if (i + 1) % 2000 == 0:
                 self.stderr.write(f"  {i + 1}/{count} requests sent")
         end = timezone.now() + timedelta(microseconds=1)
+        # Without a beat (a laptop), the dashboard's rollups would not see this run yet.
+        usage_rollup_rebuild(start=start, end=end)
         total = usage_summary(start=start, end=end, api_key_id=api_key.pk)
         per_category = usage_by_category(start=start, end=end, api_key_id=api_key.pk)
         layers = savings_by_layer(start=start, end=end, api_key_id=api_key.pk)

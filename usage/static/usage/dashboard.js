@@ -104,6 +104,7 @@
     document.getElementById("updated-at").textContent = String(data.now).slice(11, 19);
     document.body.dataset.refreshes = String(parseInt(document.body.dataset.refreshes || "0", 10) + 1);
     document.body.dataset.chartsReady = "true";
+    delete document.body.dataset.refreshError; // shown until the next good refresh only
   }
 
   function refresh() {
