@@ -162,6 +162,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     # Requests whose worker died mid-call still get their ledger row (status abandoned).
     "routing-inflight-sweep": {"task": "routing.tasks.inflight_sweep_run", "schedule": 60.0},
+    "usage-text-purge": {"task": "usage.tasks.usage_text_purge_old", "schedule": 3600.0},
     "routing-idempotency-purge": {
         "task": "routing.tasks.idempotency_purge_run",
         "schedule": 3600.0,
@@ -210,6 +211,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES + 1024
 # Privacy: prompt and answer text are not stored unless switched on, and then truncated.
 USAGE_STORE_TEXT = env.bool("USAGE_STORE_TEXT", default=False)
 USAGE_STORE_TEXT_MAX_CHARS = env.int("USAGE_STORE_TEXT_MAX_CHARS", default=2000)
+USAGE_TEXT_RETENTION_DAYS = env.int("USAGE_TEXT_RETENTION_DAYS", default=30)
 
 # Prometheus /metrics: open to these client addresses, or to anyone sending the bearer token.
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])

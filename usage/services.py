@@ -4,6 +4,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDay, TruncMinute
@@ -240,3 +241,15 @@ def monthly_report_create_previous(*, now: datetime | None = None) -> list[Month
     """Store last month's report; what the beat runs on the 1st."""
     year, month = _previous_month(now or timezone.now())
     return monthly_report_create(year=year, month=month)
+
+
+def usage_text_purge(*, now: datetime) -> int:
+    """Blank stored prompt and answer text older than the retention; return rows purged.
+
+    The only change ever made to a ledger row: privacy outranks append-only, and no figure
+    (tokens, cost, status) is touched."""
+    cutoff = now - timedelta(days=settings.USAGE_TEXT_RETENTION_DAYS)
+    old = UsageRecord.objects.filter(created_at__lt=cutoff).exclude(
+        prompt_text="", response_text=""
+    )
+    return old.update(prompt_text="", response_text="")

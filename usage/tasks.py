@@ -1,6 +1,7 @@
 """Celery tasks: one service call each; arguments are strings and ints."""
 
 from celery import shared_task
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from usage.services import (
@@ -8,6 +9,7 @@ from usage.services import (
     monthly_report_create_previous,
     usage_rollup_rebuild,
     usage_rollup_refresh,
+    usage_text_purge,
 )
 
 
@@ -33,3 +35,9 @@ def monthly_report_generate(year: int, month: int) -> list[int]:
 def monthly_report_generate_previous() -> list[int]:
     """Store last month's report files; the beat runs it on the 1st."""
     return [report.id for report in monthly_report_create_previous()]
+
+
+@shared_task
+def usage_text_purge_old() -> int:
+    """Blank stored prompt and answer text past its retention."""
+    return usage_text_purge(now=timezone.now())

@@ -174,3 +174,27 @@ def test_refresh_recomputes_the_day_of_end_users_seen_recently_only():
     days = dict(UsageEndUserDay.objects.values_list("end_user", "requests"))
     assert days == {"fan-1": 2, "fan-2": 1}
     assert UsageRollup.objects.get(granularity=Granularity.DAY).requests == 3
+
+
+def test_text_past_its_retention_is_blanked_and_figures_kept(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from usage.services import usage_text_purge
+
+    settings.USAGE_TEXT_RETENTION_DAYS = 30
+    now = timezone.now()
+    old = UsageRecordFactory(
+        created_at=now - timedelta(days=31), prompt_text="hi babe", response_text="hello!"
+    )
+    recent = UsageRecordFactory(created_at=now - timedelta(days=29), prompt_text="still here")
+    figures_before = UsageRecord.objects.values("pk", "cost_usd", "input_tokens", "status")
+    figures_before = list(figures_before.order_by("pk"))
+    assert usage_text_purge(now=now) == 1
+    old.refresh_from_db()
+    recent.refresh_from_db()
+    assert (old.prompt_text, old.response_text) == ("", "")
+    assert recent.prompt_text == "still here"
+    figures_after = UsageRecord.objects.values("pk", "cost_usd", "input_tokens", "status")
+    assert list(figures_after.order_by("pk")) == figures_before
