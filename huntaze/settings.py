@@ -205,6 +205,9 @@ ROUTER_MIN_CATEGORY_CONFIDENCE = env.float("ROUTER_MIN_CATEGORY_CONFIDENCE", def
 ROUTER_SHUTDOWN_WARNING_DAYS = env.int("ROUTER_SHUTDOWN_WARNING_DAYS", default=60)
 # How stale a worker's in-memory policy may get before it checks the shared version number.
 POLICY_REFRESH_S = env.float("POLICY_REFRESH_S", default=2.0)
+# How long a worker trusts a key it has looked up (revocations and budget edits elsewhere
+# reach it within this).
+API_KEY_CACHE_S = env.float("API_KEY_CACHE_S", default=5.0)
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES + 1024
 

@@ -145,10 +145,33 @@ def policy_from_snapshot(*, version: int, snapshot: dict) -> Policy:
     )
 
 
+_known_keys: dict[str, tuple[float, ApiKey]] = {}
+
+
 def api_key_get_by_plaintext(*, plaintext: str) -> ApiKey | None:
-    """Return the active key whose hash matches, or None."""
+    """Return the active key whose hash matches, or None.
+
+    A found key is remembered for API_KEY_CACHE_S seconds, so the hot path does not read the
+    database on every request; a revocation or budget edit reaches other workers within that.
+    Unknown keys are never remembered (no cache to fill with guesses)."""
     digest = hashlib.sha256(plaintext.encode()).hexdigest()
-    return ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).first()
+    now = time.monotonic()
+    known = _known_keys.get(digest)
+    if known is not None and now - known[0] < settings.API_KEY_CACHE_S:
+        return known[1]
+    api_key = ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).first()
+    if api_key is None:
+        _known_keys.pop(digest, None)
+    else:
+        if len(_known_keys) > 10_000:
+            _known_keys.clear()
+        _known_keys[digest] = (now, api_key)
+    return api_key
+
+
+def api_key_cache_clear() -> None:
+    """Forget remembered keys (a revocation in this process takes effect at once)."""
+    _known_keys.clear()
 
 
 def _deep_merge(base: dict, draft: dict) -> dict:

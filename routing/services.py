@@ -46,7 +46,12 @@ from routing.provider import (
 )
 from routing.retry import backoff_s, fallback_chain
 from routing.rollout import rollout_subject
-from routing.selectors import POLICY_VERSION_CACHE_KEY, policy_cache_clear, policy_get
+from routing.selectors import (
+    POLICY_VERSION_CACHE_KEY,
+    api_key_cache_clear,
+    policy_cache_clear,
+    policy_get,
+)
 from routing.tokens import count_message_tokens, count_text_tokens
 from usage.models import Status, TokenSource
 from usage.services import usage_record
@@ -1138,6 +1143,7 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
+    api_key_cache_clear()
     return api_key
 
 

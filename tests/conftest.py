@@ -16,7 +16,7 @@ def _sandbox_upstream(settings):
 
     from routing import sandbox
     from routing.circuit import circuit_reset_local
-    from routing.selectors import policy_cache_clear
+    from routing.selectors import api_key_cache_clear, policy_cache_clear
 
     cache.clear()
     settings.UPSTREAM_MODE = "sandbox"
@@ -27,6 +27,7 @@ def _sandbox_upstream(settings):
     settings.ROUTER_BACKOFF_MAX_S = 0.01
     sandbox.state.reset()
     policy_cache_clear()
+    api_key_cache_clear()
     circuit_reset_local()
     yield
     sandbox.state.reset()
