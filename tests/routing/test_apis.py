@@ -230,3 +230,12 @@ def test_stream_true_relays_openai_chunks_and_records_the_row(
     row = UsageRecord.objects.get(request_id=response.headers["X-Request-Id"])
     assert row.streamed and row.status == "ok"
     assert row.output_tokens == chunks[-1]["usage"]["completion_tokens"]
+
+
+def test_openapi_schema_and_docs_are_served_locally(client, db):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    assert {"/api/v1/completions", "/api/v1/route"} <= set(schema["paths"])
+    assert schema["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
+    docs = client.get("/api/docs/").content.decode()
+    assert "swagger-ui" in docs
+    assert "cdn" not in docs.lower()
