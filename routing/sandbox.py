@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import random
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
@@ -341,9 +342,16 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A client that gave up (its timeout) closes the socket under us: expected here.
+        if not isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):
+            super().handle_error(request, client_address)
+
+
 def serve(host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     """Return a started sandbox HTTP server (daemon thread); port 0 picks a free one."""
-    server = ThreadingHTTPServer((host, port), _Handler)
+    server = _QuietServer((host, port), _Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="sandbox-http", daemon=True).start()
     return server
