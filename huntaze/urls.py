@@ -22,3 +22,6 @@ urlpatterns = [
         name="api-docs",
     ),
 ]
+
+handler404 = "huntaze.errors.not_found"
+handler500 = "huntaze.errors.server_error"

@@ -20,6 +20,7 @@ from routing.auth import ApiKeyAuthentication
 from routing.engine import RoutingError
 from routing.idempotent import HEADER as IDEMPOTENCY_HEADER
 from routing.idempotent import idempotent
+from routing.schema import error_responses
 from routing.services import (
     BudgetExceeded,
     CompletionFailed,
@@ -58,11 +59,6 @@ class RouteInputSerializer(serializers.Serializer):
     metadata = serializers.DictField(
         child=serializers.CharField(max_length=512, allow_blank=True), required=False
     )
-
-    def validate_messages(self, messages: list[dict]) -> list[dict]:
-        if not any(m["role"] == "user" for m in messages):
-            raise serializers.ValidationError("At least one user message is required.")
-        return messages
 
     def validate_metadata(self, metadata: dict) -> dict:
         if len(metadata) > 16:
@@ -232,7 +228,10 @@ class RoutePreviewApi(SizeLimitedApiView):
         def get_category_confidence(self, plan) -> float:
             return round(plan.decision.category_confidence, 3)
 
-    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: OutputSerializer, **error_responses(400, 401, 413, 415, 429, 503)},
+    )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

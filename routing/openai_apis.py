@@ -193,8 +193,6 @@ def _completion_request(request: HttpRequest, body: dict) -> tuple[CompletionReq
         {"role": "system" if m["role"] == "developer" else m["role"], "content": m["content"]}
         for m in data["messages"]
     ]
-    if not any(m["role"] == "user" for m in messages):
-        raise _invalid("At least one user message is required.", param="messages")
     hints = {"category", "complexity", "critical"}
     completion = CompletionRequest(
         messages=messages,

@@ -41,13 +41,22 @@ COMPLETION_REQUEST = {
     "type": "object",
     "properties": {
         "messages": {"type": "array", "items": MESSAGE_SCHEMA, "minItems": 1},
-        "category": {"type": "string", "maxLength": 40},
+        "category": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 40,
+            "pattern": "^[-a-zA-Z0-9_]+$",
+        },
         "complexity": {"type": "number", "minimum": 0, "maximum": 10},
         "critical": {"type": "boolean"},
         "user": {"type": "string", "maxLength": 128},
         "max_tokens": {"type": "integer", "minimum": 1, "maximum": 128000},
         "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+        "metadata": {
+            "type": "object",
+            "maxProperties": 16,
+            "additionalProperties": {"type": "string", "maxLength": 512},
+        },
         "stream": {"type": "boolean", "default": False},
         "stream_options": {
             "type": "object",
@@ -88,6 +97,15 @@ COMPLETION_RESPONSE = {
 }
 
 
+def error_responses(*statuses: int) -> dict:
+    """drf-spectacular `responses` entries: our JSON error body for each status."""
+    from drf_spectacular.utils import OpenApiResponse
+
+    return {
+        status: OpenApiResponse(response=ERROR_SCHEMA, description="Error") for status in statuses
+    }
+
+
 def _errors(*statuses: int) -> dict:
     return {
         str(status): {
@@ -125,7 +143,12 @@ def completion_paths(result: dict, generator, request, public) -> dict:
                     "with stream=true, server-sent events in OpenAI's chunk format.",
                     "content": {
                         "application/json": {"schema": COMPLETION_RESPONSE},
-                        "text/event-stream": {"schema": {"type": "string"}},
+                        "text/event-stream": {
+                            "schema": {
+                                "description": "OpenAI chat.completion.chunk objects, then "
+                                "[DONE]; an error event if the upstream breaks mid-stream."
+                            }
+                        },
                     },
                 },
                 **_errors(400, 401, 409, 413, 415, 422, 429, 502, 503, 504),

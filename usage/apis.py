@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from routing.auth import ApiKeyAuthentication
 from routing.models import ApiKey
+from routing.schema import error_responses
 from usage.exports import CONTENT_TYPES, report_file
 from usage.selectors import monthly_cost_report
 
@@ -50,7 +51,8 @@ class MonthlyReportExportApi(APIView):
             OpenApiParameter("fmt", OpenApiTypes.STR, OpenApiParameter.PATH, enum=["csv", "xlsx"]),
         ],
         responses={
-            (200, content_type): OpenApiTypes.BINARY for content_type in CONTENT_TYPES.values()
+            **{(200, ctype): OpenApiTypes.BINARY for ctype in CONTENT_TYPES.values()},
+            **error_responses(400, 401, 403, 404, 503),
         },
     )
     def get(self, request: Request, month: str, fmt: str) -> HttpResponse:
