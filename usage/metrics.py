@@ -17,6 +17,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 LABELS = ["tier", "category", "model", "status"]
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 20, 30, 60)
@@ -67,6 +68,26 @@ def call_observe(
         ERRORS.labels(**labels).inc()
 
 
+class CircuitCollector:
+    """Each model's circuit breaker, read from the shared cache when scraped (so the same
+    in every worker): 1 open, 0.5 half-open (probing), 0 closed."""
+
+    VALUES = {"open": 1.0, "half-open": 0.5, "closed": 0.0}
+
+    def collect(self):
+        from routing.circuit import circuit_states
+        from routing.models import ModelProfile
+
+        gauge = GaugeMetricFamily(
+            "huntaze_circuit_open", "Circuit breaker per model (1 open).", labels=["model"]
+        )
+        names = list(ModelProfile.objects.filter(active=True).values_list("name", flat=True))
+        for model, state in circuit_states(names).items():
+            if state in self.VALUES:
+                gauge.add_metric([model], self.VALUES[state])
+        yield gauge
+
+
 def metrics_render(*, multiprocess_dir: str) -> tuple[bytes, str]:
     """Return the exposition text and its content type, merged across workers when needed."""
     if multiprocess_dir:
@@ -74,4 +95,6 @@ def metrics_render(*, multiprocess_dir: str) -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)
     else:
         registry = REGISTRY
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    circuits = CollectorRegistry()
+    circuits.register(CircuitCollector())
+    return generate_latest(registry) + generate_latest(circuits), CONTENT_TYPE_LATEST

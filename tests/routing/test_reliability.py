@@ -151,3 +151,13 @@ def test_database_outage_is_a_fast_json_503(api_client, api_key, policy, monkeyp
     response = _post(api_client, HELLO)
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "database_unavailable"
+
+
+@pytest.mark.django_db
+def test_metrics_show_each_models_circuit(client, policy, api_client, sandbox_state, settings):
+    settings.CIRCUIT_FAILURE_THRESHOLD = 1
+    sandbox_state.inject("500")
+    _post(api_client, {**HELLO, "category": "legal"})
+    text = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    assert 'huntaze_circuit_open{model="gpt-4o"} 1.0' in text
+    assert 'huntaze_circuit_open{model="gpt-4o-mini"} 0.0' in text
