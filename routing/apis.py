@@ -21,6 +21,7 @@ from routing.engine import RoutingError
 from routing.idempotent import HEADER as IDEMPOTENCY_HEADER
 from routing.idempotent import idempotent
 from routing.schema import error_responses
+from routing.selectors import api_key_remembered
 from routing.services import (
     BudgetExceeded,
     CompletionFailed,
@@ -159,6 +160,13 @@ class CompletionCreateApi(View):
 
 
 async def _api_key_from(request: HttpRequest):
+    scheme, _, plaintext = request.headers.get("Authorization", "").partition(" ")
+    remembered = (
+        api_key_remembered(plaintext=plaintext.strip()) if scheme.lower() == "bearer" else None
+    )
+    if remembered is not None:
+        await rate_limit_check(api_key=remembered)
+        return remembered
     authenticated = await sync_to_async(ApiKeyAuthentication().authenticate)(request)
     if authenticated is None:
         raise exceptions.NotAuthenticated()

@@ -22,7 +22,7 @@ from rest_framework import serializers
 from routing.engine import Decision, RoutingError
 from routing.idempotent import HEADER as IDEMPOTENCY_HEADER
 from routing.idempotent import idempotent
-from routing.selectors import api_key_get_by_plaintext, policy_get
+from routing.selectors import api_key_get_by_plaintext, api_key_remembered, policy_get
 from routing.services import (
     BudgetExceeded,
     CompletionFailed,
@@ -128,7 +128,9 @@ async def _authenticate(request: HttpRequest):
             kind="invalid_request_error",
             code="invalid_api_key",
         )
-    api_key = await sync_to_async(api_key_get_by_plaintext)(plaintext=plaintext.strip())
+    api_key = api_key_remembered(plaintext=plaintext.strip()) or await sync_to_async(
+        api_key_get_by_plaintext
+    )(plaintext=plaintext.strip())
     if api_key is None:
         raise OpenAIError(
             401,

@@ -154,11 +154,11 @@ def api_key_get_by_plaintext(*, plaintext: str) -> ApiKey | None:
     A found key is remembered for API_KEY_CACHE_S seconds, so the hot path does not read the
     database on every request; a revocation or budget edit reaches other workers within that.
     Unknown keys are never remembered (no cache to fill with guesses)."""
+    remembered = api_key_remembered(plaintext=plaintext)
+    if remembered is not None:
+        return remembered
     digest = hashlib.sha256(plaintext.encode()).hexdigest()
     now = time.monotonic()
-    known = _known_keys.get(digest)
-    if known is not None and now - known[0] < settings.API_KEY_CACHE_S:
-        return known[1]
     api_key = ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).first()
     if api_key is None:
         _known_keys.pop(digest, None)
@@ -167,6 +167,16 @@ def api_key_get_by_plaintext(*, plaintext: str) -> ApiKey | None:
             _known_keys.clear()
         _known_keys[digest] = (now, api_key)
     return api_key
+
+
+def api_key_remembered(*, plaintext: str) -> ApiKey | None:
+    """Return the key if this worker looked it up within API_KEY_CACHE_S (no I/O at all, so
+    async code can ask before paying for a thread hop to the database)."""
+    digest = hashlib.sha256(plaintext.encode()).hexdigest()
+    known = _known_keys.get(digest)
+    if known is not None and time.monotonic() - known[0] < settings.API_KEY_CACHE_S:
+        return known[1]
+    return None
 
 
 def api_key_cache_clear() -> None:
