@@ -60,7 +60,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "huntaze.middleware.AsyncWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -103,10 +103,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # and ignores the busy timeout, which the concurrency tests would trip over.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}
 elif DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
+    options = DATABASES["default"].setdefault("OPTIONS", {})
     # A database that is down answers a fast 503, not a hung request.
-    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int(
-        "DATABASE_CONNECT_TIMEOUT_S", default=3
-    )
+    options["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT_S", default=3)
+    if env.bool("DATABASE_POOL", default=False):
+        # Each database hop borrows a pooled connection and gives it back (routing.db): no new
+        # PostgreSQL session (and its start-up CPU) per request, and a bound on connections
+        # however many requests wait on the upstream. Off by default until its recovery after
+        # a database restart is as fast as without it (fault drill 8 measures both).
+        options["pool"] = {
+            "min_size": env.int("DATABASE_POOL_MIN", default=2),
+            "max_size": env.int("DATABASE_POOL_MAX", default=10),
+            "timeout": env.float("DATABASE_POOL_TIMEOUT_S", default=5),
+        }
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections, not Django
 
 REDIS_URL = env("REDIS_URL", default="")
 CACHES = {

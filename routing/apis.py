@@ -3,7 +3,6 @@
 import json
 import logging
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -17,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from routing.auth import ApiKeyAuthentication
+from routing.db import db_call
 from routing.engine import RoutingError
 from routing.idempotent import HEADER as IDEMPOTENCY_HEADER
 from routing.idempotent import idempotent
@@ -167,7 +167,7 @@ async def _api_key_from(request: HttpRequest):
     if remembered is not None:
         await rate_limit_check(api_key=remembered)
         return remembered
-    authenticated = await sync_to_async(ApiKeyAuthentication().authenticate)(request)
+    authenticated = await db_call(ApiKeyAuthentication().authenticate, request)
     if authenticated is None:
         raise exceptions.NotAuthenticated()
     await rate_limit_check(api_key=authenticated[0])

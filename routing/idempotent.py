@@ -4,10 +4,10 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
+from routing.db import db_call
 from routing.models import ApiKey
 from routing.services import (
     IdempotencyError,
@@ -49,8 +49,8 @@ async def idempotent(
         json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
     try:
-        first = await sync_to_async(idempotency_claim)(
-            api_key=api_key, key=key, body_sha256=digest, now=timezone.now()
+        first = await db_call(
+            idempotency_claim, api_key=api_key, key=key, body_sha256=digest, now=timezone.now()
         )
     except IdempotencyError as exc:
         return refuse(exc.status, exc.code, exc.message)
@@ -62,13 +62,14 @@ async def idempotent(
     try:
         response = await produce()
     except BaseException:
-        await sync_to_async(idempotency_release)(api_key=api_key, key=key)
+        await db_call(idempotency_release, api_key=api_key, key=key)
         raise
     if response.status_code >= 500 or response.streaming:
-        await sync_to_async(idempotency_release)(api_key=api_key, key=key)
+        await db_call(idempotency_release, api_key=api_key, key=key)
         return response
     headers = {name: response[name] for name in REPLAYED_HEADERS if response.has_header(name)}
-    await sync_to_async(idempotency_store)(
+    await db_call(
+        idempotency_store,
         api_key=api_key,
         key=key,
         status_code=response.status_code,

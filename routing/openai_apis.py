@@ -10,7 +10,6 @@ import json
 import logging
 import time
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -19,6 +18,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
 
+from routing.db import db_call
 from routing.engine import Decision, RoutingError
 from routing.idempotent import HEADER as IDEMPOTENCY_HEADER
 from routing.idempotent import idempotent
@@ -128,9 +128,9 @@ async def _authenticate(request: HttpRequest):
             kind="invalid_request_error",
             code="invalid_api_key",
         )
-    api_key = api_key_remembered(plaintext=plaintext.strip()) or await sync_to_async(
-        api_key_get_by_plaintext
-    )(plaintext=plaintext.strip())
+    api_key = api_key_remembered(plaintext=plaintext.strip()) or await db_call(
+        api_key_get_by_plaintext, plaintext=plaintext.strip()
+    )
     if api_key is None:
         raise OpenAIError(
             401,
@@ -347,7 +347,9 @@ class ModelListView(View):
     async def get(self, request: HttpRequest) -> HttpResponse:
         try:
             await _authenticate(request)
-            policy = await sync_to_async(policy_get)()
+            policy = await db_call(
+                policy_get,
+            )
         except OpenAIError as exc:
             return exc.response()
         except RoutingError as exc:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
@@ -21,6 +20,7 @@ from django.utils import timezone
 
 from routing.circuit import OPEN as CIRCUIT_OPEN
 from routing.circuit import circuit_allows, circuit_record
+from routing.db import db_call
 from routing.engine import Arm, Decision, ModelSpec, Policy, RouteRequest, RoutingError, route
 from routing.models import (
     ApiKey,
@@ -730,17 +730,17 @@ async def _upstream_attempt(call: _Call, send) -> tuple[object, ModelSpec, int]:
 
 
 async def _record_failure(call: _Call, failure: UpstreamFailed) -> CompletionFailed:
-    await sync_to_async(_call_record)(call, _outcome_from_error(call, failure))
+    await db_call(_call_record, call, _outcome_from_error(call, failure))
     return CompletionFailed(request_id=call.request_id, error=failure.error)
 
 
 async def completion_create(*, api_key: ApiKey, request: CompletionRequest) -> CompletionResult:
     """Route one completion, call the chosen model and record it; raise CompletionFailed."""
-    call = await sync_to_async(_call_prepare)(api_key=api_key, request=request)
+    call = await db_call(_call_prepare, api_key=api_key, request=request)
     hit = await _cache_get(call.cache_key)
     if hit is not None:
         outcome = _outcome_from_cache(hit)
-        return _result(call, outcome, await sync_to_async(_call_record)(call, outcome))
+        return _result(call, outcome, await db_call(_call_record, call, outcome))
     kwargs = call.provider_kwargs()
 
     async def send(*, model: ModelSpec, timeout_s: float) -> ProviderResult:
@@ -751,7 +751,7 @@ async def completion_create(*, api_key: ApiKey, request: CompletionRequest) -> C
     except UpstreamFailed as failure:
         raise await _record_failure(call, failure) from failure.error
     outcome = _outcome_from_result(result, model=model, attempts=attempts)
-    record = await sync_to_async(_call_record)(call, outcome)
+    record = await db_call(_call_record, call, outcome)
     if call.cache_key and model == call.decision.model:
         await _cache_set(call, _cache_value(outcome, record))
     return _result(call, outcome, record)
@@ -763,7 +763,7 @@ async def completion_stream(
     """Open a streamed completion; raise CompletionFailed if it fails before the first byte.
 
     Retries and fallback happen while opening, before any byte reaches the client."""
-    call = await sync_to_async(_call_prepare)(api_key=api_key, request=request)
+    call = await db_call(_call_prepare, api_key=api_key, request=request)
     if not call.plan.feature_on("streaming"):
         raise RoutingError("streaming_disabled", "Streaming is switched off.", "stream")
     hit = await _cache_get(call.cache_key)
@@ -862,7 +862,7 @@ async def _stream_relay(
 
 
 async def _stream_finish(call: _Call, outcome: _Outcome, upstream) -> None:
-    record = await sync_to_async(_call_record)(call, outcome)
+    record = await db_call(_call_record, call, outcome)
     if outcome.status != Status.OK:
         await upstream.close()
     elif call.cache_key and outcome.model in (None, call.decision.model):
@@ -910,7 +910,7 @@ def _stream_outcome(
 async def _stream_replay(call: _Call, hit: dict, *, include_usage: bool) -> AsyncIterator[bytes]:
     """Serve a cached answer as a stream: one content chunk, finish, usage, [DONE]."""
     outcome = _outcome_from_cache(hit, streamed=True)
-    record = await sync_to_async(_call_record)(call, outcome)
+    record = await db_call(_call_record, call, outcome)
     base = {
         "id": "chatcmpl-" + call.request_id,
         "object": "chat.completion.chunk",
