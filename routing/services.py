@@ -320,7 +320,11 @@ def _call_record(call: _Call, outcome: _Outcome):
     fields = _ledger_fields(call, outcome)
     with transaction.atomic():
         record = usage_record(**fields)
-        _admission_close(call.request_id, cost_usd=record.cost_usd)
+        _admission_close(
+            call.request_id,
+            cost_usd=record.cost_usd,
+            reserved=call.api_key.monthly_budget_usd is not None,
+        )
     return record
 
 
@@ -520,8 +524,13 @@ def _admission_open(call: _Call) -> None:
         )
 
 
-def _admission_close(request_id: str, *, cost_usd: Decimal) -> None:
-    """Inside the ledger transaction: drop the in-flight row, turn its reservation into spend."""
+def _admission_close(request_id: str, *, cost_usd: Decimal, reserved: bool = True) -> None:
+    """Inside the ledger transaction: drop the in-flight row, turn its reservation into spend.
+
+    `reserved=False` (the key had no budget at admission) needs one DELETE and nothing else."""
+    if not reserved:
+        InFlightRequest.objects.filter(request_id=request_id).delete()
+        return
     inflight = (
         InFlightRequest.objects.filter(request_id=request_id)
         .values_list("budget_period_id", "reserved_usd")

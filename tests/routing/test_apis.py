@@ -245,3 +245,19 @@ def test_unknown_api_paths_answer_json_404(client, db):
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
     assert "text/html" in client.get("/no-such-page/")["Content-Type"]
+
+
+def test_a_routed_call_costs_three_statements_once_the_key_is_known(api_client, policy):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    # given the key already looked up once (workers remember it for API_KEY_CACHE_S)
+    _post(api_client, HELLO)
+    # when
+    with CaptureQueriesContext(connection) as captured:
+        assert _post(api_client, HELLO).status_code == 200
+    # then: the in-flight INSERT, the ledger INSERT and the in-flight DELETE; no read
+    verbs = [q["sql"].split()[0].upper() for q in captured.captured_queries]
+    print(verbs)
+    assert verbs.count("SELECT") == 0, captured.captured_queries
+    assert (verbs.count("INSERT"), verbs.count("DELETE")) == (2, 1)
