@@ -4,7 +4,6 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 MTOK = Decimal(1_000_000)
 LEDGER_PLACES = Decimal("0.0000000001")  # the ledger's 10 decimal places
-CENT = Decimal("0.01")
 
 
 def call_cost_usd(
@@ -38,11 +37,6 @@ def baseline_cost_usd(
     """Return what the same tokens cost on the premium model with no cache discount."""
     total = input_tokens * input_per_mtok_usd + output_tokens * output_per_mtok_usd
     return (total / MTOK).quantize(LEDGER_PLACES, rounding=ROUND_HALF_EVEN)
-
-
-def quantize_usd(amount: Decimal) -> Decimal:
-    """Return the amount rounded to the cent, for reports."""
-    return amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 
 def savings_percent(*, cost_usd: Decimal, baseline_usd: Decimal) -> Decimal:

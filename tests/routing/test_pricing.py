@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.pricing import baseline_cost_usd, call_cost_usd, quantize_usd, savings_percent
+from routing.pricing import baseline_cost_usd, call_cost_usd, savings_percent
 
 MINI = {
     "input_per_mtok_usd": Decimal("0.15"),
@@ -74,7 +74,6 @@ def test_cost_never_exceeds_uncached_cost_and_is_exact(input_tokens, cached_shar
     assert cost == exact
 
 
-def test_quantize_and_savings_percent():
-    assert quantize_usd(Decimal("2.345")) == Decimal("2.34")
+def test_savings_percent():
     assert savings_percent(cost_usd=Decimal("17"), baseline_usd=Decimal("100")) == Decimal("83.0")
     assert savings_percent(cost_usd=Decimal("0"), baseline_usd=Decimal("0")) == Decimal("0.0")
