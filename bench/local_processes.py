@@ -1,0 +1,39 @@
+"""What the benchmark scripts share: free loopback ports, waiting for a server, manage.py."""
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(
+    port: int, process: subprocess.Popen | None = None, timeout_s: float = 30
+) -> None:
+    """Return once 127.0.0.1:port accepts connections; exit if the process died or time ran out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise SystemExit(f"process {process.args[:3]} exited with {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
+
+
+def manage(env: dict, *args: str) -> str:
+    """Run a manage.py command of this project; return what it printed."""
+    done = subprocess.run(  # noqa: S603 - our own manage.py
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    return done.stdout
