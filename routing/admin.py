@@ -141,6 +141,12 @@ class TaskCategoryForm(CommentedForm):
             "response_cache_enabled",
             "response_cache_ttl_s",
             "response_cache_shared",
+            "deadline_s",
+            "fallback_models",
+            "shadow_sample_percent",
+            "quality_floor_percent",
+            "private",
+            "deferrable",
         ]
 
     def clean(self) -> dict:
@@ -149,6 +155,14 @@ class TaskCategoryForm(CommentedForm):
             model = data.get(slot)
             if model is not None and (model.tier != tier or not model.active):
                 self.add_error(slot, f"Choose an active {tier}-tier model.")
+        fallbacks = data.get("fallback_models") or []
+        if not isinstance(fallbacks, list) or not all(isinstance(n, str) for n in fallbacks):
+            self.add_error("fallback_models", 'A list of model names, e.g. ["gpt-4o"].')
+        else:
+            known = set(ModelProfile.objects.filter(active=True).values_list("name", flat=True))
+            unknown = [name for name in fallbacks if name not in known]
+            if unknown:
+                self.add_error("fallback_models", f"Not an active model: {', '.join(unknown)}.")
         others = TaskCategory.objects.exclude(pk=self.instance.pk)
         keeps_default = data.get("is_default") and data.get("enabled")
         if not keeps_default and not others.filter(is_default=True, enabled=True).exists():

@@ -62,6 +62,10 @@ class CategoryRule:
     response_cache_shared: bool = False
     deadline_s: float = 30.0  # total time for all attempts and fallbacks of one request
     fallback_names: tuple[str, ...] = ()
+    shadow_sample_percent: Decimal = Decimal("0")
+    quality_floor_percent: Decimal = Decimal("95")
+    private: bool = False
+    deferrable: bool = False
 
 
 @dataclass(frozen=True)

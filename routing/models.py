@@ -109,6 +109,27 @@ class TaskCategory(models.Model):
     is_default = models.BooleanField(
         default=False, help_text="Used when the category cannot be inferred confidently."
     )
+    shadow_sample_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("2.00"),
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Share of cheap-tier answers replayed on the premium model and judged "
+        "(when the quality_sampling flag is on).",
+    )
+    quality_floor_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("95.00"),
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Alert when the share of cheap answers judged at least as good falls below.",
+    )
+    private = models.BooleanField(
+        default=False, help_text="Never shadow-evaluated: prompts stay with the one call."
+    )
+    deferrable = models.BooleanField(
+        default=False, help_text="Accepts batch jobs, billed at the model's batch price."
+    )
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
 

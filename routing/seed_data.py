@@ -98,6 +98,7 @@ DEFAULT_CATEGORIES = [
     {
         "slug": "analytics",
         "response_cache_enabled": True,
+        "deferrable": True,
         "name": "Analytics summaries",
         "description": "Summaries of the creator's metrics (5%).",
         "full_from_complexity": None,
@@ -119,6 +120,7 @@ DEFAULT_CATEGORIES = [
     {
         "slug": "analytics_plus",
         "name": "Deep analytics",
+        "deferrable": True,
         "description": "Cohorts, forecasts, attribution (1.5%): mini below 7, full from 7.",
         "full_from_complexity": 7,
         "always_full": False,

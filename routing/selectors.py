@@ -123,6 +123,10 @@ def policy_from_snapshot(*, version: int, snapshot: dict) -> Policy:
             response_cache_shared=data.get("response_cache_shared", False),
             deadline_s=float(data.get("deadline_s", 30)),
             fallback_names=tuple(data.get("fallback_models", ())),
+            shadow_sample_percent=Decimal(data.get("shadow_sample_percent", "0")),
+            quality_floor_percent=Decimal(data.get("quality_floor_percent", "95")),
+            private=data.get("private", False),
+            deferrable=data.get("deferrable", False),
         )
         for slug, data in snapshot["categories"].items()
     }

@@ -978,6 +978,10 @@ def category_snapshot(category: TaskCategory) -> dict:
         "response_cache_shared": category.response_cache_shared,
         "deadline_s": category.deadline_s,
         "fallback_models": category.fallback_models,
+        "shadow_sample_percent": str(category.shadow_sample_percent),
+        "quality_floor_percent": str(category.quality_floor_percent),
+        "private": category.private,
+        "deferrable": category.deferrable,
     }
 
 
@@ -1093,6 +1097,12 @@ def policy_version_restore(*, version: PolicyVersion, actor: str) -> PolicyVersi
             "response_cache_enabled": data.get("response_cache_enabled", False),
             "response_cache_ttl_s": data.get("response_cache_ttl_s", 3600),
             "response_cache_shared": data.get("response_cache_shared", False),
+            "deadline_s": data.get("deadline_s", 30),
+            "fallback_models": data.get("fallback_models", []),
+            "shadow_sample_percent": Decimal(data.get("shadow_sample_percent", "2.00")),
+            "quality_floor_percent": Decimal(data.get("quality_floor_percent", "95.00")),
+            "private": data.get("private", False),
+            "deferrable": data.get("deferrable", False),
         }
         TaskCategory.objects.update_or_create(
             slug=slug,

@@ -31,6 +31,10 @@ def _category_form(category: TaskCategory, **changes) -> dict:
         "classifier_keywords": "{}",
         "critical_triggers": "[]",
         "response_cache_ttl_s": category.response_cache_ttl_s,
+        "deadline_s": category.deadline_s,
+        "fallback_models": "[]",
+        "shadow_sample_percent": category.shadow_sample_percent,
+        "quality_floor_percent": category.quality_floor_percent,
         "enabled": "on",
     }
     if category.always_full:
@@ -77,6 +81,16 @@ def test_mini_slot_refuses_a_premium_model(staff_client, policy):
     response = staff_client.post(url, form)
     assert response.status_code == 200
     assert "Select a valid choice" in response.content.decode()
+
+
+def test_fallback_chain_refuses_an_unknown_model(staff_client, policy):
+    strategy = TaskCategory.objects.get(slug="strategy")
+    url = f"/admin/routing/taskcategory/{strategy.pk}/change/"
+    form = _category_form(strategy, fallback_models='["gpt-4o", "gpt-typo"]')
+    response = staff_client.post(url, form)
+    assert response.status_code == 200
+    assert "Not an active model: gpt-typo." in response.content.decode()
+    assert TaskCategory.objects.get(slug="strategy").fallback_models == []
 
 
 def test_category_list_warns_about_models_near_shutdown(staff_client, policy):
@@ -170,8 +184,11 @@ def test_whatif_replays_the_unsaved_draft_and_saves_nothing(staff_client, policy
 def test_restoring_a_version_brings_the_rules_back(staff_client, policy):
     strategy = TaskCategory.objects.get(slug="strategy")
     url = f"/admin/routing/taskcategory/{strategy.pk}/change/"
-    staff_client.post(url, _category_form(strategy, full_from_complexity=3))
-    assert TaskCategory.objects.get(slug="strategy").full_from_complexity == 3
+    edits = {"full_from_complexity": 3, "deadline_s": 5, "fallback_models": '["gpt-4o"]'}
+    edits.update({"shadow_sample_percent": "10", "private": "on", "deferrable": "on"})
+    staff_client.post(url, _category_form(strategy, **edits))
+    edited = TaskCategory.objects.get(slug="strategy")
+    assert (edited.full_from_complexity, edited.deadline_s, edited.private) == (3, 5, True)
     confirm = staff_client.get(f"/admin/routing/policyversion/{policy.pk}/restore/")
     assert "Restore the routing rules" in confirm.content.decode()
     staff_client.post(f"/admin/routing/policyversion/{policy.pk}/restore/")
