@@ -1,7 +1,102 @@
+"""ASGI entry point: the completion endpoints on a lean handler, everything else on Django's.
+
+Under ASGI, Django runs each sync hook of every middleware (all of its built-ins) in a thread
+and back, and creates that thread for each request: a dozen thread hops per call, which was
+most of the gateway's CPU. The completion endpoints (settings.HOT_PATH_PREFIXES) are async
+views called with a Bearer key: they need no session, user, messages or CSRF, so they are
+served by the same Django with only the security headers, applied on the event loop. Admin,
+dashboard and the rest keep the full middleware stack.
+"""
+
 import os
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "huntaze.settings")
 
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+import asyncio  # noqa: E402
+
+from django.conf import settings  # noqa: E402  (after setup)
+from django.core.exceptions import RequestAborted  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
+from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
+from django.middleware.security import SecurityMiddleware  # noqa: E402
+from django.urls import set_script_prefix  # noqa: E402
+
+
+class HotPathHandler(ASGIHandler):
+    """Django's ASGI handler with SecurityMiddleware as its only middleware, run inline, and
+    without the request_started / request_finished signals: their receivers manage the
+    database connections of a request's own thread, and these views have none (their
+    database work runs on routing.db's threads, which keep theirs). Sending them cost a
+    thread made for the request and two hops to it."""
+
+    async def handle(self, scope, receive, send) -> None:
+        # Django's ASGIHandler.handle, less the two signals.
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            error_response.close()
+            return
+
+        async def respond():
+            response = await self.run_get_response(request)
+            try:
+                await self.send_response(response, send)
+            except asyncio.CancelledError:
+                pass  # the client went away during the send
+            return response
+
+        # A client that disconnects cancels the response (a stream records it as cancelled).
+        listener = asyncio.create_task(self.listen_for_disconnect(receive))
+        responder = asyncio.create_task(respond())
+        await asyncio.wait([listener, responder], return_when=asyncio.FIRST_COMPLETED)
+        for task in (listener, responder):
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+                except AssertionError:
+                    body_file.close()
+                    raise
+            else:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        if not responder.cancelled():
+            responder.result().close()
+        body_file.close()
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        view = convert_exception_to_response(self._get_response_async)
+        # Its hooks only read settings and set headers: nothing to send to a thread.
+        security = SecurityMiddleware(view)
+
+        async def chain(request):
+            response = security.process_request(request) or await view(request)
+            return security.process_response(request, response)
+
+        self._middleware_chain = chain
+
+
+hot_path_application = HotPathHandler()
+
+
+async def application(scope, receive, send) -> None:
+    if scope["type"] == "http" and scope["path"].startswith(settings.HOT_PATH_PREFIXES):
+        return await hot_path_application(scope, receive, send)
+    return await django_application(scope, receive, send)

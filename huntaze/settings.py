@@ -68,6 +68,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Served by a lean ASGI handler (huntaze/asgi.py): Bearer-key API calls, no sessions or CSRF.
+HOT_PATH_PREFIXES = ("/v1/", "/api/v1/completions")
 
 ROOT_URLCONF = "huntaze.urls"
 
@@ -90,6 +92,9 @@ ASGI_APPLICATION = "huntaze.asgi.application"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+# Threads per worker process that run the async views' database work, each keeping one
+# connection open (routing/db.py); 0 = Django's thread per request and connection per request.
+DATABASE_THREADS = env.int("DATABASE_THREADS", default=4)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # WAL and a busy timeout let the ASGI server's threads write the ledger concurrently;
@@ -106,17 +111,6 @@ elif DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
     options = DATABASES["default"].setdefault("OPTIONS", {})
     # A database that is down answers a fast 503, not a hung request.
     options["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT_S", default=3)
-    if env.bool("DATABASE_POOL", default=False):
-        # Each database hop borrows a pooled connection and gives it back (routing.db): no new
-        # PostgreSQL session (and its start-up CPU) per request, and a bound on connections
-        # however many requests wait on the upstream. Off by default until its recovery after
-        # a database restart is as fast as without it (fault drill 8 measures both).
-        options["pool"] = {
-            "min_size": env.int("DATABASE_POOL_MIN", default=2),
-            "max_size": env.int("DATABASE_POOL_MAX", default=10),
-            "timeout": env.float("DATABASE_POOL_TIMEOUT_S", default=5),
-        }
-        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections, not Django
 
 REDIS_URL = env("REDIS_URL", default="")
 CACHES = {
@@ -187,6 +181,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},  # a missed tick is covered by the next one's look-back
     },
+    # Batch jobs: submit what is due and poll what is submitted, resuming from the database.
+    "routing-batch-advance": {
+        "task": "routing.tasks.batch_advance_due",
+        "schedule": env.float("BATCH_TICK_S", default=30.0),
+        "options": {"expires": 25},
+    },
     "usage-monthly-report": {
         "task": "usage.tasks.monthly_report_generate_previous",
         "schedule": crontab(minute=30, hour=0, day_of_month=1),
@@ -203,6 +203,8 @@ UPSTREAM_MODE = env(
     "UPSTREAM_MODE", default="live" if (OPENAI_API_KEY or OPENAI_BASE_URL) else "sandbox"
 )
 UPSTREAM_TIMEOUT_S = env.float("UPSTREAM_TIMEOUT_S", default=30.0)
+# The SDK's HTTP transport in live mode: "aiohttp" (less CPU per call) or "httpx".
+UPSTREAM_HTTP_CLIENT = env("UPSTREAM_HTTP_CLIENT", default="aiohttp")
 # One retry loop, ours (the SDK's is off): attempts per model, then the category's fallbacks,
 # all within the category's deadline; exponential backoff with jitter, Retry-After honoured.
 ROUTER_ATTEMPTS_PER_MODEL = env.int("ROUTER_ATTEMPTS_PER_MODEL", default=3)
@@ -213,6 +215,13 @@ CIRCUIT_FAILURE_THRESHOLD = env.int("CIRCUIT_FAILURE_THRESHOLD", default=5)
 CIRCUIT_WINDOW_S = env.int("CIRCUIT_WINDOW_S", default=30)
 CIRCUIT_COOLDOWN_S = env.int("CIRCUIT_COOLDOWN_S", default=30)
 SANDBOX_LATENCY_MS = env.int("SANDBOX_LATENCY_MS", default=0)
+
+# Batch jobs (deferrable categories, through the provider's Batch API).
+BATCH_MAX_REQUESTS = env.int("BATCH_MAX_REQUESTS", default=1000)
+BATCH_POLL_INTERVAL_S = env.float("BATCH_POLL_INTERVAL_S", default=60.0)
+BATCH_SUBMIT_LEASE_S = env.float("BATCH_SUBMIT_LEASE_S", default=300.0)  # a lost submit resumes
+BATCH_SUBMIT_RETRY_S = env.float("BATCH_SUBMIT_RETRY_S", default=30.0)  # doubles per attempt
+BATCH_SUBMIT_MAX_ATTEMPTS = env.int("BATCH_SUBMIT_MAX_ATTEMPTS", default=5)
 
 # Routing
 ROUTER_MIN_CATEGORY_CONFIDENCE = env.float("ROUTER_MIN_CATEGORY_CONFIDENCE", default=0.34)
@@ -229,6 +238,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES + 1024
 USAGE_STORE_TEXT = env.bool("USAGE_STORE_TEXT", default=False)
 USAGE_STORE_TEXT_MAX_CHARS = env.int("USAGE_STORE_TEXT_MAX_CHARS", default=2000)
 USAGE_TEXT_RETENTION_DAYS = env.int("USAGE_TEXT_RETENTION_DAYS", default=30)
+
+# Shadow evaluation (flag quality_sampling): the judge model (blank: each category's premium
+# model), how long an encrypted shadow job stays readable, the evaluations needed before a
+# category's quality alert or calibration counts, and the window both read.
+QUALITY_JUDGE_MODEL = env("QUALITY_JUDGE_MODEL", default="")
+QUALITY_SHADOW_TTL_S = env.int("QUALITY_SHADOW_TTL_S", default=3600)
+QUALITY_MIN_SAMPLES = env.int("QUALITY_MIN_SAMPLES", default=30)
+QUALITY_WINDOW_DAYS = env.int("QUALITY_WINDOW_DAYS", default=30)
 
 # Prometheus /metrics: open to these client addresses, or to anyone sending the bearer token.
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])

@@ -24,6 +24,7 @@ from routing.models import (
     RolloutSetting,
     TaskCategory,
 )
+from routing.quality_admin import QualityAdminMixin
 from routing.selectors import category_traffic_share, rollout_arm_metrics, whatif_report
 from routing.services import (
     api_key_create,
@@ -176,7 +177,7 @@ class TaskCategoryForm(CommentedForm):
 
 
 @admin.register(TaskCategory)
-class TaskCategoryAdmin(PolicyVersionedAdmin):
+class TaskCategoryAdmin(QualityAdminMixin, PolicyVersionedAdmin):
     form = TaskCategoryForm
     change_form_template = "admin/routing/taskcategory/change_form.html"
     change_list_template = "admin/routing/taskcategory/change_list.html"
@@ -185,6 +186,7 @@ class TaskCategoryAdmin(PolicyVersionedAdmin):
         "traffic_share",
         "threshold",
         "matrix_strip",
+        "quality_retained",
         "always_full",
         "mini_model",
         "full_model",
@@ -503,3 +505,6 @@ class BudgetPeriodAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+from routing import batch_admin  # noqa: E402, F401 - registers the batch job admin

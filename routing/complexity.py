@@ -1,9 +1,10 @@
 """Explainable 0-10 complexity score for a prompt, from cheap and deterministic text signals.
 
 Eight signals each add capped points (so no single one dominates) and the total is capped
-at 10. Question marks and code fences are counted over the whole text; the word-level signals
-read a window of at most WINDOW_HEAD_CHARS + WINDOW_TAIL_CHARS characters (the start, where
-instructions usually are, and the end, where the question usually is, after pasted material).
+at 10. Question marks and code fences are counted over the whole text; the other signals read
+the window that the classifier reads too (routing.classifier.scan_text: at most
+WINDOW_HEAD_CHARS + WINDOW_TAIL_CHARS characters, the start, where instructions usually are,
+and the end, where the question usually is, after pasted material), normalised once for both.
 The length signal already accounts for the rest, and the cost stays flat for 100k-token
 prompts. For a text that fits in the window, appending more text never lowers the score.
 """
@@ -13,8 +14,7 @@ import re
 from dataclasses import dataclass
 from operator import attrgetter
 
-WINDOW_HEAD_CHARS = 800
-WINDOW_TAIL_CHARS = 400
+from routing.classifier import TextScan, compile_phrase, next_word_at, register_words, scan_text
 
 # Signal caps; they sum to well over 10 so several moderate signals are needed to reach it.
 _CAPS = {
@@ -28,8 +28,8 @@ _CAPS = {
     "tables": 2.0,
 }
 
-# Bytes-level normalisation: ASCII letters lowercased, digits kept, everything else (including
-# every non-ASCII byte) is a separator, so "Trade-off", "trade off" and "trade‑off" agree.
+# Terms are normalised as the classifier normalises text: ASCII letters lowercased, digits
+# kept, everything else a separator, so "Trade-off", "trade off" and "trade‑off" agree.
 _WORD_TABLE = bytes(
     c + 32 if 65 <= c <= 90 else c if (97 <= c <= 122 or 48 <= c <= 57) else 32 for c in range(256)
 )
@@ -119,10 +119,12 @@ _LIMIT_UNITS = frozenset(
 @dataclass(frozen=True)
 class _Vocabulary:
     words: dict[bytes, tuple[tuple[str, str, float], ...]]  # form -> (group, term, weight)
-    # A phrase is looked up by its longest word, then confirmed in the space-joined text.
+    # A phrase is looked up by its longest word, then confirmed by TextScan.has_phrase().
     phrases: dict[bytes, tuple[tuple[frozenset[bytes], bytes, str, str, float], ...]]
-    # Every word any check needs (forms, all phrase words, length-limit units): one
-    # intersection with the text's tokens finds them all.
+    forms: frozenset[bytes]  # the keys of `words`
+    phrase_keys: frozenset[bytes]  # the keys of `phrases`
+    # Every word any check needs (forms, all phrase words, length-limit units), registered
+    # with the classifier's lexicon so that one pass over the text finds them all.
     keys: frozenset[bytes]
 
 
@@ -135,8 +137,7 @@ def _vocabulary(groups: dict[str, tuple[tuple[float, str], ...]]) -> _Vocabulary
             for term in (t.strip() for t in terms.split(",")):
                 parts = term.encode().translate(_WORD_TABLE).split()
                 if len(parts) > 1:
-                    padded = b" " + b" ".join(parts) + b" "
-                    entry = (frozenset(parts), padded, group, term, weight)
+                    entry = (frozenset(parts), compile_phrase(parts), group, term, weight)
                     phrases.setdefault(max(parts, key=len), []).append(entry)
                     phrase_words.update(parts)
                     continue
@@ -148,17 +149,21 @@ def _vocabulary(groups: dict[str, tuple[tuple[float, str], ...]]) -> _Vocabulary
     return _Vocabulary(
         words={form: tuple(owners) for form, owners in words.items()},
         phrases={key: tuple(entries) for key, entries in phrases.items()},
+        forms=frozenset(words),
+        phrase_keys=frozenset(phrases),
         keys=frozenset(words) | phrase_words | _LIMIT_UNITS,
     )
 
 
 _VOCABULARY = _vocabulary(_TERMS)
+register_words(_VOCABULARY.keys)
 
 _QUESTION = re.compile(r"\?(?!\?)")  # the last "?" of a run: "???" is one question
 # A list item at the start of a line: "1." "2)" "-" "*" "•" "+", then text.
 _LIST_ITEM = re.compile(r"\n[ \t]*(?:\d{1,2}[.)]|[-*•+])[ \t]+\S")
-# A CSV or TSV row: a line that starts with two short delimited fields.
-_DELIMITED_ROW = re.compile(rb"\n[^\n,\t|]{1,30}[,\t][^\n,\t]{0,30}[,\t][^\n,\t]{0,30}[,\t]")
+# A CSV or TSV row: a line that starts with two short delimited fields. The quantifiers are
+# possessive: a field never contains the delimiter after it, so backtracking cannot help.
+_DELIMITED_ROW = re.compile(rb"\n[^\n,\t|]{1,30}+[,\t][^\n,\t]{0,30}+[,\t][^\n,\t]{0,30}+[,\t]")
 _ZERO_DIGITS = bytes(48 if 48 <= c <= 57 else c for c in range(256))
 
 
@@ -177,23 +182,18 @@ class ComplexityEstimate:
 
 def estimate_complexity(text: str, *, token_count: int) -> ComplexityEstimate:
     """Score 0-10 from the prompt text (user-visible messages joined) and its token count."""
-    window = text
-    if len(text) > WINDOW_HEAD_CHARS + WINDOW_TAIL_CHARS:
-        window = text[:WINDOW_HEAD_CHARS] + "\n" + text[-WINDOW_TAIL_CHARS:]
-    data = window.encode("utf-8", "surrogatepass")
-    normalised = data.translate(_WORD_TABLE)
-    tokens = normalised.split()
-    hits = _VOCABULARY.keys.intersection(tokens)
-    found = _found(tokens, hits)
+    scan = scan_text(text)
+    found = _found(scan)
+    digit_runs = len(scan.data.translate(_DIGIT_TABLE).split())
     raw = (
         _length_signal(token_count),
         _questions_signal(text),
-        _steps_signal(window, found["steps"]),
-        _code_signal(text, data, found["code_words"]),
-        _numbers_signal(data, found["number_words"], found["quantity_asks"]),
-        _tables_signal(data),
+        _steps_signal(scan.window, found["steps"]),
+        _code_signal(text, scan.data, found["code_words"]),
+        _numbers_signal(digit_runs, found["number_words"], found["quantity_asks"]),
+        _tables_signal(scan.data),
         _terms_signal("reasoning", found["reasoning"], 0.7),
-        _constraints_signal(normalised, hits, found["constraints"]),
+        _constraints_signal(scan, digit_runs, found["constraints"]),
     )
     signals = []
     for name, points, detail in filter(None, raw):
@@ -205,19 +205,17 @@ def estimate_complexity(text: str, *, token_count: int) -> ComplexityEstimate:
     return ComplexityEstimate(score=score, signals=tuple(signals))
 
 
-def _found(tokens: list[bytes], hits: frozenset[bytes]) -> dict[str, dict[str, float]]:
+def _found(scan: TextScan) -> dict[str, dict[str, float]]:
     """Return, per vocabulary group, the distinct terms present with their weights."""
     found: dict[str, dict[str, float]] = {group: {} for group in _TERMS}
-    joined = None
-    for key in hits:
-        for group, term, weight in _VOCABULARY.words.get(key, ()):
+    hits = scan.hits
+    for key in _VOCABULARY.forms.intersection(hits):
+        for group, term, weight in _VOCABULARY.words[key]:
             found[group][term] = weight
-        for phrase_words, padded, group, term, weight in _VOCABULARY.phrases.get(key, ()):
-            if phrase_words <= hits:
-                if joined is None:
-                    joined = b" " + b" ".join(tokens) + b" "
-                if padded in joined:
-                    found[group][term] = weight
+    for key in _VOCABULARY.phrase_keys.intersection(hits):
+        for phrase_words, phrase, group, term, weight in _VOCABULARY.phrases[key]:
+            if phrase_words <= hits and scan.has_phrase(phrase):
+                found[group][term] = weight
     return found
 
 
@@ -277,8 +275,8 @@ def _code_signal(text: str, data: bytes, keywords: dict[str, float]) -> _Raw:
     return "code", points, "; ".join(parts)
 
 
-def _numbers_signal(data: bytes, number_words: dict[str, float], asks: dict[str, float]) -> _Raw:
-    count = len(data.translate(_DIGIT_TABLE).split()) + len(number_words)
+def _numbers_signal(digits: int, number_words: dict[str, float], asks: dict[str, float]) -> _Raw:
+    count = digits + len(number_words)
     if not count:
         return None
     # A word problem is numbers plus a request to combine them.
@@ -293,26 +291,37 @@ def _tables_signal(data: bytes) -> _Raw:
         return None
     # Markdown rows start or end with a pipe; counts stay cheap on long prose.
     rows = max(data.count(b"|\n"), data.count(b"\n|")) if b"|" in data else 0
-    if b"," in data or b"\t" in data:
+    # Each delimited row holds three delimiters: skip the regex when they cannot make 3 rows.
+    if rows + (data.count(b",") + data.count(b"\t")) // 3 >= 3:
         rows += len(_DELIMITED_ROW.findall(b"\n" + data))
     if rows < 3:
         return None
     return "tables", 0.5 + 0.15 * rows, _plural(rows, "table row")
 
 
-def _constraints_signal(normalised: bytes, hits: frozenset[bytes], terms: dict[str, float]) -> _Raw:
+def _constraints_signal(scan: TextScan, digit_runs: int, terms: dict[str, float]) -> _Raw:
     limits = 0
-    units = hits.intersection(_LIMIT_UNITS)
+    # A length limit needs a number: without digits there is nothing to look for.
+    units = _LIMIT_UNITS.intersection(scan.hits) if digit_runs else ()
     if units:
         # "150 characters", "3 bullets": a number, one separator, a unit word.
-        zeroed = normalised.translate(_ZERO_DIGITS) + b" "
-        limits = sum(zeroed.count(b"0 " + unit + b" ") for unit in units)
+        zeroed = scan.normalised.translate(_ZERO_DIGITS) + b" "
+        limits = sum(_count_words(zeroed, b"0 " + unit) for unit in units)
     if not (limits or terms):
         return None
     parts = [_plural(limits, "length limit")] if limits else []
     if terms:
         parts.append(_terms_detail(terms))
     return "constraints", 0.5 * sum(terms.values()) + 0.6 * limits, "; ".join(parts)
+
+
+def _count_words(text: bytes, needle: bytes) -> int:
+    """Return how often the needle occurs followed by a space (without overlaps)."""
+    count, at = 0, next_word_at(text, needle)
+    while at != -1:
+        count += 1
+        at = next_word_at(text, needle, at + len(needle) + 1)
+    return count
 
 
 def _terms_signal(name: str, terms: dict[str, float], per_weight: float) -> _Raw:

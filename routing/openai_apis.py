@@ -16,7 +16,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework import serializers
 
 from routing.db import db_call
 from routing.engine import Decision, RoutingError
@@ -72,50 +71,93 @@ def _invalid(message: str, *, code: str = "invalid_value", param=None) -> OpenAI
     return OpenAIError(400, message, kind="invalid_request_error", code=code, param=param)
 
 
-class ChatMessageSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=["system", "developer", "user", "assistant"])
-    content = serializers.JSONField()
-    name = serializers.CharField(required=False, max_length=64)
-
-    def validate_content(self, content) -> str:
-        """Text, or a list of text parts (joined); other part types are not supported."""
-        if isinstance(content, str):
-            return content
-        if isinstance(content, list) and all(
-            isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
-            for p in content
-        ):
-            return "".join(p["text"] for p in content)
-        raise serializers.ValidationError("content must be a string or a list of text parts.")
+ROLES = {"system", "developer", "user", "assistant"}
 
 
-class ChatCompletionSerializer(serializers.Serializer):
-    model = serializers.CharField(max_length=140)
-    messages = ChatMessageSerializer(many=True, allow_empty=False)
-    stream = serializers.BooleanField(default=False)
-    stream_options = serializers.DictField(required=False, allow_null=True)
-    max_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    max_completion_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    temperature = serializers.FloatField(min_value=0, max_value=2, required=False, allow_null=True)
-    n = serializers.IntegerField(min_value=1, max_value=1, required=False, allow_null=True)
-    user = serializers.CharField(max_length=128, required=False, allow_blank=True)
-    metadata = serializers.DictField(
-        child=serializers.CharField(max_length=512, allow_blank=True), required=False
-    )
+def _text_content(content, param: str) -> str:
+    """Text, or a list of text parts (joined); other part types are not supported."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        for p in content
+    ):
+        return "".join(p["text"] for p in content)
+    raise _invalid(f"{param}: content must be a string or a list of text parts.", param=param)
 
 
-def _first_error(errors, path: str = "") -> tuple[str, str]:
-    if isinstance(errors, dict):
-        key, value = next(iter(errors.items()))
-        sub = (
-            path
-            if key == "non_field_errors"
-            else (f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key))
-        )
-        return _first_error(value, sub)
-    if isinstance(errors, list) and errors:
-        return _first_error(errors[0], path)
-    return path, str(errors)
+def _messages(value) -> list[dict]:
+    if not isinstance(value, list) or not value:
+        raise _invalid("messages: a non-empty list of messages is required.", param="messages")
+    messages = []
+    for index, message in enumerate(value):
+        param = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise _invalid(f"{param}: a message must be an object.", param=param)
+        role = message.get("role")
+        if role not in ROLES:
+            roles = ", ".join(sorted(ROLES))
+            raise _invalid(f"{param}.role: must be one of {roles}.", param=f"{param}.role")
+        if "content" not in message:
+            raise _invalid(f"{param}.content: required.", param=f"{param}.content")
+        name = message.get("name")
+        if name is not None and not (isinstance(name, str) and len(name) <= 64):
+            raise _invalid(f"{param}.name: a string of at most 64 characters.", param=param)
+        content = _text_content(message["content"], f"{param}.content")
+        messages.append({"role": "system" if role == "developer" else role, "content": content})
+    return messages
+
+
+def _optional_number(body: dict, name: str, *, kind: type, low, high=None):
+    value = body.get(name)
+    if value is None:
+        return None
+    # bool is an int to Python, never to JSON schema.
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        noun = "an integer" if kind is int else "a number"
+        raise _invalid(f"{name}: must be {noun} {bound}.", param=name)
+    return value
+
+
+def _chat_request_validated(body: dict) -> dict:
+    """Check an OpenAI chat-completion body (the fields we honour); raise a 400 on the first
+    problem, naming its parameter as OpenAI does."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model or len(model) > 140:
+        raise _invalid("model: a model name (or auto) is required.", param="model")
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise _invalid("stream: must be true or false.", param="stream")
+    stream_options = body.get("stream_options")
+    if stream_options is not None and not isinstance(stream_options, dict):
+        raise _invalid("stream_options: must be an object.", param="stream_options")
+    user = body.get("user", "")
+    if not isinstance(user, str) or len(user) > 128:
+        raise _invalid("user: a string of at most 128 characters.", param="user")
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(v, str) and len(v) <= 512 for v in metadata.values()
+    ):
+        message = "metadata: an object of strings of at most 512 characters."
+        raise _invalid(message, param="metadata")
+    return {
+        "model": model,
+        "messages": _messages(body.get("messages")),
+        "stream": stream,
+        "stream_options": stream_options,
+        "max_tokens": _optional_number(body, "max_tokens", kind=int, low=1),
+        "max_completion_tokens": _optional_number(body, "max_completion_tokens", kind=int, low=1),
+        "temperature": _optional_number(body, "temperature", kind=float, low=0, high=2),
+        "n": _optional_number(body, "n", kind=int, low=1, high=1),
+        "user": user,
+        "metadata": metadata,
+    }
 
 
 async def _authenticate(request: HttpRequest):
@@ -168,12 +210,8 @@ def _completion_request(request: HttpRequest, body: dict) -> tuple[CompletionReq
     for name in UNSUPPORTED_PARAMS:
         if body.get(name):
             raise _invalid(f"'{name}' is not supported by this router.", param=name)
-    serializer = ChatCompletionSerializer(data=body)
-    if not serializer.is_valid():
-        param, message = _first_error(serializer.errors)
-        raise _invalid(f"{param}: {message}", param=param)
-    data = serializer.validated_data
-    metadata = data.get("metadata", {})
+    data = _chat_request_validated(body)
+    metadata = data["metadata"]
     model = data["model"]
     category = _hint(request, metadata, "category")
     if model.startswith(f"{AUTO}:"):
@@ -191,10 +229,7 @@ def _completion_request(request: HttpRequest, body: dict) -> tuple[CompletionReq
         if str(critical).lower() not in {"true", "false", "1", "0"}:
             raise _invalid("critical must be true or false.", param="critical")
         critical = str(critical).lower() in {"true", "1"}
-    messages = [
-        {"role": "system" if m["role"] == "developer" else m["role"], "content": m["content"]}
-        for m in data["messages"]
-    ]
+    messages = data["messages"]
     hints = {"category", "complexity", "critical"}
     completion = CompletionRequest(
         messages=messages,
@@ -202,7 +237,7 @@ def _completion_request(request: HttpRequest, body: dict) -> tuple[CompletionReq
         complexity=complexity,
         critical=critical,
         model=pinned,
-        user=data.get("user", ""),
+        user=data["user"],
         max_tokens=data.get("max_completion_tokens") or data.get("max_tokens"),
         temperature=data.get("temperature"),
         sampling={k: body[k] for k in SAMPLING_PARAMS if body.get(k) is not None},

@@ -44,3 +44,18 @@ def savings_percent(*, cost_usd: Decimal, baseline_usd: Decimal) -> Decimal:
     if baseline_usd == 0:
         return Decimal("0.0")
     return ((baseline_usd - cost_usd) * 100 / baseline_usd).quantize(Decimal("0.1"))
+
+
+def batch_prices_per_mtok(
+    *, input_per_mtok_usd: Decimal, output_per_mtok_usd: Decimal, discount_percent: Decimal
+) -> tuple[Decimal, Decimal]:
+    """Return the model's (input, output) batch prices per 1M tokens.
+
+    Batch input gets no extra prompt-cache discount: the batch price is the one billed for
+    every input token, so on batch rows the whole saving below list price is the batch layer."""
+    factor = (Decimal(100) - discount_percent) / Decimal(100)
+    places = Decimal("0.0001")  # the price fields' 4 places: stored prices reproduce the cost
+    return (
+        (input_per_mtok_usd * factor).quantize(places, rounding=ROUND_HALF_EVEN),
+        (output_per_mtok_usd * factor).quantize(places, rounding=ROUND_HALF_EVEN),
+    )

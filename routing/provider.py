@@ -1,11 +1,13 @@
 """The only module that talks to model providers: one call, a typed result, typed errors."""
 
 import asyncio
+import json
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TypedDict, Unpack
+from typing import NamedTuple, TypedDict, Unpack
 
+import httpx2
 import openai
 from django.conf import settings
 
@@ -101,12 +103,16 @@ def _async_client_for(model: ModelSpec) -> tuple[openai.AsyncOpenAI, bool]:
     return client, sandbox
 
 
+async def clients_close() -> None:
+    """Close this event loop's clients (a loop that ends: tests, scripts)."""
+    for client in _async_clients.pop(asyncio.get_running_loop(), {}).values():
+        await client.close()
+
+
 def _build_client(key: tuple, sandbox: bool) -> openai.AsyncOpenAI:
     # The SDK's own retries are off: the router's retry loop (services) is the only one.
     options = {"timeout": settings.UPSTREAM_TIMEOUT_S, "max_retries": 0}
     if sandbox:
-        import httpx2
-
         from routing import sandbox as sandbox_upstream
 
         http_client = httpx2.AsyncClient(transport=sandbox_upstream.transport())
@@ -114,6 +120,10 @@ def _build_client(key: tuple, sandbox: bool) -> openai.AsyncOpenAI:
             api_key="sandbox", base_url=SANDBOX_BASE_URL, http_client=http_client, **options
         )
     base_url, api_key = key[0], key[1]
+    if settings.UPSTREAM_HTTP_CLIENT == "aiohttp":
+        # The SDK's aiohttp transport: httpx's pool checks every idle connection with a
+        # select() on each request, a cost that grows with the connections kept open.
+        options["http_client"] = openai.DefaultAioHttpClient(timeout=settings.UPSTREAM_TIMEOUT_S)
     # A keyless OpenAI-compatible endpoint (a local server) still needs a non-empty key.
     return openai.AsyncOpenAI(api_key=api_key or "no-key", base_url=base_url, **options)
 
@@ -142,9 +152,18 @@ def _request_params(
     return params
 
 
+def _refused(exc: BaseException) -> bool:
+    # aiohttp's transport reports a refused connection as a connect timeout: look underneath.
+    while exc is not None:
+        if isinstance(exc, ConnectionRefusedError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _provider_error(exc: Exception, model: ModelSpec) -> ProviderError:
     """Translate an SDK or transport exception into our typed error."""
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and not _refused(exc):
         return ProviderTimeout(f"{model.name} did not answer in time")
     if isinstance(exc, openai.APIConnectionError):
         return ProviderUnreachable(f"{model.name} endpoint unreachable")
@@ -183,19 +202,36 @@ async def achat_complete(
     """Return the upstream's answer for one chat completion, or raise a ProviderError."""
     client, sandbox = _async_client_for(model)
     params = _request_params(model=model, messages=messages, max_tokens=max_tokens, **options)
+    timeout = params.pop("timeout", None)
     try:
-        response = await client.chat.completions.create(**params)
+        # The SDK's request (auth, headers, errors) without its typed layer: walking the
+        # params' TypedDicts and building pydantic models was a third of the gateway's CPU,
+        # and we read five fields of the answer.
+        raw = await client.post(
+            "/chat/completions",
+            body=params,
+            cast_to=bytes,
+            options={"timeout": timeout} if timeout is not None else {},
+        )
+        response = json.loads(raw)
     except SDK_ERRORS as exc:
         raise _provider_error(exc, model) from exc
     return _result_from(response, model=model, sandbox=sandbox)
 
 
+class UpstreamChunk(NamedTuple):
+    """One server-sent event of an upstream stream: its JSON as sent, and parsed."""
+
+    raw: bytes
+    data: dict
+
+
 @dataclass
 class UpstreamStream:
-    """An open upstream stream: iterate chunks; failures after the first byte raise
-    ProviderError too. `usage` is filled from the final chunk."""
+    """An open upstream stream: iterate UpstreamChunks; failures after the first byte raise
+    ProviderError too."""
 
-    chunks: AsyncIterator
+    chunks: AsyncIterator[UpstreamChunk]
     sandbox: bool
     close: object
 
@@ -206,38 +242,59 @@ async def achat_stream_open(
     """Open a streamed completion (asking for the usage chunk); errors before any byte raise."""
     client, sandbox = _async_client_for(model)
     params = _request_params(model=model, messages=messages, max_tokens=max_tokens, **options)
+    timeout = params.pop("timeout", None)
+    params.update(stream=True, stream_options={"include_usage": True})
     try:
-        stream = await client.chat.completions.create(
-            **params, stream=True, stream_options={"include_usage": True}
+        # The raw response: its events are passed on as the upstream wrote them, parsed once
+        # with json, never rebuilt as pydantic models and serialised again.
+        response = await client.post(
+            "/chat/completions",
+            body=params,
+            cast_to=httpx2.Response,
+            stream=True,
+            options={"timeout": timeout} if timeout is not None else {},
         )
     except SDK_ERRORS as exc:
         raise _provider_error(exc, model) from exc
 
     async def chunks():
         try:
-            async for chunk in stream:
-                yield chunk
-        except SDK_ERRORS as exc:
-            raise _provider_error(exc, model) from exc
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue  # blank separators, comments, event names
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    return
+                data = json.loads(payload)
+                if not isinstance(data, dict):
+                    raise ValueError("an event that is not a JSON object")
+                if data.get("error"):
+                    message = (data["error"] or {}).get("message") or "stream error"
+                    raise ProviderError(f"{model.name} stream failed: {message}")
+                yield UpstreamChunk(payload.encode(), data)
+        except ProviderError:
+            raise
+        except ValueError as exc:
+            raise ProviderBadResponse(f"{model.name} sent a malformed event") from exc
         except Exception as exc:  # the transport broke mid-stream (reset, protocol error)
             raise ProviderUnreachable(f"{model.name} stream broke: {type(exc).__name__}") from exc
 
-    return UpstreamStream(chunks=chunks(), sandbox=sandbox, close=stream.close)
+    return UpstreamStream(chunks=chunks(), sandbox=sandbox, close=response.aclose)
 
 
-def _result_from(response: object, *, model: ModelSpec, sandbox: bool) -> ProviderResult:
+def _result_from(response: dict, *, model: ModelSpec, sandbox: bool) -> ProviderResult:
     try:
-        choice = response.choices[0]
-        usage = response.usage
-        details = usage.prompt_tokens_details
+        choice = response["choices"][0]
+        usage = response["usage"]
+        details = usage.get("prompt_tokens_details") or {}
         return ProviderResult(
-            content=choice.message.content or "",
-            input_tokens=usage.prompt_tokens,
-            cached_tokens=(details.cached_tokens or 0) if details else 0,
-            output_tokens=usage.completion_tokens,
-            finish_reason=choice.finish_reason or "",
-            upstream_id=response.id or "",
+            content=choice["message"].get("content") or "",
+            input_tokens=int(usage["prompt_tokens"]),
+            cached_tokens=int(details.get("cached_tokens") or 0),
+            output_tokens=int(usage["completion_tokens"]),
+            finish_reason=choice.get("finish_reason") or "",
+            upstream_id=response.get("id") or "",
             sandbox=sandbox,
         )
-    except (AttributeError, IndexError, TypeError) as exc:
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
         raise ProviderBadResponse(f"{model.name} sent a response without choices or usage") from exc

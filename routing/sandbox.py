@@ -21,6 +21,7 @@ from collections import OrderedDict, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from routing import tokens
+from routing.quality import JUDGE_MARKER
 
 FAULTS = ("400", "429", "500", "503", "reset", "timeout", "malformed", "midstream")
 MIDSTREAM_BREAK_AFTER = 2  # content chunks sent before an injected mid-stream break
@@ -191,6 +192,8 @@ def _answer(body: dict, model: str, messages: list) -> tuple[str, dict]:
     n_words = min(12 + digest[0] % 60, limit)
     words = [WORDS[(digest[i % 32] + i) % len(WORDS)] for i in range(n_words)]
     content = f"[sandbox {model}] " + " ".join(words) + "."
+    if messages and JUDGE_MARKER in str(messages[0].get("content", "")):
+        content = _judge_reply(str(messages[-1].get("content", "")))
     completion_tokens = min(tokens.count_text_tokens(content)[0], limit)
     usage = {
         "prompt_tokens": prompt_tokens,
@@ -199,6 +202,30 @@ def _answer(body: dict, model: str, messages: list) -> tuple[str, dict]:
         "prompt_tokens_details": {"cached_tokens": min(cached, prompt_tokens)},
     }
     return content, usage
+
+
+def _judge_reply(user: str) -> str:
+    """A synthetic, deterministic judge verdict (shadow evaluation in the sandbox).
+
+    Longer requests favour the premium answer more often; about one request in ten gets a
+    judge that always picks the answer shown first (position bias), so the two orders
+    disagree and combine to a tie. Verdicts are made up: they exercise the pipeline only."""
+    request = user.partition("[REQUEST]\n")[2].partition("\n[/REQUEST]")[0]
+    answer_a = user.partition("[ANSWER A]\n")[2]
+    digest = hashlib.sha256(request.encode()).digest()
+    difficulty = min(len(request) / 600, 1.0)
+    draw = digest[0] / 255
+    if digest[1] % 10 == 0:
+        choice, reason = "A", "Answer A reads slightly better."
+    elif draw < 0.01 + 0.6 * difficulty**2:
+        premium_is_a = "mini" not in answer_a.partition("]")[0]
+        choice, reason = ("A" if premium_is_a else "B"), "It covers more of the request."
+    elif draw < 0.5:
+        choice, reason = "tie", "Both answer the request equally well."
+    else:
+        premium_is_a = "mini" not in answer_a.partition("]")[0]
+        choice, reason = ("B" if premium_is_a else "A"), "It is as correct and more concise."
+    return json.dumps({"verdict": choice, "reason": f"[sandbox judge] {reason}"})
 
 
 def _stream(
@@ -255,6 +282,11 @@ def transport():
             yield payload
 
     def answer(request: "httpx2.Request") -> "httpx2.Response":
+        batch_api = handle_batch_api(
+            request.method, request.url.path, dict(request.headers), request.read()
+        )
+        if batch_api is not None:
+            return httpx2.Response(batch_api[0], headers=batch_api[1], content=batch_api[2])
         try:
             status, headers, payload = handle(request.url.path, request.read())
         except SandboxTimeout:
@@ -292,6 +324,10 @@ class _Handler(BaseHTTPRequestHandler):
             state.inject(*json.loads(raw or b"{}").get("faults", []))
             self._send(204, {}, b"")
             return
+        batch_api = handle_batch_api("POST", self.path, dict(self.headers.items()), raw)
+        if batch_api is not None:
+            self._send(*batch_api)
+            return
         time.sleep(state.latency_ms / 1000)
         try:
             status, headers, payload = handle(self.path, raw)
@@ -324,6 +360,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
     def do_GET(self) -> None:  # noqa: N802
+        batch_api = handle_batch_api("GET", self.path, dict(self.headers.items()), b"")
+        if batch_api is not None:
+            self._send(*batch_api)
+            return
         if self.path.endswith("/models"):
             body = {"object": "list", "data": [{"id": "sandbox", "object": "model"}]}
             self._send(200, {"content-type": "application/json"}, json.dumps(body).encode())
@@ -371,3 +411,209 @@ if __name__ == "__main__":
         threading.Event().wait()
     except KeyboardInterrupt:
         server.shutdown()
+
+
+# --- Files and Batches (the Batch API), for batch jobs -----------------------------------
+
+
+class SandboxBatches:
+    """Uploaded files and batches, with knobs for tests: how many polls a batch takes, hold it
+    in progress, its final status, which items fail, how many an expired batch delivered."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.files: dict[str, bytes] = {}
+            self.batches: dict[str, dict] = {}
+            self.polls_to_complete = 2  # validating, in_progress, then the final status
+            self.hold = False  # keep every batch in_progress until released
+            self.outcome = "completed"  # or "failed", "expired", "cancelled"
+            self.fail_ids: set[str] = set()  # custom_ids answered with an error line
+            self.expire_keep = 0  # items of an expired batch that still got an answer
+            self.creates = 0
+            self.uploads = 0
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}-sbx-{len(self.files) + len(self.batches) + 1:06d}"
+
+    def upload(self, content: bytes) -> dict:
+        with self._lock:
+            file_id = self._new_id("file")
+            self.files[file_id] = content
+            self.uploads += 1
+        return _file_object(file_id, content, "batch")
+
+    def create(self, body: dict) -> tuple[int, dict]:
+        with self._lock:
+            if body.get("input_file_id") not in self.files:
+                return 404, {"message": "No such file", "code": "not_found"}
+            batch_id = self._new_id("batch")
+            self.batches[batch_id] = {
+                "id": batch_id,
+                "object": "batch",
+                "endpoint": body.get("endpoint", "/v1/chat/completions"),
+                "errors": None,
+                "input_file_id": body["input_file_id"],
+                "completion_window": body.get("completion_window", "24h"),
+                "status": "validating",
+                "output_file_id": None,
+                "error_file_id": None,
+                "created_at": int(time.time()),
+                "expires_at": int(time.time()) + 86_400,
+                "metadata": body.get("metadata") or {},
+                "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                "_polls": 0,
+            }
+            self.creates += 1
+            return 200, self._public(self.batches[batch_id])
+
+    def retrieve(self, batch_id: str) -> dict | None:
+        """Each retrieve is a poll: the batch moves on one step (unless held)."""
+        with self._lock:
+            batch = self.batches.get(batch_id)
+            if batch is None:
+                return None
+            if batch["status"] in ("validating", "in_progress"):
+                batch["_polls"] += 1
+                if self.hold or batch["_polls"] < self.polls_to_complete:
+                    batch["status"] = "in_progress"
+                else:
+                    self._finish(batch)
+            return self._public(batch)
+
+    def list(self) -> list[dict]:
+        with self._lock:
+            return [self._public(b) for b in reversed(self.batches.values())]
+
+    @staticmethod
+    def _public(batch: dict) -> dict:
+        return {k: v for k, v in batch.items() if not k.startswith("_")}
+
+    def _finish(self, batch: dict) -> None:
+        lines = [json.loads(line) for line in self.files[batch["input_file_id"]].splitlines()]
+        batch["request_counts"]["total"] = len(lines)
+        if self.outcome in ("failed", "cancelled"):
+            batch["status"] = self.outcome
+            if self.outcome == "failed":
+                error = {"code": "invalid_request", "message": "sandbox: batch failed"}
+                batch["errors"] = {"object": "list", "data": [{**error, "line": None}]}
+            return
+        answered = lines[: self.expire_keep] if self.outcome == "expired" else lines
+        output, errors = [], []
+        for index, line in enumerate(answered):
+            custom_id = line["custom_id"]
+            request_id = f"req-sbx-{batch['id']}-{index}"
+            if custom_id in self.fail_ids:
+                error = {"message": "sandbox: item failed", "type": "invalid_request_error"}
+                body = {"error": error}
+                response = {"status_code": 400, "request_id": request_id, "body": body}
+                errors.append({"id": f"batch_req_{index}", "custom_id": custom_id,
+                               "response": response, "error": None})  # fmt: skip
+                continue
+            body = line["body"]
+            content, usage = _answer(body, body["model"], body["messages"])
+            completion = {
+                "id": "chatcmpl-sbx-" + hashlib.sha256(content.encode()).hexdigest()[:24],
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": usage,
+            }
+            response = {"status_code": 200, "request_id": request_id, "body": completion}
+            output.append({"id": f"batch_req_{index}", "custom_id": custom_id,
+                           "response": response, "error": None})  # fmt: skip
+        for key, rows in (("output_file_id", output), ("error_file_id", errors)):
+            if rows:
+                file_id = self._new_id("file")
+                self.files[file_id] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+                batch[key] = file_id
+        batch["request_counts"]["completed"] = len(output)
+        batch["request_counts"]["failed"] = len(errors)
+        batch["status"] = "expired" if self.outcome == "expired" else "completed"
+
+
+batches = SandboxBatches()
+
+
+def _file_object(file_id: str, content: bytes, purpose: str) -> dict:
+    return {
+        "id": file_id,
+        "object": "file",
+        "bytes": len(content),
+        "created_at": int(time.time()),
+        "filename": "batch.jsonl",
+        "purpose": purpose,
+        "status": "processed",
+    }
+
+
+def _multipart_file(content_type: str, raw_body: bytes) -> bytes | None:
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw_body
+    )
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "file":
+            return part.get_payload(decode=True)
+    return None
+
+
+def _json_response(status: int, body: dict) -> tuple[int, dict, bytes]:
+    return status, {"content-type": "application/json"}, json.dumps(body).encode()
+
+
+def handle_batch_api(
+    method: str, path: str, headers: dict, raw_body: bytes
+) -> tuple[int, dict, bytes] | None:
+    """Answer a Files or Batches request, or None when the path is not one of them.
+
+    Uploads and creates take injected faults ("429", "500", "503", "400") like completions."""
+    path = path.split("?", 1)[0]
+    headers = {k.lower(): v for k, v in headers.items()}
+    parts = path.strip("/").split("/")  # ["v1", "files", ...] or ["v1", "batches", ...]
+    if len(parts) < 2 or parts[0] != "v1" or parts[1] not in ("files", "batches"):
+        return None
+    if method == "POST" and len(parts) == 2:
+        fault = state.next_fault()
+        if fault in ("429", "500", "503", "400"):
+            status = int(fault)
+            kind = "invalid_request_error" if status == 400 else "server_error"
+            return _error(status, f"sandbox injected {fault}", kind, "sandbox_fault")
+    if parts[1] == "files":
+        if method == "POST" and len(parts) == 2:
+            content = _multipart_file(headers.get("content-type", ""), raw_body)
+            if content is None:
+                return _error(400, "No file part", "invalid_request_error", "invalid_body")
+            return _json_response(200, batches.upload(content))
+        if method == "GET" and len(parts) == 4 and parts[3] == "content":
+            content = batches.files.get(parts[2])
+            if content is None:
+                return _error(404, "No such file", "invalid_request_error", "not_found")
+            return 200, {"content-type": "application/octet-stream"}, content
+    if parts[1] == "batches":
+        if method == "POST" and len(parts) == 2:
+            status, body = batches.create(json.loads(raw_body or b"{}"))
+            if status != 200:
+                return _error(status, body["message"], "invalid_request_error", body["code"])
+            return _json_response(200, body)
+        if method == "GET" and len(parts) == 2:
+            data = batches.list()
+            return _json_response(200, {"object": "list", "data": data, "has_more": False})
+        if method == "GET" and len(parts) == 3:
+            batch = batches.retrieve(parts[2])
+            if batch is None:
+                return _error(404, "No such batch", "invalid_request_error", "not_found")
+            return _json_response(200, batch)
+    return _error(404, f"Unknown path {path}", "invalid_request_error", "not_found")

@@ -276,7 +276,9 @@ def rollout_arm_metrics(*, start: datetime, end: datetime) -> dict[str, dict]:
 def category_traffic_share(*, days: int, now: datetime) -> dict[str, Decimal]:
     """Return each category's share (percent) of the last `days` of traffic."""
     rows = (
-        UsageRecord.objects.filter(created_at__gte=now - timedelta(days=days), created_at__lt=now)
+        UsageRecord.objects.filter(
+            created_at__gte=now - timedelta(days=days), created_at__lt=now, qa=False
+        )
         .values("category")
         .annotate(n=Count("id"))
         .order_by()

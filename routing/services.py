@@ -22,6 +22,7 @@ from routing.circuit import OPEN as CIRCUIT_OPEN
 from routing.circuit import circuit_allows, circuit_record
 from routing.db import db_call
 from routing.engine import Arm, Decision, ModelSpec, Policy, RouteRequest, RoutingError, route
+from routing.inflight import inflight_forget, inflight_overdue, inflight_remember
 from routing.models import (
     ApiKey,
     BudgetPeriod,
@@ -52,6 +53,7 @@ from routing.selectors import (
     policy_cache_clear,
     policy_get,
 )
+from routing.shadow import shadow_offer
 from routing.tokens import count_message_tokens, count_text_tokens
 from usage.models import Status, TokenSource
 from usage.services import usage_record
@@ -173,6 +175,7 @@ class _Call:
     cache_key: str | None
     started_at: datetime
     started: float
+    remembered_in: str = "table"  # where its in-flight record is: "table" or "redis"
 
     @property
     def decision(self) -> Decision:
@@ -212,8 +215,7 @@ def _call_prepare(*, api_key: ApiKey, request: CompletionRequest) -> _Call:
         started_at=timezone.now(),
         started=time.perf_counter(),
     )
-    _admission_open(call)
-    return call
+    return replace(call, remembered_in=_admission_open(call))
 
 
 def _response_cache_key(
@@ -318,6 +320,10 @@ def _call_record(call: _Call, outcome: _Outcome):
     """Write the call's one ledger row, release its admission and settle its budget, in one
     transaction: a row is written whole or not at all."""
     fields = _ledger_fields(call, outcome)
+    if call.remembered_in == REMEMBERED_IN_REDIS:
+        record = usage_record(**fields)  # one INSERT, its own transaction
+        inflight_forget(call.request_id)
+        return record
     with transaction.atomic():
         record = usage_record(**fields)
         _admission_close(
@@ -481,9 +487,13 @@ def _worst_case_cost(call: _Call) -> Decimal:
     )
 
 
-def _admission_open(call: _Call) -> None:
+REMEMBERED_IN_TABLE, REMEMBERED_IN_REDIS = "table", "redis"
+
+
+def _admission_open(call: _Call) -> str:
     """Record the request as in flight and, for a key with a budget, reserve its worst case
-    under a row lock, so concurrent requests cannot overshoot the budget together."""
+    under a row lock, so concurrent requests cannot overshoot the budget together. Returns
+    where the in-flight record went (Redis only for keys without a budget)."""
     limit = call.api_key.monthly_budget_usd
     lost = _Outcome(
         input_tokens=call.plan.prompt_tokens,
@@ -497,13 +507,17 @@ def _admission_open(call: _Call) -> None:
         seconds=call.decision.rule.deadline_s + INFLIGHT_GRACE_S
     )
     if limit is None:
+        if inflight_remember(
+            request_id=call.request_id, deadline_at=deadline_at, ledger_fields=fields
+        ):
+            return REMEMBERED_IN_REDIS
         InFlightRequest.objects.create(
             request_id=call.request_id,
             api_key=call.api_key,
             deadline_at=deadline_at,
             ledger_fields=fields,
         )
-        return
+        return REMEMBERED_IN_TABLE
     reserve = _worst_case_cost(call)
     with transaction.atomic():
         period, _ = BudgetPeriod.objects.select_for_update().get_or_create(
@@ -522,6 +536,7 @@ def _admission_open(call: _Call) -> None:
             deadline_at=deadline_at,
             ledger_fields=fields,
         )
+    return REMEMBERED_IN_TABLE
 
 
 def _admission_close(request_id: str, *, cost_usd: Decimal, reserved: bool = True) -> None:
@@ -606,6 +621,15 @@ def inflight_sweep(*, now: datetime) -> int:
             usage_record(**inflight.ledger_fields)
             _admission_close(inflight.request_id, cost_usd=Decimal("0"))
             swept += 1
+    for request_id, fields in inflight_overdue(now=now):
+        if fields is not None:
+            try:
+                with transaction.atomic():
+                    usage_record(**fields)
+                swept += 1
+            except IntegrityError:
+                pass  # recorded after all: only its forget was lost
+        inflight_forget(request_id)
     return swept
 
 
@@ -761,6 +785,7 @@ async def completion_create(*, api_key: ApiKey, request: CompletionRequest) -> C
         raise await _record_failure(call, failure) from failure.error
     outcome = _outcome_from_result(result, model=model, attempts=attempts)
     record = await db_call(_call_record, call, outcome)
+    shadow_offer(call=call, outcome=outcome)  # a sampled cheap answer is judged later, off-path
     if call.cache_key and model == call.decision.model:
         await _cache_set(call, _cache_value(outcome, record))
     return _result(call, outcome, record)
@@ -834,18 +859,22 @@ async def _stream_relay(
     finished = False
     try:
         async for chunk in upstream.chunks:
-            if chunk.usage is not None:
-                usage = chunk.usage
-            if chunk.choices:
-                choice = chunk.choices[0]
-                if choice.delta and choice.delta.content:
-                    parts.append(choice.delta.content)
-                finish_reason = choice.finish_reason or finish_reason
+            data = chunk.data
+            if data.get("usage"):
+                usage = data["usage"]
+            choices = data.get("choices")
+            if choices:
+                choice = choices[0]
+                content = (choice.get("delta") or {}).get("content")
+                if content:
+                    parts.append(content)
+                finish_reason = choice.get("finish_reason") or finish_reason
             elif not include_usage:
                 continue  # the usage chunk we asked for on our own account
-            if not include_usage and chunk.usage is not None:
-                chunk.usage = None
-            yield b"data: " + chunk.model_dump_json(exclude_unset=True).encode() + b"\n\n"
+            if not include_usage and data.get("usage"):
+                yield _sse({**data, "usage": None})
+                continue
+            yield b"data: " + chunk.raw + b"\n\n"
         # Record before [DONE], so a client that saw the end finds the row.
         outcome = _stream_outcome(call, upstream.sandbox, parts, usage, finish_reason)
         outcome = replace(outcome, model=model, attempts=attempts)
@@ -872,6 +901,7 @@ async def _stream_relay(
 
 async def _stream_finish(call: _Call, outcome: _Outcome, upstream) -> None:
     record = await db_call(_call_record, call, outcome)
+    shadow_offer(call=call, outcome=outcome)
     if outcome.status != Status.OK:
         await upstream.close()
     elif call.cache_key and outcome.model in (None, call.decision.model):
@@ -890,12 +920,12 @@ def _stream_outcome(
 ) -> _Outcome:
     content = "".join(parts)
     if usage is not None:
-        details = usage.prompt_tokens_details
+        details = usage.get("prompt_tokens_details") or {}
         return _Outcome(
             content=content,
-            input_tokens=usage.prompt_tokens,
-            cached_tokens=(details.cached_tokens or 0) if details else 0,
-            output_tokens=usage.completion_tokens,
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            cached_tokens=int(details.get("cached_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
             finish_reason=finish_reason,
             sandbox=sandbox,
             streamed=True,

@@ -1,7 +1,9 @@
 from celery import shared_task
 from django.utils import timezone
 
+from routing.batches import provider_batch_poll, provider_batch_submit, provider_batches_due
 from routing.services import idempotency_purge, inflight_sweep
+from routing.shadow import shadow_evaluate
 
 
 @shared_task
@@ -14,3 +16,33 @@ def inflight_sweep_run() -> int:
 def idempotency_purge_run() -> int:
     """Delete Idempotency-Keys past their 24 hours."""
     return idempotency_purge(now=timezone.now())
+
+
+@shared_task
+def quality_shadow_evaluate(token: str) -> int | None:
+    """Replay and judge one sampled cheap-tier answer (the job is encrypted)."""
+    evaluation = shadow_evaluate(token=token)
+    return evaluation.pk if evaluation else None
+
+
+@shared_task
+def provider_batch_submit_run(provider_batch_id: int) -> str:
+    """Upload and create one provider batch, if due."""
+    return provider_batch_submit(provider_batch_id=provider_batch_id, now=timezone.now())
+
+
+@shared_task
+def provider_batch_poll_run(provider_batch_id: int) -> str:
+    """Poll one provider batch, if due, and collect it once final."""
+    return provider_batch_poll(provider_batch_id=provider_batch_id, now=timezone.now())
+
+
+@shared_task
+def batch_advance_due() -> dict:
+    """The beat's sweep: queue the submissions and polls that are due (state in the DB)."""
+    due = provider_batches_due(now=timezone.now())
+    for provider_batch_id in due["submit"]:
+        provider_batch_submit_run.delay(provider_batch_id)
+    for provider_batch_id in due["poll"]:
+        provider_batch_poll_run.delay(provider_batch_id)
+    return due

@@ -25,6 +25,12 @@ def _sandbox_upstream(settings):
     settings.ROUTER_ATTEMPTS_PER_MODEL = 1
     settings.ROUTER_BACKOFF_BASE_S = 0.001
     settings.ROUTER_BACKOFF_MAX_S = 0.01
+    # Database work on the test's own connection (in its transaction); asgi_server uses the
+    # production threads.
+    settings.DATABASE_THREADS = 0
+    # Tests make an event loop per call: httpx's clients need no closing when it ends
+    # (test_provider runs the production transport, aiohttp, and closes its clients).
+    settings.UPSTREAM_HTTP_CLIENT = "httpx"
     sandbox.state.reset()
     policy_cache_clear()
     api_key_cache_clear()
@@ -82,9 +88,10 @@ def sandbox_state():
 
 
 @pytest.fixture
-def asgi_server(transactional_db):
+def asgi_server(transactional_db, settings):
     """Our ASGI app under a real uvicorn server on 127.0.0.1 (a thread of this process, so it
-    shares the test database and settings). Yields the base URL."""
+    shares the test database and settings), with database threads as in production. Yields
+    the base URL."""
     import socket
     import threading
     import time
@@ -92,7 +99,9 @@ def asgi_server(transactional_db):
     import uvicorn
 
     from huntaze.asgi import application
+    from routing.db import db_threads_stop
 
+    settings.DATABASE_THREADS = 2
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(application, log_level="warning", lifespan="off")
@@ -107,6 +116,7 @@ def asgi_server(transactional_db):
     server.should_exit = True
     thread.join(timeout=10)
     sock.close()
+    db_threads_stop()  # their connections would keep the test database from being dropped
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from rest_framework.exceptions import ValidationError
 
 from usage.apis import month_parse
 from usage.exports import CONTENT_TYPES, report_file
-from usage.models import MonthlyReport, UsageRecord
+from usage.models import MonthlyReport, QualityEvaluation, UsageRecord
 from usage.selectors import monthly_cost_report
 
 
@@ -36,7 +36,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "baseline_cost_usd",
         "latency_ms",
     ]
-    list_filter = ["status", "tier", "category", "sandbox"]
+    list_filter = ["status", "tier", "category", "sandbox", "qa"]
     list_select_related = ["api_key"]
     search_fields = ["request_id", "end_user"]
     date_hierarchy = "created_at"
@@ -162,4 +162,36 @@ class MonthlyReportAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(QualityEvaluation)
+class QualityEvaluationAdmin(admin.ModelAdmin):
+    """Shadow evaluations: read-only, like the ledger they are billed in (rows flagged qa)."""
+
+    list_display = [
+        "created_at",
+        "request_id",
+        "category",
+        "complexity",
+        "verdict",
+        "verdict_ab",
+        "verdict_ba",
+        "cheap_model",
+        "premium_model",
+        "judge_model",
+        "extra_cost_usd",
+        "sandbox",
+    ]
+    list_filter = ["verdict", "category", "sandbox"]
+    search_fields = ["request_id"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False

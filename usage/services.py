@@ -16,6 +16,7 @@ from usage.models import (
     LATENCY_BOUNDS_MS,
     Granularity,
     MonthlyReport,
+    QualityEvaluation,
     ReportFormat,
     Status,
     UsageEndUserDay,
@@ -33,6 +34,8 @@ ROLLUP_LOCK_KEY = 0x687A5F726F6C6C  # any constant bigint: the rollup writers' a
 def usage_record(**fields) -> UsageRecord:
     """Append one ledger row; rows are never updated afterwards."""
     record = UsageRecord.objects.create(**fields)
+    if record.qa:
+        return record  # quality-assurance spend is not traffic: kept out of the metrics
     transaction.on_commit(
         lambda: call_observe(
             tier=record.tier,
@@ -253,3 +256,11 @@ def usage_text_purge(*, now: datetime) -> int:
         prompt_text="", response_text=""
     )
     return old.update(prompt_text="", response_text="")
+
+
+def quality_evaluation_record(**fields) -> QualityEvaluation:
+    """Store one shadow evaluation (or return the one already stored for its request)."""
+    evaluation, _ = QualityEvaluation.objects.get_or_create(
+        request_id=fields.pop("request_id"), defaults=fields
+    )
+    return evaluation

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.html import json_script
 from django.views.decorators.http import require_GET
 
+from routing.quality_selectors import quality_panel
 from usage.metrics import metrics_render
 from usage.selectors import WINDOWS, dashboard_metrics
 
@@ -48,6 +49,7 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
             ),
             "data_url": reverse("usage-dashboard-data"),
             "refresh_ms": settings.DASHBOARD_REFRESH_S * 1000,
+            "quality": quality_panel(now=timezone.now()),
         },
     )
 

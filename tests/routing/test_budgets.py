@@ -138,3 +138,31 @@ def test_cache_outage_fails_open(api_client, api_key, policy, monkeypatch):
     body = {"messages": [{"role": "user", "content": "Is this spam?"}], "category": "moderation"}
     assert _post(api_client, body).status_code == 200  # response cache and limits skipped
     assert UsageRecord.objects.get().status == "ok"
+
+
+@pytest.mark.django_db
+def test_with_redis_a_lost_call_without_budget_is_swept_from_redis(api_key, policy, settings):
+    from redis import Redis
+
+    if not settings.REDIS_URL:
+        pytest.skip("needs REDIS_URL (the PostgreSQL + Redis pass of .ci/run)")
+    # given a request admitted for a key without a budget, whose worker dies
+    call = _call_prepare(api_key=api_key[0], request=CompletionRequest(messages=HELLO))
+    assert call.remembered_in == "redis"
+    assert InFlightRequest.objects.count() == 0
+    # when the sweeper runs before and after the deadline
+    assert inflight_sweep(now=timezone.now()) == 0
+    assert inflight_sweep(now=timezone.now() + timedelta(hours=1)) == 1
+    # then one abandoned row, and nothing left to sweep
+    row = UsageRecord.objects.get()
+    assert (row.request_id, row.status, row.cost_usd) == (call.request_id, "abandoned", 0)
+    assert inflight_sweep(now=timezone.now() + timedelta(hours=2)) == 0
+    assert not Redis.from_url(settings.REDIS_URL).exists("huntaze:inflight:fields")
+
+
+@pytest.mark.django_db
+def test_without_redis_in_flight_records_use_the_table(api_key, policy, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens: Redis is "down"
+    call = _call_prepare(api_key=api_key[0], request=CompletionRequest(messages=HELLO))
+    assert call.remembered_in == "table"
+    assert InFlightRequest.objects.filter(request_id=call.request_id).exists()

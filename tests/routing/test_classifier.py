@@ -2,7 +2,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.classifier import CategoryKeywords, Classification, classify, find_trigger
+from routing.classifier import (
+    WINDOW_HEAD_CHARS,
+    WINDOW_TAIL_CHARS,
+    CategoryKeywords,
+    Classification,
+    classify,
+    find_trigger,
+)
 from routing.defaults import DEFAULT_CLASSIFIER_KEYWORDS, DEFAULT_CRITICAL_TRIGGERS
 
 CATEGORIES = (
@@ -134,6 +141,56 @@ def test_category_keywords_are_frozen_and_hashable_by_content():
     assert category == CategoryKeywords("legal", {"contract": 2.0})
     with pytest.raises(TypeError):
         category.keywords["contract"] = 1.0  # type: ignore[index]
+
+
+def test_phrase_found_even_when_its_words_also_appear_apart():
+    text = "miss the bus, miss... you, then you"
+
+    assert _classify(text).matched == ("miss you",)
+
+
+def test_a_long_text_is_read_at_its_start_and_its_end():
+    filler = "lorem ipsum dolor " * 400
+
+    start = _classify("Check this contract. " + filler)
+    end = _classify(filler + " Can they sue me?")
+    middle = _classify(filler[:1500] + " contract clause " + filler[:1500])
+
+    assert (start.category, end.category) == ("legal", "legal")
+    assert middle.fell_back
+    assert len(filler) > WINDOW_HEAD_CHARS + WINDOW_TAIL_CHARS
+
+
+@pytest.mark.parametrize("at", [0, 700, 790, 2000, 4000, 5990])
+def test_a_trigger_is_found_anywhere_in_a_long_text(at):
+    filler = "lorem ipsum dolor sit amet " * 240  # 6,480 characters
+    text = filler[:at] + " we will file a lawsuit " + filler[at:]
+
+    assert find_trigger(text, ["chargeback", "lawsuit"]) == "lawsuit"
+    assert find_trigger(text, ["chargeback"]) is None
+
+
+def test_trigger_is_found_at_the_end_of_a_long_conversation():
+    history = "hey babe how was your day? " * 100
+
+    assert find_trigger(history + "I want my money back now", ["money back"]) == "money back"
+
+
+def test_terms_compiled_after_the_text_was_read_are_found_in_it():
+    text = "please escalate this chargeback"
+    assert _classify(text).category == "chatbot"  # reads the text before the terms exist
+
+    assert find_trigger(text, ["escalate"]) == "escalate"
+    assert _classify(text, (CategoryKeywords("billing", {"chargeback": 2.0}),), 0).matched == (
+        "chargeback",
+    )
+
+
+@given(text=st.text(max_size=300))
+def test_result_does_not_depend_on_which_string_object_is_passed(text):
+    copy = ("x" + text)[1:]  # equal, but another object: nothing is reused
+
+    assert _classify(text, DEFAULTS) == _classify(copy, DEFAULTS)
 
 
 def test_an_edited_policy_is_used_at_once():

@@ -69,3 +69,19 @@ def test_whatif_command_projects_a_draft_and_saves_nothing(policy, api_client):
         call_command("whatif", "{not json", stdout=StringIO())
     with pytest.raises(CommandError):
         call_command("whatif", '{"models": {"gpt-4o": {"input_per_mtok_usd": "x"}}}')
+
+
+def test_simulate_sends_deferrable_traffic_as_batches_and_prints_the_batch_layer(policy):
+    # given / when: every categorised analytics request goes through the Batch API
+    out = StringIO()
+    call_command("simulate", requests=300, batch_percent=100, stdout=out, stderr=StringIO())
+    # then
+    text = out.getvalue()
+    batch_rows = UsageRecord.objects.filter(batch=True)
+    assert batch_rows.exists()
+    assert not batch_rows.exclude(category__in=["analytics", "analytics_plus"]).exists()
+    assert UsageRecord.objects.count() == 300
+    layer = next(line for line in text.splitlines() if line.startswith("batch API"))
+    assert float(layer.split()[-2]) > 0
+    assert "(50.0% off)" in text
+    assert not PolicyVersion.objects.order_by("-id").first().snapshot["flags"]["batch"]["enabled"]

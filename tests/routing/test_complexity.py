@@ -2,12 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.complexity import (
-    WINDOW_HEAD_CHARS,
-    WINDOW_TAIL_CHARS,
-    ComplexityEstimate,
-    estimate_complexity,
-)
+from routing.classifier import WINDOW_HEAD_CHARS, WINDOW_TAIL_CHARS
+from routing.complexity import ComplexityEstimate, estimate_complexity
 
 SIGNAL_NAMES = {
     "length",
@@ -107,6 +103,13 @@ def test_constraints_raise_complexity():
 
     assert constrained.score > _estimate(base).score
     assert _points(constrained, "constraints") > 0
+
+
+def test_length_limits_are_a_number_then_a_unit_word():
+    estimate = _estimate("Give me 3 bullets, 150-characters each, 2  lines and 4 wordsmiths.")
+
+    detail = next(s.detail for s in estimate.signals if s.name == "constraints")
+    assert detail.startswith("2 length limits")
 
 
 def test_reasoning_vocabulary_raises_complexity():

@@ -1,6 +1,7 @@
 """The provider through the SDK: in-process sandbox, and a real HTTP server on 127.0.0.1."""
 
 import asyncio
+import json
 from decimal import Decimal
 
 import pytest
@@ -13,19 +14,34 @@ from routing.provider import (
     ProviderTimeout,
     ProviderUnreachable,
     achat_complete,
+    achat_stream_open,
+    clients_close,
 )
 
 
 def chat_complete(**kwargs):
-    return asyncio.run(achat_complete(**kwargs))
+    async def call():
+        try:
+            return await achat_complete(**kwargs)
+        finally:
+            await clients_close()
+
+    return asyncio.run(call())
 
 
 MODEL = ModelSpec("gpt-4o-mini", Tier.MINI, Decimal("0.15"), Decimal("0.075"), Decimal("0.60"))
 MESSAGES = [{"role": "user", "content": "hello there"}]
 
 
+@pytest.fixture(params=["aiohttp", "httpx"])
+def http_client(request, settings):
+    """Live mode goes through either of the SDK's transports (aiohttp in production)."""
+    settings.UPSTREAM_HTTP_CLIENT = request.param
+    return request.param
+
+
 @pytest.fixture
-def http_sandbox(http_upstream, settings):
+def http_sandbox(http_upstream, http_client, settings):
     settings.UPSTREAM_TIMEOUT_S = 1.0
     return http_upstream
 
@@ -92,9 +108,40 @@ def test_live_mode_real_http_errors_and_timeout(http_sandbox, sandbox_state):
         chat_complete(model=MODEL, messages=MESSAGES, max_tokens=10)
 
 
-def test_unreachable_endpoint_is_a_typed_error(settings):
+def test_unreachable_endpoint_is_a_typed_error(settings, http_client):
     settings.UPSTREAM_MODE = "live"
     settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # discard port: nothing listens
     settings.UPSTREAM_TIMEOUT_S = 1.0
     with pytest.raises(ProviderUnreachable):
         chat_complete(model=MODEL, messages=MESSAGES, max_tokens=10)
+
+
+def test_live_stream_passes_the_upstream_events_through(http_sandbox):
+    async def stream():
+        try:
+            upstream = await achat_stream_open(model=MODEL, messages=MESSAGES, max_tokens=20)
+            return [chunk async for chunk in upstream.chunks]
+        finally:
+            await clients_close()
+
+    chunks = asyncio.run(stream())
+    text = "".join(
+        (c.data["choices"] or [{}])[0].get("delta", {}).get("content") or "" for c in chunks
+    )
+    assert text.startswith("[sandbox gpt-4o-mini]")
+    assert chunks[-1].data["usage"]["completion_tokens"] > 0  # the usage chunk we asked for
+    assert all(json.loads(c.raw) == c.data for c in chunks)  # the bytes as the upstream sent
+
+
+def test_live_stream_broken_midway_is_a_typed_error(http_sandbox, sandbox_state):
+    sandbox_state.inject("midstream")
+
+    async def stream():
+        try:
+            upstream = await achat_stream_open(model=MODEL, messages=MESSAGES, max_tokens=20)
+            return [chunk async for chunk in upstream.chunks]
+        finally:
+            await clients_close()
+
+    with pytest.raises(ProviderError):
+        asyncio.run(stream())

@@ -1,0 +1,367 @@
+"""Shadow evaluation: replay a sample of cheap-tier answers on the premium model, judge them
+pairwise in both orders, store the verdict.
+
+The product's response never waits for any of it. The hot path only decides (a hash, no
+database read) and hands an encrypted job to a background thread, which publishes it to the
+Celery broker (or, with eager Celery in development and tests, runs it right there, after
+the response). The job carries the prompt and the cheap answer Fernet-encrypted with a key
+derived from SECRET_KEY and readable for QUALITY_SHADOW_TTL_S only: nothing sits in the
+broker in clear text, and the stored ledger text (USAGE_STORE_TEXT) is never read.
+"""
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, replace
+from decimal import Decimal
+from functools import lru_cache
+
+from cryptography.fernet import Fernet, InvalidToken
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from routing.engine import Arm, ModelSpec, Tier
+from routing.pricing import baseline_cost_usd, call_cost_usd
+from routing.provider import ProviderError, ProviderResult, achat_complete
+from routing.quality import (
+    JUDGE_MAX_OUTPUT_TOKENS,
+    JUDGE_ORDERS,
+    combine_verdicts,
+    judge_messages,
+    judge_pair,
+    judge_parse,
+    order_verdict,
+    shadow_sampled,
+)
+from routing.selectors import policy_get
+from routing.tokens import count_message_tokens
+from usage.models import QualityEvaluation, Status, TokenSource
+from usage.services import quality_evaluation_record, usage_record
+
+logger = logging.getLogger(__name__)
+
+REASONING_MAX_CHARS = 500
+JUDGE_REQUEST_MAX_CHARS = 8000
+_FAILURE_STATUS = {
+    "upstream_timeout": Status.UPSTREAM_TIMEOUT,
+    "upstream_rate_limited": Status.UPSTREAM_RATE_LIMITED,
+    "upstream_bad_response": Status.UPSTREAM_BAD_RESPONSE,
+}
+
+
+@dataclass(frozen=True)
+class ShadowJob:
+    """What the evaluation needs from the original request; travels encrypted."""
+
+    request_id: str
+    api_key_id: int
+    policy_version: int
+    category: str
+    complexity: float
+    complexity_source: str
+    cheap_model: str
+    premium_model: str
+    messages: list[dict]  # as sent to the cheap model (system prefix included)
+    request_text: str  # the user turns, for the judge
+    cheap_answer: str
+    max_tokens: int
+    temperature: float | None
+
+
+# --- hot path ---------------------------------------------------------------------------
+
+
+def shadow_offer(*, call, outcome) -> None:
+    """Hand a successful cheap-tier answer to shadow evaluation when it is sampled.
+
+    Called once the request's ledger row is written. Pure checks only (no database read):
+    cheap tier on the routed arm, not pinned, not a fallback or a cache hit, category not
+    private, the quality_sampling flag on (off: one dict lookup), and the request id in the
+    category's sample."""
+    decision = call.decision
+    rule = decision.rule
+    if decision.tier is not Tier.MINI or decision.arm is not Arm.ROUTED or rule.private:
+        return
+    if outcome.status != Status.OK or outcome.cache_hit:
+        return
+    if outcome.model not in (None, decision.model) or decision.reason_code.startswith("pinned:"):
+        return
+    if not call.plan.feature_on("quality_sampling"):
+        return
+    if not shadow_sampled(request_id=call.request_id, percent=rule.shadow_sample_percent):
+        return
+    job = ShadowJob(
+        request_id=call.request_id,
+        api_key_id=call.api_key.pk,
+        policy_version=decision.policy_version,
+        category=decision.category,
+        complexity=decision.complexity,
+        complexity_source=decision.complexity_source,
+        cheap_model=decision.model.name,
+        premium_model=rule.full.name,
+        messages=call.plan.messages,
+        request_text=call.plan.text,
+        cheap_answer=outcome.content,
+        max_tokens=decision.max_output_tokens,
+        temperature=call.request.temperature,
+    )
+    shadow_dispatch(shadow_encrypt(job))
+
+
+# Background hand-off: the request only pays for a submit. Small on purpose: shadowing is a
+# sample, and a backlog here only delays evaluations, never responses.
+_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadow")
+_pending: set[Future] = set()
+_pending_lock = threading.Lock()
+
+
+def shadow_dispatch(token: str) -> Future:
+    """Enqueue the evaluation of one encrypted job off the request path."""
+    future = _executor.submit(_dispatch_run, token)
+    with _pending_lock:
+        _pending.add(future)
+    future.add_done_callback(_forget)
+    return future
+
+
+def _forget(future: Future) -> None:
+    with _pending_lock:
+        _pending.discard(future)
+
+
+def _dispatch_run(token: str) -> None:
+    from routing.tasks import quality_shadow_evaluate
+
+    try:
+        # A broker publish; with eager Celery the evaluation itself, in this thread.
+        quality_shadow_evaluate.delay(token)
+    except Exception:
+        logger.exception("shadow evaluation could not be enqueued or failed")
+    finally:
+        close_old_connections()
+
+
+def shadow_drain(*, timeout_s: float = 60.0) -> int:
+    """Wait for the jobs handed off by this process (simulate, tests); return how many."""
+    with _pending_lock:
+        pending = list(_pending)
+    wait(pending, timeout=timeout_s)
+    return len(pending)
+
+
+@lru_cache(maxsize=4)
+def _fernet(secret_key: str) -> Fernet:
+    digest = hashlib.sha256(b"huntaze-shadow-v1:" + secret_key.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def shadow_encrypt(job: ShadowJob) -> str:
+    """Return the job as a Fernet token (encrypted and authenticated, timestamped)."""
+    payload = json.dumps(asdict(job), separators=(",", ":")).encode()
+    return _fernet(settings.SECRET_KEY).encrypt(payload).decode()
+
+
+def shadow_decrypt(token: str) -> ShadowJob | None:
+    """Return the job, or None when the token is expired (QUALITY_SHADOW_TTL_S) or forged."""
+    try:
+        payload = _fernet(settings.SECRET_KEY).decrypt(
+            token.encode(), ttl=settings.QUALITY_SHADOW_TTL_S
+        )
+    except InvalidToken:
+        return None
+    return ShadowJob(**json.loads(payload))
+
+
+# --- the evaluation (Celery worker) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _QaCall:
+    kind: str  # shadow | judge
+    model: ModelSpec
+    messages: list[dict]
+    latency_ms: int
+    result: ProviderResult | None = None
+    error: ProviderError | None = None
+    order: str = ""
+
+
+async def _qa_call(
+    kind: str, model: ModelSpec, messages: list[dict], max_tokens: int, **options
+) -> _QaCall:
+    started = time.perf_counter()
+    try:
+        result = await achat_complete(
+            model=model,
+            messages=messages,
+            max_tokens=max_tokens,
+            timeout_s=settings.UPSTREAM_TIMEOUT_S,
+            **options,
+        )
+        error = None
+    except ProviderError as exc:
+        result, error = None, exc
+    latency_ms = round((time.perf_counter() - started) * 1000)
+    return _QaCall(kind, model, messages, latency_ms, result, error)
+
+
+async def _replay_and_judge(
+    job: ShadowJob, premium: ModelSpec, judge: ModelSpec
+) -> tuple[_QaCall, list[_QaCall]]:
+    shadow = await _qa_call(
+        "shadow", premium, job.messages, job.max_tokens, temperature=job.temperature
+    )
+    if shadow.result is None:
+        return shadow, []
+    request_text = job.request_text[:JUDGE_REQUEST_MAX_CHARS]
+    calls = []
+    for order in JUDGE_ORDERS:
+        answer_a, answer_b = judge_pair(
+            order=order, cheap=job.cheap_answer, premium=shadow.result.content
+        )
+        messages = judge_messages(request_text=request_text, answer_a=answer_a, answer_b=answer_b)
+        calls.append(_judge_call(judge, messages, order))
+    return shadow, list(await asyncio.gather(*calls))
+
+
+async def _judge_call(judge: ModelSpec, messages: list[dict], order: str) -> _QaCall:
+    call = await _qa_call("judge", judge, messages, JUDGE_MAX_OUTPUT_TOKENS, temperature=0)
+    return replace(call, order=order)
+
+
+def shadow_evaluate(*, token: str) -> QualityEvaluation | None:
+    """Replay one sampled request on the premium model, judge both orders, record it all.
+
+    Every shadow and judge call is a ledger row flagged qa (failures included). No verdict
+    is invented: a failed or unreadable call leaves the request without an evaluation."""
+    job = shadow_decrypt(token)
+    if job is None:
+        logger.warning("shadow job expired or unreadable: dropped")
+        return None
+    existing = QualityEvaluation.objects.filter(request_id=job.request_id).first()
+    if existing is not None:
+        return existing  # a redelivered task: evaluated already
+    policy = policy_get()
+    premium = policy.models.get(job.premium_model)
+    judge = policy.models.get(settings.QUALITY_JUDGE_MODEL or job.premium_model)
+    if premium is None or judge is None:
+        logger.error("shadow evaluation of %s: premium or judge model unknown", job.request_id)
+        return None
+    shadow, judges = asyncio.run(_replay_and_judge(job, premium, judge))
+    replies = {
+        call.order: judge_parse(call.result.content) if call.result else None for call in judges
+    }
+    with transaction.atomic():
+        rows = [_qa_record(job, shadow, premium=premium)]
+        rows += [
+            _qa_record(job, call, premium=premium, unreadable=replies[call.order] is None)
+            for call in judges
+        ]
+        if len(judges) != len(JUDGE_ORDERS) or any(r is None for r in replies.values()):
+            return None
+        verdicts = {
+            order: order_verdict(order=order, choice=reply.choice)
+            for order, reply in replies.items()
+        }
+        reasoning = " | ".join(f"{order}: {replies[order].reason}" for order in JUDGE_ORDERS)
+        return quality_evaluation_record(
+            request_id=job.request_id,
+            created_at=timezone.now(),
+            api_key_id=job.api_key_id,
+            category=job.category,
+            complexity=job.complexity,
+            cheap_model=job.cheap_model,
+            premium_model=premium.name,
+            judge_model=judge.name,
+            verdict=combine_verdicts(verdicts["ab"], verdicts["ba"]).value,
+            verdict_ab=verdicts["ab"].value,
+            verdict_ba=verdicts["ba"].value,
+            reasoning=reasoning[:REASONING_MAX_CHARS],
+            extra_cost_usd=sum((row.cost_usd for row in rows), Decimal("0")),
+            sandbox=shadow.result.sandbox,
+        )
+
+
+def _qa_record(job: ShadowJob, call: _QaCall, *, premium: ModelSpec, unreadable: bool = False):
+    """Write the ledger row of one shadow or judge call, flagged qa, billed at its prices."""
+    model = call.model
+    if call.result is not None:
+        tokens = {
+            "input_tokens": call.result.input_tokens,
+            "cached_tokens": call.result.cached_tokens,
+            "output_tokens": call.result.output_tokens,
+        }
+        token_source = TokenSource.PROVIDER
+        prices = {
+            "input_per_mtok_usd": model.input_per_mtok_usd,
+            "output_per_mtok_usd": model.output_per_mtok_usd,
+            "input_tokens": tokens["input_tokens"],
+            "output_tokens": tokens["output_tokens"],
+        }
+        cost = call_cost_usd(
+            **prices,
+            cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
+            cached_tokens=tokens["cached_tokens"],
+        )
+        uncached = call_cost_usd(
+            **prices, cached_input_per_mtok_usd=model.input_per_mtok_usd, cached_tokens=0
+        )
+        baseline = baseline_cost_usd(
+            input_per_mtok_usd=premium.input_per_mtok_usd,
+            output_per_mtok_usd=premium.output_per_mtok_usd,
+            input_tokens=tokens["input_tokens"],
+            output_tokens=tokens["output_tokens"],
+        )
+        status = Status.OK
+        error_code = "judge_unreadable" if unreadable else ""
+        sandbox = call.result.sandbox
+    else:
+        # Nothing billed: the prompt estimate, at no cost, with the error.
+        input_tokens, token_source = count_message_tokens(call.messages)
+        tokens = {"input_tokens": input_tokens, "cached_tokens": 0, "output_tokens": 0}
+        cost = uncached = baseline = Decimal("0")
+        status = _FAILURE_STATUS.get(call.error.code, Status.UPSTREAM_ERROR)
+        error_code = call.error.code
+        sandbox = settings.UPSTREAM_MODE == "sandbox"
+    metadata = {"qa": call.kind, "qa_of": job.request_id}
+    if call.order:
+        metadata["judge_order"] = call.order
+    return usage_record(
+        request_id=f"qa{call.kind[0]}_{uuid.uuid4().hex}",
+        created_at=timezone.now(),
+        api_key_id=job.api_key_id,
+        end_user="",
+        category=job.category,
+        category_source="qa",
+        complexity=job.complexity,
+        complexity_source=job.complexity_source,
+        critical=False,
+        tier=model.tier.value,
+        model=model.name,
+        reason_code=f"qa:{call.kind}",
+        policy_version_id=job.policy_version,
+        **tokens,
+        token_source=token_source,
+        latency_ms=call.latency_ms,
+        cost_usd=cost,
+        uncached_cost_usd=uncached,
+        estimated_cost_usd=cost,
+        estimate_source=token_source,
+        baseline_cost_usd=baseline,
+        baseline_model=premium.name,
+        price_input_per_mtok_usd=model.input_per_mtok_usd,
+        price_cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
+        price_output_per_mtok_usd=model.output_per_mtok_usd,
+        status=status,
+        error_code=error_code,
+        sandbox=sandbox,
+        qa=True,
+        metadata=metadata,
+    )
