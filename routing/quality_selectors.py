@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, DecimalField, Max, Q, Sum, Value
+from django.db.models import Count, DecimalField, Max, Sum, Value
 from django.db.models.functions import Coalesce
 
 from routing.models import TaskCategory
@@ -20,8 +20,8 @@ from routing.quality import (
     candidate_thresholds,
     complexity_band,
 )
-from routing.selectors import policy_get
-from routing.whatif import DAYS_PER_MONTH, ReplayGroup, replay
+from routing.selectors import policy_get, replay_groups
+from routing.whatif import DAYS_PER_MONTH, replay
 from usage.models import QualityEvaluation, UsageRecord
 
 ZERO = Value(Decimal("0"), output_field=DecimalField(max_digits=20, decimal_places=10))
@@ -140,30 +140,6 @@ class CategoryCalibration:
         return self.current_row.projected_monthly_usd - self.suggestion.projected_monthly_usd
 
 
-def _replay_groups(*, category: str, start: datetime, now: datetime) -> list[ReplayGroup]:
-    rows = (
-        UsageRecord.objects.filter(
-            category=category,
-            created_at__gte=start,
-            created_at__lt=now,
-            status="ok",
-            cache_hit=False,
-            qa=False,
-        )
-        .values("category", "complexity", "reason_code")
-        .annotate(
-            requests=Count("id"),
-            mini_requests=Count("id", filter=Q(tier="mini")),
-            input_tokens=Sum("input_tokens"),
-            cached_tokens=Sum("cached_tokens"),
-            output_tokens=Sum("output_tokens"),
-            actual_cost_usd=Sum("cost_usd"),
-        )
-        .order_by()
-    )
-    return [ReplayGroup(**row) for row in rows]
-
-
 def category_calibration(
     *, category: TaskCategory, now: datetime, days: int | None = None
 ) -> CategoryCalibration | None:
@@ -186,7 +162,7 @@ def category_calibration(
             category=category.slug, created_at__gte=start, created_at__lt=now
         ).values_list("complexity", "verdict")
     ]
-    groups = _replay_groups(category=category.slug, start=start, now=now)
+    groups = list(replay_groups(start=start, end=now, category=category.slug))
     traffic_max = (
         UsageRecord.objects.filter(
             category=category.slug,

@@ -4,6 +4,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -198,6 +199,32 @@ def _deep_merge(base: dict, draft: dict) -> dict:
     return merged
 
 
+def replay_groups(
+    *, start: datetime, end: datetime, category: str | None = None
+) -> Iterator[ReplayGroup]:
+    """The ledger as the what-if replay reads it: answered traffic (no cache hits, which
+    cost nothing either way, no failures, no quality-assurance calls), grouped by what the
+    engine decides on."""
+    rows = UsageRecord.objects.filter(
+        created_at__gte=start, created_at__lt=end, status="ok", cache_hit=False, qa=False
+    )
+    if category is not None:
+        rows = rows.filter(category=category)
+    rows = (
+        rows.values("category", "complexity", "reason_code")
+        .annotate(
+            requests=Count("id"),
+            mini_requests=Count("id", filter=Q(tier="mini")),
+            input_tokens=Sum("input_tokens"),
+            cached_tokens=Sum("cached_tokens"),
+            output_tokens=Sum("output_tokens"),
+            actual_cost_usd=Sum("cost_usd"),
+        )
+        .order_by()
+    )
+    return (ReplayGroup(**row) for row in rows.iterator(chunk_size=5000))
+
+
 def whatif_report(*, draft: dict, days: int, now: datetime) -> WhatIf:
     """Return the last `days` of ledger re-decided under the current policy plus `draft`.
 
@@ -213,26 +240,7 @@ def whatif_report(*, draft: dict, days: int, now: datetime) -> WhatIf:
         policy = policy_from_snapshot(version=latest[0], snapshot=_deep_merge(latest[1], draft))
     except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
         raise RoutingError("invalid_draft", f"The draft does not fit the policy: {exc!r}") from exc
-    rows = (
-        UsageRecord.objects.filter(
-            created_at__gte=now - timedelta(days=days),
-            created_at__lt=now,
-            status="ok",
-            cache_hit=False,
-            qa=False,
-        )
-        .values("category", "complexity", "reason_code")
-        .annotate(
-            requests=Count("id"),
-            mini_requests=Count("id", filter=Q(tier="mini")),
-            input_tokens=Sum("input_tokens"),
-            cached_tokens=Sum("cached_tokens"),
-            output_tokens=Sum("output_tokens"),
-            actual_cost_usd=Sum("cost_usd"),
-        )
-        .order_by()
-    )
-    groups = (ReplayGroup(**row) for row in rows.iterator(chunk_size=5000))
+    groups = replay_groups(start=now - timedelta(days=days), end=now)
     return replay(groups=groups, policy=policy, days=days)
 
 

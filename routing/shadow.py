@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from routing.engine import Arm, ModelSpec, Tier
 from routing.pricing import baseline_cost_usd, call_cost_usd
-from routing.provider import ProviderError, ProviderResult, achat_complete
+from routing.provider import ProviderError, ProviderResult, achat_complete, clients_close
 from routing.quality import (
     JUDGE_MAX_OUTPUT_TOKENS,
     JUDGE_ORDERS,
@@ -231,6 +231,14 @@ async def _replay_and_judge(
     return shadow, list(await asyncio.gather(*calls))
 
 
+async def _closing_clients(coroutine):
+    # The loop ends with the task: its HTTP clients must be closed before it does.
+    try:
+        return await coroutine
+    finally:
+        await clients_close()
+
+
 async def _judge_call(judge: ModelSpec, messages: list[dict], order: str) -> _QaCall:
     call = await _qa_call("judge", judge, messages, JUDGE_MAX_OUTPUT_TOKENS, temperature=0)
     return replace(call, order=order)
@@ -254,7 +262,7 @@ def shadow_evaluate(*, token: str) -> QualityEvaluation | None:
     if premium is None or judge is None:
         logger.error("shadow evaluation of %s: premium or judge model unknown", job.request_id)
         return None
-    shadow, judges = asyncio.run(_replay_and_judge(job, premium, judge))
+    shadow, judges = asyncio.run(_closing_clients(_replay_and_judge(job, premium, judge)))
     replies = {
         call.order: judge_parse(call.result.content) if call.result else None for call in judges
     }
