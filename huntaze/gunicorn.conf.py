@@ -8,6 +8,7 @@ thread pool), BIND, GUNICORN_KEEPALIVE_S, GUNICORN_TIMEOUT_S, GUNICORN_GRACEFUL_
 GUNICORN_ACCESS_LOG ("-" for stdout; off by default, the ledger already has every call).
 """
 
+import gc
 import os
 import shutil
 from pathlib import Path
@@ -45,6 +46,14 @@ def on_starting(server) -> None:
             else:
                 entry.unlink()
     path.mkdir(parents=True, exist_ok=True)
+
+
+def post_worker_init(worker) -> None:
+    """Move everything loaded at start (Django, the app, the SDK) out of the collector's way:
+    full collections then walk only what requests allocate, so they no longer add
+    milliseconds to a request's tail latency now and then."""
+    gc.collect()
+    gc.freeze()
 
 
 def child_exit(server, worker) -> None:
