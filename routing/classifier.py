@@ -16,19 +16,30 @@ material, and in a conversation the end is the latest message. On the evaluation
 (scripts/eval_router.py) classifying the window instead of the whole text moves accuracy from
 63.3% to 63.1%, while the cost stays flat from a chat message to a 100k-token prompt. Critical
 triggers are the exception: a request that mentions one anywhere must reach the premium tier,
-so when the window has none the rest of the text is read too (about 30 µs more for a
-1,000-token prompt).
+so they are looked for in the whole text.
+
+Both lookups are one pass of a multi-pattern (Aho-Corasick) automaton over the normalised
+bytes, in compiled code (ahocorasick_rs), built once per vocabulary: splitting a text into
+words would cost a Python object per word, the automaton costs a little Python per hit. In the
+window, every term of every registered vocabulary is one pattern with a space on both sides,
+so it matches whole words only. Separators are runs of spaces once normalised, so a phrase is
+matched as written with single spaces, and a phrase whose words are further apart ("miss...
+you") is confirmed by a regular expression, run only where the window holds its first words
+followed by two spaces. The triggers of a category get their own small automaton over the
+whole text, which only finds where a word may be a trigger; that word is then read whole.
 """
 
+import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 
+from ahocorasick_rs import BytesAhoCorasick, Implementation, MatchKind
+
 WINDOW_HEAD_CHARS = 800
 WINDOW_TAIL_CHARS = 400
-_EDGE_OVERLAP = 80  # longer than any trigger phrase
 
 # Prior mass added to the denominator of the confidence: thin evidence is never confident.
 _PRIOR = 1.0
@@ -64,84 +75,111 @@ class Classification:
     fell_back: bool
 
 
+def term_words(term: str) -> list[bytes]:
+    """Return a term's normalised words (none for a term without a letter or digit)."""
+    return term.encode("utf-8", "surrogatepass").translate(_WORD_TABLE).split()
+
+
+def _phrase_regex(words: Sequence[bytes]) -> re.Pattern[bytes]:
+    """Return a pattern for the words as consecutive whole words, however far apart."""
+    return re.compile(b" " + b" +".join(map(re.escape, words)) + b" ")
+
+
 @dataclass(frozen=True)
-class _Terms:
-    """Terms compiled for lookup: every single-word form and every phrase, each to its owners."""
+class _Lexicon:
+    """Every term some window lookup needs, compiled into one automaton."""
 
-    words: dict[bytes, tuple[tuple[int, str, float], ...]]  # form -> (owner, term, weight)
-    # A phrase is looked up by its longest word, then confirmed by TextScan.has_phrase().
-    phrases: dict[bytes, tuple[tuple[frozenset[bytes], bytes, tuple[int, str, float]], ...]]
-    forms: frozenset[bytes]  # the keys of `words`
-    phrase_keys: frozenset[bytes]  # the keys of `phrases`
-    owners: dict[str, int]  # category slug -> owner index (empty for triggers)
+    terms: frozenset[bytes]  # normalised words joined by one space: b"refunds", b"how many"
+    automaton: BytesAhoCorasick
+    found: tuple[bytes | None, ...]  # pattern index -> the term it matches (None: see below)
+    # From pattern index `first_loose` on, a phrase's first words followed by two spaces: the
+    # phrases starting so, each with the regular expression that confirms it where it starts.
+    first_loose: int
+    loose: tuple[tuple[tuple[bytes, re.Pattern[bytes]], ...], ...]
+
+    @classmethod
+    def build(cls, terms: frozenset[bytes]) -> "_Lexicon":
+        patterns: list[bytes] = []
+        starts: dict[bytes, list[tuple[bytes, re.Pattern[bytes]]]] = {}
+        for term in sorted(terms):  # sorted: the same terms always build the same automaton
+            patterns.append(b" " + term + b" ")
+            # Words further apart: the words before the first separator of two spaces or more
+            # are one space apart, so one of these patterns starts where the phrase does.
+            words = term.split(b" ")
+            for end in range(1, len(words)):
+                start = b" " + b" ".join(words[:end]) + b"  "
+                starts.setdefault(start, []).append((term, _phrase_regex(words)))
+        found: list[bytes | None] = [pattern[1:-1] for pattern in patterns]
+        first_loose = len(patterns)
+        patterns.extend(starts)
+        found.extend(None for _ in starts)
+        # A DFA: the fastest search for a few thousand patterns, at a few MB of memory.
+        automaton = BytesAhoCorasick(patterns, implementation=Implementation.DFA)
+        loose = tuple(tuple(phrases) for phrases in starts.values())
+        return cls(terms, automaton, tuple(found), first_loose, loose)
 
 
-# Every word some compiled vocabulary looks up (category keywords, triggers, the complexity
-# vocabulary). A scan intersects the window's tokens with it once, and each lookup then only
-# intersects its own words with those few hits. It only grows, by the words of each newly
-# compiled vocabulary: a few thousand words over the life of a process.
-_lexicon: frozenset[bytes] = frozenset()
-_lexicon_lock = threading.Lock()  # two compiles at once must not lose each other's words
+# The lexicon only grows, by the terms of each newly compiled vocabulary: a few thousand terms
+# over the life of a process, and an automaton rebuilt in milliseconds each time.
+_lexicon = _Lexicon.build(frozenset())
+_lexicon_lock = threading.Lock()  # two compiles at once must not lose each other's terms
 
 
-def register_words(words: frozenset[bytes]) -> None:
-    """Add a vocabulary's words to those every scan looks up (TextScan.hits)."""
+def register_terms(terms: frozenset[bytes]) -> None:
+    """Add a vocabulary's terms (normalised, words joined by one space) to every window scan."""
     global _lexicon
     with _lexicon_lock:
-        if not words <= _lexicon:
-            _lexicon = _lexicon | words
+        if not terms <= _lexicon.terms:
+            _lexicon = _Lexicon.build(_lexicon.terms | terms)
 
 
 class TextScan:
-    """One pass over the window of a text, shared by every keyword lookup of one decision."""
+    """The normalised text of one decision, read by every keyword lookup of that decision."""
 
-    __slots__ = ("_hits", "_joined", "data", "normalised", "tokens", "window")
+    __slots__ = ("_scanned", "_text", "_whole", "data", "padded", "window")
 
-    def __init__(self, text: str, *, whole: bool = False) -> None:
+    def __init__(self, text: str) -> None:
         window = text
-        if not whole and len(text) > WINDOW_HEAD_CHARS + WINDOW_TAIL_CHARS:
+        if len(text) > WINDOW_HEAD_CHARS + WINDOW_TAIL_CHARS:
             window = text[:WINDOW_HEAD_CHARS] + "\n" + text[-WINDOW_TAIL_CHARS:]
+        self._text = text
         self.window = window
         self.data = window.encode("utf-8", "surrogatepass")
-        self.normalised = self.data.translate(_WORD_TABLE)
-        self.tokens = self.normalised.split()
-        lexicon = _lexicon
-        self._hits = (lexicon, lexicon.intersection(self.tokens))
-        self._joined: bytes | None = None
+        self.padded = b"".join((b" ", self.data.translate(_WORD_TABLE), b" "))  # normalised
+        self._whole = self.padded if window is text else None
+        self._scanned: tuple[_Lexicon | None, set[bytes]] = (None, set())
 
     @property
-    def hits(self) -> frozenset[bytes]:
-        """Return the registered words that occur in the window."""
-        lexicon, hits = self._hits
-        if lexicon is not _lexicon:  # a vocabulary was registered after this scan: look again
+    def hits(self) -> set[bytes]:
+        """Return the registered terms that occur in the window (read-only)."""
+        lexicon, hits = self._scanned  # one tuple: threads sharing the scan see a matching pair
+        if lexicon is not _lexicon:  # first use, or terms were registered since
             lexicon = _lexicon
-            hits = lexicon.intersection(self.tokens)
-            self._hits = (lexicon, hits)
+            hits = _terms_in(lexicon, self.padded)
+            self._scanned = (lexicon, hits)
         return hits
 
-    def has_phrase(self, phrase: bytes) -> bool:
-        """Return whether a phrase from compile_phrase() occurs in the window, as whole words."""
-        if self._joined is None:
-            self._joined = b" " + b" ".join(self.tokens) + b" "
-        return next_word_at(self._joined, phrase) != -1
+    @property
+    def whole(self) -> bytes:
+        """Return the whole text normalised, with a space before and after."""
+        if self._whole is None:
+            data = self._text.encode("utf-8", "surrogatepass").translate(_WORD_TABLE)
+            self._whole = b"".join((b" ", data, b" "))
+        return self._whole
 
 
-def compile_phrase(words: list[bytes]) -> bytes:
-    """Return normalised words, two or more, as TextScan.has_phrase() looks them up."""
-    return b" " + b" ".join(words)
-
-
-def next_word_at(text: bytes, needle: bytes, start: int = 0) -> int:
-    """Return where the needle next occurs followed by a space in the text, or -1.
-
-    Searching for the needle alone and then checking the space is several times faster than
-    searching for needle + b" ": the search skips ahead on the needle's last byte, and a
-    space matches almost everywhere in normalised text.
-    """
-    at = text.find(needle, start)
-    while at != -1 and text[at + len(needle) : at + len(needle) + 1] != b" ":
-        at = text.find(needle, at + 1)
-    return at
+def _terms_in(lexicon: _Lexicon, padded: bytes) -> set[bytes]:
+    found = lexicon.found
+    matches = lexicon.automaton.find_matches_as_indexes(padded, True)
+    hits = {found[i] for i, _, _ in matches}
+    if None in hits:  # some phrase may be there with words further apart
+        hits.discard(None)
+        first = lexicon.first_loose
+        for i, start, _ in matches:
+            if i >= first:
+                phrases = lexicon.loose[i - first]
+                hits.update(term for term, regex in phrases if regex.match(padded, start))
+    return hits  # type: ignore[return-value]  # None is gone
 
 
 # The engine hands the same string to classify(), estimate_complexity() and find_trigger():
@@ -151,7 +189,7 @@ _last_scan: tuple[str, TextScan] | None = None
 
 
 def scan_text(text: str) -> TextScan:
-    """Return the normalised window of the text, reusing the previous call's for the same text."""
+    """Return the normalised text, reusing the previous call's for the same text."""
     global _last_scan
     last = _last_scan
     if last is not None and last[0] is text:
@@ -180,8 +218,10 @@ def classify(
     returned category (heaviest first), so on a fallback they are the default category's.
     """
     categories = tuple(categories)
-    compiled = _compile_categories(categories)
-    found = _match(compiled, scan_text(text))
+    compiled = _compiled_categories(categories)
+    found: set[tuple[int, str, float]] = set()
+    for key in compiled.keys.intersection(scan_text(text).hits):
+        found.update(compiled.entries[key])
     if not found:  # weights are positive, so no term means no score at all
         return Classification(default_category, 0.0, (), fell_back=True)
     scores = [0.0] * len(categories)
@@ -204,24 +244,28 @@ def find_trigger(text: str, terms: Sequence[str]) -> str | None:
     """Return the first critical trigger term found in the text (whole words, case-insensitive).
 
     "First" follows the order of `terms`, so a policy can list its most serious terms first.
+    The whole text is read, however long.
     """
     if not terms:
         return None
     terms = tuple(terms)
-    compiled = _compile_triggers(terms)
-    found = _match(compiled, scan_text(text))
-    if not found and len(text) > WINDOW_HEAD_CHARS + WINDOW_TAIL_CHARS:
-        # A critical term is looked for everywhere: the part between the window's ends too
-        # (overlapping them, so a word cut by the window's edge is whole in one of the two).
-        middle = text[
-            WINDOW_HEAD_CHARS - _EDGE_OVERLAP : len(text) - WINDOW_TAIL_CHARS + _EDGE_OVERLAP
-        ]
-        tokens = middle.encode("utf-8", "surrogatepass").translate(_WORD_TABLE).split()
-        # A set probe per word (in C) says whether any trigger word is there at all; only
-        # then is the middle scanned like the window, to match phrases and order exactly.
-        if not _trigger_keys(terms).isdisjoint(tokens):
-            found = _match(compiled, TextScan(middle, whole=True))
-    return min(found)[1] if found else None
+    compiled = _compiled_triggers(terms)
+    if compiled.automaton is None:
+        return None
+    padded = scan_text(text).whole
+    starts = compiled.starts
+    best = len(terms)
+    # A hit may start a word that is a trigger (or starts one): that word is then read whole.
+    for _, start, end in compiled.automaton.find_matches_as_indexes(padded):
+        if padded[start] == 32:  # a short prefix, matched with the space before it
+            start += 1
+        elif padded[start - 1] != 32:  # inside a word
+            continue
+        stop = padded.find(b" ", end)
+        for owner, rest in starts.get(padded[start:stop], ()):
+            if owner < best and (rest is None or rest.match(padded, stop)):
+                best = owner
+    return terms[best] if best < len(terms) else None
 
 
 def _by_weight(found: set[tuple[int, str, float]], owner: int) -> tuple[str, ...]:
@@ -229,67 +273,105 @@ def _by_weight(found: set[tuple[int, str, float]], owner: int) -> tuple[str, ...
     return tuple(term for _, term in sorted((-w, term) for o, term, w in found if o == owner))
 
 
-def _match(compiled: _Terms, scan: TextScan) -> set[tuple[int, str, float]]:
-    """Return (owner index, term, weight) for every compiled term present in the window."""
-    found = set()
-    hits = scan.hits
-    for key in compiled.forms.intersection(hits):
-        found.update(compiled.words[key])
-    for key in compiled.phrase_keys.intersection(hits):
-        for phrase_words, phrase, entry in compiled.phrases[key]:
-            if phrase_words <= hits and scan.has_phrase(phrase):
-                found.add(entry)
-    return found
+@dataclass(frozen=True)
+class _Categories:
+    """Category keywords compiled for lookup in TextScan.hits."""
+
+    entries: dict[bytes, tuple[tuple[int, str, float], ...]]  # term -> (owner, keyword, weight)
+    keys: frozenset[bytes]  # the keys of `entries`
+    owners: dict[str, int]  # category slug -> owner index
+
+
+# The engine passes the same policy objects decision after decision: the last ones compiled
+# are found by identity first, without hashing their contents.
+_last_categories: tuple[tuple[CategoryKeywords, ...], "_Categories"] | None = None
+_last_triggers: tuple[tuple[str, ...], "_Triggers"] | None = None
+
+
+def _compiled_categories(categories: tuple[CategoryKeywords, ...]) -> "_Categories":
+    global _last_categories
+    last = _last_categories
+    if last is not None and last[0] is categories:
+        return last[1]
+    compiled = _compile_categories(categories)
+    _last_categories = (categories, compiled)
+    return compiled
+
+
+def _compiled_triggers(terms: tuple[str, ...]) -> "_Triggers":
+    global _last_triggers
+    last = _last_triggers
+    if last is not None and last[0] is terms:
+        return last[1]
+    compiled = _compile_triggers(terms)
+    _last_triggers = (terms, compiled)
+    return compiled
 
 
 @lru_cache(maxsize=32)
-def _compile_categories(categories: tuple[CategoryKeywords, ...]) -> _Terms:
-    entries = (
-        (owner, term, weight)
-        for owner, category in enumerate(categories)
-        for term, weight in category.keywords.items()
-        if weight > 0
-    )
+def _compile_categories(categories: tuple[CategoryKeywords, ...]) -> _Categories:
+    entries: dict[bytes, list[tuple[int, str, float]]] = {}
     owners: dict[str, int] = {}
     for owner, category in enumerate(categories):
         owners.setdefault(category.slug, owner)
-    return _compile(entries, owners)
-
-
-@lru_cache(maxsize=64)
-def _trigger_keys(terms: tuple[str, ...]) -> frozenset[bytes]:
-    """Every word whose presence may mean a trigger: single-word forms, phrases' key words."""
-    compiled = _compile_triggers(terms)
-    return compiled.forms | compiled.phrase_keys
-
-
-@lru_cache(maxsize=64)
-def _compile_triggers(terms: tuple[str, ...]) -> _Terms:
-    # The owner is the term's position, so the lowest match is the first term listed.
-    return _compile(((owner, term, 0.0) for owner, term in enumerate(terms)), {})
-
-
-def _compile(entries: Iterable[tuple[int, str, float]], owners: dict[str, int]) -> _Terms:
-    words: dict[bytes, list[tuple[int, str, float]]] = {}
-    phrases: dict[bytes, list[tuple[frozenset[bytes], bytes, tuple[int, str, float]]]] = {}
-    phrase_words: set[bytes] = set()
-    for entry in entries:
-        parts = entry[1].encode("utf-8", "surrogatepass").translate(_WORD_TABLE).split()
-        if len(parts) == 1:
-            for form in _inflections(parts[0]):
-                words.setdefault(form, []).append(entry)
-        elif parts:
-            candidate = (frozenset(parts), compile_phrase(parts), entry)
-            phrases.setdefault(max(parts, key=len), []).append(candidate)
-            phrase_words.update(parts)
-    register_words(frozenset(words) | phrase_words)
-    return _Terms(
-        words={form: tuple(entries) for form, entries in words.items()},
-        phrases={k: tuple(candidates) for k, candidates in phrases.items()},
-        forms=frozenset(words),
-        phrase_keys=frozenset(phrases),
+        for term, weight in category.keywords.items():
+            words = term_words(term)
+            if weight <= 0 or not words:
+                continue
+            forms = _inflections(words[0]) if len(words) == 1 else {b" ".join(words)}
+            for form in forms:
+                entries.setdefault(form, []).append((owner, term, weight))
+    register_terms(frozenset(entries))
+    return _Categories(
+        entries={key: tuple(found) for key, found in entries.items()},
+        keys=frozenset(entries),
         owners=owners,
     )
+
+
+@dataclass(frozen=True)
+class _Triggers:
+    """Trigger terms compiled for one pass over a whole text."""
+
+    # Finds the beginnings of the words that may be triggers or start one (also inside words).
+    automaton: BytesAhoCorasick | None
+    # A whole word -> (position of the term in the list, None for a one-word term or the
+    # regular expression the text after the word must match for a phrase).
+    starts: dict[bytes, tuple[tuple[int, re.Pattern[bytes] | None], ...]]
+
+
+@lru_cache(maxsize=64)
+def _compile_triggers(terms: tuple[str, ...]) -> _Triggers:
+    starts: dict[bytes, list[tuple[int, re.Pattern[bytes] | None]]] = {}
+    prefixes: set[bytes] = set()
+    for owner, term in enumerate(terms):
+        words = term_words(term)
+        if len(words) == 1:
+            forms = _inflections(words[0])
+            for form in forms:
+                starts.setdefault(form, []).append((owner, None))
+            prefixes.update(form for form in forms if not form.startswith(words[0]))
+            prefixes.add(words[0])
+        elif words:
+            starts.setdefault(words[0], []).append((owner, re.compile(_rest_pattern(words))))
+            prefixes.add(words[0])
+    # A prefix that starts with another one adds no hit: the shorter one already stops at the
+    # word. Fewer patterns keep the automaton on its fastest (SIMD) search, up to about 64, and
+    # so does leaving out the space before each (a space is everywhere, a word's letters not),
+    # except before the shortest prefixes, which would also stop inside many words ("sue" in
+    # "issue"). A leftmost-longest match holds no space but maybe the one it starts with, so
+    # none hides the start of the next word: every word start is still seen.
+    kept = sorted(p for p in prefixes if not any(p.startswith(q) for q in prefixes if q != p))
+    if not kept:
+        return _Triggers(None, {})
+    patterns = [b" " + p if len(p) <= 3 else p for p in kept]
+    automaton = BytesAhoCorasick(patterns, matchkind=MatchKind.LeftmostLongest)
+    return _Triggers(automaton, {word: tuple(found) for word, found in starts.items()})
+
+
+def _rest_pattern(words: list[bytes]) -> bytes:
+    """Return a pattern for the words after a phrase's first one, matched where it ends."""
+    return b" +" + b" +".join(map(re.escape, words[1:])) + b" "
 
 
 def _inflections(word: bytes) -> set[bytes]:

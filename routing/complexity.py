@@ -4,7 +4,8 @@ Eight signals each add capped points (so no single one dominates) and the total 
 at 10. Question marks and code fences are counted over the whole text; the other signals read
 the window that the classifier reads too (routing.classifier.scan_text: at most
 WINDOW_HEAD_CHARS + WINDOW_TAIL_CHARS characters, the start, where instructions usually are,
-and the end, where the question usually is, after pasted material), normalised once for both.
+and the end, where the question usually is, after pasted material), normalised once for both,
+and the vocabulary is found in the same pass as the category keywords.
 The length signal already accounts for the rest, and the cost stays flat for 100k-token
 prompts. For a text that fits in the window, appending more text never lowers the score.
 """
@@ -12,9 +13,10 @@ prompts. For a text that fits in the window, appending more text never lowers th
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import attrgetter
 
-from routing.classifier import TextScan, compile_phrase, next_word_at, register_words, scan_text
+from routing.classifier import TextScan, register_terms, scan_text, term_words
 
 # Signal caps; they sum to well over 10 so several moderate signals are needed to reach it.
 _CAPS = {
@@ -28,11 +30,6 @@ _CAPS = {
     "tables": 2.0,
 }
 
-# Terms are normalised as the classifier normalises text: ASCII letters lowercased, digits
-# kept, everything else a separator, so "Trade-off", "trade off" and "trade‑off" agree.
-_WORD_TABLE = bytes(
-    c + 32 if 65 <= c <= 90 else c if (97 <= c <= 122 or 48 <= c <= 57) else 32 for c in range(256)
-)
 _DIGIT_TABLE = bytes(48 if 48 <= c <= 57 else 32 for c in range(256))
 
 # Vocabulary per signal: (weight, comma-separated terms). Single words also match plurals.
@@ -118,52 +115,43 @@ _LIMIT_UNITS = frozenset(
 
 @dataclass(frozen=True)
 class _Vocabulary:
-    words: dict[bytes, tuple[tuple[str, str, float], ...]]  # form -> (group, term, weight)
-    # A phrase is looked up by its longest word, then confirmed by TextScan.has_phrase().
-    phrases: dict[bytes, tuple[tuple[frozenset[bytes], bytes, str, str, float], ...]]
-    forms: frozenset[bytes]  # the keys of `words`
-    phrase_keys: frozenset[bytes]  # the keys of `phrases`
-    # Every word any check needs (forms, all phrase words, length-limit units), registered
-    # with the classifier's lexicon so that one pass over the text finds them all.
-    keys: frozenset[bytes]
+    entries: dict[bytes, tuple[tuple[str, str, float], ...]]  # term -> (group, term, weight)
+    keys: frozenset[bytes]  # the keys of `entries`
 
 
 def _vocabulary(groups: dict[str, tuple[tuple[float, str], ...]]) -> _Vocabulary:
-    words: dict[bytes, list[tuple[str, str, float]]] = {}
-    phrases: dict[bytes, list[tuple[frozenset[bytes], bytes, str, str, float]]] = {}
-    phrase_words: set[bytes] = set()
+    entries: dict[bytes, list[tuple[str, str, float]]] = {}
     for group, weighted in groups.items():
         for weight, terms in weighted:
             for term in (t.strip() for t in terms.split(",")):
-                parts = term.encode().translate(_WORD_TABLE).split()
-                if len(parts) > 1:
-                    entry = (frozenset(parts), compile_phrase(parts), group, term, weight)
-                    phrases.setdefault(max(parts, key=len), []).append(entry)
-                    phrase_words.update(parts)
-                    continue
-                forms = {parts[0], parts[0] + b"s", parts[0] + b"es"}
-                if parts[0].endswith(b"y"):
-                    forms.add(parts[0][:-1] + b"ies")
+                words = term_words(term)
+                forms = {b" ".join(words)}
+                if len(words) == 1:
+                    forms |= {words[0] + b"s", words[0] + b"es"}
+                    if words[0].endswith(b"y"):
+                        forms.add(words[0][:-1] + b"ies")
                 for form in forms:
-                    words.setdefault(form, []).append((group, term, weight))
+                    entries.setdefault(form, []).append((group, term, weight))
     return _Vocabulary(
-        words={form: tuple(owners) for form, owners in words.items()},
-        phrases={key: tuple(entries) for key, entries in phrases.items()},
-        forms=frozenset(words),
-        phrase_keys=frozenset(phrases),
-        keys=frozenset(words) | phrase_words | _LIMIT_UNITS,
+        entries={form: tuple(found) for form, found in entries.items()},
+        keys=frozenset(entries),
     )
 
 
 _VOCABULARY = _vocabulary(_TERMS)
-register_words(_VOCABULARY.keys)
+# One pass over the window finds the vocabulary and the length-limit units along with the
+# category keywords.
+register_terms(_VOCABULARY.keys | _LIMIT_UNITS)
 
 _QUESTION = re.compile(r"\?(?!\?)")  # the last "?" of a run: "???" is one question
-# A list item at the start of a line: "1." "2)" "-" "*" "•" "+", then text.
+# A list item at the start of a line: "1." "2)" "-" "*" "•" "+", then text. A match never
+# spans a line break, so the first line is matched on its own, without copying the text.
 _LIST_ITEM = re.compile(r"\n[ \t]*(?:\d{1,2}[.)]|[-*•+])[ \t]+\S")
+_FIRST_LIST_ITEM = re.compile(r"[ \t]*(?:\d{1,2}[.)]|[-*•+])[ \t]+\S")
 # A CSV or TSV row: a line that starts with two short delimited fields. The quantifiers are
 # possessive: a field never contains the delimiter after it, so backtracking cannot help.
 _DELIMITED_ROW = re.compile(rb"\n[^\n,\t|]{1,30}+[,\t][^\n,\t]{0,30}+[,\t][^\n,\t]{0,30}+[,\t]")
+_FIRST_DELIMITED_ROW = re.compile(rb"[^\n,\t|]{1,30}+[,\t][^\n,\t]{0,30}+[,\t][^\n,\t]{0,30}+[,\t]")
 _ZERO_DIGITS = bytes(48 if 48 <= c <= 57 else c for c in range(256))
 
 
@@ -178,6 +166,9 @@ class ComplexitySignal:
 class ComplexityEstimate:
     score: float  # 0.0..10.0, one decimal: the capped sum of the signals' points
     signals: tuple[ComplexitySignal, ...]  # only those that contributed, most points first
+
+
+_POINTS = attrgetter("points")
 
 
 def estimate_complexity(text: str, *, token_count: int) -> ComplexityEstimate:
@@ -196,26 +187,24 @@ def estimate_complexity(text: str, *, token_count: int) -> ComplexityEstimate:
         _constraints_signal(scan, digit_runs, found["constraints"]),
     )
     signals = []
-    for name, points, detail in filter(None, raw):
-        points = round(min(points, _CAPS[name]), 2)
-        if points > 0:
-            signals.append(ComplexitySignal(name, points, detail))
-    signals.sort(key=attrgetter("points"), reverse=True)  # stable: ties keep the order above
-    score = round(min(10.0, sum(s.points for s in signals)), 1)
-    return ComplexityEstimate(score=score, signals=tuple(signals))
+    for signal in raw:
+        if signal is not None:
+            name, points, detail = signal
+            cap = _CAPS[name]
+            points = round(cap if points > cap else points, 2)
+            if points > 0:
+                signals.append(ComplexitySignal(name, points, detail))
+    signals.sort(key=_POINTS, reverse=True)  # stable: ties keep the order above
+    total = sum([signal.points for signal in signals])
+    return ComplexityEstimate(round(10.0 if total > 10.0 else total, 1), tuple(signals))
 
 
 def _found(scan: TextScan) -> dict[str, dict[str, float]]:
     """Return, per vocabulary group, the distinct terms present with their weights."""
     found: dict[str, dict[str, float]] = {group: {} for group in _TERMS}
-    hits = scan.hits
-    for key in _VOCABULARY.forms.intersection(hits):
-        for group, term, weight in _VOCABULARY.words[key]:
+    for key in _VOCABULARY.keys.intersection(scan.hits):
+        for group, term, weight in _VOCABULARY.entries[key]:
             found[group][term] = weight
-    for key in _VOCABULARY.phrase_keys.intersection(hits):
-        for phrase_words, phrase, group, term, weight in _VOCABULARY.phrases[key]:
-            if phrase_words <= hits and scan.has_phrase(phrase):
-                found[group][term] = weight
     return found
 
 
@@ -223,6 +212,7 @@ def _found(scan: TextScan) -> dict[str, dict[str, float]]:
 _Raw = tuple[str, float, str] | None
 
 
+@lru_cache(maxsize=4096)  # token counts repeat; the log and the formatting need not
 def _length_signal(token_count: int) -> _Raw:
     if token_count <= 20:
         return None
@@ -238,7 +228,9 @@ def _questions_signal(text: str) -> _Raw:
 
 
 def _steps_signal(window: str, terms: dict[str, float]) -> _Raw:
-    items = len(_LIST_ITEM.findall("\n" + window)) if "\n" in window else 0
+    items = 0
+    if "\n" in window:
+        items = len(_LIST_ITEM.findall(window)) + (_FIRST_LIST_ITEM.match(window) is not None)
     if not (items or terms):
         return None
     parts = [_plural(items, "list item")] if items else []
@@ -255,7 +247,7 @@ def _code_signal(text: str, data: bytes, keywords: dict[str, float]) -> _Raw:
     syntax = data.count(b"{") + data.count(b"}") if b"{" in data else 0
     if b";" in data:
         syntax += data.count(b";\n")
-    if b"()" in data:
+    if b"(" in data:  # one byte is found much faster than two
         syntax += data.count(b"()")
     if not (fences or inline >= 2 or syntax or keywords):
         return None
@@ -293,7 +285,7 @@ def _tables_signal(data: bytes) -> _Raw:
     rows = max(data.count(b"|\n"), data.count(b"\n|")) if b"|" in data else 0
     # Each delimited row holds three delimiters: skip the regex when they cannot make 3 rows.
     if rows + (data.count(b",") + data.count(b"\t")) // 3 >= 3:
-        rows += len(_DELIMITED_ROW.findall(b"\n" + data))
+        rows += len(_DELIMITED_ROW.findall(data)) + (_FIRST_DELIMITED_ROW.match(data) is not None)
     if rows < 3:
         return None
     return "tables", 0.5 + 0.15 * rows, _plural(rows, "table row")
@@ -305,23 +297,14 @@ def _constraints_signal(scan: TextScan, digit_runs: int, terms: dict[str, float]
     units = _LIMIT_UNITS.intersection(scan.hits) if digit_runs else ()
     if units:
         # "150 characters", "3 bullets": a number, one separator, a unit word.
-        zeroed = scan.normalised.translate(_ZERO_DIGITS) + b" "
-        limits = sum(_count_words(zeroed, b"0 " + unit) for unit in units)
+        zeroed = scan.padded.translate(_ZERO_DIGITS)
+        limits = sum(zeroed.count(b"0 " + unit + b" ") for unit in units)
     if not (limits or terms):
         return None
     parts = [_plural(limits, "length limit")] if limits else []
     if terms:
         parts.append(_terms_detail(terms))
     return "constraints", 0.5 * sum(terms.values()) + 0.6 * limits, "; ".join(parts)
-
-
-def _count_words(text: bytes, needle: bytes) -> int:
-    """Return how often the needle occurs followed by a space (without overlaps)."""
-    count, at = 0, next_word_at(text, needle)
-    while at != -1:
-        count += 1
-        at = next_word_at(text, needle, at + len(needle) + 1)
-    return count
 
 
 def _terms_signal(name: str, terms: dict[str, float], per_weight: float) -> _Raw:

@@ -90,7 +90,8 @@ class Policy:
         """Return the rollout arm: routed inside the routed share while routing is on."""
         if not self.feature_on("routing", subject=subject, api_key_id=api_key_id):
             return Arm.CONTROL
-        if in_share(subject=subject, percent=self.routed_percent):
+        # At 100% every bucket is inside the share: no need to hash the subject.
+        if self.routed_percent >= 100 or in_share(subject=subject, percent=self.routed_percent):
             return Arm.ROUTED
         return Arm.CONTROL
 

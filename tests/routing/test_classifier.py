@@ -170,6 +170,85 @@ def test_a_trigger_is_found_anywhere_in_a_long_text(at):
     assert find_trigger(text, ["chargeback"]) is None
 
 
+FILLER = "lorem ipsum dolor sit amet " * 240  # 6,480 characters, far past the window
+
+
+@pytest.mark.parametrize(
+    ("written", "term"),
+    [
+        ("money   back", "money back"),
+        ("money... back", "money back"),
+        ("money —\n\tback", "money back"),
+        ("MONEY😡BACK", "money back"),
+        ("how OLD, are... you", "how old are you"),
+        ("self‑harm", "self-harm"),
+        ("self harm", "self-harm"),
+    ],
+)
+def test_a_phrase_matches_across_any_run_of_separators(written, term):
+    assert find_trigger(f"please, {written}!", [term]) == term
+    assert find_trigger(f"{FILLER[:3000]} {written} {FILLER[:3000]}", [term]) == term
+
+
+def test_a_phrase_in_the_window_matches_across_any_run_of_separators():
+    categories = (CategoryKeywords("chatbot", {"how was your day": 2.0}),)
+
+    short = _classify("so... how WAS -- your, day?", categories)
+    long = _classify(FILLER + " so... how WAS -- your, day?", categories)
+
+    assert short.matched == long.matched == ("how was your day",)
+
+
+@pytest.mark.parametrize(
+    ("written", "term"),
+    [
+        ("refunded", "refund"),
+        ("Refunds", "refund"),
+        ("suing", "sue"),
+        ("sued", "sue"),
+        ("flagged", "flag"),
+        ("replies", "reply"),
+        ("dying", "die"),
+    ],
+)
+def test_trigger_inflections_are_found_in_the_middle_of_a_long_text(written, term):
+    text = FILLER[:3000] + f" they {written} it " + FILLER[:3000]
+
+    assert find_trigger(text, ["chargeback", term]) == term
+
+
+@pytest.mark.parametrize("text", ["an issue", "a minority", "the refundable part", "pursued"])
+def test_a_trigger_inside_a_longer_word_is_not_found(text):
+    terms = ["sue", "minor", "refund"]
+
+    assert find_trigger(text, terms) is None
+    assert find_trigger(FILLER[:3000] + f" {text} " + FILLER[:3000], terms) is None
+
+
+def test_adjacent_triggers_are_all_found_and_the_first_listed_wins():
+    text = FILLER[:3000] + " refund chargeback " + FILLER[:3000]
+
+    assert find_trigger(text, ["chargeback", "refund"]) == "chargeback"
+    assert find_trigger(text, ["refund", "chargeback"]) == "refund"
+
+
+def test_the_first_listed_trigger_wins_over_the_whole_text():
+    text = "I want a refund. " + FILLER + " Or I will call my lawyer."
+
+    assert find_trigger(text, ["lawyer", "refund"]) == "lawyer"
+    assert find_trigger(FILLER[:2000] + " lawyer " + FILLER + " refund", ["lawyer", "refund"]) == (
+        "lawyer"
+    )
+
+
+def test_a_word_cut_by_the_window_edge_is_not_a_trigger():
+    # The window's tail starts inside "secure"; only whole words of the text count.
+    text = FILLER + "is it secure " + "x" * (WINDOW_TAIL_CHARS - 5)
+
+    assert text[-WINDOW_TAIL_CHARS:].startswith("cure ")
+    assert find_trigger(text, ["cure"]) is None
+
+
 def test_trigger_is_found_at_the_end_of_a_long_conversation():
     history = "hey babe how was your day? " * 100
 

@@ -121,6 +121,20 @@ def test_reasoning_vocabulary_raises_complexity():
     assert reasoning.score > _estimate(base).score
 
 
+@pytest.mark.parametrize(
+    "written", ["step by step", "Step-by-Step", "step... by — step", "step  by\nstep"]
+)
+def test_vocabulary_phrases_match_across_any_run_of_separators(written):
+    estimate = _estimate(f"Explain it {written}.")
+
+    assert "step by step" in next(s.detail for s in estimate.signals if s.name == "steps")
+
+
+def test_vocabulary_plurals_match_and_a_longer_word_does_not():
+    assert _points(_estimate("Give me the forecasts."), "reasoning") == 0.7
+    assert _points(_estimate("Ask the forecasters."), "reasoning") == 0.0
+
+
 def test_numbered_list_counts_as_steps():
     estimate = _estimate("Do this:\n1. Draft the post\n2. Pick a photo\n3. Schedule it\n")
 

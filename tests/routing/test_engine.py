@@ -80,6 +80,16 @@ def test_trigger_term_makes_request_critical():
     assert decision.critical
 
 
+def test_trigger_term_deep_inside_a_long_prompt_makes_request_critical():
+    filler = "Here is some pasted material about the launch calendar. " * 100  # 5,700 characters
+    text = filler + "Fans said they would file chargebacks. " + filler
+
+    decision = _route("chatbot", 1, text=text)
+
+    assert decision.tier == Tier.FULL
+    assert decision.reason_code == "critical:trigger:category=chatbot"
+
+
 def test_caller_cannot_downgrade_a_trigger_with_critical_false():
     decision = _route("chatbot", 1, critical=False, text="chargeback incoming")
     assert decision.tier == Tier.FULL
