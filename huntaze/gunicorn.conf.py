@@ -5,7 +5,8 @@
 Like settings.py, this file reads the environment (see .env.example): WEB_CONCURRENCY worker
 processes (about one per core: each worker is one event loop; blocking work runs in its
 thread pool), BIND, GUNICORN_KEEPALIVE_S, GUNICORN_TIMEOUT_S, GUNICORN_GRACEFUL_TIMEOUT_S and
-GUNICORN_ACCESS_LOG ("-" for stdout; off by default, the ledger already has every call).
+GUNICORN_ACCESS_LOG ("-" for stdout; off by default, the ledger already has every call) and
+GUNICORN_REUSE_PORT (on by default: one listening socket per worker, balanced by the kernel).
 """
 
 import gc
@@ -18,6 +19,10 @@ worker_class = "uvicorn_worker.UvicornWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 bind = os.environ.get("BIND", "127.0.0.1:8000").split(",")
 backlog = 2048
+# Each worker binds a socket of its own (SO_REUSEPORT) and the kernel spreads new connections
+# across them by hash. With one shared socket, whichever event loop wakes first accepts every
+# pending connection, and one worker can end up with two thirds of them while the other idles.
+reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "true").lower() in ("1", "true", "yes")
 # Idle keep-alive connections are cheap for an event loop; a proxy or SDK in front reuses them.
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE_S", "75"))
 # A worker that does not check in for this long is restarted (its requests are swept later).
