@@ -77,6 +77,8 @@ class Worker:
             env=self.env,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
+            # A group of its own: -B forks the beat as a child, which must die with the worker.
+            start_new_session=True,
         )
         _wait(
             lambda: b"ready." in log.read_bytes() or self.process.poll() is not None,
@@ -86,18 +88,25 @@ class Worker:
         assert self.process.poll() is None, log.read_text()[-3000:]
 
     def kill(self) -> None:
-        """SIGKILL: a crash, no warm shutdown; the beat dies with it."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
+        """SIGKILL to the worker and its beat together: a crash, no warm shutdown."""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # the whole group is already gone
+        self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.kill()
+                pass
+        self.kill()  # whatever of the group outlived a warm shutdown (the beat)
 
 
 def _pools_reset(app) -> None:
