@@ -9,6 +9,9 @@ not answer) the caller keeps the table.
 
 import json
 import logging
+import os
+import queue
+import threading
 from datetime import datetime
 
 import redis
@@ -50,18 +53,62 @@ def inflight_remember(*, request_id: str, deadline_at: datetime, ledger_fields: 
     return True
 
 
-def inflight_forget(request_id: str) -> None:
-    """Forget a recorded request. If Redis fails here, the sweep finds its row and drops it."""
+def inflight_forget(*request_ids: str) -> None:
+    """Forget recorded requests. If Redis fails here, the sweep finds their rows and drops them."""
     client = _client()
-    if client is None:
+    if client is None or not request_ids:
         return
     try:
         pipe = client.pipeline(transaction=False)
-        pipe.hdel(DATA_KEY, request_id)
-        pipe.zrem(DEADLINES_KEY, request_id)
+        pipe.hdel(DATA_KEY, *request_ids)
+        pipe.zrem(DEADLINES_KEY, *request_ids)
         pipe.execute()
     except redis.RedisError as exc:
-        logger.warning("redis unavailable: in-flight %s left for the sweep (%s)", request_id, exc)
+        logger.warning(
+            "redis unavailable: %d in-flight left for the sweep (%s)", len(request_ids), exc
+        )
+
+
+class _Forgetter:
+    """Forgets recorded requests on a thread of its own, many per pipeline, so the request
+    that wrote its ledger row does not wait for Redis a second time. A forget lost with the
+    process is harmless: the sweep finds the row already written and drops the record."""
+
+    def __init__(self) -> None:
+        self.pending: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.owner_pid: int | None = None  # a forked child starts a thread of its own
+
+    def submit(self, request_id: str) -> None:
+        if self.owner_pid != os.getpid():
+            with self.lock:
+                if self.owner_pid != os.getpid():
+                    self.pending = queue.SimpleQueue()
+                    threading.Thread(
+                        target=self._run, args=(self.pending,), name="inflight-forget", daemon=True
+                    ).start()
+                    self.owner_pid = os.getpid()
+        self.pending.put(request_id)
+
+    @staticmethod
+    def _run(pending: queue.SimpleQueue) -> None:
+        while True:
+            request_ids = [pending.get()]
+            while len(request_ids) < 500:
+                try:
+                    request_ids.append(pending.get_nowait())
+                except queue.Empty:
+                    break
+            inflight_forget(*request_ids)
+
+
+_forgetter = _Forgetter()
+
+
+def inflight_forget_soon(request_id: str) -> None:
+    """Forget a recorded request off the caller's path (see _Forgetter)."""
+    if _client() is not None:
+        _forgetter.submit(request_id)
 
 
 def inflight_overdue(*, now: datetime, limit: int = 1000) -> list[tuple[str, dict | None]]:

@@ -22,7 +22,12 @@ from routing.circuit import OPEN as CIRCUIT_OPEN
 from routing.circuit import circuit_allows, circuit_record
 from routing.db import db_call
 from routing.engine import Arm, Decision, ModelSpec, Policy, RouteRequest, RoutingError, route
-from routing.inflight import inflight_forget, inflight_overdue, inflight_remember
+from routing.inflight import (
+    inflight_forget,
+    inflight_forget_soon,
+    inflight_overdue,
+    inflight_remember,
+)
 from routing.models import (
     ApiKey,
     BudgetPeriod,
@@ -322,7 +327,7 @@ def _call_record(call: _Call, outcome: _Outcome):
     fields = _ledger_fields(call, outcome)
     if call.remembered_in == REMEMBERED_IN_REDIS:
         record = usage_record(**fields)  # one INSERT, its own transaction
-        inflight_forget(call.request_id)
+        inflight_forget_soon(call.request_id)  # the row is written: no need to wait for this
         return record
     with transaction.atomic():
         record = usage_record(**fields)

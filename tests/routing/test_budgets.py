@@ -166,3 +166,31 @@ def test_without_redis_in_flight_records_use_the_table(api_key, policy, settings
     call = _call_prepare(api_key=api_key[0], request=CompletionRequest(messages=HELLO))
     assert call.remembered_in == "table"
     assert InFlightRequest.objects.filter(request_id=call.request_id).exists()
+
+
+@pytest.mark.django_db
+def test_with_redis_a_recorded_call_is_forgotten_after_its_row_is_written(
+    api_client, api_key, policy, settings
+):
+    import time
+
+    from redis import Redis
+
+    from routing.inflight import DATA_KEY, DEADLINES_KEY
+
+    if not settings.REDIS_URL:
+        pytest.skip("needs REDIS_URL (the PostgreSQL + Redis pass of .ci/run)")
+    redis = Redis.from_url(settings.REDIS_URL)
+    # when three calls of a key without a budget are answered
+    for _ in range(3):
+        assert _post(api_client, {"messages": HELLO, "category": "chatbot"}).status_code == 200
+    request_ids = list(UsageRecord.objects.values_list("request_id", flat=True))
+    assert len(request_ids) == 3
+    # then their in-flight records go soon after (off the request's path), and none is swept
+    deadline = time.monotonic() + 5
+    while redis.hmget(DATA_KEY, request_ids) != [None] * 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert redis.hmget(DATA_KEY, request_ids) == [None] * 3
+    assert all(redis.zscore(DEADLINES_KEY, request_id) is None for request_id in request_ids)
+    assert inflight_sweep(now=timezone.now() + timedelta(hours=1)) == 0
+    assert UsageRecord.objects.count() == 3
