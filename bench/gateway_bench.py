@@ -485,5 +485,10 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # runs main's finally: servers stopped, database dropped
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     main()
