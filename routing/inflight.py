@@ -99,7 +99,10 @@ class _Forgetter:
                     request_ids.append(pending.get_nowait())
                 except queue.Empty:
                     break
-            inflight_forget(*request_ids)
+            try:
+                inflight_forget(*request_ids)
+            except Exception:  # the thread must outlive any one batch; the sweep has them
+                logger.exception("in-flight forget failed for %d requests", len(request_ids))
 
 
 _forgetter = _Forgetter()

@@ -1,6 +1,7 @@
 """Budgets (reserved under a row lock), rate limits, lost requests, cache outages."""
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
@@ -172,8 +173,6 @@ def test_without_redis_in_flight_records_use_the_table(api_key, policy, settings
 def test_with_redis_a_recorded_call_is_forgotten_after_its_row_is_written(
     api_client, api_key, policy, settings
 ):
-    import time
-
     from redis import Redis
 
     from routing.inflight import DATA_KEY, DEADLINES_KEY
