@@ -25,6 +25,8 @@ from django.core.handlers.exception import convert_exception_to_response  # noqa
 from django.middleware.security import SecurityMiddleware  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
 
+from routing.after_response import open_jobs, run_jobs  # noqa: E402
+
 
 class HotPathHandler(ASGIHandler):
     """Django's ASGI handler with SecurityMiddleware as its only middleware, run inline, and
@@ -55,6 +57,14 @@ class HotPathHandler(ASGIHandler):
                 pass  # the client went away during the send
             return response
 
+        # Work the response need not wait for (its ledger row) runs after it is sent.
+        jobs = open_jobs()
+        try:
+            await self._respond_or_abort(body_file, receive, respond)
+        finally:
+            await run_jobs(jobs)
+
+    async def _respond_or_abort(self, body_file, receive, respond) -> None:
         # A client that disconnects cancels the response (a stream records it as cancelled).
         listener = asyncio.create_task(self.listen_for_disconnect(receive))
         responder = asyncio.create_task(respond())

@@ -7,7 +7,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -15,9 +15,10 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
+from routing.after_response import defer
 from routing.circuit import OPEN as CIRCUIT_OPEN
 from routing.circuit import circuit_allows, circuit_record
 from routing.db import db_call
@@ -60,7 +61,7 @@ from routing.selectors import (
 )
 from routing.shadow import shadow_offer
 from routing.tokens import count_message_tokens, count_text_tokens
-from usage.models import Status, TokenSource
+from usage.models import Status, TokenSource, UsageRecord
 from usage.services import usage_record
 
 logger = logging.getLogger(__name__)
@@ -321,10 +322,9 @@ def _outcome_from_error(call: _Call, failure: "UpstreamFailed") -> _Outcome:
     )
 
 
-def _call_record(call: _Call, outcome: _Outcome):
+def _call_record(call: _Call, fields: dict):
     """Write the call's one ledger row, release its admission and settle its budget, in one
     transaction: a row is written whole or not at all."""
-    fields = _ledger_fields(call, outcome)
     if call.remembered_in == REMEMBERED_IN_REDIS:
         record = usage_record(**fields)  # one INSERT, its own transaction
         inflight_forget_soon(call.request_id)  # the row is written: no need to wait for this
@@ -337,6 +337,76 @@ def _call_record(call: _Call, outcome: _Outcome):
             reserved=call.api_key.monthly_budget_usd is not None,
         )
     return record
+
+
+# Waits between the attempts of a ledger write made after the response: the client has its
+# answer, so a database that went away for a moment is waited for, not reported.
+LEDGER_WRITE_RETRY_WAITS_S = (0.05, 0.25, 1.0, 5.0)
+
+
+async def _record(
+    call: _Call, outcome: _Outcome, *, then: Callable[[dict], Awaitable[None]] | None = None
+) -> dict:
+    """Price the call's ledger row and write it: after the response where the handler runs
+    deferred work (routing.after_response), else now. Return the row's fields (the answer
+    reports its cost and tokens from them). `then(fields)` runs once the row is written."""
+    fields = _ledger_fields(call, outcome)
+
+    async def write_later() -> None:
+        if await _ledger_write_patiently(call, fields) and then is not None:
+            await then(fields)
+
+    if defer(write_later):
+        return fields
+    await db_call(_call_record, call, fields)
+    if then is not None:
+        await then(fields)
+    return fields
+
+
+async def _ledger_write_patiently(call: _Call, fields: dict) -> bool:
+    """Write a deferred row, retrying database errors; as a last resort leave the final row
+    with the in-flight record, where the sweep writes it. True when the row is written."""
+    for wait_s in (*LEDGER_WRITE_RETRY_WAITS_S, None):
+        try:
+            await db_call(_call_record, call, fields)
+            return True
+        except IntegrityError:
+            # An attempt whose commit was not acknowledged wrote it; anything else is a bug.
+            if await db_call(_ledger_row_exists, call.request_id):
+                return True
+            raise
+        except DatabaseError as exc:
+            if wait_s is None:
+                break
+            logger.warning("ledger write of %s failed (%s); retrying", call.request_id, exc)
+            await asyncio.sleep(wait_s)
+    left = await db_call(_leave_for_sweep, call, fields)
+    logger.error(
+        "ledger row of %s not written; %s",
+        call.request_id,
+        "left for the in-flight sweep" if left else "its in-flight record will be swept",
+    )
+    return False
+
+
+def _ledger_row_exists(request_id: str) -> bool:
+    return UsageRecord.objects.filter(request_id=request_id).exists()
+
+
+def _leave_for_sweep(call: _Call, fields: dict) -> bool:
+    """Replace the lost-request row kept with the in-flight record by the final one, so the
+    sweep writes what the call really cost. False when that store is down too."""
+    final = json.loads(json.dumps(fields, cls=DjangoJSONEncoder))
+    if call.remembered_in == REMEMBERED_IN_REDIS:
+        return inflight_remember(
+            request_id=call.request_id, deadline_at=_inflight_deadline(call), ledger_fields=final
+        )
+    try:
+        updated = InFlightRequest.objects.filter(request_id=call.request_id)
+        return bool(updated.update(ledger_fields=final))
+    except DatabaseError:
+        return False
 
 
 def _ledger_fields(call: _Call, outcome: _Outcome) -> dict:
@@ -415,18 +485,18 @@ def _ledger_fields(call: _Call, outcome: _Outcome) -> dict:
     )
 
 
-def _cache_value(outcome: _Outcome, record) -> dict:
+def _cache_value(outcome: _Outcome, fields: dict) -> dict:
     return {
         "content": outcome.content,
         "input_tokens": outcome.input_tokens,
         "output_tokens": outcome.output_tokens,
         "finish_reason": outcome.finish_reason,
         "sandbox": outcome.sandbox,
-        "cost_usd": str(record.cost_usd),
+        "cost_usd": str(fields["cost_usd"]),
     }
 
 
-def _result(call: _Call, outcome: _Outcome, record) -> CompletionResult:
+def _result(call: _Call, outcome: _Outcome, fields: dict) -> CompletionResult:
     decision = call.decision
     if outcome.model is not None and outcome.model != decision.model:
         decision = replace(
@@ -440,13 +510,13 @@ def _result(call: _Call, outcome: _Outcome, record) -> CompletionResult:
         id=call.request_id,
         content=outcome.content,
         decision=decision,
-        input_tokens=record.input_tokens,
-        output_tokens=record.output_tokens,
-        cached_tokens=record.cached_tokens,
-        latency_ms=record.latency_ms,
-        cost_usd=record.cost_usd,
-        baseline_cost_usd=record.baseline_cost_usd,
-        sandbox=record.sandbox,
+        input_tokens=fields["input_tokens"],
+        output_tokens=fields["output_tokens"],
+        cached_tokens=fields["cached_tokens"],
+        latency_ms=fields["latency_ms"],
+        cost_usd=fields["cost_usd"],
+        baseline_cost_usd=fields["baseline_cost_usd"],
+        sandbox=fields["sandbox"],
         cache_hit=outcome.cache_hit,
         finish_reason=outcome.finish_reason,
     )
@@ -495,6 +565,10 @@ def _worst_case_cost(call: _Call) -> Decimal:
 REMEMBERED_IN_TABLE, REMEMBERED_IN_REDIS = "table", "redis"
 
 
+def _inflight_deadline(call: _Call) -> datetime:
+    return call.started_at + timedelta(seconds=call.decision.rule.deadline_s + INFLIGHT_GRACE_S)
+
+
 def _admission_open(call: _Call) -> str:
     """Record the request as in flight and, for a key with a budget, reserve its worst case
     under a row lock, so concurrent requests cannot overshoot the budget together. Returns
@@ -508,9 +582,7 @@ def _admission_open(call: _Call) -> str:
         billed=False,
     )
     fields = json.loads(json.dumps(_ledger_fields(call, lost), cls=DjangoJSONEncoder))
-    deadline_at = call.started_at + timedelta(
-        seconds=call.decision.rule.deadline_s + INFLIGHT_GRACE_S
-    )
+    deadline_at = _inflight_deadline(call)
     if limit is None:
         if inflight_remember(
             request_id=call.request_id, deadline_at=deadline_at, ledger_fields=fields
@@ -623,8 +695,9 @@ def inflight_sweep(*, now: datetime) -> int:
             )
             if inflight is None:
                 continue  # recorded (or swept) meanwhile
-            usage_record(**inflight.ledger_fields)
-            _admission_close(inflight.request_id, cost_usd=Decimal("0"))
+            record = usage_record(**inflight.ledger_fields)
+            # A lost request costs nothing; a row left here after the answer, its price.
+            _admission_close(inflight.request_id, cost_usd=Decimal(record.cost_usd))
             swept += 1
     for request_id, fields in inflight_overdue(now=now):
         if fields is not None:
@@ -768,7 +841,7 @@ async def _upstream_attempt(call: _Call, send) -> tuple[object, ModelSpec, int]:
 
 
 async def _record_failure(call: _Call, failure: UpstreamFailed) -> CompletionFailed:
-    await db_call(_call_record, call, _outcome_from_error(call, failure))
+    await _record(call, _outcome_from_error(call, failure))
     return CompletionFailed(request_id=call.request_id, error=failure.error)
 
 
@@ -778,7 +851,7 @@ async def completion_create(*, api_key: ApiKey, request: CompletionRequest) -> C
     hit = await _cache_get(call.cache_key)
     if hit is not None:
         outcome = _outcome_from_cache(hit)
-        return _result(call, outcome, await db_call(_call_record, call, outcome))
+        return _result(call, outcome, await _record(call, outcome))
     kwargs = call.provider_kwargs()
 
     async def send(*, model: ModelSpec, timeout_s: float) -> ProviderResult:
@@ -789,11 +862,17 @@ async def completion_create(*, api_key: ApiKey, request: CompletionRequest) -> C
     except UpstreamFailed as failure:
         raise await _record_failure(call, failure) from failure.error
     outcome = _outcome_from_result(result, model=model, attempts=attempts)
-    record = await db_call(_call_record, call, outcome)
-    shadow_offer(call=call, outcome=outcome)  # a sampled cheap answer is judged later, off-path
+    fields = await _record(call, outcome, then=_shadow_offer_after(call, outcome))
     if call.cache_key and model == call.decision.model:
-        await _cache_set(call, _cache_value(outcome, record))
-    return _result(call, outcome, record)
+        await _cache_set(call, _cache_value(outcome, fields))  # before the answer: a repeat hits
+    return _result(call, outcome, fields)
+
+
+def _shadow_offer_after(call: _Call, outcome: _Outcome) -> Callable[[dict], Awaitable[None]]:
+    async def offer(fields: dict) -> None:
+        shadow_offer(call=call, outcome=outcome)  # a sampled cheap answer is judged off-path
+
+    return offer
 
 
 async def completion_stream(
@@ -880,7 +959,7 @@ async def _stream_relay(
                 yield _sse({**data, "usage": None})
                 continue
             yield b"data: " + chunk.raw + b"\n\n"
-        # Record before [DONE], so a client that saw the end finds the row.
+        # Priced before [DONE]; written after the response ends where the handler allows it.
         outcome = _stream_outcome(call, upstream.sandbox, parts, usage, finish_reason)
         outcome = replace(outcome, model=model, attempts=attempts)
         finished = True
@@ -905,12 +984,11 @@ async def _stream_relay(
 
 
 async def _stream_finish(call: _Call, outcome: _Outcome, upstream) -> None:
-    record = await db_call(_call_record, call, outcome)
-    shadow_offer(call=call, outcome=outcome)
+    fields = await _record(call, outcome, then=_shadow_offer_after(call, outcome))
     if outcome.status != Status.OK:
         await upstream.close()
     elif call.cache_key and outcome.model in (None, call.decision.model):
-        await _cache_set(call, _cache_value(outcome, record))
+        await _cache_set(call, _cache_value(outcome, fields))
 
 
 def _stream_outcome(
@@ -954,7 +1032,7 @@ def _stream_outcome(
 async def _stream_replay(call: _Call, hit: dict, *, include_usage: bool) -> AsyncIterator[bytes]:
     """Serve a cached answer as a stream: one content chunk, finish, usage, [DONE]."""
     outcome = _outcome_from_cache(hit, streamed=True)
-    record = await db_call(_call_record, call, outcome)
+    fields = await _record(call, outcome)
     base = {
         "id": "chatcmpl-" + call.request_id,
         "object": "chat.completion.chunk",
@@ -967,9 +1045,9 @@ async def _stream_replay(call: _Call, hit: dict, *, include_usage: bool) -> Asyn
     yield _sse({**base, "choices": [finish]})
     if include_usage:
         usage = {
-            "prompt_tokens": record.input_tokens,
-            "completion_tokens": record.output_tokens,
-            "total_tokens": record.input_tokens + record.output_tokens,
+            "prompt_tokens": fields["input_tokens"],
+            "completion_tokens": fields["output_tokens"],
+            "total_tokens": fields["input_tokens"] + fields["output_tokens"],
             "prompt_tokens_details": {"cached_tokens": 0},
         }
         yield _sse({**base, "choices": [], "usage": usage})

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from routing.models import TaskCategory
 from routing.services import policy_version_create
+from tests.waits import after_response_settled
 from usage.models import UsageRecord
 from usage.selectors import usage_summary
 
@@ -60,6 +61,7 @@ def test_drill_1_upstream_failing_30_percent_loses_nothing(
         _fire(f"{asgi_server}/api/v1/completions", api_key[1], bodies, concurrency=32)
     )
     # then
+    after_response_settled()
     ok = statuses.count(200)
     rows = UsageRecord.objects.filter(created_at__gte=started_at)
     duplicates = rows.values("request_id").annotate(n=Count("id")).filter(n__gt=1).count()
@@ -97,4 +99,5 @@ def test_drill_2_hanging_upstream_gets_json_504_within_the_deadline(
     print(f"\ndrill 2: {statuses.count(504)}/{count} JSON 504 in {elapsed:.2f} s (deadline 1 s)")
     assert statuses == [504] * count
     assert elapsed < 2.0
+    after_response_settled()
     assert UsageRecord.objects.filter(status="upstream_timeout").count() == count

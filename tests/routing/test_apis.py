@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from routing.models import TaskCategory
+from tests.waits import after_response_settled
 from usage.models import UsageRecord
 
 pytestmark = pytest.mark.django_db
@@ -226,6 +227,7 @@ def test_stream_true_relays_openai_chunks_and_records_the_row(
     chunks = [json.loads(e) for e in events[:-1]]
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text.startswith("[sandbox gpt-4o-mini]")
+    after_response_settled()
     row = UsageRecord.objects.get(request_id=response.headers["X-Request-Id"])
     assert row.streamed and row.status == "ok"
     assert row.output_tokens == chunks[-1]["usage"]["completion_tokens"]

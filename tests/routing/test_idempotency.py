@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from routing.models import IdempotencyRecord
 from routing.services import idempotency_purge
+from tests.waits import after_response_settled
 from usage.models import UsageRecord
 
 BODY = {"messages": [{"role": "user", "content": "Caption for my beach photos"}]}
@@ -99,4 +100,5 @@ def test_five_at_once_make_one_call_and_one_row(
     assert statuses.count(200) >= 1
     assert set(statuses) <= {200, 409}
     assert sandbox_state.calls == 1
+    after_response_settled()
     assert UsageRecord.objects.count() == 1

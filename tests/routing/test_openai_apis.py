@@ -11,6 +11,7 @@ import pytest
 
 from routing.models import TaskCategory
 from routing.services import policy_version_create
+from tests.waits import after_response_settled
 from usage.models import UsageRecord
 
 HELLO = [{"role": "user", "content": "hey, loved the stream today!"}]
@@ -32,6 +33,7 @@ def async_client(base_url, api_key):
 
 
 def _rows():
+    after_response_settled()  # the server writes a row just after its answer
     return list(UsageRecord.objects.order_by("created_at"))
 
 
@@ -120,6 +122,7 @@ def test_bad_requests_raise_bad_request_error(client, kwargs, param):
     with pytest.raises(openai.BadRequestError) as error:
         client.chat.completions.create(**kwargs)
     assert error.value.param == param
+    after_response_settled()
     assert UsageRecord.objects.count() == 0
 
 
@@ -146,6 +149,7 @@ def test_stream_relays_chunks_and_records_usage_from_the_final_chunk(client):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == plain.choices[0].message.content
     assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+    after_response_settled()
     streamed = UsageRecord.objects.get(streamed=True)
     assert streamed.status == "ok"
     assert streamed.token_source == "provider"
@@ -157,6 +161,7 @@ def test_stream_without_include_usage_has_no_usage_chunk(client):
     chunks = list(client.chat.completions.create(model="auto", messages=HELLO, stream=True))
     assert all(c.usage is None for c in chunks)
     assert all(c.choices for c in chunks)
+    after_response_settled()
     assert UsageRecord.objects.get().token_source == "provider"  # we asked upstream anyway
 
 
@@ -172,6 +177,7 @@ def test_async_client_plain_and_streamed(async_client):
 
     plain, streamed = asyncio.run(run())
     assert streamed == plain.choices[0].message.content
+    after_response_settled()
     assert UsageRecord.objects.count() == 2
 
 

@@ -1,0 +1,14 @@
+"""Waits for work a real server does after its response (routing.after_response)."""
+
+import time
+
+from routing import after_response
+
+
+def after_response_settled(timeout_s: float = 10) -> None:
+    """Return once the in-process server has run every deferred job (its ledger rows are
+    written); a client has its answer a moment before that. Fails past the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while after_response.pending() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert not after_response.pending(), "deferred ledger writes did not finish"
