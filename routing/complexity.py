@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from operator import attrgetter
+from operator import itemgetter
 
 from routing.classifier import TextScan, register_terms, scan_text, term_words
 
@@ -168,7 +168,7 @@ class ComplexityEstimate:
     signals: tuple[ComplexitySignal, ...]  # only those that contributed, most points first
 
 
-_POINTS = attrgetter("points")
+_POINTS = itemgetter(1)  # a signal's points, in (name, points, detail)
 
 
 def estimate_complexity(text: str, *, token_count: int) -> ComplexityEstimate:
@@ -186,17 +186,22 @@ def estimate_complexity(text: str, *, token_count: int) -> ComplexityEstimate:
         _terms_signal("reasoning", found["reasoning"], 0.7),
         _constraints_signal(scan, digit_runs, found["constraints"]),
     )
-    signals = []
+    kept = []
     for signal in raw:
         if signal is not None:
             name, points, detail = signal
             cap = _CAPS[name]
-            points = round(cap if points > cap else points, 2)
+            # A cap has two decimals at most, so rounding it would change nothing; round()
+            # works through decimal digits and costs about as much as a whole signal.
+            points = cap if points > cap else round(points, 2)
             if points > 0:
-                signals.append(ComplexitySignal(name, points, detail))
-    signals.sort(key=_POINTS, reverse=True)  # stable: ties keep the order above
-    total = sum([signal.points for signal in signals])
-    return ComplexityEstimate(round(10.0 if total > 10.0 else total, 1), tuple(signals))
+                kept.append((name, points, detail))
+    # Sorted as plain tuples, then made dataclasses: sorting the objects reads an attribute
+    # per comparison. The sort is stable: ties keep the order above.
+    kept.sort(key=_POINTS, reverse=True)
+    total = sum([points for _, points, _ in kept])
+    signals = tuple([ComplexitySignal(name, points, detail) for name, points, detail in kept])
+    return ComplexityEstimate(10.0 if total > 10.0 else round(total, 1), signals)
 
 
 def _found(scan: TextScan) -> dict[str, dict[str, float]]:
