@@ -238,9 +238,12 @@ def classify(
     for owner, _term, weight in sorted(found):  # a fixed order keeps float sums reproducible
         scores[owner] += weight
         counts[owner] += 1
-    # Highest score, then most terms, then the earliest category.
-    best = -max(zip(scores, counts, range(0, -len(categories), -1), strict=True))[2]
-    confidence = round(scores[best] / (sum(scores) + _PRIOR), 3)
+    top = max(scores)
+    if scores.count(top) == 1:  # the usual case: one category has the highest score
+        best = scores.index(top)
+    else:  # a tie: then most terms, then the earliest category
+        best = -max(zip(scores, counts, range(0, -len(categories), -1), strict=True))[2]
+    confidence = round(top / (sum(scores) + _PRIOR), 3)
     if confidence >= min_confidence:
         terms = _by_weight(found, best)
         return Classification(categories[best].slug, confidence, terms, fell_back=False)
