@@ -228,14 +228,16 @@ def classify(
     """
     categories = tuple(categories)
     compiled = _compiled_categories(categories)
-    found: set[tuple[int, str, float]] = set()
+    ranks: set[int] = set()
     for key in compiled.keys.intersection(scan_text(text).hits):
-        found.update(compiled.entries[key])
-    if not found:  # weights are positive, so no term means no score at all
+        ranks.update(compiled.entries[key])
+    if not ranks:  # weights are positive, so no term means no score at all
         return Classification(default_category, 0.0, (), fell_back=True)
+    # In (owner, keyword, weight) order: a fixed order keeps float sums reproducible.
+    found = [compiled.keywords[rank] for rank in sorted(ranks)]
     scores = [0.0] * len(categories)
     counts = [0] * len(categories)
-    for owner, _term, weight in sorted(found):  # a fixed order keeps float sums reproducible
+    for owner, _term, weight in found:
         scores[owner] += weight
         counts[owner] += 1
     top = max(scores)
@@ -280,17 +282,22 @@ def find_trigger(text: str, terms: Sequence[str]) -> str | None:
     return terms[best] if best < len(terms) else None
 
 
-def _by_weight(found: set[tuple[int, str, float]], owner: int) -> tuple[str, ...]:
+def _by_weight(found: list[tuple[int, str, float]], owner: int) -> tuple[str, ...]:
     """Return the owner's terms, heaviest first, then alphabetically."""
-    return tuple(term for _, term in sorted((-w, term) for o, term, w in found if o == owner))
+    mine = [(-weight, term) for o, term, weight in found if o == owner]
+    mine.sort()
+    return tuple([term for _, term in mine])  # a list comprehension: cheaper than a generator
 
 
 @dataclass(frozen=True)
 class _Categories:
     """Category keywords compiled for lookup in TextScan.hits."""
 
-    entries: dict[bytes, tuple[tuple[int, str, float], ...]]  # term -> (owner, keyword, weight)
+    entries: dict[bytes, tuple[int, ...]]  # term -> the ranks of its (owner, keyword, weight)
     keys: frozenset[bytes]  # the keys of `entries`
+    # Every (owner, keyword, weight), sorted, so a rank stands for one: a set of small ints
+    # hashes and sorts faster than a set of these tuples.
+    keywords: tuple[tuple[int, str, float], ...]
     owners: dict[str, int]  # category slug -> owner index
 
 
@@ -334,9 +341,12 @@ def _compile_categories(categories: tuple[CategoryKeywords, ...]) -> _Categories
             for form in forms:
                 entries.setdefault(form, []).append((owner, term, weight))
     register_terms(frozenset(entries))
+    keywords = sorted({keyword for found in entries.values() for keyword in found})
+    rank = {keyword: i for i, keyword in enumerate(keywords)}
     return _Categories(
-        entries={key: tuple(found) for key, found in entries.items()},
+        entries={key: tuple(rank[keyword] for keyword in found) for key, found in entries.items()},
         keys=frozenset(entries),
+        keywords=tuple(keywords),
         owners=owners,
     )
 
