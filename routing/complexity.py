@@ -112,6 +112,9 @@ _LIMIT_UNITS = frozenset(
     for form in (unit, unit + b"s")
 )
 
+# What a length limit looks like once digits are zeroed: "0 words ", "0 characters ".
+_LIMIT_NEEDLES = {unit: b"0 " + unit + b" " for unit in _LIMIT_UNITS}
+
 
 @dataclass(frozen=True)
 class _Vocabulary:
@@ -303,7 +306,7 @@ def _constraints_signal(scan: TextScan, digit_runs: int, terms: dict[str, float]
     if units:
         # "150 characters", "3 bullets": a number, one separator, a unit word.
         zeroed = scan.padded.translate(_ZERO_DIGITS)
-        limits = sum(zeroed.count(b"0 " + unit + b" ") for unit in units)
+        limits = sum([zeroed.count(_LIMIT_NEEDLES[unit]) for unit in units])
     if not (limits or terms):
         return None
     parts = [_plural(limits, "length limit")] if limits else []
