@@ -118,6 +118,19 @@ def test_tie_goes_to_more_matched_terms_then_to_the_earlier_category():
     assert _classify("alpha delta", categories, 0).category == "a"
 
 
+def test_a_keyword_of_two_categories_scores_for_both_and_its_forms_count_once():
+    categories = (
+        CategoryKeywords("legal", {"refund": 1.0, "contract": 2.0}),
+        CategoryKeywords("chatbot", {"refund": 1.0}),
+    )
+
+    result = _classify("refund, refunds, refunded: see the contract", categories, 0)
+
+    assert result == Classification(
+        "legal", round(3 / (3 + 1 + 1), 3), ("contract", "refund"), False
+    )
+
+
 def test_matched_terms_are_heaviest_first():
     result = _classify("the party may sue over this clause")
 
