@@ -194,8 +194,8 @@ def estimate_complexity(text: str, *, token_count: int) -> ComplexityEstimate:
         if signal is not None:
             name, points, detail = signal
             cap = _CAPS[name]
-            # A cap has two decimals at most, so rounding it would change nothing; round()
-            # works through decimal digits and costs about as much as a whole signal.
+            # A cap has two decimals at most, so it needs no round(), which is slow for a float
+            # (it goes through the decimal digits).
             points = cap if points > cap else round(points, 2)
             if points > 0:
                 kept.append((name, points, detail))
