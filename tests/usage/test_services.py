@@ -1,8 +1,10 @@
 import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Count, Sum
 from prometheus_client import REGISTRY
 
@@ -12,6 +14,7 @@ from usage.models import Granularity, MonthlyReport, UsageEndUserDay, UsageRecor
 from usage.services import (
     monthly_report_create,
     monthly_report_create_previous,
+    usage_record,
     usage_rollup_rebuild,
     usage_rollup_refresh,
 )
@@ -198,3 +201,33 @@ def test_text_past_its_retention_is_blanked_and_figures_kept(settings):
     assert recent.prompt_text == "still here"
     figures_after = UsageRecord.objects.values("pk", "cost_usd", "input_tokens", "status")
     assert list(figures_after.order_by("pk")) == figures_before
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["values", "json-values"])
+def test_usage_record_writes_the_row_the_orm_would(as_json):
+    # given the fields of a call, as Python values or as the in-flight store keeps them (JSON)
+    row = UsageRecordFactory.build(
+        cost_usd=Decimal("0.0000123456"),
+        metadata={"campaign": "black-friday", "note": "ünïcode"},
+        prompt_text="a 'quoted' prompt; --",
+        complexity=6.25,
+        critical=True,
+        api_key=ApiKeyFactory(),
+        policy_version=PolicyVersionFactory(),
+    )
+    fields = {f.attname: getattr(row, f.attname) for f in UsageRecord._meta.concrete_fields}
+    del fields["id"]
+    if as_json:
+        fields = json.loads(json.dumps(fields, cls=DjangoJSONEncoder))
+    # when one copy goes through usage_record and another through the ORM's create
+    written = usage_record(**fields)
+    by_orm = UsageRecord.objects.create(**{**fields, "request_id": "req_orm"})
+
+    # then both read back the same, and the returned record knows its primary key
+    def read(pk: int) -> dict:
+        values = UsageRecord.objects.filter(pk=pk).values().get()
+        return {k: v for k, v in values.items() if k not in {"id", "request_id"}}
+
+    assert written.pk is not None and not written._state.adding
+    assert read(written.pk) == read(by_orm.pk)
+    assert read(written.pk)["cost_usd"] == Decimal("0.0000123456")
