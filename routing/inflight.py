@@ -37,14 +37,15 @@ def _client() -> redis.Redis | None:
     return _clients[url]
 
 
-def inflight_remember(*, request_id: str, deadline_at: datetime, ledger_fields: dict) -> bool:
-    """Remember an admitted request; False when Redis is not there to do it."""
+def inflight_remember(*, request_id: str, deadline_at: datetime, ledger_json: str) -> bool:
+    """Remember an admitted request and the ledger row it becomes if lost (as JSON); False
+    when Redis is not there to do it."""
     client = _client()
     if client is None:
         return False
     try:
         pipe = client.pipeline(transaction=True)
-        pipe.hset(DATA_KEY, request_id, json.dumps(ledger_fields))
+        pipe.hset(DATA_KEY, request_id, ledger_json)
         pipe.zadd(DEADLINES_KEY, {request_id: deadline_at.timestamp()})
         pipe.execute()
     except redis.RedisError as exc:

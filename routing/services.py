@@ -397,14 +397,14 @@ def _ledger_row_exists(request_id: str) -> bool:
 def _leave_for_sweep(call: _Call, fields: dict) -> bool:
     """Replace the lost-request row kept with the in-flight record by the final one, so the
     sweep writes what the call really cost. False when that store is down too."""
-    final = json.loads(json.dumps(fields, cls=DjangoJSONEncoder))
+    final = json.dumps(fields, cls=DjangoJSONEncoder)
     if call.remembered_in == REMEMBERED_IN_REDIS:
         return inflight_remember(
-            request_id=call.request_id, deadline_at=_inflight_deadline(call), ledger_fields=final
+            request_id=call.request_id, deadline_at=_inflight_deadline(call), ledger_json=final
         )
     try:
         updated = InFlightRequest.objects.filter(request_id=call.request_id)
-        return bool(updated.update(ledger_fields=final))
+        return bool(updated.update(ledger_fields=json.loads(final)))
     except DatabaseError:
         return False
 
@@ -581,18 +581,18 @@ def _admission_open(call: _Call) -> str:
         error_code="worker_lost",
         billed=False,
     )
-    fields = json.loads(json.dumps(_ledger_fields(call, lost), cls=DjangoJSONEncoder))
+    lost_json = json.dumps(_ledger_fields(call, lost), cls=DjangoJSONEncoder)
     deadline_at = _inflight_deadline(call)
     if limit is None:
         if inflight_remember(
-            request_id=call.request_id, deadline_at=deadline_at, ledger_fields=fields
+            request_id=call.request_id, deadline_at=deadline_at, ledger_json=lost_json
         ):
             return REMEMBERED_IN_REDIS
         InFlightRequest.objects.create(
             request_id=call.request_id,
             api_key=call.api_key,
             deadline_at=deadline_at,
-            ledger_fields=fields,
+            ledger_fields=json.loads(lost_json),
         )
         return REMEMBERED_IN_TABLE
     reserve = _worst_case_cost(call)
@@ -611,7 +611,7 @@ def _admission_open(call: _Call) -> str:
             budget_period=period,
             reserved_usd=reserve,
             deadline_at=deadline_at,
-            ledger_fields=fields,
+            ledger_fields=json.loads(lost_json),
         )
     return REMEMBERED_IN_TABLE
 
