@@ -228,9 +228,8 @@ def classify(
     """
     categories = tuple(categories)
     compiled = _compiled_categories(categories)
-    ranks: set[int] = set()
-    for key in compiled.keys.intersection(scan_text(text).hits):
-        ranks.update(compiled.entries[key])
+    entries = compiled.entries
+    ranks = set().union(*[entries[key] for key in compiled.keys.intersection(scan_text(text).hits)])
     if not ranks:  # weights are positive, so no term means no score at all
         return Classification(default_category, 0.0, (), fell_back=True)
     # In (owner, keyword, weight) order: a fixed order keeps float sums reproducible.
