@@ -356,7 +356,7 @@ async def _record(
         if await _ledger_write_patiently(call, fields) and then is not None:
             await then(fields)
 
-    if defer(write_later):
+    if settings.LEDGER_WRITE_AFTER_RESPONSE and defer(write_later):
         return fields
     await db_call(_call_record, call, fields)
     if then is not None:

@@ -141,3 +141,13 @@ def test_a_job_offered_after_its_request_ended_is_refused():
     accepted, late = asyncio.run(request())
     assert (accepted, late, ran) == (True, False, [1])
     assert after_response.pending() == 0
+
+
+def test_switched_off_the_row_is_written_before_the_answer_leaves(
+    asgi_server, policy, api_key, settings
+):
+    settings.LEDGER_WRITE_AFTER_RESPONSE = False
+    response = _post(f"{asgi_server}/api/v1/completions", api_key[1], HELLO)
+    assert response.status_code == 200
+    assert after_response.pending() == 0
+    assert UsageRecord.objects.get().request_id == response.json()["id"]
