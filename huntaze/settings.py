@@ -242,11 +242,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES + 1024
 
 # Privacy: prompt and answer text are not stored unless switched on, and then truncated.
 USAGE_STORE_TEXT = env.bool("USAGE_STORE_TEXT", default=False)
+USAGE_STORE_TEXT_MAX_CHARS = env.int("USAGE_STORE_TEXT_MAX_CHARS", default=2000)
+USAGE_TEXT_RETENTION_DAYS = env.int("USAGE_TEXT_RETENTION_DAYS", default=30)
 # Under the ASGI server a completion's ledger row is INSERTed just after its answer is sent
 # (routing/after_response.py); false writes it before, as the test client and commands do.
 LEDGER_WRITE_AFTER_RESPONSE = env.bool("LEDGER_WRITE_AFTER_RESPONSE", default=True)
-USAGE_STORE_TEXT_MAX_CHARS = env.int("USAGE_STORE_TEXT_MAX_CHARS", default=2000)
-USAGE_TEXT_RETENTION_DAYS = env.int("USAGE_TEXT_RETENTION_DAYS", default=30)
 
 # Shadow evaluation (flag quality_sampling): the judge model (blank: each category's premium
 # model), how long an encrypted shadow job stays readable, the evaluations needed before a
