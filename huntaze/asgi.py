@@ -71,13 +71,17 @@ class HotPathHandler(ASGIHandler):
         await asyncio.wait([listener, responder], return_when=asyncio.FIRST_COMPLETED)
         for task in (listener, responder):
             if task.done():
-                try:
-                    task.result()
-                except RequestAborted:
-                    pass
-                except AssertionError:
+                # exception(), not result(): re-raised here, the listener's RequestAborted
+                # (every request: the server reports the disconnect once the response is
+                # sent) would get this frame in its traceback, and this frame holds the task
+                # that holds the exception, a cycle that kept each request's objects alive
+                # until the next garbage collection.
+                error = task.exception()  # a cancelled task raises CancelledError, as before
+                if error is None or isinstance(error, RequestAborted):
+                    continue
+                if isinstance(error, AssertionError):
                     body_file.close()
-                    raise
+                raise error
             else:
                 task.cancel()
                 try:
