@@ -137,11 +137,8 @@ def _request_params(
     user: str = "",
     cache_key_category: str | None = None,
     sampling: dict | None = None,
-    timeout_s: float | None = None,
 ) -> dict:
     params: dict = {"model": model.name, "messages": messages, "max_tokens": max_tokens}
-    if timeout_s is not None:
-        params["timeout"] = timeout_s
     params.update(sampling or {})
     if temperature is not None:
         params["temperature"] = temperature
@@ -150,6 +147,16 @@ def _request_params(
     if cache_key_category and model.supports_prompt_cache_key:
         params["prompt_cache_key"] = prompt_cache_key(cache_key_category)
     return params
+
+
+def _request_options(options: dict) -> dict:
+    """Take the SDK's own request options (not sent in the body) out of the call's options."""
+    request_options = {}
+    if (timeout_s := options.pop("timeout_s", None)) is not None:
+        request_options["timeout"] = timeout_s
+    if (idempotency_key := options.pop("idempotency_key", None)) is not None:
+        request_options["idempotency_key"] = idempotency_key
+    return request_options
 
 
 def _refused(exc: BaseException) -> bool:
@@ -194,6 +201,9 @@ class CallOptions(TypedDict, total=False):
     cache_key_category: str | None  # sends prompt_cache_key, where the model supports it
     sampling: dict | None  # top_p, stop, seed, ... passed through
     timeout_s: float | None  # this attempt's share of the request's deadline
+    # Without one the SDK makes a uuid4 per call: a getrandom() that hands the event loop's
+    # GIL to a database thread now and then (OpenAI's client does not even send the key).
+    idempotency_key: str | None
 
 
 async def achat_complete(
@@ -201,8 +211,8 @@ async def achat_complete(
 ) -> ProviderResult:
     """Return the upstream's answer for one chat completion, or raise a ProviderError."""
     client, sandbox = _async_client_for(model)
+    request_options = _request_options(options)
     params = _request_params(model=model, messages=messages, max_tokens=max_tokens, **options)
-    timeout = params.pop("timeout", None)
     try:
         # The SDK's request (auth, headers, errors) without its typed layer: walking the
         # params' TypedDicts and building pydantic models was a third of the gateway's CPU,
@@ -211,7 +221,7 @@ async def achat_complete(
             "/chat/completions",
             body=params,
             cast_to=bytes,
-            options={"timeout": timeout} if timeout is not None else {},
+            options=request_options,
         )
         response = json.loads(raw)
     except SDK_ERRORS as exc:
@@ -241,8 +251,8 @@ async def achat_stream_open(
 ) -> UpstreamStream:
     """Open a streamed completion (asking for the usage chunk); errors before any byte raise."""
     client, sandbox = _async_client_for(model)
+    request_options = _request_options(options)
     params = _request_params(model=model, messages=messages, max_tokens=max_tokens, **options)
-    timeout = params.pop("timeout", None)
     params.update(stream=True, stream_options={"include_usage": True})
     try:
         # The raw response: its events are passed on as the upstream wrote them, parsed once
@@ -252,7 +262,7 @@ async def achat_stream_open(
             body=params,
             cast_to=httpx2.Response,
             stream=True,
-            options={"timeout": timeout} if timeout is not None else {},
+            options=request_options,
         )
     except SDK_ERRORS as exc:
         raise _provider_error(exc, model) from exc

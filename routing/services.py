@@ -198,6 +198,7 @@ class _Call:
                 self.decision.category if self.plan.feature_on("prompt_cache_key") else None
             ),
             "sampling": self.request.sampling,
+            "idempotency_key": self.request_id,
         }
 
 

@@ -145,3 +145,30 @@ def test_live_stream_broken_midway_is_a_typed_error(http_sandbox, sandbox_state)
 
     with pytest.raises(ProviderError):
         asyncio.run(stream())
+
+
+def test_the_callers_key_spares_the_sdk_a_uuid_per_call(http_sandbox, sandbox_state, monkeypatch):
+    # given an SDK that may not make a key of its own
+    import uuid
+
+    def no_uuid():
+        raise AssertionError("the SDK made an idempotency key: a getrandom() per call")
+
+    monkeypatch.setattr(uuid, "uuid4", no_uuid)
+
+    async def both():
+        try:
+            kwargs = {"model": MODEL, "messages": MESSAGES, "max_tokens": 10, "timeout_s": 1.0}
+            answer = await achat_complete(**kwargs, idempotency_key="req_1")
+            upstream = await achat_stream_open(**kwargs, idempotency_key="req_2")
+            await upstream.close()
+            return answer
+        finally:
+            await clients_close()
+
+    # when a call and a stream pass the request id as the key
+    answer = asyncio.run(both())
+    # then both went out, without the key or the timeout in the body
+    assert answer.content
+    assert sandbox_state.last_request["stream"] is True
+    assert not {"idempotency_key", "timeout", "timeout_s"} & sandbox_state.last_request.keys()
