@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken"))
 
+from bench.local_processes import host_speed  # noqa: E402
 from routing import tokens  # noqa: E402
 from routing.defaults import DEFAULT_CLASSIFIER_KEYWORDS, DEFAULT_CRITICAL_TRIGGERS  # noqa: E402
 from routing.engine import CategoryRule, ModelSpec, Policy, RouteRequest, Tier, route  # noqa: E402
@@ -221,7 +222,8 @@ def main() -> None:
     print(f"prompts: {len(long)} distinct long ones from {source}")
     print(
         f"  {mean_tokens:,.0f} {token_source} tokens, {mean_chars:,.0f} characters on average; "
-        f"{len(short)} distinct chat messages; load average {os.getloadavg()[0]:.2f}"
+        f"{len(short)} distinct chat messages; load average {os.getloadavg()[0]:.2f}; "
+        f"host speed probe {host_speed()}"
     )
     print(f"CPU time per call, best of {ROUNDS} rounds over all prompts")
     print(f"{'case':<46}{'µs/decision':>12}{'tiktoken µs':>13}{'engine/tiktoken':>17}")

@@ -40,7 +40,7 @@ import psycopg
 import redis
 
 # Run as a script: this folder is on sys.path.
-from local_processes import free_port, manage, wait_for_port  # noqa: E402
+from local_processes import free_port, host_speed, manage, wait_for_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_BENCH = ROOT.parent / "shared" / "bench"
@@ -386,6 +386,7 @@ def main() -> None:
             time.sleep(args.hold)
             return
 
+        speed_before = host_speed()
         sampler = DatabaseCpuSampler(server_url=args.pg_url, database=database)
         sampler.sample()
         sampler.start()
@@ -432,6 +433,8 @@ def main() -> None:
             )
             print(summary.stdout)
         print_cpu_split(files, sampler)
+        print(f"host speed probe (local_processes.host_speed): {speed_before} before the runs,")
+        print(f"{host_speed()} after them")
 
         if not args.no_ttfb and (SHARED_BENCH / "ttfb.py").exists():
             ttfb_rows = []
