@@ -336,7 +336,7 @@ def main() -> None:
             "shell",
             "-c",
             "from routing.models import FeatureFlag, ModelProfile\n"
-            "from routing.services import policy_version_create\n"
+            "from routing.policy_versions import policy_version_create\n"
             f"for name in ({DELAY_MODEL!r}, {CHUNK_DELAY_MODEL!r}):\n"
             "    m = ModelProfile.objects.get(name='gpt-4o-mini'); m.pk = None; m.name = name\n"
             "    m.save()\n"

@@ -54,7 +54,7 @@ def main() -> None:
         env,
         "shell",
         "-c",
-        "from routing.models import ModelProfile; from routing.services import "
+        "from routing.models import ModelProfile; from routing.policy_versions import "
         "policy_version_create; m = ModelProfile.objects.get(name='gpt-4o-mini'); "
         "m.pk = None; m.name = 'gpt-4o-mini-cd20'; m.save(); "
         "policy_version_create(actor='ttfb-bench')",

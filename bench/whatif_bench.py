@@ -128,8 +128,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connections
 
+    from routing.policy_versions import policy_seed
     from routing.selectors import whatif_report
-    from routing.services import policy_seed
 
     drafts = {
         "no change": {},

@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from routing.api_keys import api_key_create, api_key_revoke
 from routing.circuit import circuit_states
 from routing.engine import RoutingError
 from routing.models import (
@@ -24,16 +25,14 @@ from routing.models import (
     RolloutSetting,
     TaskCategory,
 )
-from routing.quality_admin import QualityAdminMixin
-from routing.selectors import category_traffic_share, rollout_arm_metrics, whatif_report
-from routing.services import (
-    api_key_create,
-    api_key_revoke,
+from routing.policy_versions import (
     category_snapshot,
     policy_version_create,
     policy_version_restore,
     rollout_set_percentage,
 )
+from routing.quality_admin import QualityAdminMixin
+from routing.selectors import category_traffic_share, rollout_arm_metrics, whatif_report
 
 ROLLOUT_PRESETS = (Decimal("0"), Decimal("10"), Decimal("50"), Decimal("100"))
 WINDOWS_H = {"1h": 1, "24h": 24, "7d": 24 * 7, "30d": 24 * 30}

@@ -3,8 +3,8 @@
 from django.db import transaction
 
 from routing.models import PolicyVersion, TaskCategory
+from routing.policy_versions import policy_version_create
 from routing.quality import threshold_label
-from routing.services import policy_version_create
 
 
 @transaction.atomic

@@ -1,10 +1,10 @@
-"""Writes and orchestration: routed completions, policy versions, API keys."""
+"""Writes and orchestration: routed completions (policy versions and API keys have modules of
+their own: routing.policy_versions, routing.api_keys)."""
 
 import asyncio
 import hashlib
 import json
 import logging
-import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,18 +29,7 @@ from routing.inflight import (
     inflight_overdue,
     inflight_remember,
 )
-from routing.models import (
-    ApiKey,
-    BudgetPeriod,
-    FeatureFlag,
-    Flag,
-    IdempotencyRecord,
-    InFlightRequest,
-    ModelProfile,
-    PolicyVersion,
-    RolloutSetting,
-    TaskCategory,
-)
+from routing.models import ApiKey, BudgetPeriod, IdempotencyRecord, InFlightRequest
 from routing.pricing import baseline_cost_usd, call_cost_usd
 from routing.prompts import build_messages, routable_text
 from routing.provider import (
@@ -53,12 +42,7 @@ from routing.provider import (
 )
 from routing.retry import backoff_s, fallback_chain
 from routing.rollout import rollout_subject
-from routing.selectors import (
-    POLICY_VERSION_CACHE_KEY,
-    api_key_cache_clear,
-    policy_cache_clear,
-    policy_get,
-)
+from routing.selectors import policy_get
 from routing.shadow import shadow_offer
 from routing.tokens import count_message_tokens, count_text_tokens
 from usage.models import Status, TokenSource, UsageRecord
@@ -66,7 +50,6 @@ from usage.services import usage_record
 
 logger = logging.getLogger(__name__)
 
-API_KEY_PREFIX = "hz_"
 STREAM_DONE = b"data: [DONE]\n\n"
 
 
@@ -1053,261 +1036,3 @@ async def _stream_replay(call: _Call, hit: dict, *, include_usage: bool) -> Asyn
         }
         yield _sse({**base, "choices": [], "usage": usage})
     yield STREAM_DONE
-
-
-# --- policy versions -------------------------------------------------------------------
-
-
-def _model_snapshot(profile: ModelProfile) -> dict:
-    return {
-        "name": profile.name,
-        "tier": profile.tier,
-        "base_url": profile.base_url,
-        "api_key_env": profile.api_key_env,
-        "input_per_mtok_usd": str(profile.input_per_mtok_usd),
-        "cached_input_per_mtok_usd": str(profile.cached_input_per_mtok_usd),
-        "output_per_mtok_usd": str(profile.output_per_mtok_usd),
-        "prices_effective_from": profile.prices_effective_from.isoformat(),
-        "batch_discount_percent": str(profile.batch_discount_percent),
-        "active": profile.active,
-        "supports_prompt_cache_key": profile.supports_prompt_cache_key,
-    }
-
-
-def category_snapshot(category: TaskCategory) -> dict:
-    """Return one category's routing rule as the policy snapshot stores it."""
-    return {
-        "full_from_complexity": category.full_from_complexity,
-        "always_full": category.always_full,
-        "mini_model": category.mini_model.name,
-        "full_model": category.full_model.name,
-        "system_prompt": category.system_prompt,
-        "max_output_tokens": category.max_output_tokens,
-        "expected_output_tokens": category.expected_output_tokens,
-        "keywords": category.classifier_keywords,
-        "triggers": category.critical_triggers,
-        "enabled": category.enabled,
-        "response_cache_enabled": category.response_cache_enabled,
-        "response_cache_ttl_s": category.response_cache_ttl_s,
-        "response_cache_shared": category.response_cache_shared,
-        "deadline_s": category.deadline_s,
-        "fallback_models": category.fallback_models,
-        "shadow_sample_percent": str(category.shadow_sample_percent),
-        "quality_floor_percent": str(category.quality_floor_percent),
-        "private": category.private,
-        "deferrable": category.deferrable,
-    }
-
-
-def policy_snapshot_build() -> dict:
-    """Return the current policy rows as a JSON-ready snapshot."""
-    categories = TaskCategory.objects.select_related("mini_model", "full_model")
-    default = next((c.slug for c in categories if c.is_default), "")
-    rollout = RolloutSetting.objects.first()
-    flags = FeatureFlag.objects.prefetch_related("api_keys")
-    return {
-        "default_category": default,
-        "models": {p.name: _model_snapshot(p) for p in ModelProfile.objects.all()},
-        "categories": {c.slug: category_snapshot(c) for c in categories},
-        "rollout": {
-            "routed_percent": str(rollout.routed_percent if rollout else Decimal("100.00")),
-            "control_behaviour": rollout.control_behaviour if rollout else "legacy_premium",
-        },
-        "flags": {
-            flag.name: {
-                "enabled": flag.enabled,
-                "percent": None if flag.percent is None else str(flag.percent),
-                "api_key_ids": sorted(k.pk for k in flag.api_keys.all()),
-            }
-            for flag in flags
-        },
-    }
-
-
-def _snapshot_changes(before: dict, after: dict) -> list[str]:
-    changes = []
-    if before.get("default_category") != after["default_category"]:
-        changes.append(
-            f"default_category: {before.get('default_category')} -> {after['default_category']}"
-        )
-    for key in sorted(after.get("rollout", {})):
-        old = before.get("rollout", {}).get(key)
-        if old != after["rollout"][key]:
-            changes.append(f"rollout.{key}: {old!r} -> {after['rollout'][key]!r}")
-    for section in ("models", "categories", "flags"):
-        old, new = before.get(section, {}), after[section]
-        for name in sorted(old.keys() - new.keys()):
-            changes.append(f"{section}.{name}: removed")
-        for name in sorted(new.keys() - old.keys()):
-            changes.append(f"{section}.{name}: added")
-        for name in sorted(old.keys() & new.keys()):
-            for key in sorted(new[name]):
-                if old[name].get(key) != new[name][key]:
-                    changes.append(
-                        f"{section}.{name}.{key}: {old[name].get(key)!r} -> {new[name][key]!r}"
-                    )
-    return changes
-
-
-@transaction.atomic
-def policy_version_create(*, actor: str, comment: str = "") -> PolicyVersion:
-    """Record the current policy as a new version (or return the latest if nothing changed)."""
-    latest = PolicyVersion.objects.select_for_update().order_by("-id").first()
-    snapshot = policy_snapshot_build()
-    changes = _snapshot_changes(latest.snapshot if latest else {}, snapshot)
-    if latest is not None and not changes:
-        return latest
-    version = PolicyVersion.objects.create(
-        actor=actor, comment=comment, changes=changes, snapshot=snapshot
-    )
-    # This process sees it at once; the others at their next version check.
-    policy_cache_clear()
-    transaction.on_commit(lambda: _policy_version_publish(version.pk))
-    return version
-
-
-def _policy_version_publish(version_id: int) -> None:
-    try:
-        cache.set(POLICY_VERSION_CACHE_KEY, version_id, timeout=None)
-    except Exception:  # workers fall back to the database check
-        logger.warning("cache unavailable; policy version %s not published", version_id)
-    policy_cache_clear()
-
-
-@transaction.atomic
-def policy_version_restore(*, version: PolicyVersion, actor: str) -> PolicyVersion:
-    """Put the rows back as an earlier version had them, recorded as a new version."""
-    snapshot = version.snapshot
-    for name, data in snapshot["models"].items():
-        ModelProfile.objects.update_or_create(
-            name=name,
-            defaults={
-                "tier": data["tier"],
-                "base_url": data["base_url"],
-                "api_key_env": data["api_key_env"],
-                "input_per_mtok_usd": Decimal(data["input_per_mtok_usd"]),
-                "cached_input_per_mtok_usd": Decimal(data["cached_input_per_mtok_usd"]),
-                "output_per_mtok_usd": Decimal(data["output_per_mtok_usd"]),
-                "prices_effective_from": data["prices_effective_from"],
-                "batch_discount_percent": Decimal(data["batch_discount_percent"]),
-                "active": data["active"],
-                "supports_prompt_cache_key": data.get("supports_prompt_cache_key", True),
-            },
-        )
-    models = {m.name: m for m in ModelProfile.objects.all()}
-    TaskCategory.objects.update(is_default=False)
-    for slug, data in snapshot["categories"].items():
-        rule = {
-            "full_from_complexity": data["full_from_complexity"],
-            "always_full": data["always_full"],
-            "mini_model": models[data["mini_model"]],
-            "full_model": models[data["full_model"]],
-            "system_prompt": data["system_prompt"],
-            "max_output_tokens": data["max_output_tokens"],
-            "expected_output_tokens": data["expected_output_tokens"],
-            "classifier_keywords": data["keywords"],
-            "critical_triggers": data["triggers"],
-            "enabled": data["enabled"],
-            "response_cache_enabled": data.get("response_cache_enabled", False),
-            "response_cache_ttl_s": data.get("response_cache_ttl_s", 3600),
-            "response_cache_shared": data.get("response_cache_shared", False),
-            "deadline_s": data.get("deadline_s", 30),
-            "fallback_models": data.get("fallback_models", []),
-            "shadow_sample_percent": Decimal(data.get("shadow_sample_percent", "2.00")),
-            "quality_floor_percent": Decimal(data.get("quality_floor_percent", "95.00")),
-            "private": data.get("private", False),
-            "deferrable": data.get("deferrable", False),
-        }
-        TaskCategory.objects.update_or_create(
-            slug=slug,
-            defaults=rule,
-            create_defaults={**rule, "name": slug.replace("_", " ").capitalize()},
-        )
-    TaskCategory.objects.filter(slug=snapshot["default_category"]).update(is_default=True)
-    if "rollout" in snapshot:
-        RolloutSetting.objects.update_or_create(
-            pk=1,
-            defaults={
-                "routed_percent": Decimal(snapshot["rollout"]["routed_percent"]),
-                "control_behaviour": snapshot["rollout"]["control_behaviour"],
-            },
-        )
-    for name, data in snapshot.get("flags", {}).items():
-        flag, _ = FeatureFlag.objects.update_or_create(
-            name=name,
-            defaults={
-                "enabled": data["enabled"],
-                "percent": None if data["percent"] is None else Decimal(data["percent"]),
-            },
-        )
-        flag.api_keys.set(ApiKey.objects.filter(pk__in=data["api_key_ids"]))
-    return policy_version_create(actor=actor, comment=f"restored version {version.pk}")
-
-
-@transaction.atomic
-def rollout_set_percentage(*, percent: Decimal, actor: str, comment: str = "") -> PolicyVersion:
-    """Move the staged rollout to a new routed share; returns the policy version it made."""
-    if not Decimal("0") <= percent <= Decimal("100"):
-        raise ValueError(f"rollout percentage {percent} outside 0-100")
-    setting, _ = RolloutSetting.objects.select_for_update().get_or_create(pk=1)
-    before = setting.routed_percent
-    setting.routed_percent = percent
-    setting.save(update_fields=["routed_percent", "updated_at"])
-    note = comment or f"rollout {before:g}% -> {percent:g}%"
-    return policy_version_create(actor=actor, comment=note)
-
-
-# --- API keys ---------------------------------------------------------------------------
-
-
-def api_key_create(*, name: str) -> tuple[ApiKey, str]:
-    """Create a key and return it with its plaintext, which is never stored."""
-    plaintext = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    api_key = ApiKey.objects.create(
-        name=name,
-        prefix=plaintext[:10],
-        key_hash=hashlib.sha256(plaintext.encode()).hexdigest(),
-    )
-    return api_key, plaintext
-
-
-def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
-    """Revoke a key from now on; its ledger rows stay."""
-    if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
-    api_key_cache_clear()
-    return api_key
-
-
-# --- defaults ---------------------------------------------------------------------------
-
-
-@transaction.atomic
-def policy_seed(*, actor: str = "seed") -> PolicyVersion:
-    """Create the default models and categories that are missing; never overwrite edits."""
-    from routing.defaults import DEFAULT_CLASSIFIER_KEYWORDS, DEFAULT_CRITICAL_TRIGGERS
-    from routing.seed_data import DEFAULT_CATEGORIES, DEFAULT_MODELS
-
-    for model in DEFAULT_MODELS:
-        ModelProfile.objects.get_or_create(name=model["name"], defaults=model)
-    mini = ModelProfile.objects.get(name="gpt-4o-mini")
-    full = ModelProfile.objects.get(name="gpt-4o")
-    has_default = TaskCategory.objects.filter(is_default=True).exists()
-    for category in DEFAULT_CATEGORIES:
-        slug = category["slug"]
-        defaults = {
-            **category,
-            "is_default": category.get("is_default", False) and not has_default,
-            "mini_model": mini,
-            "full_model": full,
-            "classifier_keywords": DEFAULT_CLASSIFIER_KEYWORDS.get(slug, {}),
-            "critical_triggers": DEFAULT_CRITICAL_TRIGGERS.get(slug, []),
-        }
-        TaskCategory.objects.get_or_create(slug=slug, defaults=defaults)
-    RolloutSetting.objects.get_or_create(pk=1)
-    for name in Flag.values:
-        # Batch and quality sampling are features still to come: off until switched on.
-        enabled = name not in {Flag.BATCH, Flag.QUALITY_SAMPLING}
-        FeatureFlag.objects.get_or_create(name=name, defaults={"enabled": enabled})
-    return policy_version_create(actor=actor, comment="default policy")

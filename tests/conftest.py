@@ -43,7 +43,7 @@ def _sandbox_upstream(settings):
 @pytest.fixture
 def policy(db):
     """The seeded default policy version."""
-    from routing.services import policy_seed
+    from routing.policy_versions import policy_seed
 
     return policy_seed()
 
@@ -51,7 +51,7 @@ def policy(db):
 @pytest.fixture
 def api_key(db):
     """An (ApiKey, plaintext) pair."""
-    from routing.services import api_key_create
+    from routing.api_keys import api_key_create
 
     return api_key_create(name="product")
 

@@ -15,7 +15,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from routing.models import TaskCategory
-from routing.services import policy_version_create
+from routing.policy_versions import policy_version_create
 from tests.waits import after_response_settled
 from usage.models import UsageRecord
 from usage.selectors import usage_summary

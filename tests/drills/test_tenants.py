@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from routing.services import api_key_create
+from routing.api_keys import api_key_create
 from usage.services import usage_rollup_refresh
 
 pytestmark = pytest.mark.django_db

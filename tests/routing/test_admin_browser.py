@@ -6,8 +6,8 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from routing.policy_versions import rollout_set_percentage
 from routing.selectors import rollout_arm_metrics
-from routing.services import rollout_set_percentage
 from tests.factories import UsageRecordFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

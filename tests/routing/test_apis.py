@@ -110,7 +110,7 @@ def test_wrong_key_is_401(client, policy):
 
 
 def test_revoked_key_is_401(api_client, api_key, policy):
-    from routing.services import api_key_revoke
+    from routing.api_keys import api_key_revoke
 
     api_key_revoke(api_key=api_key[0])
     assert _post(api_client, HELLO).status_code == 401
@@ -153,7 +153,7 @@ def test_bad_input_is_a_400_with_a_code_and_no_ledger_row(api_client, policy, bo
 
 
 def test_disabled_category_is_a_400(api_client, policy):
-    from routing.services import policy_version_create
+    from routing.policy_versions import policy_version_create
 
     TaskCategory.objects.filter(slug="code").update(enabled=False)
     policy_version_create(actor="test")

@@ -20,7 +20,7 @@ from django.db import connection
 
 from routing import sandbox
 from routing.models import BatchJob, FeatureFlag, ProviderBatch
-from routing.services import policy_version_create
+from routing.policy_versions import policy_version_create
 from usage.models import UsageRecord
 
 BROKER_URL = "redis://127.0.0.1:6379/14"  # a database of its own, flushed by this test

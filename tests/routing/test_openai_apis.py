@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from routing.models import TaskCategory
-from routing.services import policy_version_create
+from routing.policy_versions import policy_version_create
 from tests.waits import after_response_settled
 from usage.models import UsageRecord
 
@@ -251,7 +251,7 @@ def test_response_cache_hit_costs_nothing_and_records_what_it_avoided(client, ap
 
 
 def test_response_cache_is_not_shared_across_keys_and_off_for_chatbot(client, base_url):
-    from routing.services import api_key_create
+    from routing.api_keys import api_key_create
 
     ask = [{"role": "user", "content": "Moderate: 'great stream today'"}]
     client.chat.completions.create(model="auto:moderation", messages=ask)

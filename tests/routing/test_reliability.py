@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from routing.models import TaskCategory
+from routing.policy_versions import policy_version_create
 from routing.retry import backoff_s
-from routing.services import policy_version_create
 from usage.models import UsageRecord
 
 HELLO = {"messages": [{"role": "user", "content": "hey there"}]}

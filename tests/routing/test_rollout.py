@@ -80,7 +80,7 @@ def test_routing_flag_off_puts_everyone_in_control():
 
 @pytest.mark.django_db
 def test_rollout_percentage_reaches_the_api_and_the_ledger(api_client, policy):
-    from routing.services import rollout_set_percentage
+    from routing.policy_versions import rollout_set_percentage
     from usage.models import UsageRecord
 
     # given routing for 0% of users
@@ -110,7 +110,7 @@ def test_rollout_percentage_reaches_the_api_and_the_ledger(api_client, policy):
 @pytest.mark.django_db
 def test_streaming_flag_off_refuses_streams(api_client, policy):
     from routing.models import FeatureFlag
-    from routing.services import policy_version_create
+    from routing.policy_versions import policy_version_create
 
     FeatureFlag.objects.filter(name="streaming").update(enabled=False)
     policy_version_create(actor="ops")
@@ -126,8 +126,8 @@ def test_streaming_flag_off_refuses_streams(api_client, policy):
 def test_policy_change_reaches_a_worker_through_the_shared_version(policy, settings):
     from django.core.cache import cache
 
+    from routing.policy_versions import rollout_set_percentage
     from routing.selectors import POLICY_VERSION_CACHE_KEY, policy_cache_clear, policy_get
-    from routing.services import rollout_set_percentage
 
     # given a worker that read the policy and checks again only after POLICY_REFRESH_S
     settings.POLICY_REFRESH_S = 3600

@@ -9,7 +9,7 @@ from django.db.models import Sum
 from openpyxl import load_workbook
 from rest_framework.test import APIClient
 
-from routing.services import api_key_create
+from routing.api_keys import api_key_create
 from tests.usage.conftest import OCTOBER
 from usage.models import UsageRecord
 from usage.services import usage_rollup_rebuild

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from routing.api_keys import api_key_create
 from routing.models import ApiKey
-from routing.services import api_key_create
 
 
 class Command(BaseCommand):

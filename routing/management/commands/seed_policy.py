@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from routing.services import policy_seed
+from routing.policy_versions import policy_seed
 
 
 class Command(BaseCommand):

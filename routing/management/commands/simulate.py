@@ -11,12 +11,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test import Client
 from django.utils import timezone
 
+from routing.api_keys import api_key_create
 from routing.management.commands.calibrate import calibration_lines
 from routing.models import FeatureFlag, Flag, PolicyVersion, TaskCategory
+from routing.policy_versions import policy_version_create, policy_version_restore
 from routing.pricing import savings_percent
 from routing.quality import percent_label
 from routing.quality_selectors import calibration_report, quality_panel
-from routing.services import api_key_create, policy_version_create, policy_version_restore
 from routing.shadow import shadow_drain
 from usage.selectors import (
     SavingsByLayer,
