@@ -1,5 +1,6 @@
-"""Writes and orchestration: routed completions (policy versions and API keys have modules of
-their own: routing.policy_versions, routing.api_keys)."""
+"""Routed completions, from admission to the ledger row: prepare, call the upstream (retries,
+fallback), relay a stream, record; with the budgets, rate limits, idempotency claims and the
+in-flight sweep they need. Policy versions and API keys: routing.policy_versions, .api_keys."""
 
 import asyncio
 import hashlib
