@@ -27,8 +27,10 @@ from routing.services import (
     CompletionFailed,
     CompletionRequest,
     CompletionResult,
+    RateLimited,
     completion_create,
     completion_stream,
+    rate_limit_check,
 )
 
 logger = logging.getLogger(__name__)
@@ -308,6 +310,10 @@ def _error_response(exc: Exception) -> HttpResponse:
         return _error_from_routing(exc).response()
     if isinstance(exc, BudgetExceeded):
         return OpenAIError(429, exc.message, kind="insufficient_quota", code=exc.code).response()
+    if isinstance(exc, RateLimited):
+        return OpenAIError(
+            429, exc.message, kind="requests", code=exc.code, retry_after_s=exc.retry_after_s
+        ).response()
     if isinstance(exc, CompletionFailed):
         response = _error_from_failure(exc).response()
         response["X-Request-Id"] = exc.request_id
@@ -331,6 +337,7 @@ class ChatCompletionsView(View):
     async def post(self, request: HttpRequest) -> HttpResponse:
         try:
             api_key = await _authenticate(request)
+            await rate_limit_check(api_key=api_key)
             body = _parse_body(request)
             completion, data = _completion_request(request, body)
             if data["stream"]:

@@ -99,6 +99,22 @@ def test_bad_key_raises_authentication_error(base_url):
         bad.chat.completions.create(model="auto", messages=HELLO)
 
 
+def test_a_key_over_its_requests_per_minute_raises_rate_limit_error(client, api_key):
+    # given a key allowed two requests a minute
+    key = api_key[0]
+    key.rate_limit_per_minute = 2
+    key.save()
+    for _ in range(2):
+        client.chat.completions.create(model="auto", messages=HELLO)
+    # when it asks a third time
+    with pytest.raises(openai.RateLimitError) as raised:
+        client.chat.completions.create(model="auto", messages=HELLO)
+    # then a 429 with when to retry, and nothing written for it
+    assert raised.value.code == "rate_limited"
+    assert 1 <= int(raised.value.response.headers["Retry-After"]) <= 60
+    assert len(_rows()) == 2
+
+
 def test_unknown_model_raises_not_found(client):
     with pytest.raises(openai.NotFoundError) as error:
         client.chat.completions.create(model="gpt-9-ultra", messages=HELLO)
