@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import F
@@ -48,7 +47,14 @@ from routing.models import (
 from routing.pricing import LEDGER_PLACES, batch_prices_per_mtok, call_cost_usd
 from routing.rollout import rollout_subject
 from routing.selectors import policy_get
-from routing.services import CompletionRequest, RoutePlan, _response_cache_key, route_plan
+from routing.services import (
+    CompletionRequest,
+    RoutePlan,
+    _response_cache_key,
+    response_cache_read,
+    route_plan,
+)
+from routing.shared_cache import shared_cache
 from usage.models import Status, TokenSource
 from usage.services import usage_record
 
@@ -201,7 +207,7 @@ def batch_job_create(
             # The category's response cache serves batches as it serves live calls.
             key = _response_cache_key(plan=plan, request=item.request, api_key=api_key)
             if key and key not in hits:
-                hits[key] = _cache_read(key)
+                hits[key] = response_cache_read(key)
             name = plan.decision.model.name
             batch_item = BatchItem(
                 job=job,
@@ -238,17 +244,9 @@ def batch_job_create(
     return job
 
 
-def _cache_read(key: str) -> dict | None:
-    try:
-        return cache.get(key)
-    except Exception:  # an unreachable cache is a miss, never an error
-        logger.warning("response cache unavailable (read); batch item sent to the provider")
-        return None
-
-
 def _cache_write(key: str, value: dict, ttl_s: int) -> None:
     try:
-        cache.set(key, value, ttl_s)
+        shared_cache().set(key, value, ttl_s)
     except Exception:
         logger.warning("response cache unavailable (write); batch answer not cached")
 

@@ -9,7 +9,9 @@ import logging
 import time
 
 from django.conf import settings
-from django.core.cache import cache
+
+from routing.db import db_call
+from routing.shared_cache import shared_cache
 
 logger = logging.getLogger(__name__)
 
@@ -29,44 +31,58 @@ async def circuit_allows(model: str) -> str:
     now = time.monotonic()
     if now - _last_closed.get(model, -LOCAL_CHECK_S) < LOCAL_CHECK_S:
         return CLOSED
-    _, open_key, probe_key = _keys(model)
     try:
-        open_until = await cache.aget(open_key)
-        if open_until is None:
-            _last_closed[model] = now
-            return CLOSED
-        if time.time() < open_until:
-            return OPEN
-        # Cooled down: half-open, one probe per cooldown slot across all workers.
-        got_probe = await cache.aadd(probe_key, 1, timeout=settings.CIRCUIT_COOLDOWN_S)
-        return PROBE if got_probe else OPEN
+        state = await db_call(_circuit_look, model)
     except Exception:
         logger.warning("cache unavailable: circuit breaker for %s not consulted", model)
         return CLOSED
+    if state == CLOSED:
+        _last_closed[model] = now
+    return state
+
+
+def _circuit_look(model: str) -> str:
+    _, open_key, probe_key = _keys(model)
+    cache = shared_cache()
+    open_until = cache.get(open_key)
+    if open_until is None:
+        return CLOSED
+    if time.time() < open_until:
+        return OPEN
+    # Cooled down: half-open, one probe per cooldown slot across all workers.
+    got_probe = cache.add(probe_key, 1, timeout=settings.CIRCUIT_COOLDOWN_S)
+    return PROBE if got_probe else OPEN
 
 
 async def circuit_record(model: str, *, ok: bool, state: str = CLOSED) -> None:
     """Count a failure (opening the circuit at the threshold), or close it after a probe."""
-    failures_key, open_key, probe_key = _keys(model)
-    try:
-        if ok:
-            if state == PROBE:
-                await cache.adelete_many([failures_key, open_key, probe_key])
-            return
+    if ok and state != PROBE:
+        return
+    if not ok:
         _last_closed.pop(model, None)
-        await cache.aadd(failures_key, 0, timeout=settings.CIRCUIT_WINDOW_S)
-        try:
-            failures = await cache.aincr(failures_key)
-        except ValueError:  # the window expired between add and incr: a new window
-            await cache.aset(failures_key, 1, timeout=settings.CIRCUIT_WINDOW_S)
-            failures = 1
-        if failures >= settings.CIRCUIT_FAILURE_THRESHOLD:
-            cooldown = settings.CIRCUIT_COOLDOWN_S
-            await cache.aset(open_key, time.time() + cooldown, timeout=cooldown * 10)
-            await cache.adelete(probe_key)
-            logger.warning("circuit open for %s after %s failures", model, failures)
+    try:
+        await db_call(_circuit_count, model, ok=ok)
     except Exception:
         logger.warning("cache unavailable: circuit breaker for %s not updated", model)
+
+
+def _circuit_count(model: str, *, ok: bool) -> None:
+    failures_key, open_key, probe_key = _keys(model)
+    cache = shared_cache()
+    if ok:  # the probe succeeded
+        cache.delete_many([failures_key, open_key, probe_key])
+        return
+    cache.add(failures_key, 0, timeout=settings.CIRCUIT_WINDOW_S)
+    try:
+        failures = cache.incr(failures_key)
+    except ValueError:  # the window expired between add and incr: a new window
+        cache.set(failures_key, 1, timeout=settings.CIRCUIT_WINDOW_S)
+        failures = 1
+    if failures >= settings.CIRCUIT_FAILURE_THRESHOLD:
+        cooldown = settings.CIRCUIT_COOLDOWN_S
+        cache.set(open_key, time.time() + cooldown, timeout=cooldown * 10)
+        cache.delete(probe_key)
+        logger.warning("circuit open for %s after %s failures", model, failures)
 
 
 def circuit_reset_local() -> None:
@@ -79,7 +95,7 @@ def circuit_states(models: list[str]) -> dict[str, str]:
     states = {}
     for model in models:
         try:
-            open_until = cache.get(_keys(model)[1])
+            open_until = shared_cache().get(_keys(model)[1])
         except Exception:
             states[model] = "unknown"
             continue

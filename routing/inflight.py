@@ -15,32 +15,19 @@ import threading
 from datetime import datetime
 
 import redis
-from django.conf import settings
+
+from routing.shared_cache import shared_redis
 
 logger = logging.getLogger(__name__)
 
 DATA_KEY = "huntaze:inflight:fields"  # request id -> the ledger row it becomes if lost
 DEADLINES_KEY = "huntaze:inflight:deadlines"  # request id -> when it counts as lost
 
-_clients: dict[str, redis.Redis] = {}
-
-
-def _client() -> redis.Redis | None:
-    url = settings.REDIS_URL
-    if not url:
-        return None
-    if url not in _clients:
-        # Short timeouts: a Redis in trouble sends the request to the table, not to a wait.
-        _clients[url] = redis.Redis.from_url(
-            url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30
-        )
-    return _clients[url]
-
 
 def inflight_remember(*, request_id: str, deadline_at: datetime, ledger_json: str) -> bool:
     """Remember an admitted request and the ledger row it becomes if lost (as JSON); False
     when Redis is not there to do it."""
-    client = _client()
+    client = shared_redis()
     if client is None:
         return False
     try:
@@ -56,7 +43,7 @@ def inflight_remember(*, request_id: str, deadline_at: datetime, ledger_json: st
 
 def inflight_forget(*request_ids: str) -> None:
     """Forget recorded requests. If Redis fails here, the sweep finds their rows and drops them."""
-    client = _client()
+    client = shared_redis()
     if client is None or not request_ids:
         return
     try:
@@ -111,13 +98,13 @@ _forgetter = _Forgetter()
 
 def inflight_forget_soon(request_id: str) -> None:
     """Forget a recorded request off the caller's path (see _Forgetter)."""
-    if _client() is not None:
+    if shared_redis() is not None:
         _forgetter.submit(request_id)
 
 
 def inflight_overdue(*, now: datetime, limit: int = 1000) -> list[tuple[str, dict | None]]:
     """Return (request id, ledger fields) of remembered requests past their deadline."""
-    client = _client()
+    client = shared_redis()
     if client is None:
         return []
     ids = client.zrangebyscore(DEADLINES_KEY, "-inf", now.timestamp(), start=0, num=limit)

@@ -4,7 +4,6 @@ earlier one, move the rollout and seed the defaults."""
 import logging
 from decimal import Decimal
 
-from django.core.cache import cache
 from django.db import transaction
 
 from routing.models import (
@@ -17,6 +16,7 @@ from routing.models import (
     TaskCategory,
 )
 from routing.selectors import POLICY_VERSION_CACHE_KEY, policy_cache_clear
+from routing.shared_cache import shared_cache
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def policy_version_create(*, actor: str, comment: str = "") -> PolicyVersion:
 
 def _policy_version_publish(version_id: int) -> None:
     try:
-        cache.set(POLICY_VERSION_CACHE_KEY, version_id, timeout=None)
+        shared_cache().set(POLICY_VERSION_CACHE_KEY, version_id, timeout=None)
     except Exception:  # workers fall back to the database check
         logger.warning("cache unavailable; policy version %s not published", version_id)
     policy_cache_clear()

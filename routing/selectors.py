@@ -9,13 +9,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import Count, Q, Sum
 
 from routing.engine import CategoryRule, ModelSpec, Policy, RoutingError, Tier
 from routing.models import ApiKey, PolicyVersion
 from routing.prompts import prefix_fingerprint
 from routing.rollout import FlagRule
+from routing.shared_cache import shared_cache
 from routing.tokens import TOKENS_PER_MESSAGE, count_text_tokens
 from routing.whatif import ReplayGroup, WhatIf, replay
 from usage.models import UsageRecord
@@ -52,7 +52,7 @@ def policy_get() -> Policy:
 
 def _latest_version_id() -> int | None:
     try:
-        latest_id = cache.get(POLICY_VERSION_CACHE_KEY)
+        latest_id = shared_cache().get(POLICY_VERSION_CACHE_KEY)
     except Exception:  # a cache outage must not stop routing: ask the database
         logger.warning("cache unavailable for the policy version; reading the database")
         latest_id = None
@@ -67,7 +67,7 @@ def _policy_load() -> Policy:
         raise RoutingError("no_policy", "No routing policy is configured: run seed_policy.")
     version, snapshot = latest
     try:
-        cache.set(POLICY_VERSION_CACHE_KEY, version, timeout=None)
+        shared_cache().set(POLICY_VERSION_CACHE_KEY, version, timeout=None)
     except Exception:
         logger.warning("cache unavailable; policy version not shared")
     return policy_from_snapshot(version=version, snapshot=snapshot)

@@ -14,7 +14,6 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
@@ -45,6 +44,7 @@ from routing.retry import backoff_s, fallback_chain
 from routing.rollout import rollout_subject
 from routing.selectors import policy_get
 from routing.shadow import shadow_offer
+from routing.shared_cache import shared_cache, window_count
 from routing.tokens import count_message_tokens, count_text_tokens
 from usage.models import Status, TokenSource, UsageRecord
 from usage.services import usage_record
@@ -166,6 +166,7 @@ class _Call:
     started_at: datetime
     started: float
     remembered_in: str = "table"  # where its in-flight record is: "table" or "redis"
+    cached: dict | None = None  # the response cache's answer, read while preparing
 
     @property
     def decision(self) -> Decision:
@@ -197,14 +198,17 @@ def _call_prepare(*, api_key: ApiKey, request: CompletionRequest) -> _Call:
         user=request.user,
         api_key_id=api_key.pk,
     )
+    cache_key = _response_cache_key(plan=plan, request=request, api_key=api_key)
     call = _Call(
         request_id="req_" + uuid.uuid4().hex,
         api_key=api_key,
         request=request,
         plan=plan,
-        cache_key=_response_cache_key(plan=plan, request=request, api_key=api_key),
+        cache_key=cache_key,
         started_at=timezone.now(),
         started=time.perf_counter(),
+        # Read here, on this thread: no second hop off the event loop for it.
+        cached=response_cache_read(cache_key) if cache_key else None,
     )
     return replace(call, remembered_in=_admission_open(call))
 
@@ -651,8 +655,8 @@ class RateLimited(Exception):
 
 
 async def rate_limit_check(*, api_key: ApiKey) -> None:
-    """Count the request in the key's current minute (shared through the cache); raise
-    RateLimited over the limit. An unreachable cache lets the request through (logged)."""
+    """Count the request in the key's current minute (in Redis, shared by every worker); raise
+    RateLimited over the limit. An unreachable Redis lets the request through (logged)."""
     limit = api_key.rate_limit_per_minute
     if limit is None:
         return
@@ -660,10 +664,9 @@ async def rate_limit_check(*, api_key: ApiKey) -> None:
     window = int(now // 60)
     key = f"ratelimit:{api_key.pk}:{window}"
     try:
-        await cache.aadd(key, 0, timeout=120)
-        count = await cache.aincr(key)
+        count = await db_call(window_count, key, expires_s=120)
     except Exception:
-        logger.warning("cache unavailable: rate limit of key %s not enforced", api_key.name)
+        logger.warning("redis unavailable: rate limit of key %s not enforced", api_key.name)
         return
     if count > limit:
         raise RateLimited(api_key=api_key, retry_after_s=max(1, int((window + 1) * 60 - now)))
@@ -833,7 +836,7 @@ async def _record_failure(call: _Call, failure: UpstreamFailed) -> CompletionFai
 async def completion_create(*, api_key: ApiKey, request: CompletionRequest) -> CompletionResult:
     """Route one completion, call the chosen model and record it; raise CompletionFailed."""
     call = await db_call(_call_prepare, api_key=api_key, request=request)
-    hit = await _cache_get(call.cache_key)
+    hit = call.cached
     if hit is not None:
         outcome = _outcome_from_cache(hit)
         return _result(call, outcome, await _record(call, outcome))
@@ -869,7 +872,7 @@ async def completion_stream(
     call = await db_call(_call_prepare, api_key=api_key, request=request)
     if not call.plan.feature_on("streaming"):
         raise RoutingError("streaming_disabled", "Streaming is switched off.", "stream")
-    hit = await _cache_get(call.cache_key)
+    hit = call.cached
     if hit is not None:
         events = _stream_replay(call, hit, include_usage=include_usage)
         return StreamStart(call.request_id, call.decision, events, cache_hit=True)
@@ -891,12 +894,10 @@ async def completion_stream(
     return StreamStart(call.request_id, decision, events, cache_hit=False)
 
 
-async def _cache_get(key: str | None) -> dict | None:
+def response_cache_read(key: str) -> dict | None:
     """Read the response cache; an unreachable cache is a miss (logged), never an error."""
-    if not key:
-        return None
     try:
-        return await cache.aget(key)
+        return shared_cache().get(key)
     except Exception:
         logger.warning("response cache unavailable (read); answering without it")
         return None
@@ -904,7 +905,8 @@ async def _cache_get(key: str | None) -> dict | None:
 
 async def _cache_set(call: _Call, value: dict) -> None:
     try:
-        await cache.aset(call.cache_key, value, call.decision.rule.response_cache_ttl_s)
+        ttl_s = call.decision.rule.response_cache_ttl_s
+        await db_call(shared_cache().set, call.cache_key, value, ttl_s)
     except Exception:
         logger.warning("response cache unavailable (write); answer not cached")
 

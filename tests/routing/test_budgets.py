@@ -126,16 +126,20 @@ def test_a_lost_worker_leaves_an_abandoned_row_and_no_reservation(api_key, polic
 
 @pytest.mark.django_db
 def test_cache_outage_fails_open(api_client, api_key, policy, monkeypatch):
-    from django.core.cache import cache
+    from redis import Redis
 
-    async def broken(*args, **kwargs):
+    from routing.shared_cache import shared_cache
+
+    def broken(*args, **kwargs):
         raise ConnectionError("redis down")
 
     key = api_key[0]
     key.rate_limit_per_minute = 100
     key.save()
-    for name in ("aget", "aset", "aadd", "aincr"):
-        monkeypatch.setattr(cache, name, broken)
+    for name in ("get", "set", "add", "incr"):
+        monkeypatch.setattr(shared_cache(), name, broken)
+    nobody_listens = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    monkeypatch.setattr("routing.shared_cache.shared_redis", lambda: nobody_listens)
     body = {"messages": [{"role": "user", "content": "Is this spam?"}], "category": "moderation"}
     assert _post(api_client, body).status_code == 200  # response cache and limits skipped
     assert UsageRecord.objects.get().status == "ok"
