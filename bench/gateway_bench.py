@@ -282,6 +282,11 @@ def main() -> None:
     )
     parser.add_argument("--conn-max-age", type=int, default=0)
     parser.add_argument(
+        "--rate-limit",
+        type=int,
+        help="requests per minute for the bench key (a Redis counter bumped per request)",
+    )
+    parser.add_argument(
         "--env", action="append", default=[], help="KEY=VALUE for the routers (experiments)"
     )
     parser.add_argument("--hold", type=float, default=0, help=argparse.SUPPRESS)
@@ -335,12 +340,13 @@ def main() -> None:
             env,
             "shell",
             "-c",
-            "from routing.models import FeatureFlag, ModelProfile\n"
+            "from routing.models import ApiKey, FeatureFlag, ModelProfile\n"
             "from routing.policy_versions import policy_version_create\n"
             f"for name in ({DELAY_MODEL!r}, {CHUNK_DELAY_MODEL!r}):\n"
             "    m = ModelProfile.objects.get(name='gpt-4o-mini'); m.pk = None; m.name = name\n"
             "    m.save()\n"
             "FeatureFlag.objects.filter(name='response_cache').update(enabled=False)\n"
+            f"ApiKey.objects.filter(name='gateway-bench').update(rate_limit_per_minute={args.rate_limit})\n"
             "policy_version_create(actor='gateway-bench', comment='bench models, no cache')\n",
         )
 
