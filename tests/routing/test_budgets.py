@@ -20,6 +20,7 @@ from routing.services import (
     completion_create,
     inflight_sweep,
 )
+from tests.waits import minute_with_room
 from usage.models import UsageRecord
 
 HELLO = [{"role": "user", "content": "hey there"}]
@@ -96,6 +97,7 @@ def test_rate_limit_is_a_429_with_retry_after(api_client, api_key, policy):
     key = api_key[0]
     key.rate_limit_per_minute = 2
     key.save()
+    minute_with_room(10)
     statuses = [_post(api_client, {"messages": HELLO}).status_code for _ in range(3)]
     assert statuses[:2] == [200, 200]
     limited = _post(api_client, {"messages": HELLO})

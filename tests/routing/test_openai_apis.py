@@ -11,7 +11,7 @@ import pytest
 
 from routing.models import TaskCategory
 from routing.policy_versions import policy_version_create
-from tests.waits import after_response_settled
+from tests.waits import after_response_settled, minute_with_room
 from usage.models import UsageRecord
 
 HELLO = [{"role": "user", "content": "hey, loved the stream today!"}]
@@ -104,6 +104,7 @@ def test_a_key_over_its_requests_per_minute_raises_rate_limit_error(client, api_
     key = api_key[0]
     key.rate_limit_per_minute = 2
     key.save()
+    minute_with_room(10)
     for _ in range(2):
         client.chat.completions.create(model="auto", messages=HELLO)
     # when it asks a third time
