@@ -11,7 +11,7 @@ ifneq ($(wildcard $(SHARED_TIKTOKEN)),)
 export TIKTOKEN_CACHE_DIR ?= $(SHARED_TIKTOKEN)
 endif
 
-.PHONY: install run serve-prod test lint simulate bench bench-engine bench-dashboard bench-ttfb bench-whatif drill
+.PHONY: install run serve-prod test lint simulate bench bench-engine bench-dashboard bench-ttfb bench-whatif drill train-router eval-router
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -68,3 +68,11 @@ drill: install
 
 bench-whatif: install
 	$(PY) bench/whatif_bench.py
+
+# The learned router: train a new artifact from ../shared/traindata (+ routing/learned/examples),
+# and the leave-one-source-out report beside the keyword classifier (a few minutes each).
+train-router: install
+	$(PY) manage.py train_router
+
+eval-router: install
+	$(PY) -m routing.learned.evaluation

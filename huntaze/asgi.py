@@ -16,6 +16,21 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "huntaze.settings")
 
 django_application = get_asgi_application()
 
+
+def _router_ready() -> None:
+    """Refuse to start without a loadable router artifact (unless the keyword fallback is on):
+    one clear message at start-up, never a failure per request."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from routing.learned.runtime import router_artifact_check
+
+    for problem in router_artifact_check():
+        if problem.is_serious():
+            raise ImproperlyConfigured(f"{problem.msg} {problem.hint}")
+
+
+_router_ready()
+
 import asyncio  # noqa: E402
 
 from django.conf import settings  # noqa: E402  (after setup)

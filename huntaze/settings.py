@@ -232,6 +232,14 @@ BATCH_SUBMIT_MAX_ATTEMPTS = env.int("BATCH_SUBMIT_MAX_ATTEMPTS", default=5)
 # Routing
 ROUTER_MIN_CATEGORY_CONFIDENCE = env.float("ROUTER_MIN_CATEGORY_CONFIDENCE", default=0.34)
 ROUTER_SHUTDOWN_WARNING_DAYS = env.int("ROUTER_SHUTDOWN_WARNING_DAYS", default=60)
+# The learned router (routing/learned): where its artifacts are, which one new policy versions
+# use (empty: the CURRENT file there), and whether a missing or broken artifact falls back to
+# the keyword classifier (reason "classifier:fallback") instead of stopping start-up.
+ROUTER_ARTIFACT_DIR = env(
+    "ROUTER_ARTIFACT_DIR", default=str(BASE_DIR / "routing/learned/artifacts")
+)
+ROUTER_ARTIFACT = env("ROUTER_ARTIFACT", default="")
+ROUTER_KEYWORD_FALLBACK = env.bool("ROUTER_KEYWORD_FALLBACK", default=False)
 # How stale a worker's in-memory policy may get before it checks the shared version number.
 POLICY_REFRESH_S = env.float("POLICY_REFRESH_S", default=2.0)
 # How long a worker trusts a key it has looked up (revocations and budget edits elsewhere

@@ -16,6 +16,7 @@ from django.utils.html import format_html, format_html_join
 from routing.api_keys import api_key_create, api_key_revoke
 from routing.circuit import circuit_states
 from routing.engine import RoutingError
+from routing.learned.runtime import router_overview
 from routing.models import (
     ApiKey,
     BudgetPeriod,
@@ -30,6 +31,7 @@ from routing.policy_versions import (
     policy_version_create,
     policy_version_restore,
     rollout_set_percentage,
+    router_artifact_set,
 )
 from routing.quality_admin import QualityAdminMixin
 from routing.selectors import category_traffic_share, rollout_arm_metrics, whatif_report
@@ -138,6 +140,7 @@ class TaskCategoryForm(CommentedForm):
             "expected_output_tokens",
             "classifier_keywords",
             "critical_triggers",
+            "pinned_terms",
             "response_cache_enabled",
             "response_cache_ttl_s",
             "response_cache_shared",
@@ -365,6 +368,11 @@ class RolloutSettingAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.move_view),
                 name="routing_rollout_move",
             ),
+            path(
+                "router/",
+                self.admin_site.admin_view(self.router_view),
+                name="routing_router_artifact",
+            ),
         ]
 
     def rollout_view(self, request: HttpRequest):
@@ -385,8 +393,33 @@ class RolloutSettingAdmin(admin.ModelAdmin):
             "advance": [p for p in ROLLOUT_PRESETS if p > current],
             "step_back": [p for p in ROLLOUT_PRESETS if p < current],
             "can_change": request.user.has_perm("routing.change_rolloutsetting"),
+            "router": router_overview(),
         }
+        if context["router"]["problem"]:
+            messages.warning(request, context["router"]["problem"])
         return TemplateResponse(request, "admin/routing/rollout.html", context)
+
+    def router_view(self, request: HttpRequest):
+        """POST (with CSRF): publish another router artifact as a new policy version."""
+        target = reverse("admin:routing_rolloutsetting_changelist")
+        if request.method != "POST" or not request.user.has_perm("routing.change_rolloutsetting"):
+            return HttpResponseRedirect(target)
+        artifact = request.POST.get("artifact", "")
+        try:
+            version = router_artifact_set(
+                artifact_id=artifact,
+                actor=request.user.get_username(),
+                comment=request.POST.get("comment", "")[:500],
+            )
+        except ValueError as error:
+            self.message_user(request, str(error), messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                f"Router {artifact} is in use from policy version {version.pk}.",
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(target)
 
     def move_view(self, request: HttpRequest):
         """GET asks for confirmation; POST (with CSRF) moves the rollout and audits it."""

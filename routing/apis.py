@@ -232,6 +232,8 @@ class RoutePreviewApi(SizeLimitedApiView):
             source="decision.estimated_cost_usd", max_digits=20, decimal_places=10
         )
         policy_version = serializers.IntegerField(source="decision.policy_version")
+        router_artifact = serializers.CharField(source="decision.router_artifact")
+        explanation = serializers.JSONField(source="decision.explanation")
 
         def get_category_confidence(self, plan) -> float:
             return round(plan.decision.category_confidence, 3)

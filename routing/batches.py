@@ -153,6 +153,8 @@ def _item_ledger(
         price_output_per_mtok_usd=output_price,
         arm=decision.arm.value,
         prefix_fingerprint=decision.rule.prefix_fingerprint,
+        router_artifact=decision.router_artifact,
+        explanation=decision.explanation,
         metadata=request.metadata,
         prompt_text=plan.text[: settings.USAGE_STORE_TEXT_MAX_CHARS] if store_text else "",
     )

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from routing.classifier import CategoryKeywords, classify, find_trigger
 from routing.complexity import ComplexitySignal, estimate_complexity
+from routing.learned.model import Router, RouterPrediction
 from routing.pricing import call_cost_usd
 from routing.rollout import FlagRule, flag_on, in_share
 
@@ -53,7 +54,8 @@ class CategoryRule:
     system_prompt_tokens: int = 0  # counted once per policy version, with its message overhead
     max_output_tokens: int = 1024
     expected_output_tokens: int = 256
-    keywords: tuple[tuple[str, float], ...] = ()
+    keywords: tuple[tuple[str, float], ...] = ()  # the keyword classifier's (fallback only)
+    pins: tuple[str, ...] = ()  # terms that pin this category, whatever the models say
     triggers: tuple[str, ...] = ()
     enabled: bool = True
     prefix_fingerprint: str = ""  # hash of the stable prompt prefix, for cache health
@@ -78,6 +80,8 @@ class Policy:
     routed_percent: Decimal = Decimal("100")
     flags: Mapping[str, FlagRule] = field(default_factory=dict)
     classifier_input: tuple[CategoryKeywords, ...] = field(default=(), compare=False)
+    router: Router | None = field(default=None, compare=False)  # None: keyword fallback
+    router_artifact: str = ""
 
     def feature_on(self, name: str, *, subject: str, api_key_id: int) -> bool:
         """Return whether a feature flag is on for this subject and key."""
@@ -106,6 +110,8 @@ class Policy:
         models: Mapping[str, ModelSpec] | None = None,
         routed_percent: Decimal = Decimal("100"),
         flags: Mapping[str, FlagRule] | None = None,
+        router: Router | None = None,
+        router_artifact: str = "",
     ) -> "Policy":
         """Return a policy with the classifier's input precomputed from enabled categories."""
         classifier_input = tuple(
@@ -122,6 +128,8 @@ class Policy:
             routed_percent,
             flags or {},
             classifier_input,
+            router,
+            router_artifact if router is not None else "",
         )
 
 
@@ -160,6 +168,8 @@ class Decision:
     policy_version: int
     rule: CategoryRule
     arm: Arm = Arm.ROUTED
+    router_artifact: str = ""  # "" when the keyword classifier decided (fallback)
+    explanation: Mapping = field(default_factory=dict)  # top features of each model
 
 
 class RoutingError(Exception):
@@ -213,7 +223,16 @@ def decide(
     return TierChoice(Tier.MINI, "default:mini", text + " Cheap tier.")
 
 
-def _resolve_category(request: RouteRequest, policy: Policy) -> tuple[CategoryRule, float, str]:
+@dataclass(frozen=True)
+class _Category:
+    rule: CategoryRule
+    confidence: float
+    source: str  # caller | pinned | safety | model | uncertain | classifier | default
+
+
+def _resolve_category(
+    request: RouteRequest, policy: Policy, prediction: RouterPrediction | None
+) -> _Category:
     if request.category is not None:
         rule = policy.categories.get(request.category)
         if rule is None:
@@ -224,17 +243,56 @@ def _resolve_category(request: RouteRequest, policy: Policy) -> tuple[CategoryRu
             raise RoutingError(
                 "category_disabled", f"Category '{request.category}' is disabled.", "category"
             )
-        return rule, 1.0, "caller"
-    found = classify(
-        request.text,
-        categories=policy.classifier_input,
-        default_category=policy.default_category,
-        min_confidence=policy.min_confidence,
-    )
-    rule = policy.categories.get(found.category)
+        return _Category(rule, 1.0, "caller")
+    for rule in policy.categories.values():
+        # An operator's pinned term wins over every model.
+        if rule.enabled and rule.pins and find_trigger(request.text, rule.pins):
+            return _Category(rule, 1.0, "pinned")
+    if prediction is None:
+        found = classify(
+            request.text,
+            categories=policy.classifier_input,
+            default_category=policy.default_category,
+            min_confidence=policy.min_confidence,
+        )
+        slug, confidence = found.category, found.confidence
+        source = "default" if found.fell_back else "classifier"
+    elif prediction.unsafe and _enabled(policy, "moderation"):
+        slug, confidence, source = "moderation", prediction.unsafe_probability, "safety"
+    elif prediction.category_probability >= policy.min_confidence and _enabled(
+        policy, prediction.category
+    ):
+        slug, confidence, source = prediction.category, prediction.category_probability, "model"
+    else:
+        slug, confidence, source = (
+            policy.default_category,
+            prediction.category_probability,
+            "uncertain",
+        )
+    rule = policy.categories.get(slug)
     if rule is None or not rule.enabled:
         raise RoutingError("no_default_category", "No enabled default category is configured.")
-    return rule, found.confidence, "default" if found.fell_back else "classifier"
+    return _Category(rule, confidence, source)
+
+
+def _enabled(policy: Policy, slug: str) -> bool:
+    rule = policy.categories.get(slug)
+    return rule is not None and rule.enabled
+
+
+def _complexity_from(prediction: RouterPrediction) -> tuple[float, tuple[ComplexitySignal, ...]]:
+    """Return the needs-premium probability on the 0-10 scale, its features as signals."""
+    signals = tuple(
+        ComplexitySignal(
+            name=c.feature,
+            points=round(c.weight, 2),
+            detail="raises the chance the cheap model does worse"
+            if c.weight > 0
+            else "lowers the chance the cheap model does worse",
+        )
+        for c in prediction.premium_features
+    )
+    return round(10 * prediction.needs_premium, 1), signals
 
 
 def _pinned_model(name: str, policy: Policy) -> ModelSpec:
@@ -246,9 +304,15 @@ def _pinned_model(name: str, policy: Policy) -> ModelSpec:
 
 def route(*, request: RouteRequest, policy: Policy) -> Decision:
     """Return the full routing decision for one request under one policy snapshot."""
-    rule, confidence, category_source = _resolve_category(request, policy)
+    needs_models = request.category is None or request.complexity is None
+    prediction = policy.router.predict(request.text) if policy.router and needs_models else None
+    resolved = _resolve_category(request, policy, prediction)
+    rule = resolved.rule
     if request.complexity is not None:
         complexity, complexity_source, signals = request.complexity, "caller", ()
+    elif prediction is not None:
+        complexity, signals = _complexity_from(prediction)
+        complexity_source = "router"
     else:
         estimate = estimate_complexity(request.text, token_count=request.prompt_tokens)
         complexity, complexity_source, signals = estimate.score, "estimator", estimate.signals
@@ -293,8 +357,8 @@ def route(*, request: RouteRequest, policy: Policy) -> Decision:
         model=model,
         tier=choice.tier,
         category=rule.slug,
-        category_confidence=confidence,
-        category_source=category_source,
+        category_confidence=resolved.confidence,
+        category_source=resolved.source,
         complexity=complexity,
         complexity_source=complexity_source,
         complexity_signals=signals,
@@ -310,4 +374,18 @@ def route(*, request: RouteRequest, policy: Policy) -> Decision:
         policy_version=policy.version,
         rule=rule,
         arm=arm,
+        router_artifact=policy.router_artifact if prediction is not None else "",
+        explanation=_explanation(prediction, resolved),
     )
+
+
+def _explanation(prediction: RouterPrediction | None, resolved: _Category) -> dict:
+    if prediction is None:
+        return {} if resolved.source in ("caller", "pinned") else {"classifier": "fallback"}
+    return {
+        "category": prediction.category,
+        "category_probability": round(prediction.category_probability, 3),
+        "unsafe_probability": round(prediction.unsafe_probability, 3),
+        "needs_premium": round(prediction.needs_premium, 3),
+        "features": prediction.explanation(),
+    }

@@ -87,6 +87,12 @@ class TaskCategory(models.Model):
     critical_triggers = models.JSONField(
         default=list, blank=True, help_text='Terms that make a request critical, e.g. ["lawsuit"].'
     )
+    pinned_terms = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Terms that put a request in this category whatever the router models say, "
+        'e.g. ["chargeback"] (whole words, anywhere in the text).',
+    )
     response_cache_enabled = models.BooleanField(
         default=False,
         help_text="Serve identical requests from our cache (not for personal answers).",
@@ -222,6 +228,11 @@ class RolloutSetting(models.Model):
     )
     control_behaviour = models.CharField(
         max_length=20, choices=ControlBehaviour.choices, default=ControlBehaviour.LEGACY_PREMIUM
+    )
+    router_artifact = models.CharField(
+        max_length=80,
+        blank=True,
+        help_text="The learned router's artifact (in ROUTER_ARTIFACT_DIR); blank: the current.",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from routing.learned.runtime import available_artifacts, current_artifact_id, router_status
 from routing.models import (
     ApiKey,
     FeatureFlag,
@@ -49,6 +50,7 @@ def category_snapshot(category: TaskCategory) -> dict:
         "expected_output_tokens": category.expected_output_tokens,
         "keywords": category.classifier_keywords,
         "triggers": category.critical_triggers,
+        "pins": category.pinned_terms,
         "enabled": category.enabled,
         "response_cache_enabled": category.response_cache_enabled,
         "response_cache_ttl_s": category.response_cache_ttl_s,
@@ -76,6 +78,9 @@ def policy_snapshot_build() -> dict:
             "routed_percent": str(rollout.routed_percent if rollout else Decimal("100.00")),
             "control_behaviour": rollout.control_behaviour if rollout else "legacy_premium",
         },
+        "router": {
+            "artifact": (rollout.router_artifact if rollout else "") or current_artifact_id()
+        },
         "flags": {
             flag.name: {
                 "enabled": flag.enabled,
@@ -93,10 +98,11 @@ def _snapshot_changes(before: dict, after: dict) -> list[str]:
         changes.append(
             f"default_category: {before.get('default_category')} -> {after['default_category']}"
         )
-    for key in sorted(after.get("rollout", {})):
-        old = before.get("rollout", {}).get(key)
-        if old != after["rollout"][key]:
-            changes.append(f"rollout.{key}: {old!r} -> {after['rollout'][key]!r}")
+    for section in ("rollout", "router"):
+        for key in sorted(after.get(section, {})):
+            old = before.get(section, {}).get(key)
+            if old != after[section][key]:
+                changes.append(f"{section}.{key}: {old!r} -> {after[section][key]!r}")
     for section in ("models", "categories", "flags"):
         old, new = before.get(section, {}), after[section]
         for name in sorted(old.keys() - new.keys()):
@@ -170,6 +176,7 @@ def policy_version_restore(*, version: PolicyVersion, actor: str) -> PolicyVersi
             "expected_output_tokens": data["expected_output_tokens"],
             "classifier_keywords": data["keywords"],
             "critical_triggers": data["triggers"],
+            "pinned_terms": data.get("pins", []),
             "enabled": data["enabled"],
             "response_cache_enabled": data.get("response_cache_enabled", False),
             "response_cache_ttl_s": data.get("response_cache_ttl_s", 3600),
@@ -187,12 +194,19 @@ def policy_version_restore(*, version: PolicyVersion, actor: str) -> PolicyVersi
             create_defaults={**rule, "name": slug.replace("_", " ").capitalize()},
         )
     TaskCategory.objects.filter(slug=snapshot["default_category"]).update(is_default=True)
+    comment = f"restored version {version.pk}"
+    # The router artifact that version used comes back with it, if it is still on disk.
+    artifact = snapshot.get("router", {}).get("artifact", "")
+    if artifact and router_status(artifact):
+        comment += f" (its router {artifact} no longer loads: the current one kept)"
+        artifact = ""
     if "rollout" in snapshot:
         RolloutSetting.objects.update_or_create(
             pk=1,
             defaults={
                 "routed_percent": Decimal(snapshot["rollout"]["routed_percent"]),
                 "control_behaviour": snapshot["rollout"]["control_behaviour"],
+                "router_artifact": artifact,
             },
         )
     for name, data in snapshot.get("flags", {}).items():
@@ -204,7 +218,7 @@ def policy_version_restore(*, version: PolicyVersion, actor: str) -> PolicyVersi
             },
         )
         flag.api_keys.set(ApiKey.objects.filter(pk__in=data["api_key_ids"]))
-    return policy_version_create(actor=actor, comment=f"restored version {version.pk}")
+    return policy_version_create(actor=actor, comment=comment)
 
 
 @transaction.atomic
@@ -218,6 +232,22 @@ def rollout_set_percentage(*, percent: Decimal, actor: str, comment: str = "") -
     setting.save(update_fields=["routed_percent", "updated_at"])
     note = comment or f"rollout {before:g}% -> {percent:g}%"
     return policy_version_create(actor=actor, comment=note)
+
+
+@transaction.atomic
+def router_artifact_set(*, artifact_id: str, actor: str, comment: str = "") -> PolicyVersion:
+    """Publish a router artifact for every worker; ValueError when it does not load."""
+    problem = (
+        router_status(artifact_id)
+        if artifact_id in available_artifacts()
+        else (f"No router artifact named '{artifact_id}'.")
+    )
+    if problem:
+        raise ValueError(problem)
+    setting, _ = RolloutSetting.objects.select_for_update().get_or_create(pk=1)
+    setting.router_artifact = artifact_id
+    setting.save(update_fields=["router_artifact", "updated_at"])
+    return policy_version_create(actor=actor, comment=comment or f"router artifact {artifact_id}")
 
 
 @transaction.atomic

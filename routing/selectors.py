@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db.models import Count, Q, Sum
 
 from routing.engine import CategoryRule, ModelSpec, Policy, RoutingError, Tier
+from routing.learned.runtime import current_artifact_id, router_get
 from routing.models import ApiKey, PolicyVersion
 from routing.prompts import prefix_fingerprint
 from routing.rollout import FlagRule
@@ -117,6 +118,7 @@ def policy_from_snapshot(*, version: int, snapshot: dict) -> Policy:
             expected_output_tokens=data["expected_output_tokens"],
             keywords=tuple(sorted((k.lower(), float(w)) for k, w in data["keywords"].items())),
             triggers=tuple(t.lower() for t in data["triggers"]),
+            pins=tuple(t.lower() for t in data.get("pins", ())),
             enabled=data["enabled"],
             prefix_fingerprint=prefix_fingerprint(data["system_prompt"]),
             response_cache_enabled=data.get("response_cache_enabled", False),
@@ -131,8 +133,11 @@ def policy_from_snapshot(*, version: int, snapshot: dict) -> Policy:
         )
         for slug, data in snapshot["categories"].items()
     }
+    artifact = snapshot.get("router", {}).get("artifact") or current_artifact_id()
     return Policy.build(
         version=version,
+        router=router_get(artifact),
+        router_artifact=artifact,
         categories=categories,
         default_category=snapshot["default_category"],
         min_confidence=settings.ROUTER_MIN_CATEGORY_CONFIDENCE,

@@ -468,6 +468,8 @@ def _ledger_fields(call: _Call, outcome: _Outcome) -> dict:
         attempts=outcome.attempts,
         fallback_from=decision.model.name if model != decision.model else "",
         prefix_fingerprint=decision.rule.prefix_fingerprint,
+        router_artifact=decision.router_artifact,
+        explanation=decision.explanation,
         metadata=call.request.metadata,
         prompt_text=call.plan.text[:limit] if store_text else "",
         response_text=outcome.content[:limit] if store_text else "",

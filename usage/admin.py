@@ -36,7 +36,15 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "baseline_cost_usd",
         "latency_ms",
     ]
-    list_filter = ["status", "tier", "category", "sandbox", "qa"]
+    list_filter = [
+        "status",
+        "tier",
+        "category",
+        "category_source",
+        "router_artifact",
+        "sandbox",
+        "qa",
+    ]
     list_select_related = ["api_key"]
     search_fields = ["request_id", "end_user"]
     date_hierarchy = "created_at"

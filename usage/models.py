@@ -35,9 +35,10 @@ class UsageRecord(models.Model):
     api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="usage_records")
     end_user = models.CharField(max_length=128, blank=True)
     category = models.CharField(max_length=40)
-    category_source = models.CharField(max_length=16)  # caller | classifier | default
+    # caller | pinned | safety | model | uncertain (router); classifier | default (keywords)
+    category_source = models.CharField(max_length=16)
     complexity = models.FloatField()
-    complexity_source = models.CharField(max_length=16)  # caller | estimator
+    complexity_source = models.CharField(max_length=16)  # caller | router | estimator
     critical = models.BooleanField()
     tier = models.CharField(max_length=8, choices=Tier.choices)
     model = models.CharField(max_length=100)
@@ -80,6 +81,12 @@ class UsageRecord(models.Model):
     )
     prefix_fingerprint = models.CharField(
         max_length=16, blank=True, help_text="Hash of the stable prompt prefix (cache health)."
+    )
+    router_artifact = models.CharField(
+        max_length=80, blank=True, help_text="The learned router that decided ('' for keywords)."
+    )
+    explanation = models.JSONField(
+        default=dict, blank=True, help_text="The router models' outputs and top features."
     )
     metadata = models.JSONField(default=dict, blank=True)
     prompt_text = models.TextField(blank=True)

@@ -83,13 +83,20 @@ def test_route_preview_returns_decision_without_ledger_row(api_client, policy):
     assert UsageRecord.objects.count() == 0
 
 
-def test_route_preview_infers_category_and_explains_complexity(api_client, policy):
+def test_route_preview_infers_category_and_explains_the_decision(api_client, policy):
     text = "Is this message hateful or spam? Should we remove it and ban the user?"
     data = _post(api_client, {"messages": [{"role": "user", "content": text}]}, "/api/v1/route")
     data = data.json()
-    assert data["category_source"] in {"classifier", "default"}
+    assert data["category"] == "moderation"
+    assert data["category_source"] in {"safety", "model"}
     assert 0 <= data["category_confidence"] <= 1
-    assert data["complexity_source"] == "estimator"
+    assert data["complexity_source"] == "router"
+    assert data["complexity"] == round(10 * data["explanation"]["needs_premium"], 1)
+    assert data["router_artifact"] == policy.snapshot["router"]["artifact"]
+    assert data["router_artifact"].startswith("router-")
+    features = data["explanation"]["features"]
+    assert set(features) == {"category", "safety", "needs_premium"}
+    assert all({"feature", "weight"} <= set(f) for f in features["category"])
     assert isinstance(data["complexity_signals"], list)
 
 

@@ -57,6 +57,18 @@ def test_sync_client_gets_an_openai_shaped_routed_answer(client):
     assert row.streamed is False
 
 
+def test_an_inferred_decision_is_explained_in_its_ledger_row(client, policy):
+    client.chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "why does my python loop never end?"}]
+    )
+    (row,) = _rows()
+    assert row.category_source in {"model", "safety", "uncertain"}
+    assert row.complexity_source == "router"
+    assert row.router_artifact == policy.snapshot["router"]["artifact"]
+    assert set(row.explanation["features"]) == {"category", "safety", "needs_premium"}
+    assert row.complexity == round(10 * row.explanation["needs_premium"], 1)
+
+
 def test_category_in_model_name_and_hints_in_headers(client):
     raw = client.chat.completions.with_raw_response.create(
         model="auto:strategy",

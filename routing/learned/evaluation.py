@@ -1,0 +1,407 @@
+"""Honest figures for the learned router, beside today's keyword classifier (`make eval-router`).
+
+1. Category, leave-one-source-out: for each source, train on every other source and predict
+   the one left out; per-class precision/recall/F1 and macro-F1 over the pooled predictions.
+2. Category and safety on external data nobody trains on (../shared/evaldata: MMLU subjects
+   with a mapping, GSM8K, HateCheck, awesome-chatgpt-prompts roles), with the shipped config.
+3. Safety, leave-one-source-out: recall on unsafe rows and the share of benign rows flagged.
+4. Needs premium: AUROC for "weak model fails where strong succeeds" and APGR, per data set
+   left out of the outcome data, and on RouteLLM's MMLU and GSM8K flags (another model pair).
+5. Speed of one decision (p50/p99) for a chat message and a 1,000-token prompt.
+
+The vocabulary is built once from all rows (labels are never used for it), then each fold
+fits only on its training rows.
+"""
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from routing.learned import data, training
+from routing.learned.data import CATEGORIES
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MMLU_CATEGORIES = {
+    "marketing": "marketing",
+    "public_relations": "marketing",
+    "management": "strategy",
+    "business_ethics": "strategy",
+    "professional_law": "legal",
+    "jurisprudence": "legal",
+    "international_law": "legal",
+    "college_computer_science": "code",
+    "econometrics": "analytics",
+    "high_school_statistics": "analytics",
+}
+AWESOME_ROLES = {
+    "code": (
+        "Ethereum Developer, Linux Terminal, JavaScript Console, UX/UI Developer, "
+        "Cyber Security Specialist, SQL terminal, IT Architect, Python interpreter, "
+        "Machine Learning Engineer, IT Expert, Fullstack Software Developer, Regex Generator, "
+        "R programming Interpreter, StackOverflow Post, PHP Interpreter, "
+        "Software Quality Assurance Tester, Senior Frontend Developer, Commit Message Generator, "
+        "Python Interpreter"
+    ),
+    "marketing": (
+        "SEO Prompt, Advertiser, Social Media Influencer, Social Media Manager, Salesperson"
+    ),
+    "analytics": (
+        "Excel Sheet, Statistician, Accountant, Scientific Data Visualizer, Data Scientist"
+    ),
+    "strategy": "Chief Executive Officer, Product Manager, Startup Idea Generator, Logistician",
+    "legal": "Legal Advisor, Startup Tech Lawyer",
+    "chatbot": "Friend",
+}
+EXTERNAL_PER_SET = 300
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A prompt with weak/strong correctness flags (RouteLLM)."""
+
+    text: str
+    dataset: str
+    weak: bool
+    strong: bool
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+def per_class_f1(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, tuple]:
+    """Return {class: (precision, recall, f1, support)} over the classes present in truth."""
+    scores = {}
+    for label in sorted(set(truth)):
+        tp = sum(t == label and p == label for t, p in zip(truth, predicted, strict=False))
+        fp = sum(t != label and p == label for t, p in zip(truth, predicted, strict=False))
+        fn = sum(t == label and p != label for t, p in zip(truth, predicted, strict=False))
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        scores[label] = (precision, recall, f1, tp + fn)
+    return scores
+
+
+def macro_f1(truth: Sequence[str], predicted: Sequence[str]) -> float:
+    return statistics.mean(f1 for _, _, f1, _ in per_class_f1(truth, predicted).values())
+
+
+def apgr(scores: np.ndarray, weak: np.ndarray, strong: np.ndarray, steps: int = 100) -> float:
+    """Return the average share of the weak->strong quality gap recovered when the top x% by
+    score go to the strong model, over x from 0 to 100% (0.5 is random)."""
+    weak, strong = weak.astype(float), strong.astype(float)
+    gap = strong.mean() - weak.mean()
+    if gap <= 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="mergesort")
+    gains = np.concatenate([[0.0], np.cumsum((strong - weak)[order])])
+    recovered = []
+    for step in range(steps + 1):
+        routed = round(step / steps * len(scores))
+        recovered.append(gains[routed] / len(scores) / gap)
+    return float(np.trapezoid(recovered, dx=1 / steps))
+
+
+# --- external data ------------------------------------------------------------------------
+
+
+def external_categories(evaldata: Path) -> list[tuple[str, str, str]]:
+    """Return (dataset, text, category) rows from evaluation-only data sets, sampled."""
+    rows: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for path in sorted((evaldata / "routellm/mmlu_responses").glob("mmlu_*.csv")):
+        subject = path.stem.removeprefix("mmlu_")
+        if subject in MMLU_CATEGORIES:
+            with path.open(newline="", encoding="utf-8") as handle:
+                for row in csv.reader(handle):
+                    if row[0] != "prompt":
+                        rows[f"mmlu/{subject}"].append((row[0], MMLU_CATEGORIES[subject]))
+    for judged in _gsm8k(evaldata):
+        rows["gsm8k"].append((judged.text, "analytics"))
+    with (evaldata / "moderation/hatecheck/test_suite_cases.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["label_gold"] == "hateful":
+                rows["hatecheck/hateful"].append((row["test_case"].strip(), "moderation"))
+    role_category = {
+        role.strip(): category
+        for category, roles in AWESOME_ROLES.items()
+        for role in roles.split(",")
+    }
+    with (evaldata / "awesome_chatgpt_prompts/prompts_2025-01-06.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["act"].strip() in role_category:
+                rows["awesome_prompts"].append((row["prompt"], role_category[row["act"].strip()]))
+    sampled = []
+    for name in sorted(rows):
+        picked = _sample(rows[name], EXTERNAL_PER_SET, name)
+        sampled.extend((name, text, label) for text, label in picked)
+    return sampled
+
+
+def hatecheck_benign(evaldata: Path) -> list[str]:
+    with (evaldata / "moderation/hatecheck/test_suite_cases.csv").open(newline="") as handle:
+        return [
+            r["test_case"].strip() for r in csv.DictReader(handle) if r["label_gold"] != "hateful"
+        ]
+
+
+def routellm_judged(evaldata: Path) -> list[Judged]:
+    """Return MMLU (all subjects) and GSM8K prompts with Mixtral (weak) / GPT-4 (strong) flags."""
+    found = []
+    for path in sorted((evaldata / "routellm/mmlu_responses").glob("mmlu_*.csv")):
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader)
+            weak = header.index("mistralai/Mixtral-8x7B-Instruct-v0.1")
+            strong = header.index("gpt-4-1106-preview")
+            for row in reader:
+                found.append(Judged(row[0], "mmlu", row[weak] == "True", row[strong] == "True"))
+    return found + list(_gsm8k(evaldata))
+
+
+def _gsm8k(evaldata: Path):
+    with (evaldata / "routellm/gsm8k_gsm8k_responses.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            yield Judged(
+                row["prompt"],
+                "gsm8k",
+                row["mistralai/Mixtral-8x7B-Instruct-v0.1"] == "True",
+                row["gpt-4-1106-preview"] == "True",
+            )
+
+
+def _sample(items: list, count: int, name: str) -> list:
+    import random
+
+    if len(items) <= count:
+        return items
+    return random.Random(f"eval:{name}").sample(items, count)  # noqa: S311 (seeded)
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+def keyword_classifier() -> Callable[[str], str]:
+    """Return today's keyword classifier with its seeded terms, as a text -> category function."""
+    from routing.classifier import CategoryKeywords, classify
+    from routing.defaults import DEFAULT_CLASSIFIER_KEYWORDS
+
+    keywords = tuple(
+        CategoryKeywords(slug=s, keywords=k) for s, k in DEFAULT_CLASSIFIER_KEYWORDS.items()
+    )
+    return lambda text: (
+        classify(
+            text, categories=keywords, default_category="chatbot", min_confidence=0.34
+        ).category
+    )
+
+
+def keyword_complexity(text: str) -> float:
+    from routing.complexity import estimate_complexity
+
+    return estimate_complexity(text, token_count=len(text) // 4).score
+
+
+def print_f1_table(title: str, truth: list[str], learned: list[str], keyword: list[str]) -> None:
+    print(f"\n{title}")
+    print(f"{'category':16}{'n':>6}   {'learned P / R / F1':>20}   {'keywords P / R / F1':>20}")
+    ours, theirs = per_class_f1(truth, learned), per_class_f1(truth, keyword)
+    for label in sorted(ours):
+        p, r, f, n = ours[label]
+        kp, kr, kf, _ = theirs[label]
+        print(f"{label:16}{n:6}   {p:6.2f} {r:6.2f} {f:6.2f}   {kp:6.2f} {kr:6.2f} {kf:6.2f}")
+    print(
+        f"{'macro-F1':16}{len(truth):6}   {macro_f1(truth, learned):20.3f}   "
+        f"{macro_f1(truth, keyword):20.3f}   accuracy "
+        f"{np.mean(np.array(truth) == np.array(learned)):.3f} vs "
+        f"{np.mean(np.array(truth) == np.array(keyword)):.3f}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--traindata", type=Path, default=REPO_ROOT.parent / "shared/traindata")
+    parser.add_argument("--evaldata", type=Path, default=REPO_ROOT.parent / "shared/evaldata")
+    parser.add_argument("--skip-loso", action="store_true", help="only the external figures")
+    args = parser.parse_args(argv)
+    config = training.TrainingConfig()
+    started = time.monotonic()
+
+    rows = data.labelled_texts(traindata=args.traindata, evaldata=args.evaldata)
+    outcome_rows = data.outcomes(traindata=args.traindata)
+    external = external_categories(args.evaldata)
+    judged = routellm_judged(args.evaldata)
+    benign_hate = hatecheck_benign(args.evaldata)
+    texts = [r.text for r in rows] + [o.text for o in outcome_rows]
+    names, idf = training.build_vocabulary(
+        texts, [r.source for r in rows] + [o.source for o in outcome_rows], config
+    )
+    print(
+        f"vocabulary {len(names):,} features from {len(texts):,} rows "
+        f"({time.monotonic() - started:.0f} s)"
+    )
+    keywords = keyword_classifier()
+
+    categorised = [r for r in rows if r.category is not None]
+    x_cat = training.vectorize([r.text for r in categorised], names, idf)
+    labels = np.array([r.category for r in categorised])
+    sources = np.array([r.source for r in categorised])
+    weights = training.balanced_weights(labels, sources)
+
+    if not args.skip_loso:
+        predicted = np.empty(len(categorised), dtype=object)
+        per_source = []
+        for source in sorted(set(sources)):
+            held = np.flatnonzero(sources == source)
+            keep = np.flatnonzero(sources != source)
+            w, b = training.category_model(
+                x_cat[keep], labels[keep], weights[keep], config.category_c
+            )
+            predicted[held] = [CATEGORIES[i] for i in (x_cat[held] @ w + b).argmax(axis=1)]
+            accuracy = float(np.mean(predicted[held] == labels[held]))
+            per_source.append(
+                (source, len(held), Counter(labels[held]).most_common(1)[0][0], accuracy)
+            )
+        keyword_predicted = [keywords(r.text) for r in categorised]
+        print("\n(1) CATEGORY, leave-one-source-out (accuracy on each source when it is left out)")
+        for source, count, label, accuracy in per_source:
+            print(f"  {source:34}{count:6}  {label:15}{accuracy:7.1%}")
+        print_f1_table(
+            "pooled leave-one-source-out", labels.tolist(), predicted.tolist(), keyword_predicted
+        )
+
+    # (2) external, shipped config
+    trained = training.train(rows, outcome_rows, config)
+    router = _router_from(trained)
+    truth = [label for _, _, label in external]
+    predictions = [router.predict(text) for _, text, _ in external]
+    learned = [p.category if not p.unsafe else "moderation" for p in predictions]
+    print_f1_table(
+        "(2) CATEGORY on external evaluation data (trained on all training rows)",
+        truth,
+        learned,
+        [keywords(text) for _, text, _ in external],
+    )
+    by_set = defaultdict(list)
+    for (name, _, label), guess in zip(external, learned, strict=False):
+        by_set[name].append(guess == label)
+    print("  " + ", ".join(f"{name} {np.mean(hits):.0%}" for name, hits in sorted(by_set.items())))
+    hateful = [
+        p.unsafe or p.category == "moderation"
+        for (n, _, _), p in zip(external, predictions, strict=False)
+        if n == "hatecheck/hateful"
+    ]
+    benign = [router.predict(text) for text in benign_hate]
+    print(
+        f"  moderation recall on HateCheck hateful {np.mean(hateful):.1%}; HateCheck non-hateful "
+        f"flagged {np.mean([p.unsafe or p.category == 'moderation' for p in benign]):.1%} "
+        f"(many of these name a group or quote a slur to counter it)"
+    )
+
+    # (3) safety
+    if not args.skip_loso:
+        safety_rows = [r for r in rows if r.unsafe is not None]
+        x_safe = training.vectorize([r.text for r in safety_rows], names, idf)
+        unsafe = np.array([r.unsafe for r in safety_rows])
+        safe_sources = np.array([r.source for r in safety_rows])
+        safe_weights = training.balanced_weights(unsafe, safe_sources)
+        scores = np.zeros(len(safety_rows))
+        for source in sorted(set(safe_sources)):
+            held = np.flatnonzero(safe_sources == source)
+            keep = np.flatnonzero(safe_sources != source)
+            w, b = training.binary_model(
+                x_safe[keep], unsafe[keep], safe_weights[keep], config.safety_c
+            )
+            scores[held] = 1 / (1 + np.exp(-(x_safe[held] @ w + b)))
+        threshold = router.safety_threshold
+        print(f"\n(3) SAFETY, leave-one-source-out, at the shipped threshold {threshold:.3f}")
+        for source in sorted(set(safe_sources)):
+            mask = safe_sources == source
+            for flag, name in ((True, "unsafe recall"), (False, "benign flagged")):
+                part = mask & (unsafe == flag)
+                if part.any():
+                    print(
+                        f"  {source:34}{part.sum():6}  {name:15}"
+                        f"{np.mean(scores[part] >= threshold):7.1%}"
+                    )
+        edgy = np.array([r.edgy for r in safety_rows])
+        print(
+            f"  pooled: unsafe recall {np.mean(scores[unsafe] >= threshold):.1%}, benign flagged "
+            f"{np.mean(scores[~unsafe] >= threshold):.1%}, safe-but-edgy flagged "
+            f"{np.mean(scores[edgy] >= threshold):.1%} (n={edgy.sum()}), AUROC "
+            f"{training.auroc(scores, unsafe):.3f}"
+        )
+
+    # (4) needs premium
+    print("\n(4) NEEDS PREMIUM")
+    x_out, _, _ = training.premium_matrix([o.text for o in outcome_rows], names, idf, config)
+    needs = np.array([o.needs_premium for o in outcome_rows])
+    our = np.array([o.our_pair for o in outcome_rows])
+    out_sources = np.array([o.source.split("/")[0] for o in outcome_rows])
+    out_weights = np.where(our, config.our_pair_weight, 1.0)
+    for source in sorted(set(out_sources)):
+        held = out_sources == source
+        w, b = training.binary_model(
+            x_out[~held], needs[~held], out_weights[~held], config.premium_c
+        )
+        scores = x_out[held] @ w + b
+        base = np.array(
+            [keyword_complexity(o.text) for o, h in zip(outcome_rows, held, strict=False) if h]
+        )
+        mask = our[held] if our[held].any() else np.ones(held.sum(), dtype=bool)
+        print(
+            f"  {source:24} left out: AUROC learned "
+            f"{training.auroc(scores[mask], needs[held][mask]):.3f}"
+            f" vs keyword score {training.auroc(base[mask], needs[held][mask]):.3f}"
+            f" ({'our pair' if our[held].any() else 'all pairs'}, n={mask.sum()})"
+        )
+    for name in ("mmlu", "gsm8k", None):
+        part = [j for j in judged if name is None or j.dataset == name]
+        learned_scores = np.array([router.predict(j.text).needs_premium for j in part])
+        old_scores = np.array([keyword_complexity(j.text) for j in part])
+        weak = np.array([j.weak for j in part])
+        strong = np.array([j.strong for j in part])
+        label = ~weak & strong
+        print(
+            f"  RouteLLM {name or 'mmlu+gsm8k':10} n={len(part):6}: AUROC "
+            f"{training.auroc(learned_scores, label):.3f} vs "
+            f"{training.auroc(old_scores, label):.3f}, "
+            f"APGR {apgr(learned_scores, weak, strong):.3f} vs {apgr(old_scores, weak, strong):.3f}"
+        )
+
+    # (5) speed
+    print("\n(5) SPEED of router.predict (one process, warm)")
+    chat = "hey babe how was your day? miss u"
+    long_prompt = " ".join(r.text for r in categorised[:200])[:4400]
+    for name, text in (("chat message", chat), ("1,000-token prompt", long_prompt)):
+        timings = []
+        for _ in range(2000):
+            start = time.perf_counter()
+            router.predict(text)
+            timings.append(time.perf_counter() - start)
+        timings.sort()
+        print(f"  {name:20} p50 {timings[1000] * 1e6:6.0f} us   p99 {timings[1980] * 1e6:6.0f} us")
+    print(f"\ntotal {time.monotonic() - started:.0f} s")
+
+
+def _router_from(trained: training.TrainedRouter):
+    import tempfile
+
+    from routing.learned.model import load_router
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = training.write_artifact(trained, Path(directory))
+        router = load_router(str(path))
+        load_router.cache_clear()
+    return router
+
+
+if __name__ == "__main__":
+    sys.exit(main())

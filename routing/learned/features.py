@@ -1,0 +1,95 @@
+"""Text -> named features, the same function for training and for every request (pure).
+
+A prompt becomes lowercase word and symbol tokens, their unigrams and bigrams, and a few
+"shape" tokens (length, lines, share of digits and of symbols, non-Latin script), all plain
+strings so an explanation can name them. Numbers are folded by length ("<num2>"), so "17" and
+"42" are one feature. Only a bounded window is read, the start (where a prompt says what it
+wants) and the end (where the question is after pasted material), so the cost is flat from a
+chat message to a 100k-token prompt.
+"""
+
+import math
+import re
+
+from routing.complexity import estimate_complexity
+
+# Bump when the features change: an artifact built for other features is refused at load.
+FEATURES_VERSION = "words-bigrams-shape+signals/4"
+WINDOW_HEAD_CHARS = 1000
+WINDOW_TAIL_CHARS = 300
+
+_TOKEN = re.compile(r"[a-z]+|0+|[^\sa-z0]")
+_DIGIT = re.compile(r"[0-9]")
+_LONG_NUMBER = re.compile(r"0{5,}")
+_DIGITS = b"0123456789"
+_ASCII_LETTERS = bytes(range(65, 91)) + bytes(range(97, 123))
+_ASCII = bytes(range(128))
+
+
+def text_window(text: str) -> str:
+    """Return the part of the text the models read: all of it, or its start and end."""
+    if len(text) <= WINDOW_HEAD_CHARS + WINDOW_TAIL_CHARS:
+        return text
+    return text[:WINDOW_HEAD_CHARS] + "\n" + text[-WINDOW_TAIL_CHARS:]
+
+
+def tokens(text: str) -> list[str]:
+    """Return the window's tokens: words, numbers as zeros by length (at most four), and
+    single symbols."""
+    folded = _LONG_NUMBER.sub("0000", _DIGIT.sub("0", text_window(text).lower()))
+    return _TOKEN.findall(folded)
+
+
+def shape_features(text: str) -> list[str]:
+    """Return coarse facts about the whole text's form, as named features."""
+    if not text:
+        return ["#empty"]
+    # Counted on the window's UTF-8 bytes: bytes.translate is one C pass per count.
+    data = text_window(text).encode("utf-8", "surrogatepass")
+    size = len(data)
+    digits = size - len(data.translate(None, _DIGITS))
+    letters = size - len(data.translate(None, _ASCII_LETTERS))
+    other_script = len(data.translate(None, _ASCII))
+    spaces = data.count(b" ") + data.count(b"\n")
+    symbols = size - digits - letters - other_script - spaces
+    found = [
+        f"#len{min(int(math.log2(len(text) + 1)), 16)}",
+        f"#lines{min(text.count(chr(10)), 40).bit_length()}",
+        f"#digits{min(20 * digits // size, 6)}",
+        f"#symbols{min(20 * symbols // size, 8)}",
+    ]
+    if other_script > letters:
+        found.append("#non_latin")
+    return found
+
+
+def text_features(text: str) -> list[str]:
+    """Return every feature name of the text, repeated as often as it occurs."""
+    words = tokens(text)
+    bigrams = [a + " " + b for a, b in zip(words, words[1:], strict=False)]
+    return words + bigrams + shape_features(text)
+
+
+# The hand-made complexity signals, as numbers for the needs-premium model: on other data
+# sets than the one trained on, they carry more than the n-grams do (see the model card).
+SIGNAL_NAMES = (
+    "signal:length",
+    "signal:code",
+    "signal:reasoning",
+    "signal:numbers",
+    "signal:questions",
+    "signal:steps",
+    "signal:constraints",
+    "signal:tables",
+    "signal:log_chars",
+)
+
+
+def signal_values(text: str) -> list[float]:
+    """Return the complexity signals' points and the log length, in SIGNAL_NAMES order."""
+    # A token count of chars / 4 keeps the model a function of the text alone.
+    points = {
+        s.name: s.points for s in estimate_complexity(text, token_count=len(text) // 4).signals
+    }
+    values = [points.get(name.removeprefix("signal:"), 0.0) for name in SIGNAL_NAMES[:-1]]
+    return [*values, math.log1p(len(text))]

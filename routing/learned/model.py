@@ -1,0 +1,320 @@
+"""The trained router: three linear models over one vocabulary, loaded once, predicted purely.
+
+- category: the 9 categories, softmax with a temperature fitted on held-out rows;
+- safety: unsafe vs benign, with the threshold chosen at training time;
+- needs premium: the probability that the cheap model's answer is worse than the premium
+  one's (Platt-scaled on held-out rows); the engine reads it as complexity = 10 x p.
+
+Features are the named n-grams of routing.learned.features, weighted (1 + log tf) x idf and
+L2-normalised, so each model's score is a sum of per-feature contributions: those are the
+explanation. Prediction is numpy over the few hundred features a window holds, no I/O.
+An artifact is one .npz file (no pickles) written by routing.learned.training.
+"""
+
+import heapq
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from routing.learned.features import (
+    FEATURES_VERSION,
+    SIGNAL_NAMES,
+    shape_features,
+    signal_values,
+    text_features,
+    tokens,
+)
+
+ARTIFACT_FORMAT = 1
+_CLASSES, _SAFETY, _PREMIUM = 9, 9, 10  # columns of Router.weights
+REBUILD_COMMAND = "python manage.py train_router"
+EXPLAIN_TOP = 3
+
+
+class ArtifactError(Exception):
+    """The router artifact is missing, unreadable or made for other code."""
+
+
+@dataclass(frozen=True)
+class Contribution:
+    feature: str
+    weight: float  # the feature's share of the score, in logits
+
+    def as_dict(self) -> dict:
+        return {"feature": self.feature, "weight": round(self.weight, 3)}
+
+
+@dataclass(frozen=True)
+class RouterPrediction:
+    category: str
+    category_probability: float
+    probabilities: Mapping[str, float]
+    unsafe_probability: float
+    unsafe: bool
+    needs_premium: float  # calibrated probability in [0, 1]
+    category_features: tuple[Contribution, ...]
+    safety_features: tuple[Contribution, ...]
+    premium_features: tuple[Contribution, ...]
+
+    def explanation(self) -> dict:
+        """Return the JSON-ready top contributions of each model."""
+        return {
+            "category": [c.as_dict() for c in self.category_features],
+            "safety": [c.as_dict() for c in self.safety_features],
+            "needs_premium": [c.as_dict() for c in self.premium_features],
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Router:
+    artifact_id: str
+    path: str
+    card: Mapping  # training metadata: data, sizes, metrics, date
+    classes: tuple[str, ...]
+    vocabulary: Mapping[str, int]
+    feature_names: tuple[str, ...]
+    lookup: "_NgramLookup"
+    idf: np.ndarray
+    category_weights: np.ndarray  # (features, classes)
+    category_bias: np.ndarray
+    category_temperature: float
+    safety_weights: np.ndarray
+    safety_bias: float
+    safety_threshold: float
+    premium_weights: np.ndarray
+    premium_signal_weights: np.ndarray  # over SIGNAL_NAMES, standardised values
+    signal_mean: np.ndarray
+    signal_scale: np.ndarray
+    premium_bias: float
+    premium_scale: tuple[float, float]  # Platt: p = sigmoid(a * score + b)
+    premium_uses_ngrams: bool = True
+    weights: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # One (features, 11) matrix: a request costs one gather and one product for all three.
+        columns = [
+            self.category_weights,
+            self.safety_weights[:, None],
+            self.premium_weights[:, None],
+        ]
+        object.__setattr__(self, "weights", np.hstack(columns).astype(np.float32))
+
+    def predict(self, text: str) -> RouterPrediction:
+        """Return the three models' outputs and their top features for one text."""
+        ids, values = self._vector(text)
+        rows = self.weights[ids]  # per feature: 9 class weights, safety, needs premium
+        parts = rows * values[:, None]
+        sums = parts.sum(axis=0)
+        logits = (sums[:_CLASSES] + self.category_bias) / self.category_temperature
+        probabilities = np.exp(logits - logits.max())
+        probabilities /= probabilities.sum()
+        best = int(probabilities.argmax())
+        unsafe = _sigmoid(float(sums[_SAFETY]) + self.safety_bias)
+
+        signals = np.array(signal_values(text), dtype=np.float32)
+        signal_parts = (
+            (signals - self.signal_mean) / self.signal_scale * self.premium_signal_weights
+        )
+        score = float(sums[_PREMIUM]) + float(signal_parts.sum()) + self.premium_bias
+        a, b = self.premium_scale
+        needs_premium = _sigmoid(a * score + b)
+        # A feature's pull toward the chosen class, against its mean pull over all classes.
+        category_parts = parts[:, best] - parts[:, :_CLASSES].mean(axis=1)
+        return RouterPrediction(
+            category=self.classes[best],
+            category_probability=float(probabilities[best]),
+            probabilities=dict(zip(self.classes, probabilities.tolist(), strict=True)),
+            unsafe_probability=unsafe,
+            unsafe=unsafe >= self.safety_threshold,
+            needs_premium=needs_premium,
+            category_features=self._top(ids, category_parts, positive=True),
+            safety_features=self._top(ids, parts[:, _SAFETY], positive=unsafe >= 0.5),
+            premium_features=self._top_premium(
+                ids, parts[:, _PREMIUM], signal_parts, needs_premium
+            ),
+        )
+
+    def _vector(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        found = self.lookup.ids(text)
+        if not len(found):
+            return found, np.zeros(0, dtype=np.float32)
+        ids, counts = np.unique(found, return_counts=True)
+        values = (1.0 + np.log(counts)).astype(np.float32) * self.idf[ids]
+        values /= np.sqrt(values @ values)
+        return ids, values
+
+    def _top(self, ids: np.ndarray, parts: np.ndarray, *, positive: bool) -> tuple:
+        names = self.feature_names
+        return _named_top(parts if positive else -parts, parts, lambda i: names[ids[i]])
+
+    def _top_premium(self, ids, parts, signal_parts, needs_premium: float) -> tuple:
+        """The n-grams and signals that moved needs-premium most, in its direction."""
+        sign = 1.0 if needs_premium >= 0.5 else -1.0
+        if not self.premium_uses_ngrams:
+            return _named_top(sign * signal_parts, signal_parts, SIGNAL_NAMES.__getitem__)
+        every = np.concatenate([parts, signal_parts])
+        names, count = self.feature_names, len(ids)
+        return _named_top(
+            sign * every,
+            every,
+            lambda i: names[ids[i]] if i < count else SIGNAL_NAMES[i - count],
+        )
+
+
+def _named_top(ranked: np.ndarray, parts: np.ndarray, name_of: Callable[[int], str]) -> tuple:
+    """Up to EXPLAIN_TOP contributions with the largest positive `ranked` values."""
+    if len(ranked) > 48:
+        head = np.argpartition(-ranked, EXPLAIN_TOP - 1)[:EXPLAIN_TOP]
+        best = head[np.argsort(-ranked[head])].tolist()
+    else:  # a chat message: heapq over plain floats beats numpy's per-call overhead
+        best = heapq.nlargest(EXPLAIN_TOP, range(len(ranked)), key=ranked.__getitem__)
+    return tuple(Contribution(name_of(i), float(parts[i])) for i in best if ranked[i] > 0)
+
+
+class _WordNumbers(dict):
+    """Word -> number; a word not in the vocabulary is `unknown` (no exception, no branch)."""
+
+    unknown = 0
+
+    def __missing__(self, word: str) -> int:
+        return self.unknown
+
+
+class _NgramLookup:
+    """The vocabulary ids of a text's features without building its bigram strings.
+
+    The same ids as looking text_features() up in the vocabulary (a test holds them equal),
+    at half the cost: each word is looked up once as a string, and a bigram is then a pair of
+    word numbers, found in a sorted array of pair keys by one vectorised search.
+    """
+
+    def __init__(self, vocabulary: Mapping[str, int]) -> None:
+        words: dict[str, int] = {}
+        pairs = []
+        for name, feature_id in vocabulary.items():
+            first, _, second = name.partition(" ")
+            if second:
+                a = words.setdefault(first, len(words))
+                b = words.setdefault(second, len(words))
+                pairs.append((a, b, feature_id))
+        for name in vocabulary:
+            if " " not in name:
+                words.setdefault(name, len(words))
+        self.words = _WordNumbers(words)
+        self.words.unknown = len(words)
+        self.width = len(words) + 1
+        self.unigram = np.full(len(words) + 1, -1, dtype=np.int64)  # the last: unknown word
+        for name, number in words.items():
+            self.unigram[number] = vocabulary.get(name, -1)
+        keys = np.array([a * self.width + b for a, b, _ in pairs], dtype=np.int64)
+        order = np.argsort(keys)
+        self.pair_keys = keys[order]
+        self.pair_ids = np.array([p[2] for p in pairs], dtype=np.int64)[order]
+        self.vocabulary = vocabulary
+
+    def ids(self, text: str) -> np.ndarray:
+        unknown = self.width - 1
+        found_tokens = tokens(text)
+        numbers = np.fromiter(
+            map(self.words.__getitem__, found_tokens), dtype=np.int64, count=len(found_tokens)
+        )
+        unigrams = self.unigram[numbers]
+        found = [unigrams[unigrams >= 0]]
+        if len(numbers) > 1 and len(self.pair_keys):
+            first, second = numbers[:-1], numbers[1:]
+            known = (first != unknown) & (second != unknown)
+            keys = first[known] * self.width + second[known]
+            at = np.searchsorted(self.pair_keys, keys).clip(max=len(self.pair_keys) - 1)
+            hit = self.pair_keys[at] == keys
+            found.append(self.pair_ids[at[hit]])
+        shape = [self.vocabulary[n] for n in shape_features(text) if n in self.vocabulary]
+        found.append(np.array(shape, dtype=np.int64))
+        return np.concatenate(found)
+
+
+def feature_vector(
+    text: str, vocabulary: Mapping[str, int], idf: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the text's known feature ids and their (1 + log tf) x idf, L2-normalised (the
+    reference that training uses; Router._vector computes the same faster)."""
+    found = [i for i in map(vocabulary.get, text_features(text)) if i is not None]
+    if not found:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    ids, counts = np.unique(np.array(found, dtype=np.int64), return_counts=True)
+    values = (1.0 + np.log(counts)).astype(np.float32) * idf[ids]
+    values /= np.sqrt(values @ values)
+    return ids, values
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
+
+
+@lru_cache(maxsize=4)
+def load_router(path: str) -> Router:
+    """Load and check one artifact (cached per path); ArtifactError names the fix."""
+    file = Path(path)
+    if not file.is_file():
+        raise ArtifactError(f"Router artifact {file} not found. Rebuild it: {REBUILD_COMMAND}.")
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        card = json.loads(str(arrays["card"]))
+    except Exception as error:
+        raise ArtifactError(
+            f"Router artifact {file} is unreadable ({error}). Rebuild it: {REBUILD_COMMAND}."
+        ) from error
+    if card.get("format") != ARTIFACT_FORMAT or card.get("features") != FEATURES_VERSION:
+        raise ArtifactError(
+            f"Router artifact {file} was built for format {card.get('format')} / features "
+            f"{card.get('features')!r}; this code reads format {ARTIFACT_FORMAT} / features "
+            f"{FEATURES_VERSION!r}. Rebuild it: {REBUILD_COMMAND}."
+        )
+    names = tuple(str(arrays["feature_names"][()]).split("\n"))
+    vocabulary = {name: i for i, name in enumerate(names)}
+    classes = tuple(card["classes"])
+    size = len(names)
+    shapes = {
+        "idf": (size,),
+        "category_weights": (size, len(classes)),
+        "category_bias": (len(classes),),
+        "safety_weights": (size,),
+        "premium_weights": (size,),
+        "premium_signal_weights": (len(SIGNAL_NAMES),),
+        "signal_mean": (len(SIGNAL_NAMES),),
+        "signal_scale": (len(SIGNAL_NAMES),),
+    }
+    for name, shape in shapes.items():
+        if arrays[name].shape != shape:
+            raise ArtifactError(
+                f"Router artifact {file}: {name} has shape {arrays[name].shape}, expected "
+                f"{shape}. Rebuild it: {REBUILD_COMMAND}."
+            )
+    return Router(
+        artifact_id=card["artifact_id"],
+        path=str(file),
+        card=card,
+        classes=classes,
+        vocabulary=vocabulary,
+        feature_names=names,
+        lookup=_NgramLookup(vocabulary),
+        idf=arrays["idf"].astype(np.float32),
+        category_weights=arrays["category_weights"].astype(np.float32),
+        category_bias=arrays["category_bias"].astype(np.float32),
+        category_temperature=float(card["category_temperature"]),
+        safety_weights=arrays["safety_weights"].astype(np.float32),
+        safety_bias=float(card["safety_bias"]),
+        safety_threshold=float(card["safety_threshold"]),
+        premium_weights=arrays["premium_weights"].astype(np.float32),
+        premium_signal_weights=arrays["premium_signal_weights"].astype(np.float32),
+        signal_mean=arrays["signal_mean"].astype(np.float32),
+        signal_scale=arrays["signal_scale"].astype(np.float32),
+        premium_bias=float(card["premium_bias"]),
+        premium_scale=tuple(card["premium_scale"]),
+        premium_uses_ngrams=bool(np.any(arrays["premium_weights"])),
+    )
