@@ -281,18 +281,9 @@ def _enabled(policy: Policy, slug: str) -> bool:
 
 
 def _complexity_from(prediction: RouterPrediction) -> tuple[float, tuple[ComplexitySignal, ...]]:
-    """Return the needs-premium probability on the 0-10 scale, its features as signals."""
-    signals = tuple(
-        ComplexitySignal(
-            name=c.feature,
-            points=round(c.weight, 2),
-            detail="raises the chance the cheap model does worse"
-            if c.weight > 0
-            else "lowers the chance the cheap model does worse",
-        )
-        for c in prediction.premium_features
-    )
-    return round(10 * prediction.needs_premium, 1), signals
+    """Return the needs-premium probability on the 0-10 scale, with the hand-made signals it
+    reads (their points and details say in words what the text looks like)."""
+    return round(10 * prediction.needs_premium, 1), prediction.estimate.signals
 
 
 def _pinned_model(name: str, policy: Policy) -> ModelSpec:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from routing.complexity import ComplexityEstimate
 from routing.learned.features import (
     FEATURES_VERSION,
     SIGNAL_NAMES,
@@ -60,6 +61,7 @@ class RouterPrediction:
     category_features: tuple[Contribution, ...]
     safety_features: tuple[Contribution, ...]
     premium_features: tuple[Contribution, ...]
+    estimate: ComplexityEstimate  # the hand-made signals the needs-premium model reads
 
     def explanation(self) -> dict:
         """Return the JSON-ready top contributions of each model."""
@@ -116,7 +118,8 @@ class Router:
         best = int(probabilities.argmax())
         unsafe = _sigmoid(float(sums[_SAFETY]) + self.safety_bias)
 
-        signals = np.array(signal_values(text), dtype=np.float32)
+        raw, estimate = signal_values(text)
+        signals = np.array(raw, dtype=np.float32)
         signal_parts = (
             (signals - self.signal_mean) / self.signal_scale * self.premium_signal_weights
         )
@@ -137,6 +140,7 @@ class Router:
             premium_features=self._top_premium(
                 ids, parts[:, _PREMIUM], signal_parts, needs_premium
             ),
+            estimate=estimate,
         )
 
     def _vector(self, text: str) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,12 @@ from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
 from routing.learned.data import CATEGORIES, LabelledText, Outcome
-from routing.learned.features import FEATURES_VERSION, signal_values, text_features
+from routing.learned.features import (
+    FEATURES_VERSION,
+    SIGNAL_NAMES,
+    signal_values,
+    text_features,
+)
 from routing.learned.model import ARTIFACT_FORMAT, feature_vector
 
 
@@ -42,10 +47,11 @@ class TrainingConfig:
     # Standardised signals enter the needs-premium fit at this scale, against L2-normalised
     # n-gram vectors: a smaller value regularises them harder.
     signal_scale: float = 0.3
-    # N-grams in the needs-premium model: off, since on data sets left out they did worse
-    # than the signals alone (make eval-router, section 4); verdicts from our own traffic
-    # may change that.
+    # What the needs-premium model reads. On data sets left out, n-grams and refitted signal
+    # weights ranked prompts worse than the hand-made score alone (make eval-router, section
+    # 4), so by default it calibrates that score; verdicts from our own traffic may change it.
     premium_ngrams: bool = False
+    premium_signals: tuple[str, ...] = ("signal:score",)
     calibration_folds: int = 5
     max_benign_flagged: float = 0.05  # the safety threshold's budget of benign rows flagged
     our_pair_weight: float = 3.0
@@ -309,10 +315,11 @@ def premium_matrix(texts: Sequence[str], names: Sequence[str], idf: np.ndarray, 
     """Return the needs-premium model's input: n-gram vectors (zero columns when the config
     leaves them out) and the standardised signals x config.signal_scale; with the mean and
     divisor that turn a raw signal into its column."""
-    signals = np.array([signal_values(text) for text in texts], dtype=np.float64)
+    signals = np.array([signal_values(text)[0] for text in texts], dtype=np.float64)
     mean = signals.mean(axis=0)
     divisor = (signals.std(axis=0) + 1e-6) / config.signal_scale
-    columns = sparse.csr_matrix((signals - mean) / divisor)
+    used = np.array([name in config.premium_signals for name in SIGNAL_NAMES])
+    columns = sparse.csr_matrix((signals - mean) / divisor * used)
     if config.premium_ngrams:
         ngrams = vectorize(texts, names, idf)
     else:

@@ -91,7 +91,7 @@ def test_route_preview_infers_category_and_explains_the_decision(api_client, pol
     assert data["category_source"] in {"safety", "model"}
     assert 0 <= data["category_confidence"] <= 1
     assert data["complexity_source"] == "router"
-    assert data["complexity"] == round(10 * data["explanation"]["needs_premium"], 1)
+    assert abs(data["complexity"] - 10 * data["explanation"]["needs_premium"]) <= 0.06
     assert data["router_artifact"] == policy.snapshot["router"]["artifact"]
     assert data["router_artifact"].startswith("router-")
     features = data["explanation"]["features"]
