@@ -24,7 +24,6 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,13 +32,10 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktok
 
 from bench.local_processes import host_speed  # noqa: E402
 from routing import tokens  # noqa: E402
-from routing.defaults import DEFAULT_CLASSIFIER_KEYWORDS, DEFAULT_CRITICAL_TRIGGERS  # noqa: E402
-from routing.engine import CategoryRule, ModelSpec, Policy, RouteRequest, Tier, route  # noqa: E402
+from routing.engine import RouteRequest, route  # noqa: E402
+from routing.learned.evaluation import seeded_policy  # noqa: E402
 from routing.learned.model import load_router  # noqa: E402
-from routing.seed_data import DEFAULT_CATEGORIES  # noqa: E402
 
-MINI = ModelSpec("gpt-4o-mini", Tier.MINI, Decimal("0.15"), Decimal("0.075"), Decimal("0.60"))
-FULL = ModelSpec("gpt-4o", Tier.FULL, Decimal("2.50"), Decimal("1.25"), Decimal("10.00"))
 ROUNDS = 7
 TARGET_TOKENS = 1000
 
@@ -89,29 +85,6 @@ FAN_MESSAGES = (
 )
 FAN_NAMES = ("", "Alex", "babe", "Sam", "cutie", "Jordan", "hun", "Chris")
 FAN_ENDINGS = ("", " 😘", " ❤️", "!!", " xoxo", "??", " 🔥", " :)")
-
-
-def build_policy(router=None) -> Policy:
-    rules = {
-        c["slug"]: CategoryRule(
-            slug=c["slug"],
-            mini=MINI,
-            full=FULL,
-            full_from=c["full_from_complexity"],
-            always_full=c["always_full"],
-            keywords=tuple(sorted(DEFAULT_CLASSIFIER_KEYWORDS.get(c["slug"], {}).items())),
-            triggers=tuple(DEFAULT_CRITICAL_TRIGGERS.get(c["slug"], [])),
-        )
-        for c in DEFAULT_CATEGORIES
-    }
-    return Policy.build(
-        version=1,
-        categories=rules,
-        default_category="chatbot",
-        min_confidence=0.34,
-        router=router,
-        router_artifact=router.artifact_id if router else "",
-    )
 
 
 def load_current_router():
@@ -227,7 +200,7 @@ def main() -> None:
     args = parser.parse_args()
 
     router, load_s, added_mb = load_current_router()
-    policies = {"learned router": build_policy(router), "keyword fallback": build_policy()}
+    policies = {"learned router": seeded_policy(router), "keyword fallback": seeded_policy()}
     passages, source = material(args.evaldata)
     long = long_prompts(passages, args.prompts)
     short = chat_messages(args.prompts)

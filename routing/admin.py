@@ -32,9 +32,15 @@ from routing.policy_versions import (
     policy_version_restore,
     rollout_set_percentage,
     router_artifact_set,
+    router_trial_set,
 )
 from routing.quality_admin import QualityAdminMixin
-from routing.selectors import category_traffic_share, rollout_arm_metrics, whatif_report
+from routing.selectors import (
+    category_traffic_share,
+    rollout_arm_metrics,
+    router_artifact_metrics,
+    whatif_report,
+)
 
 ROLLOUT_PRESETS = (Decimal("0"), Decimal("10"), Decimal("50"), Decimal("100"))
 WINDOWS_H = {"1h": 1, "24h": 24, "7d": 24 * 7, "30d": 24 * 30}
@@ -373,6 +379,11 @@ class RolloutSettingAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.router_view),
                 name="routing_router_artifact",
             ),
+            path(
+                "router/trial/",
+                self.admin_site.admin_view(self.router_trial_view),
+                name="routing_router_trial",
+            ),
         ]
 
     def rollout_view(self, request: HttpRequest):
@@ -395,9 +406,34 @@ class RolloutSettingAdmin(admin.ModelAdmin):
             "can_change": request.user.has_perm("routing.change_rolloutsetting"),
             "router": router_overview(),
         }
+        traffic = router_artifact_metrics(start=now - timedelta(hours=hours), end=now)
+        for artifact in context["router"]["artifacts"]:
+            artifact["traffic"] = traffic.get(artifact["id"])
         if context["router"]["problem"]:
             messages.warning(request, context["router"]["problem"])
         return TemplateResponse(request, "admin/routing/rollout.html", context)
+
+    def router_trial_view(self, request: HttpRequest):
+        """POST (with CSRF): start, resize or end (0%) a trial of another router artifact."""
+        target = reverse("admin:routing_rolloutsetting_changelist")
+        if request.method != "POST" or not request.user.has_perm("routing.change_rolloutsetting"):
+            return HttpResponseRedirect(target)
+        artifact = request.POST.get("artifact", "")
+        try:
+            percent = Decimal(request.POST.get("percent", "")).quantize(Decimal("0.01"))
+            version = router_trial_set(
+                artifact_id=artifact,
+                percent=percent,
+                actor=request.user.get_username(),
+                comment=request.POST.get("comment", "")[:500],
+            )
+        except InvalidOperation:
+            self.message_user(request, "Choose a trial share from 0 to 100%.", messages.ERROR)
+        except ValueError as error:
+            self.message_user(request, str(error), messages.ERROR)
+        else:
+            self.message_user(request, f"{version.comment} (policy version {version.pk}).")
+        return HttpResponseRedirect(target)
 
     def router_view(self, request: HttpRequest):
         """POST (with CSRF): publish another router artifact as a new policy version."""

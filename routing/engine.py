@@ -82,6 +82,9 @@ class Policy:
     classifier_input: tuple[CategoryKeywords, ...] = field(default=(), compare=False)
     router: Router | None = field(default=None, compare=False)  # None: keyword fallback
     router_artifact: str = ""
+    # Another artifact deciding for a sticky share of routed subjects (an A/B of two routers).
+    trial_router: Router | None = field(default=None, compare=False)
+    trial_router_percent: Decimal = Decimal("0")
 
     def feature_on(self, name: str, *, subject: str, api_key_id: int) -> bool:
         """Return whether a feature flag is on for this subject and key."""
@@ -89,6 +92,14 @@ class Policy:
         if rule is None:
             return name in FLAGS_ON_BY_DEFAULT
         return flag_on(rule, subject=subject, api_key_id=api_key_id)
+
+    def router_for(self, *, subject: str) -> Router | None:
+        """Return the router that decides for this subject: the trial's inside its share."""
+        if self.trial_router is not None and in_share(
+            subject=f"router-trial:{subject}", percent=self.trial_router_percent
+        ):
+            return self.trial_router
+        return self.router
 
     def arm_for(self, *, subject: str, api_key_id: int) -> Arm:
         """Return the rollout arm: routed inside the routed share while routing is on."""
@@ -112,6 +123,8 @@ class Policy:
         flags: Mapping[str, FlagRule] | None = None,
         router: Router | None = None,
         router_artifact: str = "",
+        trial_router: Router | None = None,
+        trial_router_percent: Decimal = Decimal("0"),
     ) -> "Policy":
         """Return a policy with the classifier's input precomputed from enabled categories."""
         classifier_input = tuple(
@@ -130,6 +143,8 @@ class Policy:
             classifier_input,
             router,
             router_artifact if router is not None else "",
+            trial_router if router is not None else None,
+            trial_router_percent,
         )
 
 
@@ -296,7 +311,11 @@ def _pinned_model(name: str, policy: Policy) -> ModelSpec:
 def route(*, request: RouteRequest, policy: Policy) -> Decision:
     """Return the full routing decision for one request under one policy snapshot."""
     needs_models = request.category is None or request.complexity is None
-    prediction = policy.router.predict(request.text) if policy.router and needs_models else None
+    router = policy.router_for(subject=request.subject) if needs_models else None
+    category_known = request.category is not None
+    prediction = (
+        router.predict(request.text, category_known=category_known) if router is not None else None
+    )
     resolved = _resolve_category(request, policy, prediction)
     rule = resolved.rule
     if request.complexity is not None:
@@ -365,18 +384,31 @@ def route(*, request: RouteRequest, policy: Policy) -> Decision:
         policy_version=policy.version,
         rule=rule,
         arm=arm,
-        router_artifact=policy.router_artifact if prediction is not None else "",
-        explanation=_explanation(prediction, resolved),
+        router_artifact=router.artifact_id if router is not None else "",
+        explanation=_explanation(
+            prediction,
+            fallback=needs_models and policy.router is None,
+            category_known=category_known,
+        ),
     )
 
 
-def _explanation(prediction: RouterPrediction | None, resolved: _Category) -> dict:
+def _explanation(
+    prediction: RouterPrediction | None, *, fallback: bool, category_known: bool
+) -> dict:
     if prediction is None:
-        return {} if resolved.source in ("caller", "pinned") else {"classifier": "fallback"}
+        # The keyword classifier or the estimator stood in for the router models.
+        return {"classifier": "fallback"} if fallback else {}
+    features = prediction.explanation()
+    if category_known:  # the caller's category: only needs premium was asked of the router
+        return {
+            "needs_premium": round(prediction.needs_premium, 3),
+            "features": {"needs_premium": features["needs_premium"]},
+        }
     return {
         "category": prediction.category,
         "category_probability": round(prediction.category_probability, 3),
         "unsafe_probability": round(prediction.unsafe_probability, 3),
         "needs_premium": round(prediction.needs_premium, 3),
-        "features": prediction.explanation(),
+        "features": features,
     }

@@ -234,6 +234,16 @@ class RolloutSetting(models.Model):
         blank=True,
         help_text="The learned router's artifact (in ROUTER_ARTIFACT_DIR); blank: the current.",
     )
+    trial_router_artifact = models.CharField(
+        max_length=80, blank=True, help_text="Another artifact tried on a share of routed users."
+    )
+    trial_router_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("0"),
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Share of routed users (sticky) whose requests the trial artifact decides.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

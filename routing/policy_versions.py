@@ -79,7 +79,9 @@ def policy_snapshot_build() -> dict:
             "control_behaviour": rollout.control_behaviour if rollout else "legacy_premium",
         },
         "router": {
-            "artifact": (rollout.router_artifact if rollout else "") or current_artifact_id()
+            "artifact": (rollout.router_artifact if rollout else "") or current_artifact_id(),
+            "trial": rollout.trial_router_artifact if rollout else "",
+            "trial_percent": str(rollout.trial_router_percent if rollout else Decimal("0")),
         },
         "flags": {
             flag.name: {
@@ -207,6 +209,9 @@ def policy_version_restore(*, version: PolicyVersion, actor: str) -> PolicyVersi
                 "routed_percent": Decimal(snapshot["rollout"]["routed_percent"]),
                 "control_behaviour": snapshot["rollout"]["control_behaviour"],
                 "router_artifact": artifact,
+                # A trial is not restored: it was an experiment of its own time.
+                "trial_router_artifact": "",
+                "trial_router_percent": Decimal("0"),
             },
         )
     for name, data in snapshot.get("flags", {}).items():
@@ -246,8 +251,38 @@ def router_artifact_set(*, artifact_id: str, actor: str, comment: str = "") -> P
         raise ValueError(problem)
     setting, _ = RolloutSetting.objects.select_for_update().get_or_create(pk=1)
     setting.router_artifact = artifact_id
-    setting.save(update_fields=["router_artifact", "updated_at"])
+    if setting.trial_router_artifact == artifact_id:  # the trial's router, for everyone now
+        setting.trial_router_artifact, setting.trial_router_percent = "", Decimal("0")
+    setting.save(
+        update_fields=[
+            "router_artifact",
+            "trial_router_artifact",
+            "trial_router_percent",
+            "updated_at",
+        ]
+    )
     return policy_version_create(actor=actor, comment=comment or f"router artifact {artifact_id}")
+
+
+@transaction.atomic
+def router_trial_set(
+    *, artifact_id: str, percent: Decimal, actor: str, comment: str = ""
+) -> PolicyVersion:
+    """Let another artifact decide for a sticky share of routed users (0% or "" ends the
+    trial); ValueError when it does not load or the share is outside 0-100."""
+    if not Decimal("0") <= percent <= Decimal("100"):
+        raise ValueError(f"Trial share {percent} outside 0-100.")
+    if artifact_id and artifact_id not in available_artifacts():
+        raise ValueError(f"No router artifact named '{artifact_id}'.")
+    if artifact_id and router_status(artifact_id):
+        raise ValueError(router_status(artifact_id))
+    setting, _ = RolloutSetting.objects.select_for_update().get_or_create(pk=1)
+    trying = bool(artifact_id) and percent > 0
+    setting.trial_router_artifact = artifact_id if trying else ""
+    setting.trial_router_percent = percent if trying else Decimal("0")
+    setting.save(update_fields=["trial_router_artifact", "trial_router_percent", "updated_at"])
+    note = f"router trial {artifact_id} on {percent:g}%" if trying else "router trial ended"
+    return policy_version_create(actor=actor, comment=comment or note)
 
 
 @transaction.atomic

@@ -212,3 +212,13 @@ def calibration_report(*, now: datetime, days: int | None = None) -> list[Catego
         if calibration is not None:
             report.append(calibration)
     return report
+
+
+def verdict_features_list() -> list[dict]:
+    """Return the shadow verdicts that kept the router's view of their request (hashed
+    n-grams and signals, never the text), oldest first, for train_router --with-verdicts."""
+    return list(
+        QualityEvaluation.objects.exclude(features={})
+        .order_by("created_at", "request_id")
+        .values("request_id", "category", "complexity", "verdict", "features")
+    )

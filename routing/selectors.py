@@ -19,7 +19,7 @@ from routing.rollout import FlagRule
 from routing.shared_cache import shared_cache
 from routing.tokens import TOKENS_PER_MESSAGE, count_text_tokens
 from routing.whatif import ReplayGroup, WhatIf, replay
-from usage.models import UsageRecord
+from usage.models import QualityEvaluation, UsageRecord
 
 LATENCY_SAMPLE = 50_000
 
@@ -133,11 +133,16 @@ def policy_from_snapshot(*, version: int, snapshot: dict) -> Policy:
         )
         for slug, data in snapshot["categories"].items()
     }
-    artifact = snapshot.get("router", {}).get("artifact") or current_artifact_id()
+    router_section = snapshot.get("router", {})
+    artifact = router_section.get("artifact") or current_artifact_id()
+    trial = router_section.get("trial", "")
+    trial_percent = Decimal(router_section.get("trial_percent", "0"))
     return Policy.build(
         version=version,
         router=router_get(artifact),
         router_artifact=artifact,
+        trial_router=router_get(trial) if trial and trial_percent > 0 else None,
+        trial_router_percent=trial_percent,
         categories=categories,
         default_category=snapshot["default_category"],
         min_confidence=settings.ROUTER_MIN_CATEGORY_CONFIDENCE,
@@ -255,7 +260,41 @@ def rollout_arm_metrics(*, start: datetime, end: datetime) -> dict[str, dict]:
     Latency percentiles are over the latest LATENCY_SAMPLE rows of each arm in the window.
     """
     rows = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end, qa=False)
-    totals = rows.values("arm").annotate(
+    metrics = _metrics_by(rows, "arm")
+    routed, control = metrics.get("routed"), metrics.get("control")
+    if routed and control and control["cost_per_1k_usd"]:
+        saving = 1 - routed["cost_per_1k_usd"] / control["cost_per_1k_usd"]
+        routed["savings_vs_control_percent"] = (saving * 100).quantize(Decimal("0.1"))
+    return metrics
+
+
+def router_artifact_metrics(*, start: datetime, end: datetime) -> dict[str, dict]:
+    """Return per router artifact (routed arm, decided by a router): the arm figures, and
+    quality retained over the shadow verdicts of the requests it decided."""
+    rows = UsageRecord.objects.filter(
+        created_at__gte=start, created_at__lt=end, qa=False, arm="routed"
+    ).exclude(router_artifact="")
+    metrics = _metrics_by(rows, "router_artifact")
+    verdicts = (
+        QualityEvaluation.objects.filter(created_at__gte=start, created_at__lt=end)
+        .values("features__artifact")
+        .annotate(
+            judged=Count("id"),
+            kept=Count("id", filter=Q(verdict__in=["cheap_better", "tie"])),
+        )
+    )
+    for row in verdicts:
+        found = metrics.get(row["features__artifact"])
+        if found is not None and row["judged"]:
+            found["judged"] = row["judged"]
+            found["retained_percent"] = (Decimal(row["kept"]) * 100 / row["judged"]).quantize(
+                Decimal("0.1")
+            )
+    return metrics
+
+
+def _metrics_by(rows, field: str) -> dict[str, dict]:
+    totals = rows.values(field).annotate(
         requests=Count("id"),
         mini=Count("id", filter=Q(tier="mini")),
         errors=Count("id", filter=~Q(status="ok")),
@@ -263,14 +302,14 @@ def rollout_arm_metrics(*, start: datetime, end: datetime) -> dict[str, dict]:
         baseline=Sum("baseline_cost_usd"),
     )
     metrics = {}
-    for row in totals.order_by("arm"):
+    for row in totals.order_by(field):
         n = row["requests"]
         latencies = sorted(
-            rows.filter(arm=row["arm"])
+            rows.filter(**{field: row[field]})
             .order_by("-created_at")
             .values_list("latency_ms", flat=True)[:LATENCY_SAMPLE]
         )
-        metrics[row["arm"]] = {
+        metrics[row[field]] = {
             "requests": n,
             "mini_percent": (Decimal(row["mini"]) * 100 / n).quantize(Decimal("0.1")),
             "error_percent": (Decimal(row["errors"]) * 100 / n).quantize(Decimal("0.01")),
@@ -279,10 +318,6 @@ def rollout_arm_metrics(*, start: datetime, end: datetime) -> dict[str, dict]:
             "p50_latency_ms": latencies[len(latencies) // 2] if latencies else None,
             "p95_latency_ms": latencies[int(len(latencies) * 0.95)] if latencies else None,
         }
-    routed, control = metrics.get("routed"), metrics.get("control")
-    if routed and control and control["cost_per_1k_usd"]:
-        saving = 1 - routed["cost_per_1k_usd"] / control["cost_per_1k_usd"]
-        routed["savings_vs_control_percent"] = (saving * 100).quantize(Decimal("0.1"))
     return metrics
 
 

@@ -294,6 +294,7 @@ def shadow_evaluate(*, token: str) -> QualityEvaluation | None:
             reasoning=reasoning[:REASONING_MAX_CHARS],
             extra_cost_usd=sum((row.cost_usd for row in rows), Decimal("0")),
             sandbox=shadow.result.sandbox,
+            features=policy.router.hashed_features(job.request_text) if policy.router else {},
         )
 
 

@@ -34,46 +34,11 @@ from routing.defaults import (  # noqa: E402
     DEFAULT_CLASSIFIER_KEYWORDS,
     DEFAULT_CRITICAL_TRIGGERS,
 )
+from routing.learned.data import COMPLIANCE_TASK_PREFIXES  # noqa: E402
+from routing.learned.evaluation import AWESOME_ROLES, MMLU_CATEGORIES  # noqa: E402
 
-MMLU_CATEGORIES = {
-    "marketing": "marketing",
-    "public_relations": "marketing",
-    "management": "strategy",
-    "business_ethics": "strategy",
-    "professional_law": "legal",
-    "jurisprudence": "legal",
-    "international_law": "legal",
-    "college_computer_science": "code",
-    "econometrics": "analytics",
-    "high_school_statistics": "analytics",
-}
-COMPLIANCE_TASK_PREFIXES = (
-    "privacy_policy_",
-    "opp115_",
-    "supply_chain_disclosure_",
-    "corporate_lobbying",
-)
 LEGALBENCH_META_COLUMNS = {"index", "answer", "document_name", "case id", "year"}
-# awesome-chatgpt-prompts roles that plainly belong to one router category; others are skipped.
-AWESOME_ROLES = {
-    "code": (
-        "Ethereum Developer, Linux Terminal, JavaScript Console, UX/UI Developer, "
-        "Cyber Security Specialist, SQL terminal, IT Architect, Python interpreter, "
-        "Machine Learning Engineer, IT Expert, Fullstack Software Developer, Regex Generator, "
-        "R programming Interpreter, StackOverflow Post, PHP Interpreter, "
-        "Software Quality Assurance Tester, Senior Frontend Developer, Commit Message Generator, "
-        "Python Interpreter"
-    ),
-    "marketing": (
-        "SEO Prompt, Advertiser, Social Media Influencer, Social Media Manager, Salesperson"
-    ),
-    "analytics": (
-        "Excel Sheet, Statistician, Accountant, Scientific Data Visualizer, Data Scientist"
-    ),
-    "strategy": "Chief Executive Officer, Product Manager, Startup Idea Generator, Logistician",
-    "legal": "Legal Advisor, Startup Tech Lawyer",
-    "chatbot": "Friend",
-}
+
 # "family" accuracy counts analytics_plus as analytics: the README maps econometrics and
 # statistics to analytics, while their vocabulary (regression, time series) is deep analytics.
 FAMILY = {"analytics_plus": "analytics"}

@@ -256,6 +256,12 @@ class QualityEvaluation(models.Model):
     reasoning = models.TextField(blank=True, help_text="The judge's reasons, truncated.")
     extra_cost_usd = models.DecimalField(**USD_FIELD, help_text="Shadow plus judge calls.")
     sandbox = models.BooleanField(default=False)
+    features = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The request as the router saw it, without its text: hashed n-grams with "
+        "their weights and the complexity signals (for train_router --with-verdicts).",
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -64,7 +64,9 @@ def _jsonl(path: Path) -> Iterator[dict]:
                 yield json.loads(line)
 
 
-def labelled_texts(*, traindata: Path, evaldata: Path | None) -> list[LabelledText]:
+def labelled_texts(
+    *, traindata: Path, evaldata: Path | None, examples: Path = TEAM_DATA_DIR
+) -> list[LabelledText]:
     """Return every category and safety row, deduplicated on the text (first label wins)."""
     rows: list[LabelledText] = []
     # Safety pairs first: where a text is in both files, its look-alike mark is kept.
@@ -84,7 +86,7 @@ def labelled_texts(*, traindata: Path, evaldata: Path | None) -> list[LabelledTe
                 rows.append(LabelledText(row["text"], row["source"], row["label"], moderation))
     if evaldata is not None and (evaldata / "legalbench/tasks").is_dir():
         rows.extend(_legalbench(evaldata / "legalbench/tasks"))
-    for path in sorted(TEAM_DATA_DIR.glob("*.jsonl")):
+    for path in sorted(examples.glob("*.jsonl")):
         for row in _jsonl(path):
             unsafe = row.get("unsafe", row["label"] == "moderation")
             edgy = not unsafe and row["source"] == "team_safety"
@@ -130,6 +132,34 @@ def outcomes(*, traindata: Path) -> list[Outcome]:
                 prompt_key=f"{row['source']}:{row['prompt_id']}",
                 needs_premium=row["score_weak"] < row["score_strong"],
                 our_pair=(row["model_strong"], row["model_weak"]) == OUR_PAIR,
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judged request of our own traffic, as its hashed features: did premium do better?"""
+
+    ngrams: dict[str, float]  # feature hash -> weight in the vector the router computed
+    signals: tuple[float, ...]
+    category: str
+    complexity: float  # the complexity the request was routed with
+    needs_premium: bool
+
+
+def verdicts_from(rows: list[dict]) -> list[Verdict]:
+    """Return Verdicts from stored evaluations (routing.quality_selectors.verdict_features_list)."""
+    found = []
+    for row in rows:
+        features = row["features"]
+        found.append(
+            Verdict(
+                ngrams={digest: weight for digest, weight in features.get("ngrams", [])},
+                signals=tuple(features.get("signals", ())),
+                category=row["category"],
+                complexity=row["complexity"],
+                needs_premium=row["verdict"] == "premium_better",
             )
         )
     return found

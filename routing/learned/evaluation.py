@@ -41,6 +41,7 @@ MMLU_CATEGORIES = {
     "econometrics": "analytics",
     "high_school_statistics": "analytics",
 }
+# awesome-chatgpt-prompts roles that plainly belong to one router category; others are skipped.
 AWESOME_ROLES = {
     "code": (
         "Ethereum Developer, Linux Terminal, JavaScript Console, UX/UI Developer, "
@@ -108,6 +109,53 @@ def apgr(scores: np.ndarray, weak: np.ndarray, strong: np.ndarray, steps: int = 
         routed = round(step / steps * len(scores))
         recovered.append(gains[routed] / len(scores) / gap)
     return float(np.trapezoid(recovered, dx=1 / steps))
+
+
+def pgr(premium: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> float:
+    """Return the share of the weak->strong quality gap recovered by these choices."""
+    gap = strong.mean() - weak.mean()
+    quality = np.where(premium, strong, weak).mean()
+    return float((quality - weak.mean()) / gap) if gap > 0 else float("nan")
+
+
+def seeded_policy(router=None):
+    """The seeded decision matrix (the brief's thresholds, the default keywords and triggers)
+    as an engine policy, with the learned router or, without one, the keyword fallback."""
+    from decimal import Decimal
+
+    from routing.defaults import DEFAULT_CLASSIFIER_KEYWORDS, DEFAULT_CRITICAL_TRIGGERS
+    from routing.engine import CategoryRule, ModelSpec, Policy, Tier
+    from routing.seed_data import DEFAULT_CATEGORIES
+
+    mini = ModelSpec("gpt-4o-mini", Tier.MINI, Decimal("0.15"), Decimal("0.075"), Decimal("0.60"))
+    full = ModelSpec("gpt-4o", Tier.FULL, Decimal("2.50"), Decimal("1.25"), Decimal("10.00"))
+    rules = {
+        c["slug"]: CategoryRule(
+            slug=c["slug"],
+            mini=mini,
+            full=full,
+            full_from=c["full_from_complexity"],
+            always_full=c["always_full"],
+            keywords=tuple(sorted(DEFAULT_CLASSIFIER_KEYWORDS.get(c["slug"], {}).items())),
+            triggers=tuple(DEFAULT_CRITICAL_TRIGGERS.get(c["slug"], [])),
+        )
+        for c in DEFAULT_CATEGORIES
+    }
+    return Policy.build(
+        version=1,
+        categories=rules,
+        default_category="chatbot",
+        min_confidence=0.34,
+        router=router,
+        router_artifact=router.artifact_id if router else "",
+    )
+
+
+def _premium_choice(policy, text: str) -> bool:
+    from routing.engine import RouteRequest, Tier, route
+
+    decision = route(request=RouteRequest(text=text, prompt_tokens=len(text) // 4), policy=policy)
+    return decision.tier is Tier.FULL
 
 
 # --- external data ------------------------------------------------------------------------
@@ -362,6 +410,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             f" vs keyword score {training.auroc(base[mask], needs[held][mask]):.3f}"
             f" ({'our pair' if our[held].any() else 'all pairs'}, n={mask.sum()})"
         )
+    keywords_policy = seeded_policy(None)
+    learned_policy = seeded_policy(router)
     for name in ("mmlu", "gsm8k", None):
         part = [j for j in judged if name is None or j.dataset == name]
         learned_scores = np.array([router.predict(j.text).needs_premium for j in part])
@@ -374,6 +424,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{training.auroc(learned_scores, label):.3f} vs "
             f"{training.auroc(old_scores, label):.3f}, "
             f"APGR {apgr(learned_scores, weak, strong):.3f} vs {apgr(old_scores, weak, strong):.3f}"
+        )
+    weak = np.array([j.weak for j in judged])
+    strong = np.array([j.strong for j in judged])
+    for engine, policy in (("learned router", learned_policy), ("keywords", keywords_policy)):
+        premium = np.array([_premium_choice(policy, j.text) for j in judged])
+        print(
+            f"  the seeded matrix's own choices on RouteLLM mmlu+gsm8k ({engine}): "
+            f"{premium.mean():.1%} premium, PGR {pgr(premium, weak, strong):.3f}"
         )
 
     # (5) speed

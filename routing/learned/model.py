@@ -11,10 +11,11 @@ explanation. Prediction is numpy over the few hundred features a window holds, n
 An artifact is one .npz file (no pickles) written by routing.learned.training.
 """
 
+import hashlib
 import heapq
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +34,8 @@ from routing.learned.features import (
 
 ARTIFACT_FORMAT = 1
 _CLASSES, _SAFETY, _PREMIUM = 9, 9, 10  # columns of Router.weights
+_NO_IDS = np.zeros(0, dtype=np.int64)
+_NO_VALUES = np.zeros(0, dtype=np.float32)
 REBUILD_COMMAND = "python manage.py train_router"
 EXPLAIN_TOP = 3
 
@@ -106,9 +109,15 @@ class Router:
         ]
         object.__setattr__(self, "weights", np.hstack(columns).astype(np.float32))
 
-    def predict(self, text: str) -> RouterPrediction:
-        """Return the three models' outputs and their top features for one text."""
-        ids, values = self._vector(text)
+    def predict(self, text: str, *, category_known: bool = False) -> RouterPrediction:
+        """Return the three models' outputs and their top features for one text.
+
+        With category_known (the caller gave it) and a needs-premium model that reads no
+        n-grams, the n-gram vector is skipped: only needs premium is meaningful then."""
+        if category_known and not self.premium_uses_ngrams:
+            ids, values = _NO_IDS, _NO_VALUES
+        else:
+            ids, values = self._vector(text)
         rows = self.weights[ids]  # per feature: 9 class weights, safety, needs premium
         parts = rows * values[:, None]
         sums = parts.sum(axis=0)
@@ -142,6 +151,42 @@ class Router:
             ),
             estimate=estimate,
         )
+
+    def hashed_features(self, text: str) -> dict:
+        """Return the text as the models see it, without the text: each known n-gram as a
+        short hash with its weight, and the signals. Kept with a shadow verdict so the
+        needs-premium model can be refitted on our own traffic (train_router --with-verdicts)."""
+        ids, values = self._vector(text)
+        raw, _ = signal_values(text)
+        return {
+            "artifact": self.artifact_id,
+            "features": FEATURES_VERSION,
+            "ngrams": [
+                [feature_hash(self.feature_names[i]), round(float(v), 5)]
+                for i, v in zip(ids.tolist(), values.tolist(), strict=True)
+            ],
+            "signals": [round(float(v), 5) for v in raw],
+        }
+
+    def needs_premium_from(self, ngrams: Mapping[str, float], signals: Sequence[float]) -> float:
+        """Return needs premium for a request known only by its stored hashed features (a
+        verdict): the n-grams this vocabulary lacks count as absent."""
+        column_of = self._hash_columns()
+        ids = [column_of[digest] for digest in ngrams if digest in column_of]
+        weights = [ngrams[d] for d in ngrams if d in column_of]
+        score = float(np.dot(self.premium_weights[ids], weights)) if ids else 0.0
+        raw = np.zeros(len(SIGNAL_NAMES), dtype=np.float32)
+        raw[: len(signals)] = signals[: len(SIGNAL_NAMES)]
+        score += float(((raw - self.signal_mean) / self.signal_scale) @ self.premium_signal_weights)
+        a, b = self.premium_scale
+        return _sigmoid(a * (score + self.premium_bias) + b)
+
+    def _hash_columns(self) -> dict[str, int]:
+        found = self.__dict__.get("_hash_columns_memo")
+        if found is None:
+            found = {feature_hash(name): i for i, name in enumerate(self.feature_names)}
+            object.__setattr__(self, "_hash_columns_memo", found)
+        return found
 
     def _vector(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         found = self.lookup.ids(text)
@@ -239,6 +284,11 @@ class _NgramLookup:
         shape = [self.vocabulary[n] for n in shape_features(text) if n in self.vocabulary]
         found.append(np.array(shape, dtype=np.int64))
         return np.concatenate(found)
+
+
+def feature_hash(name: str) -> str:
+    """Return a feature's 12-hex-digit hash: what a stored verdict keeps instead of words."""
+    return hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
 
 
 def feature_vector(

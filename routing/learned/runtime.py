@@ -90,6 +90,7 @@ def router_overview() -> dict:
 
     policy = policy_get()
     in_use = policy.router_artifact
+    trial = policy.trial_router.artifact_id if policy.trial_router else ""
     problem = ""
     if policy.router is None:
         problem = (
@@ -107,10 +108,11 @@ def router_overview() -> dict:
             {
                 "id": artifact_id,
                 "in_use": artifact_id == in_use,
+                "trial_percent": policy.trial_router_percent if artifact_id == trial else None,
                 "current": artifact_id == current_artifact_id(),
                 "trained_at": card.get("trained_at", ""),
                 "metrics": card.get("held_out_metrics", {}),
                 "problem": router_status(artifact_id),
             }
         )
-    return {"in_use": in_use, "artifacts": artifacts, "problem": problem}
+    return {"in_use": in_use, "trial": trial, "artifacts": artifacts, "problem": problem}

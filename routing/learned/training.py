@@ -25,14 +25,14 @@ import numpy as np
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
-from routing.learned.data import CATEGORIES, LabelledText, Outcome
+from routing.learned.data import CATEGORIES, LabelledText, Outcome, Verdict
 from routing.learned.features import (
     FEATURES_VERSION,
     SIGNAL_NAMES,
     signal_values,
     text_features,
 )
-from routing.learned.model import ARTIFACT_FORMAT, feature_vector
+from routing.learned.model import ARTIFACT_FORMAT, feature_hash, feature_vector
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class TrainingConfig:
     # 4), so by default it calibrates that score; verdicts from our own traffic may change it.
     premium_ngrams: bool = False
     premium_signals: tuple[str, ...] = ("signal:score",)
+    verdict_weight: float = 5.0  # a judged request of our own traffic against a public row
     calibration_folds: int = 5
     max_benign_flagged: float = 0.05  # the safety threshold's budget of benign rows flagged
     our_pair_weight: float = 3.0
@@ -208,9 +209,13 @@ def _sigmoid(x):
 
 
 def train(
-    rows: Sequence[LabelledText], outcome_rows: Sequence[Outcome], config: TrainingConfig
+    rows: Sequence[LabelledText],
+    outcome_rows: Sequence[Outcome],
+    config: TrainingConfig,
+    verdicts: Sequence[Verdict] = (),
 ) -> TrainedRouter:
-    """Fit vocabulary, the three models and their calibration; return them with a card."""
+    """Fit vocabulary, the three models and their calibration; return them with a card.
+    Verdicts of our own traffic join the needs-premium fit (weighted), as one more source."""
     rows = sorted(rows, key=lambda r: (r.source, r.text))
     outcome_rows = sorted(outcome_rows, key=lambda r: (r.source, r.prompt_key, r.text))
     texts = [r.text for r in rows] + sorted({o.text for o in outcome_rows})
@@ -240,6 +245,13 @@ def train(
     )
     needs = np.array([o.needs_premium for o in outcome_rows])
     out_weights = np.array([config.our_pair_weight if o.our_pair else 1.0 for o in outcome_rows])
+    out_sources = [o.source.split("/")[0] + "/" + o.source for o in outcome_rows]
+    if verdicts:
+        x_verdicts = verdict_matrix(verdicts, names, signal_mean, signal_scale, config)
+        x_out = sparse.vstack([x_out, x_verdicts]).tocsr()
+        needs = np.concatenate([needs, [v.needs_premium for v in verdicts]])
+        out_weights = np.concatenate([out_weights, np.full(len(verdicts), config.verdict_weight)])
+        out_sources += ["our_traffic"] * len(verdicts)
     premium_all, premium_bias = binary_model(x_out, needs, out_weights, config.premium_c)
     premium_weights, premium_signal_weights = premium_all[: len(names)], premium_all[len(names) :]
 
@@ -259,10 +271,9 @@ def train(
         held_safety[held] = _sigmoid(x_safe[held] @ w + b)
     threshold = safety_threshold(held_safety, unsafe, config.max_benign_flagged)
 
-    held_premium = np.zeros(len(outcome_rows))
-    out_sources = [o.source.split("/")[0] + "/" + o.source for o in outcome_rows]
+    held_premium = np.zeros(len(needs))
     for held in source_folds(out_sources, config.calibration_folds, config.seed):
-        keep = np.setdiff1d(np.arange(len(outcome_rows)), held)
+        keep = np.setdiff1d(np.arange(len(needs)), held)
         w, b = binary_model(x_out[keep], needs[keep], out_weights[keep], config.premium_c)
         held_premium[held] = x_out[held] @ w + b
     scale = platt_scale(held_premium, needs, out_weights)
@@ -283,6 +294,7 @@ def train(
             "category_sources": dict(sorted(Counter(cat_sources).items())),
             "safety_rows": {"unsafe": int(unsafe.sum()), "benign": int((~unsafe).sum())},
             "outcome_rows": len(outcome_rows),
+            "verdict_rows": len(verdicts),
             "outcome_prompts": len({o.prompt_key for o in outcome_rows}),
             "vocabulary": len(names),
         },
@@ -326,6 +338,37 @@ def premium_matrix(texts: Sequence[str], names: Sequence[str], idf: np.ndarray, 
         ngrams = sparse.csr_matrix((len(texts), len(names)), dtype=np.float32)
     matrix = sparse.hstack([ngrams, columns]).tocsr()
     return matrix, mean.astype(np.float32), divisor.astype(np.float32)
+
+
+def verdict_matrix(
+    verdicts: Sequence[Verdict],
+    names: Sequence[str],
+    signal_mean: np.ndarray,
+    signal_divisor: np.ndarray,
+    config: TrainingConfig,
+) -> sparse.csr_matrix:
+    """Return stored verdicts as rows of the needs-premium input: their hashed n-grams mapped
+    onto this vocabulary (those it lacks are dropped), their signals standardised alike."""
+    column_of = {feature_hash(name): i for i, name in enumerate(names)}
+    used = np.array([name in config.premium_signals for name in SIGNAL_NAMES])
+    indptr, indices, data = [0], [], []
+    for verdict in verdicts:
+        if config.premium_ngrams:
+            for digest, weight in sorted(verdict.ngrams.items()):
+                if digest in column_of:
+                    indices.append(column_of[digest])
+                    data.append(weight)
+        signals = np.zeros(len(SIGNAL_NAMES))
+        signals[: len(verdict.signals)] = verdict.signals[: len(SIGNAL_NAMES)]
+        for offset, value in enumerate((signals - signal_mean) / signal_divisor * used):
+            if value:
+                indices.append(len(names) + offset)
+                data.append(float(value))
+        indptr.append(len(indices))
+    return sparse.csr_matrix(
+        (np.array(data, dtype=np.float32), np.array(indices, dtype=np.int64), indptr),
+        shape=(len(verdicts), len(names) + len(SIGNAL_NAMES)),
+    )
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -396,7 +439,9 @@ def model_card(card: dict) -> str:
         "",
         f"Safety rows: {data['safety_rows']['unsafe']:,} unsafe, {data['safety_rows']['benign']:,} "
         f"benign. Needs-premium rows: {data['outcome_rows']:,} (prompt x model pair) over "
-        f"{data['outcome_prompts']:,} prompts.",
+        f"{data['outcome_prompts']:,} prompts, and {data.get('verdict_rows', 0):,} shadow "
+        f"verdicts of our own traffic; it reads {', '.join(card['config']['premium_signals'])}"
+        f"{' and the n-grams' if card['config']['premium_ngrams'] else ''}.",
         "",
         "Sources: " + ", ".join(f"{s} {n:,}" for s, n in data["category_sources"].items()) + ".",
         "",

@@ -246,3 +246,11 @@ def test_without_a_router_the_keyword_classifier_decides_and_says_so():
     assert decision.category_source in {"classifier", "default"}
     assert decision.complexity_source == "estimator"
     assert decision.explanation == {"classifier": "fallback"}
+
+
+def test_with_the_callers_category_only_needs_premium_is_computed_and_explained(router):
+    decision = _decide(_policy(router), "write an instagram caption", category="marketing")
+    assert decision.category_source == "caller" and decision.complexity_source == "router"
+    assert set(decision.explanation) == {"needs_premium", "features"}
+    full = router.predict("write an instagram caption")
+    assert decision.explanation["needs_premium"] == round(full.needs_premium, 3)

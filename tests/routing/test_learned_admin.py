@@ -1,7 +1,7 @@
 """The router artifact as an operator meets it: part of the policy version, switched and
 restored in admin, refused at start-up when it cannot load, keyword fallback when allowed."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -47,7 +47,7 @@ def staff_client(client):
 def test_the_policy_version_names_its_artifact(artifacts):
     first, _ = artifacts
     version = policy_seed()
-    assert version.snapshot["router"] == {"artifact": first}
+    assert version.snapshot["router"] == {"artifact": first, "trial": "", "trial_percent": "0.00"}
     assert policy_get().router.artifact_id == first
 
 
@@ -142,3 +142,158 @@ def test_a_ledger_row_shows_its_router_and_explanation_in_admin(
     assert row.request_id in listing.content.decode()
     page = staff_client.get(f"/admin/usage/usagerecord/{row.pk}/change/").content.decode()
     assert first in page and "needs_premium" in page
+
+
+def _write_traindata(folder):
+    """The fixture rows in the shape of ../shared/traindata."""
+    import json
+
+    from tests.routing.test_learned import EASY, FIXTURE, HARD, UNSAFE
+
+    folder.mkdir()
+    with (folder / "categories.jsonl").open("w") as handle:
+        for label, texts in FIXTURE.items():
+            for i, text in enumerate(texts):
+                handle.write(json.dumps({"text": text, "label": label, "source": f"s{i % 2}"}))
+                handle.write("\n")
+    with (folder / "safety_pairs.jsonl").open("w") as handle:
+        for i, text in enumerate(UNSAFE):
+            handle.write(json.dumps({"text": text, "unsafe": True, "source": f"s{i % 2}"}) + "\n")
+    with (folder / "outcomes.jsonl").open("w") as handle:
+        for i in range(12):
+            for text, strong, weak in ((f"{HARD} case {i}", 1.0, 0.0), (f"{EASY} {i}", 1.0, 1.0)):
+                row = {
+                    "text": text,
+                    "source": f"set{i % 3}",
+                    "dataset": f"set{i % 3}",
+                    "prompt_id": text,
+                    "model_strong": "gpt-4o-2024-05-13",
+                    "model_weak": "gpt-4o-mini-2024-07-18",
+                    "score_strong": strong,
+                    "score_weak": weak,
+                }
+                handle.write(json.dumps(row) + "\n")
+
+
+def test_train_router_with_verdicts_refits_and_shows_the_what_if(artifacts, tmp_path, api_key):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from tests.routing.test_learned import HARD
+    from usage.models import QualityEvaluation
+
+    policy_seed()
+    router = policy_get().router
+    for i, (text, verdict) in enumerate(
+        [(HARD, "premium_better"), ("write a caption", "tie"), (HARD + " again", "premium_better")]
+    ):
+        QualityEvaluation.objects.create(
+            request_id=f"req-{i}",
+            created_at=datetime(2026, 12, 1, tzinfo=UTC),
+            api_key=api_key[0],
+            category="code",
+            complexity=1.0,
+            cheap_model="gpt-4o-mini",
+            premium_model="gpt-4o",
+            judge_model="gpt-4o",
+            verdict=verdict,
+            verdict_ab=verdict,
+            verdict_ba=verdict,
+            extra_cost_usd=0,
+            features=router.hashed_features(text),
+        )
+    _write_traindata(tmp_path / "traindata")
+    out = StringIO()
+    call_command(
+        "train_router",
+        "--with-verdicts",
+        "--no-activate",
+        f"--traindata={tmp_path / 'traindata'}",
+        f"--evaldata={tmp_path / 'none'}",
+        f"--examples={tmp_path / 'none'}",
+        f"--out={tmp_path / 'out'}",
+        stdout=out,
+    )
+    text = out.getvalue()
+    assert "3 verdicts of our own traffic" in text
+    assert "what-if on 3 judged requests" in text
+    code_line = next(line for line in text.splitlines() if line.startswith("code "))
+    assert code_line.split()[1:4] == ["3", "2", "7"]  # judged, premium better, threshold
+    (artifact,) = (tmp_path / "out").glob("router-*.npz")
+    from routing.learned.model import load_router
+
+    assert load_router(str(artifact)).card["data"]["verdict_rows"] == 3
+    assert not (tmp_path / "out" / "CURRENT").exists()  # --no-activate
+
+
+def test_train_router_with_verdicts_but_none_kept_says_so(artifacts, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    policy_seed()
+    _write_traindata(tmp_path / "traindata")
+    with pytest.raises(CommandError, match="No shadow verdict"):
+        call_command("train_router", "--with-verdicts", f"--traindata={tmp_path / 'traindata'}")
+
+
+def test_a_trial_router_decides_for_a_sticky_share_and_shows_its_own_figures(
+    staff_client, artifacts, api_client
+):
+    from routing.engine import RouteRequest, route
+    from routing.selectors import router_artifact_metrics
+    from tests.waits import after_response_settled
+
+    first, second = artifacts
+    policy_seed()
+    response = staff_client.post(
+        "/admin/routing/rolloutsetting/router/trial/", {"artifact": second, "percent": "50"}
+    )
+    assert response.status_code == 302
+    version = PolicyVersion.objects.latest("id")
+    assert f"router.trial: '' -> '{second}'" in version.changes
+    policy = policy_get()
+
+    def decided_by(subject: str) -> str:
+        request = RouteRequest(text="write an instagram caption", prompt_tokens=20, subject=subject)
+        return route(request=request, policy=policy).router_artifact
+
+    by_subject = {f"user:{i}": decided_by(f"user:{i}") for i in range(200)}
+    share = sum(a == second for a in by_subject.values()) / len(by_subject)
+    assert 0.35 < share < 0.65
+    assert all(decided_by(s) == a for s, a in list(by_subject.items())[:20])  # sticky
+
+    for i in range(6):
+        api_client.post(
+            "/api/v1/completions",
+            {"messages": [{"role": "user", "content": "hey there"}], "user": f"fan-{i}"},
+            format="json",
+        )
+    after_response_settled()
+    now = datetime.now(UTC)
+    metrics = router_artifact_metrics(start=now - timedelta(hours=1), end=now + timedelta(1))
+    assert sum(m["requests"] for m in metrics.values()) == 6
+    assert set(metrics) <= {first, second}
+    page = staff_client.get("/admin/routing/rolloutsetting/").content.decode()
+    assert 'id="router-trial">' + second in page and "(trial on 50%)" in page
+
+    # Using the trial's router for everyone ends the trial.
+    staff_client.post("/admin/routing/rolloutsetting/router/", {"artifact": second})
+    policy = policy_get()
+    assert policy.router.artifact_id == second and policy.trial_router is None
+
+
+def test_a_trial_ends_at_zero_percent_and_refuses_bad_input(staff_client, artifacts):
+    first, second = artifacts
+    policy_seed()
+    url = "/admin/routing/rolloutsetting/router/trial/"
+    staff_client.post(url, {"artifact": second, "percent": "10"})
+    assert policy_get().trial_router.artifact_id == second
+    staff_client.post(url, {"artifact": second, "percent": "0"})
+    assert policy_get().trial_router is None
+    assert PolicyVersion.objects.latest("id").comment == "router trial ended"
+    before = PolicyVersion.objects.count()
+    page = staff_client.post(url, {"artifact": second, "percent": "150"}, follow=True)
+    assert "outside 0-100" in page.content.decode()
+    page = staff_client.post(url, {"artifact": second, "percent": "lots"}, follow=True)
+    assert "Choose a trial share" in page.content.decode()
+    assert PolicyVersion.objects.count() == before

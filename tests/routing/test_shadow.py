@@ -1,6 +1,7 @@
 """Shadow evaluation end to end: sampling on the hot path, the background hand-off, the
 replay and the judge, the ledger's QA rows, privacy and failures."""
 
+import json
 import threading
 import time
 from decimal import Decimal
@@ -13,6 +14,7 @@ from routing.models import FeatureFlag, TaskCategory
 from routing.policy_versions import policy_version_create
 from routing.provider import ProviderError, ProviderResult
 from routing.quality import JUDGE_MARKER
+from routing.selectors import policy_get
 from routing.services import CompletionRequest, completion_stream
 from routing.shadow import ShadowJob, shadow_decrypt, shadow_evaluate
 from usage.models import QualityEvaluation, UsageRecord
@@ -310,3 +312,20 @@ def test_the_sandbox_judge_gives_a_verdict_through_the_celery_task(dispatched, a
     assert evaluation.verdict in {"cheap_better", "tie", "premium_better"}
     assert "[sandbox judge]" in evaluation.reasoning
     assert _qa_rows(body["id"]).count() == 3
+
+
+def test_a_verdict_keeps_the_routers_view_of_the_request_without_its_text(job_token, upstream):
+    token, _ = job_token
+    job = shadow_decrypt(token)
+    evaluation = shadow_evaluate(token=token)
+    features = evaluation.features
+    router = policy_get().router
+    assert features["artifact"] == router.artifact_id
+    assert features["ngrams"] and all(len(digest) == 12 for digest, _ in features["ngrams"])
+    stored = json.dumps(features)
+    for word in job.request_text.split():
+        assert f'"{word}"' not in stored  # hashes and numbers only, never a word
+    # The same request, read back from its features, gets the complexity it was routed with.
+    ngrams = dict(features["ngrams"])
+    again = router.needs_premium_from(ngrams, features["signals"])
+    assert again == pytest.approx(router.predict(job.request_text).needs_premium, abs=1e-4)
