@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db.models import Count, Q, Sum
 
 from routing.engine import CategoryRule, ModelSpec, Policy, RoutingError, Tier
-from routing.learned.runtime import current_artifact_id, router_get
+from routing.learned.runtime import current_artifact_id, router_get, router_status
 from routing.models import ApiKey, PolicyVersion
 from routing.prompts import prefix_fingerprint
 from routing.rollout import FlagRule
@@ -134,13 +134,16 @@ def policy_from_snapshot(*, version: int, snapshot: dict) -> Policy:
         for slug, data in snapshot["categories"].items()
     }
     router_section = snapshot.get("router", {})
-    artifact = router_section.get("artifact") or current_artifact_id()
+    router = _policy_router(router_section.get("artifact") or current_artifact_id())
     trial = router_section.get("trial", "")
     trial_percent = Decimal(router_section.get("trial_percent", "0"))
+    if trial and trial_percent > 0 and router_status(trial):
+        logger.error("router trial %s does not load; no trial: %s", trial, router_status(trial))
+        trial = ""
     return Policy.build(
         version=version,
-        router=router_get(artifact),
-        router_artifact=artifact,
+        router=router,
+        router_artifact=router.artifact_id if router else "",
         trial_router=router_get(trial) if trial and trial_percent > 0 else None,
         trial_router_percent=trial_percent,
         categories=categories,
@@ -158,6 +161,16 @@ def policy_from_snapshot(*, version: int, snapshot: dict) -> Policy:
             for name, data in snapshot.get("flags", {}).items()
         },
     )
+
+
+def _policy_router(artifact: str):
+    """Return the version's router; if its file is gone or broken, the current artifact's
+    (logged, and admin shows it), so a deleted file never turns into an error per request."""
+    problem = router_status(artifact)
+    if problem and artifact != current_artifact_id():
+        logger.error("router %s does not load, the current one decides: %s", artifact, problem)
+        return router_get(current_artifact_id())
+    return router_get(artifact)
 
 
 _known_keys: dict[str, tuple[float, ApiKey]] = {}

@@ -8,6 +8,7 @@ artifact back.
 """
 
 import logging
+from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
@@ -86,17 +87,27 @@ def router_artifact_check(app_configs=None, **kwargs) -> list:
 
 def router_overview() -> dict:
     """Return what admin shows: the artifact in use, the ones on disk, and any problem."""
+    from routing.models import PolicyVersion
     from routing.selectors import policy_get
 
     policy = policy_get()
     in_use = policy.router_artifact
     trial = policy.trial_router.artifact_id if policy.trial_router else ""
+    latest = PolicyVersion.objects.filter(pk=policy.version).first()
+    named = latest.snapshot.get("router", {}) if latest else {}
     problem = ""
     if policy.router is None:
         problem = (
             "The learned router is not loaded: requests are classified by keywords "
             f"(classifier:fallback). {router_status(current_artifact_id())}"
         )
+    elif named.get("artifact") and named["artifact"] != in_use:
+        problem = (
+            f"Policy version {policy.version} names router {named['artifact']}, which does not "
+            f"load ({router_status(named['artifact'])}); {in_use} decides instead."
+        )
+    elif named.get("trial") and Decimal(named.get("trial_percent", "0")) > 0 and not trial:
+        problem = f"The trial router {named['trial']} does not load: no trial runs."
     artifacts = []
     for artifact_id in available_artifacts():
         card = (

@@ -297,3 +297,37 @@ def test_a_trial_ends_at_zero_percent_and_refuses_bad_input(staff_client, artifa
     page = staff_client.post(url, {"artifact": second, "percent": "lots"}, follow=True)
     assert "Choose a trial share" in page.content.decode()
     assert PolicyVersion.objects.count() == before
+
+
+def test_a_version_whose_artifact_file_is_gone_is_served_by_the_current_one(
+    staff_client, artifacts, api_client, settings
+):
+    first, second = artifacts
+    policy_seed()
+    staff_client.post("/admin/routing/rolloutsetting/router/", {"artifact": second})
+    staff_client.post(
+        "/admin/routing/rolloutsetting/router/trial/", {"artifact": second, "percent": "0"}
+    )
+    # The file of the version's router disappears (a clean-up, a bad deploy).
+    settings.ROUTER_ARTIFACT_DIR = str(_copy_without(settings.ROUTER_ARTIFACT_DIR, second))
+    policy_cache_clear()
+    assert policy_get().router.artifact_id == first
+    response = api_client.post(
+        "/api/v1/route",
+        {"messages": [{"role": "user", "content": "hello there"}]},
+        format="json",
+    )
+    assert response.status_code == 200 and response.json()["router_artifact"] == first
+    page = staff_client.get("/admin/routing/rolloutsetting/").content.decode()
+    assert f"names router {second}, which does not load" in page
+
+
+def _copy_without(folder: str, artifact_id: str):
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    copy = Path(tempfile.mkdtemp()) / "artifacts"
+    shutil.copytree(folder, copy)
+    (copy / f"{artifact_id}.npz").unlink()
+    return copy
