@@ -15,6 +15,7 @@ import hashlib
 import heapq
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -136,7 +137,7 @@ class Router:
         a, b = self.premium_scale
         needs_premium = _sigmoid(a * score + b)
         # A feature's pull toward the chosen class, against its mean pull over all classes.
-        category_parts = parts[:, best] - parts[:, :_CLASSES].mean(axis=1)
+        category_parts = parts[:, best] - parts[:, :_CLASSES].sum(axis=1) * (1 / _CLASSES)
         return RouterPrediction(
             category=self.classes[best],
             category_probability=float(probabilities[best]),
@@ -192,7 +193,7 @@ class Router:
         found = self.lookup.ids(text)
         if not len(found):
             return found, np.zeros(0, dtype=np.float32)
-        ids, counts = np.unique(found, return_counts=True)
+        ids, counts = _counted(found)
         values = (1.0 + np.log(counts)).astype(np.float32) * self.idf[ids]
         values /= np.sqrt(values @ values)
         return ids, values
@@ -221,8 +222,18 @@ def _named_top(ranked: np.ndarray, parts: np.ndarray, name_of: Callable[[int], s
         head = np.argpartition(-ranked, EXPLAIN_TOP - 1)[:EXPLAIN_TOP]
         best = head[np.argsort(-ranked[head])].tolist()
     else:  # a chat message: heapq over plain floats beats numpy's per-call overhead
-        best = heapq.nlargest(EXPLAIN_TOP, range(len(ranked)), key=ranked.__getitem__)
+        values = ranked.tolist()
+        best = heapq.nlargest(EXPLAIN_TOP, range(len(values)), key=values.__getitem__)
     return tuple(Contribution(name_of(i), float(parts[i])) for i in best if ranked[i] > 0)
+
+
+def _counted(found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the distinct ids, sorted, and how often each occurs (np.unique's answer)."""
+    if len(found) > 64:
+        return np.unique(found, return_counts=True)
+    counts = Counter(found.tolist())  # a chat message: cheaper than numpy's sort and diff
+    ids = sorted(counts)
+    return np.array(ids, dtype=np.int64), np.array([counts[i] for i in ids], dtype=np.int64)
 
 
 class _WordNumbers(dict):
@@ -278,7 +289,7 @@ class _NgramLookup:
             first, second = numbers[:-1], numbers[1:]
             known = (first != unknown) & (second != unknown)
             keys = first[known] * self.width + second[known]
-            at = np.searchsorted(self.pair_keys, keys).clip(max=len(self.pair_keys) - 1)
+            at = np.minimum(np.searchsorted(self.pair_keys, keys), len(self.pair_keys) - 1)
             hit = self.pair_keys[at] == keys
             found.append(self.pair_ids[at[hit]])
         shape = [self.vocabulary[n] for n in shape_features(text) if n in self.vocabulary]
