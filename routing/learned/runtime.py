@@ -3,8 +3,8 @@
 Artifacts live in settings.ROUTER_ARTIFACT_DIR as <artifact id>.npz with a model card beside
 each; the file CURRENT there names the one new policy versions pick up. A policy version keeps
 the id it was published with, so training a new artifact changes nothing until an operator
-publishes it (admin: Rollout setting, "Router artifact"), and restoring a version brings its
-artifact back.
+publishes it (admin: Staged rollout, "Router models"), or tries it on a share of routed users
+(a trial), and restoring a version brings its artifact back.
 """
 
 import logging
