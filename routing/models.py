@@ -82,7 +82,11 @@ class TaskCategory(models.Model):
         default=256, help_text="Used for the cost estimate before the call."
     )
     classifier_keywords = models.JSONField(
-        default=dict, blank=True, help_text='Terms and weights, e.g. {"refund": 2.0}.'
+        default=dict,
+        blank=True,
+        help_text='The keyword classifier\'s terms and weights, e.g. {"refund": 2.0}: used only '
+        "when the learned router cannot load (ROUTER_KEYWORD_FALLBACK). To force a category, "
+        "use pinned terms.",
     )
     critical_triggers = models.JSONField(
         default=list, blank=True, help_text='Terms that make a request critical, e.g. ["lawsuit"].'
