@@ -16,7 +16,7 @@ from routing.models import (
     RolloutSetting,
     TaskCategory,
 )
-from routing.selectors import POLICY_VERSION_CACHE_KEY, policy_cache_clear
+from routing.selectors import POLICY_VERSION_CACHE_KEY, policy_cache_expire
 from routing.shared_cache import shared_cache
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def policy_version_create(*, actor: str, comment: str = "") -> PolicyVersion:
         actor=actor, comment=comment, changes=changes, snapshot=snapshot
     )
     # This process sees it at once; the others at their next version check.
-    policy_cache_clear()
+    policy_cache_expire()
     transaction.on_commit(lambda: _policy_version_publish(version.pk))
     return version
 
@@ -142,7 +142,7 @@ def _policy_version_publish(version_id: int) -> None:
         shared_cache().set(POLICY_VERSION_CACHE_KEY, version_id, timeout=None)
     except Exception:  # workers fall back to the database check
         logger.warning("cache unavailable; policy version %s not published", version_id)
-    policy_cache_clear()
+    policy_cache_expire()
 
 
 @transaction.atomic

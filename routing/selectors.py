@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db.models import Count, Q, Sum
 
 from routing.engine import CategoryRule, ModelSpec, Policy, RoutingError, Tier
+from routing.learned.model import ArtifactError
 from routing.learned.runtime import current_artifact_id, router_get, router_status
 from routing.models import ApiKey, PolicyVersion
 from routing.prompts import prefix_fingerprint
@@ -44,7 +45,15 @@ def policy_get() -> Policy:
         return cached
     latest_id = _latest_version_id()
     if cached is None or cached.version != latest_id:
-        cached = _policy_load()
+        try:
+            cached = _policy_load()
+        except ArtifactError as error:
+            # The new version's router cannot load here (a file deleted while running): keep
+            # routing with the version this process had, and try again at the next check.
+            cached = cached or _memo.get("previous")
+            if cached is None:
+                raise  # a process that never routed: the start-up check says the same
+            logger.error("policy v%s not loaded, v%s kept: %s", latest_id, cached.version, error)
     with _memo_lock:
         _memo["policy"] = cached
         _checked_at["policy"] = now
@@ -72,6 +81,15 @@ def _policy_load() -> Policy:
     except Exception:
         logger.warning("cache unavailable; policy version not shared")
     return policy_from_snapshot(version=version, snapshot=snapshot)
+
+
+def policy_cache_expire() -> None:
+    """Make this process load the latest version at its next request (a new version was
+    published), keeping the one it has for the case that the new one cannot load."""
+    with _memo_lock:
+        current = _memo.pop("policy", None)
+        if current is not None:
+            _memo["previous"] = current
 
 
 def policy_cache_clear() -> None:

@@ -331,3 +331,22 @@ def _copy_without(folder: str, artifact_id: str):
     shutil.copytree(folder, copy)
     (copy / f"{artifact_id}.npz").unlink()
     return copy
+
+
+def test_a_new_version_whose_router_cannot_load_leaves_the_running_one_in_place(
+    artifacts, settings
+):
+    from routing.models import RolloutSetting
+    from routing.policy_versions import policy_version_create
+
+    first, _ = artifacts
+    policy_seed()
+    running = policy_get()
+    # CURRENT now names a file that is not there, and an unrelated change publishes a version.
+    settings.ROUTER_ARTIFACT = "router-19990101-gone"
+    RolloutSetting.objects.update(router_artifact="")
+    newer = policy_version_create(actor="ops", comment="unrelated change")
+    assert newer.snapshot["router"]["artifact"] == "router-19990101-gone"
+    settings.POLICY_REFRESH_S = 0
+    kept = policy_get()
+    assert kept.version == running.version and kept.router.artifact_id == first
