@@ -15,8 +15,10 @@ fits only on its training rows.
 
 import argparse
 import csv
+import random
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -27,6 +29,7 @@ import numpy as np
 
 from routing.learned import data, training
 from routing.learned.data import CATEGORIES
+from routing.learned.model import load_router
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MMLU_CATEGORIES = {
@@ -226,8 +229,6 @@ def _gsm8k(evaldata: Path):
 
 
 def _sample(items: list, count: int, name: str) -> list:
-    import random
-
     if len(items) <= count:
         return items
     return random.Random(f"eval:{name}").sample(items, count)  # noqa: S311 (seeded)
@@ -273,135 +274,147 @@ def print_f1_table(title: str, truth: list[str], learned: list[str], keyword: li
     )
 
 
+@dataclass
+class _Run:
+    """What every section reads: the data, the shared vocabulary, the shipped-config router."""
+
+    config: training.TrainingConfig
+    rows: list
+    outcome_rows: list
+    names: list[str]
+    idf: np.ndarray
+    keywords: Callable[[str], str]
+    router: object = None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--traindata", type=Path, default=REPO_ROOT.parent / "shared/traindata")
     parser.add_argument("--evaldata", type=Path, default=REPO_ROOT.parent / "shared/evaldata")
     parser.add_argument("--skip-loso", action="store_true", help="only the external figures")
     args = parser.parse_args(argv)
-    config = training.TrainingConfig()
     started = time.monotonic()
-
+    config = training.TrainingConfig()
     rows = data.labelled_texts(traindata=args.traindata, evaldata=args.evaldata)
     outcome_rows = data.outcomes(traindata=args.traindata)
-    external = external_categories(args.evaldata)
-    judged = routellm_judged(args.evaldata)
-    benign_hate = hatecheck_benign(args.evaldata)
     texts = [r.text for r in rows] + [o.text for o in outcome_rows]
-    names, idf = training.build_vocabulary(
-        texts, [r.source for r in rows] + [o.source for o in outcome_rows], config
-    )
+    sources = [r.source for r in rows] + [o.source for o in outcome_rows]
+    names, idf = training.build_vocabulary(texts, sources, config)
     print(
         f"vocabulary {len(names):,} features from {len(texts):,} rows "
         f"({time.monotonic() - started:.0f} s)"
     )
-    keywords = keyword_classifier()
+    run = _Run(config, rows, outcome_rows, names, idf, keyword_classifier())
+    if not args.skip_loso:
+        _category_left_out(run)
+    run.router = _router_from(training.train(rows, outcome_rows, config))
+    _category_external(run, args.evaldata)
+    if not args.skip_loso:
+        _safety_left_out(run)
+    _needs_premium(run, args.evaldata)
+    _speed(run)
+    print(f"\ntotal {time.monotonic() - started:.0f} s")
 
-    categorised = [r for r in rows if r.category is not None]
-    x_cat = training.vectorize([r.text for r in categorised], names, idf)
+
+def _category_left_out(run: _Run) -> None:
+    categorised = [r for r in run.rows if r.category is not None]
+    x_cat = training.vectorize([r.text for r in categorised], run.names, run.idf)
     labels = np.array([r.category for r in categorised])
     sources = np.array([r.source for r in categorised])
     weights = training.balanced_weights(labels, sources)
-
-    if not args.skip_loso:
-        predicted = np.empty(len(categorised), dtype=object)
-        per_source = []
-        for source in sorted(set(sources)):
-            held = np.flatnonzero(sources == source)
-            keep = np.flatnonzero(sources != source)
-            w, b = training.category_model(
-                x_cat[keep], labels[keep], weights[keep], config.category_c
-            )
-            predicted[held] = [CATEGORIES[i] for i in (x_cat[held] @ w + b).argmax(axis=1)]
-            accuracy = float(np.mean(predicted[held] == labels[held]))
-            per_source.append(
-                (source, len(held), Counter(labels[held]).most_common(1)[0][0], accuracy)
-            )
-        keyword_predicted = [keywords(r.text) for r in categorised]
-        print("\n(1) CATEGORY, leave-one-source-out (accuracy on each source when it is left out)")
-        for source, count, label, accuracy in per_source:
-            print(f"  {source:34}{count:6}  {label:15}{accuracy:7.1%}")
-        print_f1_table(
-            "pooled leave-one-source-out", labels.tolist(), predicted.tolist(), keyword_predicted
+    predicted = np.empty(len(categorised), dtype=object)
+    per_source = []
+    for source in sorted(set(sources)):
+        held = np.flatnonzero(sources == source)
+        keep = np.flatnonzero(sources != source)
+        w, b = training.category_model(
+            x_cat[keep], labels[keep], weights[keep], run.config.category_c
         )
+        predicted[held] = [CATEGORIES[i] for i in (x_cat[held] @ w + b).argmax(axis=1)]
+        accuracy = float(np.mean(predicted[held] == labels[held]))
+        per_source.append((source, len(held), Counter(labels[held]).most_common(1)[0][0], accuracy))
+    print("\n(1) CATEGORY, leave-one-source-out (accuracy on each source when it is left out)")
+    for source, count, label, accuracy in per_source:
+        print(f"  {source:34}{count:6}  {label:15}{accuracy:7.1%}")
+    keyword_predicted = [run.keywords(r.text) for r in categorised]
+    print_f1_table(
+        "pooled leave-one-source-out", labels.tolist(), predicted.tolist(), keyword_predicted
+    )
 
-    # (2) external, shipped config
-    trained = training.train(rows, outcome_rows, config)
-    router = _router_from(trained)
+
+def _category_external(run: _Run, evaldata: Path) -> None:
+    external = external_categories(evaldata)
     truth = [label for _, _, label in external]
-    predictions = [router.predict(text) for _, text, _ in external]
+    predictions = [run.router.predict(text) for _, text, _ in external]
     learned = [p.category if not p.unsafe else "moderation" for p in predictions]
     print_f1_table(
         "(2) CATEGORY on external evaluation data (trained on all training rows)",
         truth,
         learned,
-        [keywords(text) for _, text, _ in external],
+        [run.keywords(text) for _, text, _ in external],
     )
     by_set = defaultdict(list)
-    for (name, _, label), guess in zip(external, learned, strict=False):
+    for (name, _, label), guess in zip(external, learned, strict=True):
         by_set[name].append(guess == label)
     print("  " + ", ".join(f"{name} {np.mean(hits):.0%}" for name, hits in sorted(by_set.items())))
     hateful = [
         p.unsafe or p.category == "moderation"
-        for (n, _, _), p in zip(external, predictions, strict=False)
-        if n == "hatecheck/hateful"
+        for (name, _, _), p in zip(external, predictions, strict=True)
+        if name == "hatecheck/hateful"
     ]
-    benign = [router.predict(text) for text in benign_hate]
+    benign = [run.router.predict(text) for text in hatecheck_benign(evaldata)]
     print(
         f"  moderation recall on HateCheck hateful {np.mean(hateful):.1%}; HateCheck non-hateful "
         f"flagged {np.mean([p.unsafe or p.category == 'moderation' for p in benign]):.1%} "
         f"(many of these name a group or quote a slur to counter it)"
     )
 
-    # (3) safety
-    if not args.skip_loso:
-        safety_rows = [r for r in rows if r.unsafe is not None]
-        x_safe = training.vectorize([r.text for r in safety_rows], names, idf)
-        unsafe = np.array([r.unsafe for r in safety_rows])
-        safe_sources = np.array([r.source for r in safety_rows])
-        safe_weights = training.balanced_weights(unsafe, safe_sources)
-        scores = np.zeros(len(safety_rows))
-        for source in sorted(set(safe_sources)):
-            held = np.flatnonzero(safe_sources == source)
-            keep = np.flatnonzero(safe_sources != source)
-            w, b = training.binary_model(
-                x_safe[keep], unsafe[keep], safe_weights[keep], config.safety_c
-            )
-            scores[held] = 1 / (1 + np.exp(-(x_safe[held] @ w + b)))
-        threshold = router.safety_threshold
-        print(f"\n(3) SAFETY, leave-one-source-out, at the shipped threshold {threshold:.3f}")
-        for source in sorted(set(safe_sources)):
-            mask = safe_sources == source
-            for flag, name in ((True, "unsafe recall"), (False, "benign flagged")):
-                part = mask & (unsafe == flag)
-                if part.any():
-                    print(
-                        f"  {source:34}{part.sum():6}  {name:15}"
-                        f"{np.mean(scores[part] >= threshold):7.1%}"
-                    )
-        edgy = np.array([r.edgy for r in safety_rows])
-        print(
-            f"  pooled: unsafe recall {np.mean(scores[unsafe] >= threshold):.1%}, benign flagged "
-            f"{np.mean(scores[~unsafe] >= threshold):.1%}, safe-but-edgy flagged "
-            f"{np.mean(scores[edgy] >= threshold):.1%} (n={edgy.sum()}), AUROC "
-            f"{training.auroc(scores, unsafe):.3f}"
-        )
 
-    # (4) needs premium
+def _safety_left_out(run: _Run) -> None:
+    safety_rows = [r for r in run.rows if r.unsafe is not None]
+    x_safe = training.vectorize([r.text for r in safety_rows], run.names, run.idf)
+    unsafe = np.array([r.unsafe for r in safety_rows])
+    sources = np.array([r.source for r in safety_rows])
+    weights = training.balanced_weights(unsafe, sources)
+    scores = np.zeros(len(safety_rows))
+    for source in sorted(set(sources)):
+        held = np.flatnonzero(sources == source)
+        keep = np.flatnonzero(sources != source)
+        w, b = training.binary_model(x_safe[keep], unsafe[keep], weights[keep], run.config.safety_c)
+        scores[held] = 1 / (1 + np.exp(-(x_safe[held] @ w + b)))
+    threshold = run.router.safety_threshold
+    print(f"\n(3) SAFETY, leave-one-source-out, at the shipped threshold {threshold:.3f}")
+    for source in sorted(set(sources)):
+        for flag, name in ((True, "unsafe recall"), (False, "benign flagged")):
+            part = (sources == source) & (unsafe == flag)
+            if part.any():
+                flagged = np.mean(scores[part] >= threshold)
+                print(f"  {source:34}{part.sum():6}  {name:15}{flagged:7.1%}")
+    edgy = np.array([r.edgy for r in safety_rows])
+    print(
+        f"  pooled: unsafe recall {np.mean(scores[unsafe] >= threshold):.1%}, benign flagged "
+        f"{np.mean(scores[~unsafe] >= threshold):.1%}, safe-but-edgy flagged "
+        f"{np.mean(scores[edgy] >= threshold):.1%} (n={edgy.sum()}), AUROC "
+        f"{training.auroc(scores, unsafe):.3f}"
+    )
+
+
+def _needs_premium(run: _Run, evaldata: Path) -> None:
     print("\n(4) NEEDS PREMIUM")
-    x_out, _, _ = training.premium_matrix([o.text for o in outcome_rows], names, idf, config)
+    outcome_rows, config = run.outcome_rows, run.config
+    x_out, _, _ = training.premium_matrix(
+        [o.text for o in outcome_rows], run.names, run.idf, config
+    )
     needs = np.array([o.needs_premium for o in outcome_rows])
     our = np.array([o.our_pair for o in outcome_rows])
-    out_sources = np.array([o.source.split("/")[0] for o in outcome_rows])
-    out_weights = np.where(our, config.our_pair_weight, 1.0)
-    for source in sorted(set(out_sources)):
-        held = out_sources == source
-        w, b = training.binary_model(
-            x_out[~held], needs[~held], out_weights[~held], config.premium_c
-        )
+    sources = np.array([o.source.split("/")[0] for o in outcome_rows])
+    weights = np.where(our, config.our_pair_weight, 1.0)
+    for source in sorted(set(sources)):
+        held = sources == source
+        w, b = training.binary_model(x_out[~held], needs[~held], weights[~held], config.premium_c)
         scores = x_out[held] @ w + b
         base = np.array(
-            [keyword_complexity(o.text) for o, h in zip(outcome_rows, held, strict=False) if h]
+            [keyword_complexity(o.text) for o, h in zip(outcome_rows, held, strict=True) if h]
         )
         mask = our[held] if our[held].any() else np.ones(held.sum(), dtype=bool)
         print(
@@ -410,50 +423,46 @@ def main(argv: Sequence[str] | None = None) -> None:
             f" vs keyword score {training.auroc(base[mask], needs[held][mask]):.3f}"
             f" ({'our pair' if our[held].any() else 'all pairs'}, n={mask.sum()})"
         )
-    keywords_policy = seeded_policy(None)
-    learned_policy = seeded_policy(router)
+    judged = routellm_judged(evaldata)
     for name in ("mmlu", "gsm8k", None):
         part = [j for j in judged if name is None or j.dataset == name]
-        learned_scores = np.array([router.predict(j.text).needs_premium for j in part])
-        old_scores = np.array([keyword_complexity(j.text) for j in part])
+        learned = np.array([run.router.predict(j.text).needs_premium for j in part])
+        old = np.array([keyword_complexity(j.text) for j in part])
         weak = np.array([j.weak for j in part])
         strong = np.array([j.strong for j in part])
         label = ~weak & strong
         print(
             f"  RouteLLM {name or 'mmlu+gsm8k':10} n={len(part):6}: AUROC "
-            f"{training.auroc(learned_scores, label):.3f} vs "
-            f"{training.auroc(old_scores, label):.3f}, "
-            f"APGR {apgr(learned_scores, weak, strong):.3f} vs {apgr(old_scores, weak, strong):.3f}"
+            f"{training.auroc(learned, label):.3f} vs {training.auroc(old, label):.3f}, "
+            f"APGR {apgr(learned, weak, strong):.3f} vs {apgr(old, weak, strong):.3f}"
         )
     weak = np.array([j.weak for j in judged])
     strong = np.array([j.strong for j in judged])
-    for engine, policy in (("learned router", learned_policy), ("keywords", keywords_policy)):
+    for engine, router in (("learned router", run.router), ("keywords", None)):
+        policy = seeded_policy(router)
         premium = np.array([_premium_choice(policy, j.text) for j in judged])
         print(
             f"  the seeded matrix's own choices on RouteLLM mmlu+gsm8k ({engine}): "
             f"{premium.mean():.1%} premium, PGR {pgr(premium, weak, strong):.3f}"
         )
 
-    # (5) speed
-    print("\n(5) SPEED of router.predict (one process, warm)")
+
+def _speed(run: _Run) -> None:
+    print("\n(5) SPEED of router.predict (one process, warm; make bench-engine: distinct prompts)")
     chat = "hey babe how was your day? miss u"
-    long_prompt = " ".join(r.text for r in categorised[:200])[:4400]
+    long_prompt = " ".join(r.text for r in run.rows[:200])[:4400]
     for name, text in (("chat message", chat), ("1,000-token prompt", long_prompt)):
         timings = []
         for _ in range(2000):
             start = time.perf_counter()
-            router.predict(text)
+            run.router.predict(text)
             timings.append(time.perf_counter() - start)
         timings.sort()
         print(f"  {name:20} p50 {timings[1000] * 1e6:6.0f} us   p99 {timings[1980] * 1e6:6.0f} us")
-    print(f"\ntotal {time.monotonic() - started:.0f} s")
 
 
 def _router_from(trained: training.TrainedRouter):
-    import tempfile
-
-    from routing.learned.model import load_router
-
+    """Load a freshly trained router through the artifact file, as production loads it."""
     with tempfile.TemporaryDirectory() as directory:
         path = training.write_artifact(trained, Path(directory))
         router = load_router(str(path))
