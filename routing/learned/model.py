@@ -18,7 +18,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -129,13 +129,7 @@ class Router:
         unsafe = _sigmoid(float(sums[_SAFETY]) + self.safety_bias)
 
         raw, estimate = signal_values(text)
-        signals = np.array(raw, dtype=np.float32)
-        signal_parts = (
-            (signals - self.signal_mean) / self.signal_scale * self.premium_signal_weights
-        )
-        score = float(sums[_PREMIUM]) + float(signal_parts.sum()) + self.premium_bias
-        a, b = self.premium_scale
-        needs_premium = _sigmoid(a * score + b)
+        needs_premium, signal_parts = self._needs_premium(float(sums[_PREMIUM]), raw)
         # A feature's pull toward the chosen class, against its mean pull over all classes.
         category_parts = parts[:, best] - parts[:, :_CLASSES].sum(axis=1) * (1 / _CLASSES)
         return RouterPrediction(
@@ -172,22 +166,26 @@ class Router:
     def needs_premium_from(self, ngrams: Mapping[str, float], signals: Sequence[float]) -> float:
         """Return needs premium for a request known only by its stored hashed features (a
         verdict): the n-grams this vocabulary lacks count as absent."""
-        column_of = self._hash_columns()
-        ids = [column_of[digest] for digest in ngrams if digest in column_of]
-        weights = [ngrams[d] for d in ngrams if d in column_of]
-        score = float(np.dot(self.premium_weights[ids], weights)) if ids else 0.0
-        raw = np.zeros(len(SIGNAL_NAMES), dtype=np.float32)
+        known = {self._hash_columns[d]: w for d, w in ngrams.items() if d in self._hash_columns}
+        ids = list(known)
+        ngram_score = float(np.dot(self.premium_weights[ids], list(known.values()))) if ids else 0.0
+        raw = [0.0] * len(SIGNAL_NAMES)
         raw[: len(signals)] = signals[: len(SIGNAL_NAMES)]
-        score += float(((raw - self.signal_mean) / self.signal_scale) @ self.premium_signal_weights)
-        a, b = self.premium_scale
-        return _sigmoid(a * (score + self.premium_bias) + b)
+        return self._needs_premium(ngram_score, raw)[0]
 
+    def _needs_premium(self, ngram_score: float, raw_signals) -> tuple[float, np.ndarray]:
+        """Return the calibrated probability and each signal's share of the score."""
+        signals = np.array(raw_signals, dtype=np.float32)
+        signal_parts = (
+            (signals - self.signal_mean) / self.signal_scale * self.premium_signal_weights
+        )
+        score = ngram_score + float(signal_parts.sum()) + self.premium_bias
+        a, b = self.premium_scale
+        return _sigmoid(a * score + b), signal_parts
+
+    @cached_property
     def _hash_columns(self) -> dict[str, int]:
-        found = self.__dict__.get("_hash_columns_memo")
-        if found is None:
-            found = {feature_hash(name): i for i, name in enumerate(self.feature_names)}
-            object.__setattr__(self, "_hash_columns_memo", found)
-        return found
+        return {feature_hash(name): i for i, name in enumerate(self.feature_names)}
 
     def _vector(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         found = self.lookup.ids(text)
