@@ -242,13 +242,7 @@ def rollout_set_percentage(*, percent: Decimal, actor: str, comment: str = "") -
 @transaction.atomic
 def router_artifact_set(*, artifact_id: str, actor: str, comment: str = "") -> PolicyVersion:
     """Publish a router artifact for every worker; ValueError when it does not load."""
-    problem = (
-        router_status(artifact_id)
-        if artifact_id in available_artifacts()
-        else (f"No router artifact named '{artifact_id}'.")
-    )
-    if problem:
-        raise ValueError(problem)
+    _require_loadable(artifact_id)
     setting, _ = RolloutSetting.objects.select_for_update().get_or_create(pk=1)
     setting.router_artifact = artifact_id
     if setting.trial_router_artifact == artifact_id:  # the trial's router, for everyone now
@@ -264,6 +258,15 @@ def router_artifact_set(*, artifact_id: str, actor: str, comment: str = "") -> P
     return policy_version_create(actor=actor, comment=comment or f"router artifact {artifact_id}")
 
 
+def _require_loadable(artifact_id: str) -> None:
+    """Raise ValueError unless the artifact is on disk and loads (ids come from forms)."""
+    if artifact_id not in available_artifacts():
+        raise ValueError(f"No router artifact named '{artifact_id}'.")
+    problem = router_status(artifact_id)
+    if problem:
+        raise ValueError(problem)
+
+
 @transaction.atomic
 def router_trial_set(
     *, artifact_id: str, percent: Decimal, actor: str, comment: str = ""
@@ -272,10 +275,8 @@ def router_trial_set(
     trial); ValueError when it does not load or the share is outside 0-100."""
     if not Decimal("0") <= percent <= Decimal("100"):
         raise ValueError(f"Trial share {percent} outside 0-100.")
-    if artifact_id and artifact_id not in available_artifacts():
-        raise ValueError(f"No router artifact named '{artifact_id}'.")
-    if artifact_id and router_status(artifact_id):
-        raise ValueError(router_status(artifact_id))
+    if artifact_id:
+        _require_loadable(artifact_id)
     setting, _ = RolloutSetting.objects.select_for_update().get_or_create(pk=1)
     trying = bool(artifact_id) and percent > 0
     setting.trial_router_artifact = artifact_id if trying else ""
