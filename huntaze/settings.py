@@ -216,6 +216,10 @@ UPSTREAM_HTTP_CLIENT = env("UPSTREAM_HTTP_CLIENT", default="aiohttp")
 ROUTER_ATTEMPTS_PER_MODEL = env.int("ROUTER_ATTEMPTS_PER_MODEL", default=3)
 ROUTER_BACKOFF_BASE_S = env.float("ROUTER_BACKOFF_BASE_S", default=0.25)
 ROUTER_BACKOFF_MAX_S = env.float("ROUTER_BACKOFF_MAX_S", default=4.0)
+# Time kept for the fallback models: a model's attempts stop early enough to leave the rest
+# of the chain half of what remains of the deadline, at most this (a hung model still falls
+# back in time).
+ROUTER_FALLBACK_RESERVE_S = env.float("ROUTER_FALLBACK_RESERVE_S", default=10.0)
 # Circuit breaker per model, shared through the cache.
 CIRCUIT_FAILURE_THRESHOLD = env.int("CIRCUIT_FAILURE_THRESHOLD", default=5)
 CIRCUIT_WINDOW_S = env.int("CIRCUIT_WINDOW_S", default=30)

@@ -294,7 +294,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     """Map every API error to one JSON shape with a stable code."""
     if isinstance(exc, CompletionFailed):
         error = exc.error
-        body = _error_body(error.code, error.message, request_id=exc.request_id)
+        field = getattr(error, "param", None)  # a request the model refused may name one
+        body = _error_body(error.code, error.message, field, request_id=exc.request_id)
         return Response(body, status=error.status, headers={"X-Request-Id": exc.request_id})
     if isinstance(exc, BudgetExceeded | RateLimited):
         headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else {}

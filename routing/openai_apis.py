@@ -287,8 +287,9 @@ def _error_from_failure(exc: CompletionFailed) -> OpenAIError:
     return OpenAIError(
         error.status,
         f"{error.message} (request {exc.request_id})",
-        kind="server_error",
+        kind="invalid_request_error" if error.status < 500 else "server_error",
         code=error.code,
+        param=getattr(error, "param", None),
     )
 
 

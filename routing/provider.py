@@ -33,6 +33,10 @@ class ProviderError(Exception):
 
     status = 502
     code = "upstream_error"
+    # Whether the failure says something about the model's health (the circuit breaker
+    # counts it). A request the model refused is the caller's problem: counting it would let
+    # one tenant take a model out of rotation for everyone.
+    model_at_fault = True
 
     def __init__(
         self,
@@ -55,6 +59,28 @@ class ProviderError(Exception):
             or self.upstream_status in (408, 409, 429)
             or (self.upstream_status >= 500)
         )
+
+
+class ProviderRequestRefused(ProviderError):
+    """The request itself is wrong for the model: refused upstream (400, 413, 422), or it
+    could not even be encoded here (a lone surrogate). The caller's 400; no retry, no
+    fallback (another model would refuse it too), and the model's health is untouched."""
+
+    status = 400
+    code = "request_refused_by_model"
+    model_at_fault = False
+
+    def __init__(self, message: str, *, param: str | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.param = param  # the request parameter the model named, if any
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+# The upstream statuses that mean "this request is wrong", whoever sends it.
+REQUEST_FAULT_STATUSES = (400, 413, 422)
 
 
 class ProviderTimeout(ProviderError):
@@ -170,10 +196,20 @@ def _refused(exc: BaseException) -> bool:
 
 def _provider_error(exc: Exception, model: ModelSpec) -> ProviderError:
     """Translate an SDK or transport exception into our typed error."""
+    if isinstance(exc, UnicodeError):  # raised here, encoding the body: nothing was sent
+        return ProviderRequestRefused(
+            "The request holds text that cannot be encoded as UTF-8 (a lone surrogate)."
+        )
     if isinstance(exc, openai.APITimeoutError) and not _refused(exc):
         return ProviderTimeout(f"{model.name} did not answer in time")
     if isinstance(exc, openai.APIConnectionError):
         return ProviderUnreachable(f"{model.name} endpoint unreachable")
+    if isinstance(exc, openai.APIStatusError) and exc.status_code in REQUEST_FAULT_STATUSES:
+        return ProviderRequestRefused(
+            f"{model.name} refused the request (HTTP {exc.status_code}): {_upstream_message(exc)}",
+            upstream_status=exc.status_code,
+            param=exc.param if isinstance(exc.param, str) else None,
+        )
     if isinstance(exc, openai.APIStatusError):
         retry_after = _retry_after_s(exc.response.headers.get("retry-after"))
         kind = ProviderRateLimited if exc.status_code == 429 else ProviderError
@@ -183,6 +219,13 @@ def _provider_error(exc: Exception, model: ModelSpec) -> ProviderError:
             retry_after_s=retry_after,
         )
     return ProviderBadResponse(f"{model.name} sent a malformed response")
+
+
+def _upstream_message(exc: "openai.APIStatusError") -> str:
+    """The upstream's own error message (which parameter, why), shortened: the caller needs
+    it to fix the request. The SDK keeps the body's "error" object as `body`."""
+    message = exc.body.get("message") if isinstance(exc.body, dict) else None
+    return str(message or exc.message)[:300]
 
 
 def _retry_after_s(value: str | None) -> float | None:

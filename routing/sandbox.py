@@ -67,6 +67,7 @@ class SandboxState:
         self._random_rate = 0.0
         self._random_kinds: tuple[str, ...] = ()
         self._rng = random.Random(0)  # noqa: S311 - fault drills, not security
+        self._model_faults: dict[str, str] = {}
 
     def inject(self, *faults: str) -> None:
         unknown = set(faults) - set(FAULTS)
@@ -84,17 +85,31 @@ class SandboxState:
             self._random_rate, self._random_kinds = rate, tuple(kinds)
             self._rng = random.Random(seed)  # noqa: S311
 
+    def fail_model(self, model: str, fault: str | None) -> None:
+        """Fail every call to one model with `fault` (None: heal it): one model down, the
+        others healthy."""
+        if fault is not None and fault not in FAULTS:
+            raise ValueError(f"unknown sandbox fault: {fault}")
+        with self._lock:
+            if fault is None:
+                self._model_faults.pop(model, None)
+            else:
+                self._model_faults[model] = fault
+
     def reset(self) -> None:
         with self._lock:
             self._random_rate, self._random_kinds = 0.0, ()
+            self._model_faults.clear()
             self._faults.clear()
             self._prefixes.clear()
             self.calls = 0
             self.calls_by_model = {}
 
-    def next_fault(self) -> str | None:
+    def next_fault(self, model: str = "") -> str | None:
         with self._lock:
             self.calls += 1
+            if model in self._model_faults:
+                return self._model_faults[model]
             if self._faults:
                 return self._faults.popleft()
             if self._random_rate and self._rng.random() < self._random_rate:
@@ -118,9 +133,32 @@ class SandboxState:
 state = SandboxState()
 
 
-def _error(status: int, message: str, kind: str, code: str) -> tuple[int, dict, bytes]:
-    body = {"error": {"message": message, "type": kind, "code": code, "param": None}}
+def _error(
+    status: int, message: str, kind: str, code: str, param: str | None = None
+) -> tuple[int, dict, bytes]:
+    body = {"error": {"message": message, "type": kind, "code": code, "param": param}}
     return status, {"content-type": "application/json"}, json.dumps(body).encode()
+
+
+# What OpenAI's chat completions accept for the numeric sampling parameters.
+PARAMETER_RANGES = {
+    "temperature": (0, 2),
+    "top_p": (0, 1),
+    "presence_penalty": (-2, 2),
+    "frequency_penalty": (-2, 2),
+}
+
+
+def _refused_parameter(body: dict) -> tuple[str, str] | None:
+    """(parameter, message) of the first parameter a real model would refuse, or None."""
+    for name, (low, high) in PARAMETER_RANGES.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not low <= value <= high:
+            return name, f"Invalid '{name}': expected a number from {low} to {high}, got {value!r}."
+    return None
 
 
 def handle(path: str, raw_body: bytes) -> tuple[int, dict, bytes | SandboxStream]:
@@ -136,7 +174,11 @@ def handle(path: str, raw_body: bytes) -> tuple[int, dict, bytes | SandboxStream
 
     state.last_request = body
     state.calls_by_model[model] = state.calls_by_model.get(model, 0) + 1
-    fault = state.next_fault()
+    fault = state.next_fault(model)
+    refused = _refused_parameter(body)
+    if refused is not None:  # as a real model validates its parameters
+        param, message = refused
+        return _error(400, message, "invalid_request_error", "invalid_value", param)
     if fault == "429":
         status, headers, payload = _error(429, "Rate limit reached", "requests", "rate_limit")
         return status, {**headers, "retry-after": "0"}, payload

@@ -293,6 +293,7 @@ _FAILURE_STATUS = {
     "upstream_timeout": Status.UPSTREAM_TIMEOUT,
     "upstream_rate_limited": Status.UPSTREAM_RATE_LIMITED,
     "upstream_bad_response": Status.UPSTREAM_BAD_RESPONSE,
+    "request_refused_by_model": Status.REQUEST_REFUSED,
 }
 
 
@@ -783,30 +784,33 @@ async def _upstream_attempt(call: _Call, send) -> tuple[object, ModelSpec, int]:
     retries and backoff, all within the category's deadline; return (answer, model, attempts).
 
     Retries 429, 5xx, timeouts and resets (honouring Retry-After); other 4xx stop at once.
-    A model whose circuit is open is skipped.
+    A model whose circuit is open is skipped. A model's attempts end early enough to leave
+    the models after it their reserve of the deadline (ROUTER_FALLBACK_RESERVE_S), so a hung
+    model still falls back in time. Only failures that are the model's fault count against
+    its circuit: a request it refused is the caller's 400.
     """
     rule = call.decision.rule
     deadline = call.started + rule.deadline_s
     chain = fallback_chain(rule=rule, chosen=call.decision.model, policy=call.plan.policy)
     attempts = 0
-    last: tuple[ProviderError, ModelSpec] | None = None
-    for model in chain:
+    last: tuple[ProviderError, ModelSpec] | None = None  # the last model actually called
+    for index, model in enumerate(chain):
         state = await circuit_allows(model.name)
         if state == CIRCUIT_OPEN:
-            last = last or (ProviderUnreachable(f"{model.name} is out of rotation"), model)
             continue
+        model_deadline = _model_deadline(deadline, later_models=len(chain) - index - 1)
         for attempt in range(1, settings.ROUTER_ATTEMPTS_PER_MODEL + 1):
-            remaining = deadline - time.perf_counter()
+            remaining = model_deadline - time.perf_counter()
             if remaining <= 0:
-                timeout = ProviderTimeout(f"deadline of {rule.deadline_s:g} s reached")
-                raise UpstreamFailed(timeout, attempts=attempts, model=model)
+                break  # this model's share is spent: the next model, if any
             attempts += 1
             try:
                 answer = await send(
                     model=model, timeout_s=min(settings.UPSTREAM_TIMEOUT_S, remaining)
                 )
             except ProviderError as error:
-                await circuit_record(model.name, ok=False)
+                if error.model_at_fault:
+                    await circuit_record(model.name, ok=False)
                 last = (error, model)
                 if not error.retryable:
                     raise UpstreamFailed(error, attempts=attempts, model=model) from error
@@ -818,16 +822,28 @@ async def _upstream_attempt(call: _Call, send) -> tuple[object, ModelSpec, int]:
                 )
                 if attempt == settings.ROUTER_ATTEMPTS_PER_MODEL:
                     break
-                if wait >= deadline - time.perf_counter():
+                if wait >= model_deadline - time.perf_counter():
                     break  # no time to wait here: the next model, if any
                 await asyncio.sleep(wait)
                 continue
             await circuit_record(model.name, ok=True, state=state)
             return answer, model, attempts
-    if time.perf_counter() >= deadline and last is not None:
-        last = (ProviderTimeout(f"deadline of {rule.deadline_s:g} s reached"), last[1])
-    error, model = last or (ProviderUnreachable("no model available"), call.decision.model)
+    error, model = last or (
+        ProviderUnreachable("every model of the chain is out of rotation"),
+        call.decision.model,
+    )
+    if time.perf_counter() >= deadline:
+        error = ProviderTimeout(f"deadline of {rule.deadline_s:g} s reached")
     raise UpstreamFailed(error, attempts=attempts, model=model)
+
+
+def _model_deadline(deadline: float, *, later_models: int) -> float:
+    """When a model's attempts must stop: the request's deadline, less the reserve kept for
+    the models after it (half of what remains, at most ROUTER_FALLBACK_RESERVE_S)."""
+    if not later_models:
+        return deadline
+    remaining = deadline - time.perf_counter()
+    return deadline - min(remaining / 2, settings.ROUTER_FALLBACK_RESERVE_S)
 
 
 async def _record_failure(call: _Call, failure: UpstreamFailed) -> CompletionFailed:

@@ -12,6 +12,7 @@ class Status(models.TextChoices):
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_RATE_LIMITED = "upstream_rate_limited"
     UPSTREAM_BAD_RESPONSE = "upstream_bad_response"
+    REQUEST_REFUSED = "request_refused", "request refused (by the model: the caller's 400)"
     CLIENT_CANCELLED = "client_cancelled"
     ABANDONED = "abandoned", "abandoned (worker lost mid-request)"
 

@@ -81,7 +81,8 @@ def test_a_client_error_upstream_is_not_retried_nor_fallen_back(
     settings.ROUTER_ATTEMPTS_PER_MODEL = 3
     sandbox_state.inject("400")
     response = _post(api_client, {**HELLO, "category": "chatbot"})
-    assert response.status_code == 502
+    assert response.status_code == 400  # the model refused the request: the caller's error
+    assert response.json()["error"]["code"] == "request_refused_by_model"
     assert sandbox_state.calls == 1
     assert UsageRecord.objects.get().attempts == 1
 
