@@ -41,6 +41,7 @@ from routing.selectors import (
     router_artifact_metrics,
     whatif_report,
 )
+from routing.services import budget_period_resync
 
 ROLLOUT_PRESETS = (Decimal("0"), Decimal("10"), Decimal("50"), Decimal("100"))
 WINDOWS_H = {"1h": 1, "24h": 24, "7d": 24 * 7, "30d": 24 * 30}
@@ -537,6 +538,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
+            if "monthly_budget_usd" in form.changed_data and obj.monthly_budget_usd is not None:
+                budget_period_resync(api_key=obj, now=timezone.now())
             return
         created, plaintext = api_key_create(name=form.cleaned_data["name"])
         for field in ("monthly_budget_usd", "budget_alert_percent", "rate_limit_per_minute"):

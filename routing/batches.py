@@ -51,6 +51,7 @@ from routing.services import (
     CompletionRequest,
     RoutePlan,
     _response_cache_key,
+    budget_period_locked,
     response_cache_read,
     route_plan,
 )
@@ -535,9 +536,9 @@ def _item_record(item: BatchItem, row: dict, *, now: datetime) -> None:
     item.input_tokens, item.output_tokens = row["input_tokens"], row["output_tokens"]
     item.cost_usd = row["cost_usd"]
     item.save()
-    usage_record(**row)
-    if row["cost_usd"]:
+    if row["cost_usd"]:  # first: a new budget period counts the ledger as it was before this row
         _budget_spend(row["api_key_id"], row["cost_usd"], now=now)
+    usage_record(**row)
 
 
 def _ledger_row(
@@ -624,10 +625,9 @@ def _budget_spend(api_key_id: int, cost_usd: Decimal, *, now: datetime) -> None:
     was accepted up front, and it bills only what the provider answered)."""
     if not ApiKey.objects.filter(pk=api_key_id, monthly_budget_usd__isnull=False).exists():
         return
-    period, _ = BudgetPeriod.objects.get_or_create(
-        api_key_id=api_key_id, month=now.date().replace(day=1)
-    )
-    BudgetPeriod.objects.filter(pk=period.pk).update(spent_usd=F("spent_usd") + cost_usd)
+    with transaction.atomic():
+        period = budget_period_locked(api_key_id, now.date().replace(day=1))
+        BudgetPeriod.objects.filter(pk=period.pk).update(spent_usd=F("spent_usd") + cost_usd)
 
 
 def _job_refresh(job_id: int, *, now: datetime) -> None:

@@ -10,12 +10,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from routing.after_response import defer
@@ -537,6 +538,40 @@ def _month_start(moment: datetime) -> date:
     return moment.date().replace(day=1)
 
 
+def _ledger_spend(api_key_id: int, month: date) -> Decimal:
+    """What the key's ledger rows of the month cost (quality-assurance spend excluded, as
+    it never counts against a budget)."""
+    start = datetime(month.year, month.month, 1, tzinfo=UTC)
+    end = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
+    rows = UsageRecord.objects.filter(
+        api_key_id=api_key_id, created_at__gte=start, created_at__lt=end, qa=False
+    )
+    return rows.aggregate(total=Sum("cost_usd"))["total"] or Decimal("0")
+
+
+def budget_period_locked(api_key_id: int, month: date) -> BudgetPeriod:
+    """The key's budget period for the month, locked until the transaction ends. A new one
+    starts from the month's ledger spend: a budget set mid-month counts what was already
+    spent (a key without a budget keeps no period, to spare every request the write)."""
+    period, _ = BudgetPeriod.objects.select_for_update().get_or_create(
+        api_key_id=api_key_id,
+        month=month,
+        defaults={"spent_usd": lambda: _ledger_spend(api_key_id, month)},
+    )
+    return period
+
+
+@transaction.atomic
+def budget_period_resync(*, api_key: ApiKey, now: datetime) -> BudgetPeriod:
+    """Set this month's spend from the ledger: when a key's budget is set or changed, the
+    spend made while it had none (and so no period to count it in) is counted too."""
+    month = _month_start(now)
+    period = budget_period_locked(api_key.pk, month)
+    period.spent_usd = _ledger_spend(api_key.pk, month)
+    period.save(update_fields=["spent_usd"])
+    return period
+
+
 def _worst_case_cost(call: _Call) -> Decimal:
     """The most this request can be billed: full output on the dearest model it may use."""
     decision = call.decision
@@ -589,22 +624,22 @@ def _admission_open(call: _Call) -> str:
         return REMEMBERED_IN_TABLE
     reserve = _worst_case_cost(call)
     with transaction.atomic():
-        period, _ = BudgetPeriod.objects.select_for_update().get_or_create(
-            api_key=call.api_key, month=_month_start(call.started_at)
-        )
+        period = budget_period_locked(call.api_key.pk, _month_start(call.started_at))
         used = period.spent_usd + period.reserved_usd
-        if used + reserve > limit:
-            raise BudgetExceeded(api_key=call.api_key, limit_usd=limit, used_usd=used)
-        period.reserved_usd += reserve
-        period.save(update_fields=["reserved_usd"])
-        InFlightRequest.objects.create(
-            request_id=call.request_id,
-            api_key=call.api_key,
-            budget_period=period,
-            reserved_usd=reserve,
-            deadline_at=deadline_at,
-            ledger_fields=json.loads(lost_json),
-        )
+        over_budget = used + reserve > limit
+        if not over_budget:  # else committed as it is: a new period is not summed again
+            period.reserved_usd += reserve
+            period.save(update_fields=["reserved_usd"])
+            InFlightRequest.objects.create(
+                request_id=call.request_id,
+                api_key=call.api_key,
+                budget_period=period,
+                reserved_usd=reserve,
+                deadline_at=deadline_at,
+                ledger_fields=json.loads(lost_json),
+            )
+    if over_budget:
+        raise BudgetExceeded(api_key=call.api_key, limit_usd=limit, used_usd=used)
     return REMEMBERED_IN_TABLE
 
 

@@ -13,6 +13,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from routing.models import BudgetPeriod, InFlightRequest
+from routing.selectors import api_key_cache_clear
 from routing.services import (
     BudgetExceeded,
     CompletionRequest,
@@ -199,3 +200,48 @@ def test_with_redis_a_recorded_call_is_forgotten_after_its_row_is_written(
     assert all(redis.zscore(DEADLINES_KEY, request_id) is None for request_id in request_ids)
     assert inflight_sweep(now=timezone.now() + timedelta(hours=1)) == 0
     assert UsageRecord.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_a_budget_set_mid_month_counts_the_months_earlier_spend(api_client, api_key, policy):
+    # given a key that spent without a budget this month
+    key = api_key[0]
+    for _ in range(3):
+        assert _post(api_client, {"messages": HELLO, "category": "chatbot"}).status_code == 200
+    spent = UsageRecord.objects.aggregate(total=Sum("cost_usd"))["total"]
+    assert spent > 0
+    # when a budget below that spend is set
+    key.monthly_budget_usd = spent / 2
+    key.save()
+    api_key_cache_clear()  # at once, not API_KEY_CACHE_S later
+    # then the next request is refused: the month's spend counts
+    response = _post(api_client, {"messages": HELLO, "category": "chatbot"})
+    assert response.status_code == 429
+    assert BudgetPeriod.objects.get().spent_usd == spent
+
+
+@pytest.mark.django_db
+def test_a_budget_set_again_in_admin_counts_the_spend_made_without_one(
+    client, api_client, api_key, policy
+):
+    from django.contrib.auth.models import User
+
+    # given a key whose budget was lifted after its period began, and that spent meanwhile
+    key = api_key[0]
+    key.monthly_budget_usd = Decimal("5")
+    key.save()
+    assert _post(api_client, {"messages": HELLO, "category": "chatbot"}).status_code == 200
+    key.monthly_budget_usd = None
+    key.save()
+    api_key_cache_clear()
+    for _ in range(2):
+        assert _post(api_client, {"messages": HELLO, "category": "chatbot"}).status_code == 200
+    spent = UsageRecord.objects.aggregate(total=Sum("cost_usd"))["total"]
+    assert BudgetPeriod.objects.get().spent_usd < spent
+    # when a staff user sets a budget again in admin
+    client.force_login(User.objects.create_superuser("ops", "ops@example.com", "pw"))
+    form = {"monthly_budget_usd": "5", "budget_alert_percent": "80"}
+    response = client.post(f"/admin/routing/apikey/{key.pk}/change/", form)
+    assert response.status_code == 302
+    # then the period counts all of the month's spend
+    assert BudgetPeriod.objects.get().spent_usd == spent
