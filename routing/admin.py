@@ -16,11 +16,13 @@ from django.utils.html import format_html, format_html_join
 from routing.api_keys import api_key_create, api_key_revoke
 from routing.circuit import circuit_states
 from routing.engine import RoutingError
+from routing.inflight import QUARANTINE_KEY, inflight_quarantined_count
 from routing.learned.runtime import router_overview
 from routing.models import (
     ApiKey,
     BudgetPeriod,
     FeatureFlag,
+    InFlightRequest,
     ModelProfile,
     PolicyVersion,
     RolloutSetting,
@@ -570,6 +572,62 @@ class BudgetPeriodAdmin(admin.ModelAdmin):
     @admin.display(description="monthly budget")
     def limit(self, obj: BudgetPeriod):
         return obj.api_key.monthly_budget_usd
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class QuarantinedFilter(admin.SimpleListFilter):
+    title = "quarantined"
+    parameter_name = "quarantined"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "quarantined (the sweep cannot write it)"), ("no", "in flight")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(quarantined_at__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(InFlightRequest)
+class InFlightRequestAdmin(admin.ModelAdmin):
+    """Requests admitted and not yet in the ledger, and those the in-flight sweep could not
+    record (quarantined: kept for a person to look at, skipped by the sweep)."""
+
+    list_display = [
+        "request_id",
+        "api_key",
+        "deadline_at",
+        "reserved_usd",
+        "quarantined_at",
+        "quarantine_reason",
+    ]
+    list_select_related = ["api_key"]
+    list_filter = [QuarantinedFilter]
+    search_fields = ["request_id"]
+    actions = ["sweep_again"]
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        in_redis = inflight_quarantined_count()
+        if in_redis:
+            self.message_user(
+                request,
+                f"{in_redis} lost request(s) kept in Redis could not be recorded either "
+                f"(Redis hash {QUARANTINE_KEY}).",
+                messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description="Let the sweep try the selected quarantined records again")
+    def sweep_again(self, request: HttpRequest, queryset) -> None:
+        count = queryset.exclude(quarantined_at=None).update(
+            quarantined_at=None, quarantine_reason=""
+        )
+        self.message_user(request, f"{count} record(s) back in the sweep's queue.")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 DATA_KEY = "huntaze:inflight:fields"  # request id -> the ledger row it becomes if lost
 DEADLINES_KEY = "huntaze:inflight:deadlines"  # request id -> when it counts as lost
+QUARANTINE_KEY = "huntaze:inflight:quarantine"  # request id -> a row the sweep cannot write
 
 
 def inflight_remember(*, request_id: str, deadline_at: datetime, ledger_json: str) -> bool:
@@ -102,8 +103,9 @@ def inflight_forget_soon(request_id: str) -> None:
         _forgetter.submit(request_id)
 
 
-def inflight_overdue(*, now: datetime, limit: int = 1000) -> list[tuple[str, dict | None]]:
-    """Return (request id, ledger fields) of remembered requests past their deadline."""
+def inflight_overdue(*, now: datetime, limit: int = 1000) -> list[tuple[str, str | None]]:
+    """Return (request id, its ledger row as JSON) of remembered requests past their
+    deadline; parsing is the sweep's, so one bad value cannot stop it."""
     client = shared_redis()
     if client is None:
         return []
@@ -112,6 +114,48 @@ def inflight_overdue(*, now: datetime, limit: int = 1000) -> list[tuple[str, dic
         return []
     values = client.hmget(DATA_KEY, ids)
     return [
-        (request_id.decode(), json.loads(value) if value is not None else None)
+        (request_id.decode(), value.decode() if value is not None else None)
         for request_id, value in zip(ids, values, strict=True)
     ]
+
+
+def inflight_final_row(request_id: str) -> str | None:
+    """The final ledger row (JSON) left in Redis for a request whose in-flight record is in
+    the table: written after the answer while the database was down. None without one."""
+    client = shared_redis()
+    if client is None:
+        return None
+    try:
+        value = client.hget(DATA_KEY, request_id)
+    except redis.RedisError:
+        return None
+    return value.decode() if value is not None else None
+
+
+def inflight_quarantine(request_id: str, *, reason: str) -> None:
+    """Set aside a remembered request whose row the sweep cannot write, so it stops being
+    retried (and stops the sweep from reaching the others): kept in QUARANTINE_KEY."""
+    client = shared_redis()
+    if client is None:
+        return
+    value = client.hget(DATA_KEY, request_id)
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(
+        QUARANTINE_KEY,
+        request_id,
+        json.dumps({"reason": reason, "row": (value or b"").decode(errors="replace")}),
+    )
+    pipe.hdel(DATA_KEY, request_id)
+    pipe.zrem(DEADLINES_KEY, request_id)
+    pipe.execute()
+
+
+def inflight_quarantined_count() -> int:
+    """How many remembered requests the sweep set aside (0 without Redis or when it is down)."""
+    client = shared_redis()
+    if client is None:
+        return 0
+    try:
+        return client.hlen(QUARANTINE_KEY)
+    except redis.RedisError:
+        return 0

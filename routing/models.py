@@ -328,6 +328,10 @@ class InFlightRequest(models.Model):
     reserved_usd = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal("0"))
     deadline_at = models.DateTimeField(db_index=True)
     ledger_fields = models.JSONField(help_text="What the ledger row says if it is swept.")
+    quarantined_at = models.DateTimeField(
+        null=True, blank=True, help_text="The sweep could not write its row: kept here, skipped."
+    )
+    quarantine_reason = models.TextField(blank=True)
 
     def __str__(self) -> str:
         return self.request_id

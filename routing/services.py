@@ -14,8 +14,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, DataError, IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -25,9 +26,11 @@ from routing.circuit import circuit_allows, circuit_record
 from routing.db import db_call
 from routing.engine import Arm, Decision, ModelSpec, Policy, RouteRequest, RoutingError, route
 from routing.inflight import (
+    inflight_final_row,
     inflight_forget,
     inflight_forget_soon,
     inflight_overdue,
+    inflight_quarantine,
     inflight_remember,
 )
 from routing.models import ApiKey, BudgetPeriod, IdempotencyRecord, InFlightRequest
@@ -48,7 +51,7 @@ from routing.shadow import shadow_offer
 from routing.shared_cache import shared_cache, window_count
 from routing.tokens import count_message_tokens, count_text_tokens
 from usage.models import Status, TokenSource, UsageRecord
-from usage.services import usage_record
+from usage.services import ledger_storable, usage_record, usage_record_replace_swept
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +191,7 @@ class _Call:
         }
 
 
-def _call_prepare(*, api_key: ApiKey, request: CompletionRequest) -> _Call:
+def _call_prepare(*, api_key: ApiKey, request: CompletionRequest, stream: bool = False) -> _Call:
     plan = route_plan(
         messages=request.messages,
         category=request.category,
@@ -199,6 +202,8 @@ def _call_prepare(*, api_key: ApiKey, request: CompletionRequest) -> _Call:
         user=request.user,
         api_key_id=api_key.pk,
     )
+    if stream and not plan.feature_on("streaming"):  # before admission: nothing to record
+        raise RoutingError("streaming_disabled", "Streaming is switched off.", "stream")
     cache_key = _response_cache_key(plan=plan, request=request, api_key=api_key)
     call = _Call(
         request_id="req_" + uuid.uuid4().hex,
@@ -299,27 +304,45 @@ _FAILURE_STATUS = {
 
 
 def _outcome_from_error(call: _Call, failure: "UpstreamFailed") -> _Outcome:
-    # Nothing was billed: the row keeps the prompt estimate and costs nothing.
     error = failure.error
-    return _Outcome(
+    return replace(
+        _outcome_not_called(call, status=_FAILURE_STATUS.get(error.code, Status.UPSTREAM_ERROR)),
         model=failure.model,
         attempts=failure.attempts,
+        error_code=error.code,
+    )
+
+
+def _outcome_not_called(call: _Call, *, status: str) -> _Outcome:
+    # Nothing was billed: the row keeps the prompt estimate and costs nothing.
+    return _Outcome(
+        attempts=0,
         input_tokens=call.plan.prompt_tokens,
         token_source=call.plan.token_source,
         sandbox=settings.UPSTREAM_MODE == "sandbox",
-        status=_FAILURE_STATUS.get(error.code, Status.UPSTREAM_ERROR),
-        error_code=error.code,
+        status=status,
         billed=False,
     )
 
 
-def _call_record(call: _Call, fields: dict):
+def _call_record(call: _Call, fields: dict) -> None:
     """Write the call's one ledger row, release its admission and settle its budget, in one
-    transaction: a row is written whole or not at all."""
+    transaction: a row is written whole or not at all. A row whose text the database refuses
+    is written cleaned; one the sweep already wrote as abandoned is replaced by this one."""
+    try:
+        _call_record_once(call, fields)
+    except IntegrityError:
+        _call_record_late(call, fields)
+    except (DataError, ValueError) as exc:  # NUL, a lone surrogate: never a reason to lose it
+        logger.error("ledger row of %s refused (%s); writing it cleaned", call.request_id, exc)
+        _call_record_once(call, ledger_storable(fields))
+
+
+def _call_record_once(call: _Call, fields: dict) -> None:
     if call.remembered_in == REMEMBERED_IN_REDIS:
-        record = usage_record(**fields)  # one INSERT, its own transaction
+        usage_record(**fields)  # one INSERT, its own transaction
         inflight_forget_soon(call.request_id)  # the row is written: no need to wait for this
-        return record
+        return
     with transaction.atomic():
         record = usage_record(**fields)
         _admission_close(
@@ -327,12 +350,32 @@ def _call_record(call: _Call, fields: dict):
             cost_usd=record.cost_usd,
             reserved=call.api_key.monthly_budget_usd is not None,
         )
-    return record
+
+
+def _call_record_late(call: _Call, fields: dict) -> None:
+    """The request's row is there already: our own write whose commit was not acknowledged
+    (kept), or the sweep's `abandoned` estimate (replaced, its budget period corrected)."""
+    with transaction.atomic():
+        swept_cost = usage_record_replace_swept(**fields)
+        if swept_cost is None:
+            return
+        if call.api_key.monthly_budget_usd is not None:
+            period = budget_period_locked(call.api_key.pk, _month_start(call.started_at))
+            period.spent_usd += fields["cost_usd"] - swept_cost
+            period.save(update_fields=["spent_usd"])
+    inflight_forget_soon(call.request_id)
+    logger.warning(
+        "request %s ended after it was swept: its real row replaced the estimate", call.request_id
+    )
 
 
 # Waits between the attempts of a ledger write made after the response: the client has its
-# answer, so a database that went away for a moment is waited for, not reported.
-LEDGER_WRITE_RETRY_WAITS_S = (0.05, 0.25, 1.0, 5.0)
+# answer, so a database that went away is waited for, not reported. After the first
+# LEDGER_LEAVE_AFTER_ATTEMPTS the final row is also left where the sweep finds it (the
+# in-flight record, or Redis when the database is what is down), so a worker that stops
+# while still waiting loses nothing either.
+LEDGER_WRITE_RETRY_WAITS_S = (0.05, 0.25, 1.0, 5.0, 15.0, 30.0, 60.0)
+LEDGER_LEAVE_AFTER_ATTEMPTS = 4
 
 
 async def _record(
@@ -356,23 +399,22 @@ async def _record(
 
 
 async def _ledger_write_patiently(call: _Call, fields: dict) -> bool:
-    """Write a deferred row, retrying database errors; as a last resort leave the final row
-    with the in-flight record, where the sweep writes it. True when the row is written."""
-    for wait_s in (*LEDGER_WRITE_RETRY_WAITS_S, None):
+    """Write a deferred row, retrying database errors for about two minutes; past the first
+    attempts, the final row is also left for the sweep. True when the row is written."""
+    left = False
+    for attempt, wait_s in enumerate((*LEDGER_WRITE_RETRY_WAITS_S, None), start=1):
         try:
             await db_call(_call_record, call, fields)
+            if left:
+                inflight_forget_soon(call.request_id)  # the copy left for the sweep
             return True
-        except IntegrityError:
-            # An attempt whose commit was not acknowledged wrote it; anything else is a bug.
-            if await db_call(_ledger_row_exists, call.request_id):
-                return True
-            raise
         except DatabaseError as exc:
+            if not left and (attempt >= LEDGER_LEAVE_AFTER_ATTEMPTS or wait_s is None):
+                left = await db_call(_leave_for_sweep, call, fields)
             if wait_s is None:
                 break
             logger.warning("ledger write of %s failed (%s); retrying", call.request_id, exc)
             await asyncio.sleep(wait_s)
-    left = await db_call(_leave_for_sweep, call, fields)
     logger.error(
         "ledger row of %s not written; %s",
         call.request_id,
@@ -381,23 +423,21 @@ async def _ledger_write_patiently(call: _Call, fields: dict) -> bool:
     return False
 
 
-def _ledger_row_exists(request_id: str) -> bool:
-    return UsageRecord.objects.filter(request_id=request_id).exists()
-
-
 def _leave_for_sweep(call: _Call, fields: dict) -> bool:
-    """Replace the lost-request row kept with the in-flight record by the final one, so the
-    sweep writes what the call really cost. False when that store is down too."""
-    final = json.dumps(fields, cls=DjangoJSONEncoder)
-    if call.remembered_in == REMEMBERED_IN_REDIS:
-        return inflight_remember(
-            request_id=call.request_id, deadline_at=_inflight_deadline(call), ledger_json=final
-        )
-    try:
-        updated = InFlightRequest.objects.filter(request_id=call.request_id)
-        return bool(updated.update(ledger_fields=json.loads(final)))
-    except DatabaseError:
-        return False
+    """Put the final row where the sweep looks for it, so that it writes what the call
+    really cost: the in-flight record, else Redis (the sweep prefers a final row kept there;
+    the table is likely down too). False when neither store takes it."""
+    final = _storable_json(fields)
+    if call.remembered_in == REMEMBERED_IN_TABLE:
+        try:
+            updated = InFlightRequest.objects.filter(request_id=call.request_id)
+            if updated.update(ledger_fields=json.loads(final)):
+                return True
+        except DatabaseError:
+            pass
+    return inflight_remember(
+        request_id=call.request_id, deadline_at=_inflight_deadline(call), ledger_json=final
+    )
 
 
 def _ledger_fields(call: _Call, outcome: _Outcome) -> dict:
@@ -596,6 +636,15 @@ def _inflight_deadline(call: _Call) -> datetime:
     return call.started_at + timedelta(seconds=call.decision.rule.deadline_s + INFLIGHT_GRACE_S)
 
 
+def _storable_json(fields: dict) -> str:
+    """The row as JSON, cleaned of what no database stores (NUL, lone surrogates), which
+    JSON escapes as \\u0000 and \\udxxx: a cheap look first, the walk only when needed."""
+    dumped = json.dumps(fields, cls=DjangoJSONEncoder)
+    if "\\u0000" in dumped or "\\ud" in dumped:
+        dumped = json.dumps(ledger_storable(fields), cls=DjangoJSONEncoder)
+    return dumped
+
+
 def _admission_open(call: _Call) -> str:
     """Record the request as in flight and, for a key with a budget, reserve its worst case
     under a row lock, so concurrent requests cannot overshoot the budget together. Returns
@@ -608,7 +657,7 @@ def _admission_open(call: _Call) -> str:
         error_code="worker_lost",
         billed=False,
     )
-    lost_json = json.dumps(_ledger_fields(call, lost), cls=DjangoJSONEncoder)
+    lost_json = _storable_json(_ledger_fields(call, lost))
     deadline_at = _inflight_deadline(call)
     if limit is None:
         if inflight_remember(
@@ -710,31 +759,82 @@ async def rate_limit_check(*, api_key: ApiKey) -> None:
         raise RateLimited(api_key=api_key, retry_after_s=max(1, int((window + 1) * 60 - now)))
 
 
+# What a record the sweep cannot write raises: a row the database refuses even cleaned, or
+# fields that are not a row at all.
+_UNWRITABLE = (DatabaseError, ValidationError, ValueError, TypeError, KeyError)
+
+
 def inflight_sweep(*, now: datetime) -> int:
-    """Record requests whose worker was lost as `abandoned`; return how many were swept."""
+    """Record requests whose worker was lost as `abandoned` (or with the final row their
+    worker left for the sweep); return how many were swept. A record whose row cannot be
+    written even cleaned is quarantined (kept, skipped from then on, counted in admin and
+    metrics): one bad record never stops the sweep."""
     swept = 0
-    stale = InFlightRequest.objects.filter(deadline_at__lt=now).values_list("pk", flat=True)
-    for pk in list(stale[:1000]):
-        with transaction.atomic():
-            inflight = (
-                InFlightRequest.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
-            )
-            if inflight is None:
-                continue  # recorded (or swept) meanwhile
-            record = usage_record(**inflight.ledger_fields)
-            # A lost request costs nothing; a row left here after the answer, its price.
-            _admission_close(inflight.request_id, cost_usd=Decimal(record.cost_usd))
-            swept += 1
-    for request_id, fields in inflight_overdue(now=now):
-        if fields is not None:
-            try:
-                with transaction.atomic():
-                    usage_record(**fields)
-                swept += 1
-            except IntegrityError:
-                pass  # recorded after all: only its forget was lost
-        inflight_forget(request_id)
+    stale = InFlightRequest.objects.filter(deadline_at__lt=now, quarantined_at=None)
+    for pk in list(stale.values_list("pk", flat=True)[:1000]):
+        try:
+            swept += _inflight_sweep_table_one(pk)
+        except _UNWRITABLE as exc:
+            _inflight_quarantine_table(pk, exc, now=now)
+    for request_id, row_json in inflight_overdue(now=now):
+        try:
+            swept += _inflight_sweep_redis_one(request_id, row_json)
+        except _UNWRITABLE as exc:
+            logger.error("in-flight %s cannot be recorded (%s): quarantined", request_id, exc)
+            inflight_quarantine(request_id, reason=f"{type(exc).__name__}: {exc}")
     return swept
+
+
+def _inflight_sweep_table_one(pk: int) -> int:
+    with transaction.atomic():
+        inflight = InFlightRequest.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
+        if inflight is None:
+            return 0  # recorded (or swept) meanwhile
+        final = inflight_final_row(inflight.request_id)  # left there while the database was down
+        fields = json.loads(final) if final is not None else inflight.ledger_fields
+        cost = _ledger_insert_for_sweep(fields)
+        # A lost request costs nothing; a row left after the answer, its price.
+        _admission_close(inflight.request_id, cost_usd=cost)
+    if final is not None:
+        inflight_forget(inflight.request_id)
+    return 1
+
+
+def _inflight_sweep_redis_one(request_id: str, row_json: str | None) -> int:
+    swept = 0
+    if row_json is not None:
+        with transaction.atomic():
+            _ledger_insert_for_sweep(json.loads(row_json))
+        swept = 1
+    inflight_forget(request_id)
+    return swept
+
+
+def _ledger_insert_for_sweep(fields: dict) -> Decimal:
+    """Write a swept row, cleaned if the database refuses its text; return the cost of the
+    request's row. A row already there (the answer was recorded after all, only its in-flight
+    record was left behind) is kept."""
+    try:
+        with transaction.atomic():  # a savepoint: a refused row leaves the sweep's usable
+            return Decimal(usage_record(**fields).cost_usd)
+    except IntegrityError:
+        rows = UsageRecord.objects.filter(request_id=fields.get("request_id"))
+        cost = rows.values_list("cost_usd", flat=True).first()
+        if cost is None:
+            raise  # not a duplicate: a row that breaks a constraint
+        return cost
+    except (DataError, ValueError) as exc:
+        logger.error("swept row of %s refused (%s); writing it cleaned", fields["request_id"], exc)
+    with transaction.atomic():
+        return Decimal(usage_record(**ledger_storable(fields)).cost_usd)
+
+
+def _inflight_quarantine_table(pk: int, exc: Exception, *, now: datetime) -> None:
+    reason = f"{type(exc).__name__}: {exc}"[:2000]
+    logger.error("in-flight record %s cannot be recorded (%s): quarantined", pk, reason)
+    InFlightRequest.objects.filter(pk=pk).update(
+        quarantined_at=now, quarantine_reason=ledger_storable(reason)
+    )
 
 
 # --- idempotency -------------------------------------------------------------------------
@@ -888,10 +988,21 @@ async def _record_failure(call: _Call, failure: UpstreamFailed) -> CompletionFai
 
 async def completion_create(*, api_key: ApiKey, request: CompletionRequest) -> CompletionResult:
     """Route one completion, call the chosen model and record it; raise CompletionFailed."""
+    return await _outliving_the_client(
+        lambda client_gone: _completion_run(api_key, request, client_gone)
+    )
+
+
+async def _completion_run(
+    api_key: ApiKey, request: CompletionRequest, client_gone: asyncio.Event
+) -> CompletionResult:
     call = await db_call(_call_prepare, api_key=api_key, request=request)
     hit = call.cached
     if hit is not None:
         outcome = _outcome_from_cache(hit)
+        return _result(call, outcome, await _record(call, outcome))
+    if client_gone.is_set():  # gone before any call: nothing billed, the row says so
+        outcome = _outcome_not_called(call, status=Status.CLIENT_CANCELLED)
         return _result(call, outcome, await _record(call, outcome))
     kwargs = call.provider_kwargs()
 
@@ -903,6 +1014,8 @@ async def completion_create(*, api_key: ApiKey, request: CompletionRequest) -> C
     except UpstreamFailed as failure:
         raise await _record_failure(call, failure) from failure.error
     outcome = _outcome_from_result(result, model=model, attempts=attempts)
+    if client_gone.is_set():  # answered and billed, but no one took the answer
+        outcome = replace(outcome, status=Status.CLIENT_CANCELLED)
     fields = await _record(call, outcome, then=_shadow_offer_after(call, outcome))
     if call.cache_key and model == call.decision.model:
         await _cache_set(call, _cache_value(outcome, fields))  # before the answer: a repeat hits
@@ -916,18 +1029,50 @@ def _shadow_offer_after(call: _Call, outcome: _Outcome) -> Callable[[dict], Awai
     return offer
 
 
+async def _outliving_the_client(run: Callable[[asyncio.Event], Awaitable]):
+    """Run `run(client_gone)` in a task of its own that a client going away does not cancel.
+
+    An upstream call, once started, is billed whether or not anyone reads its answer, and an
+    admitted request holds a budget reservation: cut short, it would leave neither a row nor
+    a released reservation until the sweep, minutes later, at $0. So the work goes on to
+    its end (bounded by the category's deadline), with `client_gone` set for its row, and
+    the cancellation is passed on only then."""
+    client_gone = asyncio.Event()
+    task = asyncio.ensure_future(run(client_gone))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        client_gone.set()
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                continue  # cancelled again: still not a reason to drop the row
+            except Exception:  # noqa: BLE001,S112 - its failure was recorded; the client is gone
+                break
+        raise
+
+
 async def completion_stream(
     *, api_key: ApiKey, request: CompletionRequest, include_usage: bool = False
 ) -> StreamStart:
     """Open a streamed completion; raise CompletionFailed if it fails before the first byte.
 
     Retries and fallback happen while opening, before any byte reaches the client."""
-    call = await db_call(_call_prepare, api_key=api_key, request=request)
-    if not call.plan.feature_on("streaming"):
-        raise RoutingError("streaming_disabled", "Streaming is switched off.", "stream")
+    return await _outliving_the_client(
+        lambda client_gone: _stream_open(api_key, request, include_usage, client_gone)
+    )
+
+
+async def _stream_open(
+    api_key: ApiKey, request: CompletionRequest, include_usage: bool, client_gone: asyncio.Event
+) -> StreamStart:
+    call = await db_call(_call_prepare, api_key=api_key, request=request, stream=True)
     hit = call.cached
     if hit is not None:
-        events = _stream_replay(call, hit, include_usage=include_usage)
+        outcome = _outcome_from_cache(hit, streamed=True)
+        fields = await _record(call, outcome)  # now: the events may never be read
+        events = _stream_replay(call, outcome, fields, include_usage=include_usage)
         return StreamStart(call.request_id, call.decision, events, cache_hit=True)
     kwargs = call.provider_kwargs()
 
@@ -938,6 +1083,12 @@ async def completion_stream(
         upstream, model, attempts = await _upstream_attempt(call, send)
     except UpstreamFailed as failure:
         raise await _record_failure(call, failure) from failure.error
+    if client_gone.is_set():  # opened for no one: the prompt is billed, nothing more is read
+        outcome = _stream_outcome(
+            call, upstream.sandbox, [], None, "", status=Status.CLIENT_CANCELLED
+        )
+        await _stream_finish(call, replace(outcome, model=model, attempts=attempts), upstream)
+        raise asyncio.CancelledError
     events = _stream_relay(call, upstream, model, attempts, include_usage=include_usage)
     decision = (
         call.decision
@@ -1069,10 +1220,11 @@ def _stream_outcome(
     )
 
 
-async def _stream_replay(call: _Call, hit: dict, *, include_usage: bool) -> AsyncIterator[bytes]:
-    """Serve a cached answer as a stream: one content chunk, finish, usage, [DONE]."""
-    outcome = _outcome_from_cache(hit, streamed=True)
-    fields = await _record(call, outcome)
+async def _stream_replay(
+    call: _Call, outcome: _Outcome, fields: dict, *, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """Serve a cached answer (already recorded) as a stream: one content chunk, finish,
+    usage, [DONE]."""
     base = {
         "id": "chatcmpl-" + call.request_id,
         "object": "chat.completion.chunk",

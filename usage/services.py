@@ -1,6 +1,7 @@
 """The only writers of usage tables."""
 
 import hashlib
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -26,13 +27,17 @@ from usage.models import (
 from usage.selectors import month_range, monthly_cost_report
 
 ZERO = Value(Decimal("0"), output_field=DecimalField(max_digits=20, decimal_places=10))
-# Rows reach the ledger when a call ends, so the minute refresh looks back this far.
-REFRESH_LOOKBACK = timedelta(minutes=10)
+# Rows reach the ledger when a call ends, so the minute refresh looks back this far: as far
+# as the rows the in-flight sweep writes (dated at their start: deadline + 10 min of grace,
+# + up to a minute between sweeps). A row later still (a stream longer than that, which
+# replaces its swept estimate) reaches the rollups at the month's closing rebuild.
+REFRESH_LOOKBACK = timedelta(minutes=15)
 ROLLUP_LOCK_KEY = 0x687A5F726F6C6C  # any constant bigint: the rollup writers' advisory lock
 
 
 def usage_record(**fields) -> UsageRecord:
-    """Append one ledger row; rows are never updated afterwards."""
+    """Append one ledger row; rows are never updated afterwards (but for a swept estimate
+    replaced by the real row: usage_record_replace_swept)."""
     record = UsageRecord(**fields)
     _ledger_insert(record)
     if record.qa:
@@ -53,6 +58,38 @@ def usage_record(**fields) -> UsageRecord:
         )
     )
     return record
+
+
+# In a Python string a surrogate is always a lone one (a valid pair is one code point).
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def ledger_storable(value):
+    """`value` (a ledger row's fields, or any part of them) with the text no database can
+    store made storable: NUL characters dropped, lone UTF-16 surrogates replaced (U+FFFD).
+    For a row refused as it was: the request is recorded, not lost."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value.replace("\x00", ""))
+    if isinstance(value, dict):
+        return {ledger_storable(k): ledger_storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [ledger_storable(v) for v in value]
+    return value
+
+
+@transaction.atomic
+def usage_record_replace_swept(**fields) -> Decimal | None:
+    """Replace the `abandoned` row the in-flight sweep wrote for a request that was not lost
+    after all (a stream longer than the sweep's grace, a write that outlived an outage) by
+    its real row. Return the swept row's cost (what a budget already counted), or None when
+    the row there is not a swept one (then it stays)."""
+    existing = UsageRecord.objects.select_for_update().get(request_id=fields["request_id"])
+    if existing.status != Status.ABANDONED:
+        return None
+    UsageRecord.objects.filter(pk=existing.pk).update(
+        **{name: value for name, value in fields.items() if name != "request_id"}
+    )
+    return existing.cost_usd
 
 
 _LEDGER_FIELDS = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
