@@ -3,8 +3,10 @@ routing goes on without Redis; without the database requests get fast JSON 503s 
 is half-written; both recover with no restart."""
 
 import os
+import threading
 import time
 from collections import Counter
+from decimal import Decimal
 from urllib.parse import urlparse
 
 import httpx2
@@ -84,3 +86,83 @@ def test_drill_8_redis_then_postgresql_outage(policy, api_key, http_upstream):
     # and the worker's graceful stop above waited for any still pending.
     answered = (before + without_redis + after_redis + without_pg + after_pg).count(200)
     assert UsageRecord.objects.count() == answered
+
+
+def test_drill_13_postgresql_down_15_s_loses_no_answered_spend(
+    policy, api_key, sandbox_state, http_upstream
+):
+    if not django_settings.REDIS_URL or connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL and Redis (the .ci/run PostgreSQL + Redis run)")
+    from django.db.models import Sum
+
+    from routing.models import ApiKey, BudgetPeriod, InFlightRequest
+
+    # given a budgeted key, a model that takes a second, and a worker whose database the
+    # drill can cut
+    ApiKey.objects.filter(pk=api_key[0].pk).update(monthly_budget_usd=Decimal("5"))
+    sandbox_state.latency_ms = 1000
+    db = connection.settings_dict
+    pg_proxy = CuttableProxy(db["HOST"], int(db["PORT"]))
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@127.0.0.1:{pg_proxy.port}/{db['NAME']}",
+        "REDIS_URL": django_settings.REDIS_URL,
+        "UPSTREAM_MODE": "live",
+        "OPENAI_BASE_URL": django_settings.OPENAI_BASE_URL,
+        "OPENAI_API_KEY": "sk-test-not-real",
+        "DATABASE_CONNECT_TIMEOUT_S": "2",
+    }
+    port = _free_port()
+    worker = _worker(port, env)
+    url = f"http://127.0.0.1:{port}/api/v1/completions"
+    body = {"messages": [{"role": "user", "content": "hey there"}], "category": "chatbot"}
+    headers = {"Authorization": f"Bearer {api_key[1]}"}
+    outage_s = 15
+    try:
+        _wait(port)
+        with httpx2.Client(timeout=10) as http:
+            assert http.post(url, json=body, headers=headers).status_code == 200  # warm
+        statuses: list[int] = []
+
+        def one() -> None:
+            with httpx2.Client(timeout=30) as http:
+                statuses.append(http.post(url, json=body, headers=headers).status_code)
+
+        # when 20 requests are admitted, then the database stops while the model answers
+        threads = [threading.Thread(target=one) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        admitted_by = time.monotonic() + 10
+        while InFlightRequest.objects.count() < 20 and time.monotonic() < admitted_by:
+            time.sleep(0.01)
+        pg_proxy.cut()
+        for thread in threads:
+            thread.join(timeout=30)
+        time.sleep(outage_s - 0.5)
+        pg_proxy.restore()
+        # then, once it is back, every answered request is in the ledger at its price
+        started = time.monotonic()
+        answered = statuses.count(200) + 1
+        rows = UsageRecord.objects.filter(api_key=api_key[0])
+        while time.monotonic() - started < 90 and (
+            rows.count() < answered or InFlightRequest.objects.exists()
+        ):
+            time.sleep(0.2)
+        settled_s = time.monotonic() - started
+    finally:
+        worker.terminate()
+        worker.wait(timeout=10)
+        pg_proxy.close()
+    period = BudgetPeriod.objects.get(api_key=api_key[0])
+    spent = rows.aggregate(total=Sum("cost_usd"))["total"]
+    by_status = Counter(rows.values_list("status", flat=True))
+    print(
+        f"\ndrill 13: PostgreSQL down {outage_s} s under 20 answered budgeted requests: "
+        f"{Counter(statuses)}; {rows.count()} rows {dict(by_status)} {settled_s:.1f} s after "
+        f"it came back; spend ${spent:f} = budget ${period.spent_usd:f}, reserved "
+        f"${period.reserved_usd:f}"
+    )
+    assert statuses == [200] * 20
+    assert by_status == {"ok": answered}
+    assert rows.filter(cost_usd=0).count() == 0
+    assert period.spent_usd == spent and period.reserved_usd == 0
