@@ -119,11 +119,23 @@ elif DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
         options["prepare_threshold"] = 5  # psycopg's default; Django's is never
 
 REDIS_URL = env("REDIS_URL", default="")
+# A Redis that stops answering (paused, overloaded, a dead link) costs one call this long at
+# most; then every Redis call of the process fails at once for REDIS_BACKOFF_S before one
+# tries again (routing/shared_cache.py), and its callers fail open as the README says.
+REDIS_CONNECT_TIMEOUT_S = env.float("REDIS_CONNECT_TIMEOUT_S", default=0.1)
+REDIS_SOCKET_TIMEOUT_S = env.float("REDIS_SOCKET_TIMEOUT_S", default=0.1)
+REDIS_BACKOFF_S = env.float("REDIS_BACKOFF_S", default=1.0)
 CACHES = {
     "default": env.cache(
         "CACHE_URL", default=REDIS_URL.replace("redis://", "rediscache://") or "locmemcache://"
     )
 }
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # Passed to redis-py's connection pool (whose own default is 5 s each); options in
+    # CACHE_URL's query string win.
+    _cache_options = CACHES["default"].setdefault("OPTIONS", {})
+    _cache_options.setdefault("socket_connect_timeout", REDIS_CONNECT_TIMEOUT_S)
+    _cache_options.setdefault("socket_timeout", REDIS_SOCKET_TIMEOUT_S)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -172,6 +184,24 @@ CELERY_TASK_ALWAYS_EAGER = env.bool(
     "CELERY_TASK_ALWAYS_EAGER", default=CELERY_BROKER_URL.startswith("memory://")
 )
 CELERY_TASK_EAGER_PROPAGATES = True
+# A Redis broker or result backend that stops answering: a publish (a batch submission, a
+# shadow evaluation; both leave the job to the beat's sweep when it fails) waits at most
+# REDIS_BROKER_TIMEOUT_S per try, and tries twice, instead of forever (kombu's default).
+REDIS_BROKER_TIMEOUT_S = env.float("REDIS_BROKER_TIMEOUT_S", default=1.0)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_timeout": REDIS_BROKER_TIMEOUT_S,
+        "socket_connect_timeout": REDIS_BROKER_TIMEOUT_S,
+    }
+    CELERY_TASK_PUBLISH_RETRY_POLICY = {
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.2,
+    }
+if (CELERY_RESULT_BACKEND or "").startswith(("redis://", "rediss://")):
+    CELERY_REDIS_SOCKET_TIMEOUT = REDIS_BROKER_TIMEOUT_S
+    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = REDIS_BROKER_TIMEOUT_S
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     # Requests whose worker died mid-call still get their ledger row (status abandoned).

@@ -4,7 +4,8 @@ Every admitted request is remembered until its ledger row is written, so that a 
 mid-request still leaves a row (`abandoned`, swept later). For a key without a budget nothing
 else needs the row, and an INSERT plus a DELETE per request in PostgreSQL cost more than the
 ledger row itself; two pipelined Redis commands do the same. Without Redis (or when it does
-not answer) the caller keeps the table.
+not answer, within its short timeout, or is being skipped after failing: see
+routing/shared_cache.py) the caller keeps the table.
 """
 
 import json
@@ -16,7 +17,7 @@ from datetime import datetime
 
 import redis
 
-from routing.shared_cache import shared_redis
+from routing.shared_cache import RedisUnavailable, redis_call, shared_redis
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,9 @@ def inflight_remember(*, request_id: str, deadline_at: datetime, ledger_json: st
         pipe = client.pipeline(transaction=True)
         pipe.hset(DATA_KEY, request_id, ledger_json)
         pipe.zadd(DEADLINES_KEY, {request_id: deadline_at.timestamp()})
-        pipe.execute()
+        redis_call(pipe.execute)
+    except RedisUnavailable:
+        return False  # skipped: the switch logs the outage once per period, not per request
     except redis.RedisError as exc:
         logger.warning("redis unavailable for in-flight requests (%s): using the table", exc)
         return False
@@ -51,7 +54,7 @@ def inflight_forget(*request_ids: str) -> None:
         pipe = client.pipeline(transaction=False)
         pipe.hdel(DATA_KEY, *request_ids)
         pipe.zrem(DEADLINES_KEY, *request_ids)
-        pipe.execute()
+        redis_call(pipe.execute)
     except redis.RedisError as exc:
         logger.warning(
             "redis unavailable: %d in-flight left for the sweep (%s)", len(request_ids), exc
@@ -109,10 +112,12 @@ def inflight_overdue(*, now: datetime, limit: int = 1000) -> list[tuple[str, str
     client = shared_redis()
     if client is None:
         return []
-    ids = client.zrangebyscore(DEADLINES_KEY, "-inf", now.timestamp(), start=0, num=limit)
+    ids = redis_call(
+        client.zrangebyscore, DEADLINES_KEY, "-inf", now.timestamp(), start=0, num=limit
+    )
     if not ids:
         return []
-    values = client.hmget(DATA_KEY, ids)
+    values = redis_call(client.hmget, DATA_KEY, ids)
     return [
         (request_id.decode(), value.decode() if value is not None else None)
         for request_id, value in zip(ids, values, strict=True)

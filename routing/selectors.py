@@ -17,7 +17,7 @@ from routing.learned.runtime import current_artifact_id, router_get, router_stat
 from routing.models import ApiKey, PolicyVersion
 from routing.prompts import prefix_fingerprint
 from routing.rollout import FlagRule
-from routing.shared_cache import shared_cache
+from routing.shared_cache import RedisUnavailable, shared_cache
 from routing.tokens import TOKENS_PER_MESSAGE, count_text_tokens
 from routing.whatif import ReplayGroup, WhatIf, replay
 from usage.models import QualityEvaluation, UsageRecord
@@ -63,6 +63,8 @@ def policy_get() -> Policy:
 def _latest_version_id() -> int | None:
     try:
         latest_id = shared_cache().get(POLICY_VERSION_CACHE_KEY)
+    except RedisUnavailable:  # skipped after a failure, logged where it failed
+        latest_id = None
     except Exception:  # a cache outage must not stop routing: ask the database
         logger.warning("cache unavailable for the policy version; reading the database")
         latest_id = None
@@ -78,6 +80,8 @@ def _policy_load() -> Policy:
     version, snapshot = latest
     try:
         shared_cache().set(POLICY_VERSION_CACHE_KEY, version, timeout=None)
+    except RedisUnavailable:
+        pass  # skipped after a failure, logged where it failed
     except Exception:
         logger.warning("cache unavailable; policy version not shared")
     return policy_from_snapshot(version=version, snapshot=snapshot)

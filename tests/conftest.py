@@ -17,7 +17,9 @@ def _sandbox_upstream(settings):
     from routing import sandbox
     from routing.circuit import circuit_reset_local
     from routing.selectors import api_key_cache_clear, policy_cache_clear
+    from routing.shared_cache import redis_switch_reset
 
+    redis_switch_reset()
     cache.clear()
     settings.UPSTREAM_MODE = "sandbox"
     settings.SANDBOX_LATENCY_MS = 0

@@ -1,5 +1,6 @@
 """Deploy settings, checked the way an operator meets them: `manage.py` in a fresh process."""
 
+import json
 import os
 import subprocess
 import sys
@@ -40,3 +41,36 @@ def test_check_deploy_is_clean_with_production_settings():
     done = _manage(PRODUCTION, "check", "--deploy", "--fail-level", "WARNING")
     assert done.returncode == 0, done.stderr
     assert "no issues" in done.stdout
+
+
+def test_every_redis_client_has_short_timeouts_and_no_retries():
+    # given a deploy with Redis for the cache, the broker and the results
+    env = {
+        "REDIS_URL": "redis://127.0.0.1:6379/9",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/2",
+        "CELERY_RESULT_BACKEND": "redis://127.0.0.1:6379/3",
+    }
+    env.update({"REDIS_SOCKET_TIMEOUT_S": "0.1", "REDIS_CONNECT_TIMEOUT_S": "0.1"})
+    code = (
+        "import json\n"
+        "from huntaze.celery import app\n"
+        "from routing.shared_cache import shared_cache, shared_redis\n"
+        "def look(pool):\n"
+        "    conn = pool.connection_class(**pool.connection_kwargs)  # not connected\n"
+        "    return [conn.socket_timeout, conn.socket_connect_timeout, conn.retry.get_retries()]\n"
+        "print(json.dumps({\n"
+        "    'cache': look(shared_cache()._backend._cache._get_connection_pool(True)),\n"
+        "    'redis': look(shared_redis().connection_pool),\n"
+        "    'broker': app.conf.broker_transport_options,\n"
+        "    'results': [app.conf.redis_socket_timeout, app.conf.redis_socket_connect_timeout],\n"
+        "}))\n"
+    )
+    # when a process reads its settings (nothing connects)
+    done = _manage(env, "shell", "-c", code)
+    # then each Redis client gives up within its timeout, once
+    assert done.returncode == 0, done.stderr
+    clients = json.loads(done.stdout.splitlines()[-1])
+    assert clients["cache"] == [0.1, 0.1, 0]
+    assert clients["redis"] == [0.1, 0.1, 0]
+    assert clients["broker"] == {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+    assert clients["results"] == [1.0, 1.0]

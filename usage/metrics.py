@@ -35,6 +35,16 @@ ERRORS = Counter("huntaze_llm_errors", "Calls that did not end ok, by status.", 
 LATENCY = Histogram(
     "huntaze_llm_latency_seconds", "Call latency.", LABELS, buckets=LATENCY_BUCKETS_S
 )
+REDIS_FAILURES = Counter(
+    "huntaze_redis_failures",
+    "Redis calls that timed out or could not connect; each makes the worker skip Redis for "
+    "REDIS_BACKOFF_S.",
+)
+REDIS_SKIPPED = Counter(
+    "huntaze_redis_skipped",
+    "Redis calls not made because Redis failed within the last REDIS_BACKOFF_S: caches, "
+    "breaker and rate limit went without it (failed open).",
+)
 
 
 def call_observe(

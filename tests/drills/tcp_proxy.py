@@ -1,5 +1,6 @@
 """A TCP proxy on 127.0.0.1 that a drill can cut (as if the service behind it stopped) and
-restore, without touching the machine's real PostgreSQL or Redis."""
+restore, or freeze (as if it were paused with SIGSTOP) and thaw, without touching the
+machine's real PostgreSQL or Redis."""
 
 import socket
 import threading
@@ -12,6 +13,8 @@ class CuttableProxy:
         self.port = self._listener.getsockname()[1]
         self._up = threading.Event()
         self._up.set()
+        self._flowing = threading.Event()  # cleared while frozen
+        self._flowing.set()
         self._closed = False
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
@@ -28,9 +31,19 @@ class CuttableProxy:
     def restore(self) -> None:
         self._up.set()
 
+    def freeze(self) -> None:
+        """Hold every byte, both ways, on open and new connections, as a paused server does:
+        connections are accepted and stay open, and nothing is answered."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        """Deliver what was held and carry on, as a paused server does when it resumes."""
+        self._flowing.set()
+
     def close(self) -> None:
         self._closed = True
         self.cut()
+        self._flowing.set()  # pipes held by a freeze meet their closed sockets and end
         _close(self._listener)
 
     def _accept(self) -> None:
@@ -55,6 +68,8 @@ class CuttableProxy:
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                # Frozen: the bytes wait here and the rest in the kernel's buffers, unread.
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass
