@@ -84,6 +84,10 @@ async def idempotent(
         if exc.retry_after_s is not None:
             response["Retry-After"] = str(exc.retry_after_s)
         return response
+    except DatabaseError:
+        logger.error("idempotency: claim failed (database unavailable)", exc_info=True)
+        message = "The service's database is unavailable; retry shortly."
+        return refuse(503, "database_unavailable", message)
     if first is not None:
         reply = first.reply
         response = JsonResponse(reply["body"], status=first.status_code, headers=reply["headers"])

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import openai
 import pytest
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, OperationalError, connection
 from django.utils import timezone
 
 from routing.models import IdempotencyRecord, TaskCategory
@@ -243,6 +243,20 @@ def test_racing_claims_and_releases_never_raise_anything_but_409(api_key):
         list(pool.map(claim_release, range(8)))
     # then
     assert unexpected == []
+
+
+@pytest.mark.django_db
+def test_a_database_outage_at_the_claim_is_a_json_503(api_client, policy, monkeypatch):
+    # given a database that fails the claim
+    def unavailable(**fields):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(IdempotencyRecord.objects, "create", unavailable)
+    # when
+    response = _post(api_client)
+    # then the documented fast 503, not a 500
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
 
 
 # --- what makes two requests the same ----------------------------------------------------
