@@ -281,6 +281,10 @@ POLICY_REFRESH_S = env.float("POLICY_REFRESH_S", default=2.0)
 API_KEY_CACHE_S = env.float("API_KEY_CACHE_S", default=5.0)
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES + 1024
+# How long an Idempotency-Key's in-flight claim holds before a retry may take it over (its
+# worker died). 0: the longest enabled category deadline plus 30 s. A fixed value shorter
+# than a deadline lets a slow (alive) request be run twice.
+IDEMPOTENCY_LEASE_S = env.float("IDEMPOTENCY_LEASE_S", default=0.0)
 
 # Privacy: prompt and answer text are not stored unless switched on, and then truncated.
 USAGE_STORE_TEXT = env.bool("USAGE_STORE_TEXT", default=False)

@@ -131,7 +131,7 @@ def inflight_final_row(request_id: str) -> str | None:
     if client is None:
         return None
     try:
-        value = client.hget(DATA_KEY, request_id)
+        value = redis_call(client.hget, DATA_KEY, request_id)
     except redis.RedisError:
         return None
     return value.decode() if value is not None else None
@@ -143,7 +143,7 @@ def inflight_quarantine(request_id: str, *, reason: str) -> None:
     client = shared_redis()
     if client is None:
         return
-    value = client.hget(DATA_KEY, request_id)
+    value = redis_call(client.hget, DATA_KEY, request_id)
     pipe = client.pipeline(transaction=True)
     pipe.hset(
         QUARANTINE_KEY,
@@ -152,7 +152,7 @@ def inflight_quarantine(request_id: str, *, reason: str) -> None:
     )
     pipe.hdel(DATA_KEY, request_id)
     pipe.zrem(DEADLINES_KEY, request_id)
-    pipe.execute()
+    redis_call(pipe.execute)
 
 
 def inflight_quarantined_count() -> int:
@@ -161,6 +161,6 @@ def inflight_quarantined_count() -> int:
     if client is None:
         return 0
     try:
-        return client.hlen(QUARANTINE_KEY)
+        return redis_call(client.hlen, QUARANTINE_KEY)
     except redis.RedisError:
         return 0

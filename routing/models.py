@@ -338,16 +338,22 @@ class InFlightRequest(models.Model):
 
 
 class IdempotencyRecord(models.Model):
-    """The first answer to an Idempotency-Key, replayed to retries of the same request."""
+    """The first answer to an Idempotency-Key, replayed to retries of the same request.
+
+    Nothing here is readable without the client's key: the key is kept as its SHA-256 and the
+    answer encrypted with a key derived from it and SECRET_KEY (routing.services). An
+    in-flight claim holds until `lease_until`; a retry after that takes it over."""
 
     IN_FLIGHT, DONE = "in_flight", "done"
 
     api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
-    key = models.CharField(max_length=255)
-    body_sha256 = models.CharField(max_length=64)
+    key_sha256 = models.CharField(max_length=64)
+    request_digest = models.CharField(max_length=64)  # HMAC of endpoint, hints and body
     state = models.CharField(max_length=10, choices=[(IN_FLIGHT, IN_FLIGHT), (DONE, DONE)])
+    claim_id = models.CharField(max_length=32)  # the request running it: a takeover changes it
+    lease_until = models.DateTimeField()
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_body = models.JSONField(null=True, blank=True)
+    reply_encrypted = models.TextField(blank=True)  # a Fernet token of the answer
     request_id = models.CharField(max_length=40, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)
@@ -355,12 +361,12 @@ class IdempotencyRecord(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["api_key", "key"], name="one_idempotency_key_per_api_key"
+                fields=["api_key", "key_sha256"], name="one_idempotency_key_per_api_key"
             )
         ]
 
     def __str__(self) -> str:
-        return self.key
+        return self.key_sha256[:12]
 
 
 class BatchStatus(models.TextChoices):
