@@ -11,7 +11,7 @@ import time
 from django.conf import settings
 
 from routing.db import db_call
-from routing.shared_cache import shared_cache
+from routing.shared_cache import outage_warning, shared_cache
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +33,10 @@ async def circuit_allows(model: str) -> str:
         return CLOSED
     try:
         state = await db_call(_circuit_look, model)
-    except Exception:
-        logger.warning("cache unavailable: circuit breaker for %s not consulted", model)
+    except Exception as exc:  # noqa: BLE001 - fails open, as documented
+        outage_warning(
+            logger, exc, "cache unavailable: circuit breaker for %s not consulted", model
+        )
         return CLOSED
     if state == CLOSED:
         _last_closed[model] = now
@@ -62,8 +64,8 @@ async def circuit_record(model: str, *, ok: bool, state: str = CLOSED) -> None:
         _last_closed.pop(model, None)
     try:
         await db_call(_circuit_count, model, ok=ok)
-    except Exception:
-        logger.warning("cache unavailable: circuit breaker for %s not updated", model)
+    except Exception as exc:  # noqa: BLE001 - fails open, as documented
+        outage_warning(logger, exc, "cache unavailable: circuit breaker for %s not updated", model)
 
 
 def _circuit_count(model: str, *, ok: bool) -> None:

@@ -52,7 +52,7 @@ from routing.retry import backoff_s, fallback_chain
 from routing.rollout import rollout_subject
 from routing.selectors import policy_get
 from routing.shadow import shadow_offer
-from routing.shared_cache import shared_cache, window_count
+from routing.shared_cache import outage_warning, shared_cache, window_count
 from routing.tokens import count_message_tokens, count_text_tokens
 from usage.models import Status, TokenSource, UsageRecord
 from usage.services import ledger_storable, usage_record, usage_record_replace_swept
@@ -756,8 +756,9 @@ async def rate_limit_check(*, api_key: ApiKey) -> None:
     key = f"ratelimit:{api_key.pk}:{window}"
     try:
         count = await db_call(window_count, key, expires_s=120)
-    except Exception:
-        logger.warning("redis unavailable: rate limit of key %s not enforced", api_key.name)
+    except Exception as exc:  # noqa: BLE001 - fails open, as documented
+        message = "redis unavailable: rate limit of key %s not enforced"
+        outage_warning(logger, exc, message, api_key.name)
         return
     if count > limit:
         raise RateLimited(api_key=api_key, retry_after_s=max(1, int((window + 1) * 60 - now)))
@@ -1193,8 +1194,8 @@ def response_cache_read(key: str) -> dict | None:
     """Read the response cache; an unreachable cache is a miss (logged), never an error."""
     try:
         return shared_cache().get(key)
-    except Exception:
-        logger.warning("response cache unavailable (read); answering without it")
+    except Exception as exc:  # noqa: BLE001 - fails open, as documented
+        outage_warning(logger, exc, "response cache unavailable (read); answering without it")
         return None
 
 
@@ -1202,8 +1203,8 @@ async def _cache_set(call: _Call, value: dict) -> None:
     try:
         ttl_s = call.decision.rule.response_cache_ttl_s
         await db_call(shared_cache().set, call.cache_key, value, ttl_s)
-    except Exception:
-        logger.warning("response cache unavailable (write); answer not cached")
+    except Exception as exc:  # noqa: BLE001 - fails open, as documented
+        outage_warning(logger, exc, "response cache unavailable (write); answer not cached")
 
 
 def _sse(payload: dict) -> bytes:

@@ -48,6 +48,13 @@ class RedisUnavailable(redis.ConnectionError):
     """A Redis call not made: Redis failed within the last REDIS_BACKOFF_S."""
 
 
+def outage_warning(log: logging.Logger, error: Exception, message: str, *args) -> None:
+    """Log a cache or Redis failure a caller fails open on, unless the call was only skipped
+    (the switch logs an outage once per period, not once per request)."""
+    if not isinstance(error, RedisUnavailable):
+        log.warning(message, *args)
+
+
 class _RedisSwitch:
     """Process-local "Redis is unwell, skip it" switch (see the module's docstring)."""
 
