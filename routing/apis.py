@@ -1,6 +1,5 @@
 """REST API: one class per operation: validate, call one service, serialize."""
 
-import json
 import logging
 
 from django.conf import settings
@@ -11,6 +10,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,7 +20,8 @@ from routing.db import db_call
 from routing.engine import RoutingError
 from routing.idempotent import HEADER as IDEMPOTENCY_HEADER
 from routing.idempotent import idempotent
-from routing.schema import error_responses
+from routing.json_input import InvalidJson, InvalidText, is_json_media_type, json_body_parse
+from routing.schema import USER_MESSAGE_REQUIRED, error_responses
 from routing.selectors import api_key_remembered
 from routing.services import (
     BudgetExceeded,
@@ -34,6 +35,9 @@ from routing.services import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+MISSING_USER_MESSAGE = "missing_user_message"
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -50,7 +54,13 @@ class MessageSerializer(serializers.Serializer):
 class RouteInputSerializer(serializers.Serializer):
     """The request shared by /completions and /route."""
 
-    messages = MessageSerializer(many=True, allow_empty=False)
+    # A ListField, not many=True: drf-spectacular documents its min_length as minItems.
+    messages = serializers.ListField(
+        child=MessageSerializer(),
+        allow_empty=False,
+        min_length=1,
+        help_text=USER_MESSAGE_REQUIRED,
+    )
     category = serializers.SlugField(max_length=40, required=False)
     complexity = serializers.FloatField(min_value=0, max_value=10, required=False)
     critical = serializers.BooleanField(required=False)
@@ -60,6 +70,13 @@ class RouteInputSerializer(serializers.Serializer):
     metadata = serializers.DictField(
         child=serializers.CharField(max_length=512, allow_blank=True), required=False
     )
+
+    def validate_messages(self, messages: list) -> list:
+        if not any(message["role"] == "user" for message in messages):
+            raise serializers.ValidationError(
+                "At least one message with role user is required.", code=MISSING_USER_MESSAGE
+            )
+        return messages
 
     def validate_metadata(self, metadata: dict) -> dict:
         if len(metadata) > 16:
@@ -75,8 +92,23 @@ def _check_body_size(request: HttpRequest) -> None:
         )
 
 
+class JsonBodyParser(JSONParser):
+    """DRF's JSON parser with the doors' shared checks: nesting depth, storable text."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return json_body_parse(stream.read())
+
+
 class SizeLimitedApiView(APIView):
-    """Refuses bodies over API_MAX_BODY_BYTES before anything is parsed."""
+    """Refuses bodies over API_MAX_BODY_BYTES before anything is parsed; reads a body as JSON
+    (one without a Content-Type too, as the completion endpoints do)."""
+
+    parser_classes = [JsonBodyParser]
+
+    def initialize_request(self, request: HttpRequest, *args, **kwargs) -> Request:
+        if not request.META.get("CONTENT_TYPE"):
+            request.META["CONTENT_TYPE"] = "application/json"
+        return super().initialize_request(request, *args, **kwargs)
 
     def initial(self, request: Request, *args, **kwargs) -> None:
         _check_body_size(request)
@@ -128,7 +160,8 @@ class CompletionCreateApi(View):
     async def post(self, request: HttpRequest) -> HttpResponse:
         try:
             api_key = await _api_key_from(request)
-            data = _validated(self.InputSerializer, request)
+            body = _json_body(request)
+            data = _validated(self.InputSerializer, body)
             stream = data.pop("stream")
             include_usage = bool(data.pop("stream_options", {}).get("include_usage"))
             completion = CompletionRequest(**data)
@@ -155,8 +188,19 @@ class CompletionCreateApi(View):
         def refuse(status: int, code: str, message: str) -> HttpResponse:
             return JsonResponse(_error_body(code, message, IDEMPOTENCY_HEADER), status=status)
 
-        body = json.loads(request.body)
         return await idempotent(request, api_key=api_key, body=body, produce=produce, refuse=refuse)
+
+    def http_method_not_allowed(self, request: HttpRequest, *args, **kwargs):
+        allowed = ", ".join(self._allowed_methods())
+        message = f"Method {request.method} is not allowed here; use {allowed}."
+        response = JsonResponse(
+            _error_body("method_not_allowed", message), status=405, headers={"Allow": allowed}
+        )
+
+        async def answer() -> HttpResponse:  # an async view's handlers are awaited
+            return response
+
+        return answer()
 
 
 async def _api_key_from(request: HttpRequest):
@@ -174,12 +218,16 @@ async def _api_key_from(request: HttpRequest):
     return authenticated[0]
 
 
-def _validated(serializer_class, request: HttpRequest) -> dict:
+def _json_body(request: HttpRequest) -> object:
+    """The body as every door reads it: within the size limit, JSON, storable text."""
     _check_body_size(request)
-    try:
-        body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise exceptions.ParseError(f"JSON parse error - {exc}") from exc
+    content_type = request.headers.get("Content-Type", "")
+    if not is_json_media_type(content_type):
+        raise exceptions.UnsupportedMediaType(content_type)
+    return json_body_parse(request.body)
+
+
+def _validated(serializer_class, body: object) -> dict:
     serializer = serializer_class(data=body)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
@@ -305,6 +353,10 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         return Response(_error_body(exc.code, exc.message, exc.field), status=code_status)
     if isinstance(exc, Http404):
         return Response(_error_body("not_found", "Not found."), status=404)
+    if isinstance(exc, InvalidText):
+        return Response(_error_body(exc.code, exc.message, exc.field), status=400)
+    if isinstance(exc, InvalidJson):
+        return Response(_error_body(exc.code, str(exc)), status=400)
     if isinstance(exc, exceptions.ValidationError):
         field, message, drf_code = _first_validation_error(exc.detail)
         code = "missing_field" if drf_code == "required" else "invalid_field"
@@ -312,6 +364,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             code = "complexity_out_of_range"
         if field == "messages" and drf_code in {"empty", "min_length"}:
             code = "empty_messages"
+        if drf_code == MISSING_USER_MESSAGE:
+            code = MISSING_USER_MESSAGE
         text = f"{field}: {message}" if field and field != "non_field_errors" else message
         return Response(_error_body(code, text, field), status=400)
     if isinstance(exc, exceptions.ParseError):

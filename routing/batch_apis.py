@@ -97,7 +97,9 @@ class BatchInputSerializer(serializers.Serializer):
 class BatchDocSerializer(BatchInputSerializer):
     """What the schema documents."""
 
-    requests = serializers.ListField(child=BatchItemInputSerializer())
+    requests = serializers.ListField(
+        child=BatchItemInputSerializer(), min_length=1, max_length=settings.BATCH_MAX_REQUESTS
+    )
 
 
 class BatchJobCreateApi(SizeLimitedApiView):

@@ -6,7 +6,6 @@ decision comes back in X-Huntaze-* response headers. Errors are OpenAI-shaped, s
 raises its usual exceptions.
 """
 
-import json
 import logging
 import time
 
@@ -21,6 +20,13 @@ from routing.db import db_call
 from routing.engine import Decision, RoutingError
 from routing.idempotent import HEADER as IDEMPOTENCY_HEADER
 from routing.idempotent import idempotent
+from routing.json_input import (
+    InvalidJson,
+    InvalidText,
+    is_json_media_type,
+    json_body_parse,
+    text_check,
+)
 from routing.selectors import api_key_get_by_plaintext, api_key_remembered, policy_get
 from routing.services import (
     BudgetExceeded,
@@ -107,6 +113,9 @@ def _messages(value) -> list[dict]:
             raise _invalid(f"{param}.name: a string of at most 64 characters.", param=param)
         content = _text_content(message["content"], f"{param}.content")
         messages.append({"role": "system" if role == "developer" else role, "content": content})
+    if not any(message["role"] == "user" for message in messages):
+        text = "messages: at least one message with role user is required."
+        raise _invalid(text, code="missing_user_message", param="messages")
     return messages
 
 
@@ -194,18 +203,34 @@ def _parse_body(request: HttpRequest) -> dict:
             kind="invalid_request_error",
             code="payload_too_large",
         )
+    content_type = request.headers.get("Content-Type", "")
+    if not is_json_media_type(content_type):
+        raise OpenAIError(
+            415,
+            f"Unsupported media type {content_type!r}: send application/json.",
+            kind="invalid_request_error",
+            code="unsupported_media_type",
+        )
     try:
-        body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _invalid(f"The body is not valid JSON: {exc}", code="invalid_json") from exc
+        body = json_body_parse(request.body)
+    except InvalidJson as exc:
+        raise _invalid(str(exc), code=exc.code) from None
+    except InvalidText as exc:
+        raise _invalid(exc.message, code=exc.code, param=exc.field) from None
     if not isinstance(body, dict):
         raise _invalid("The body must be a JSON object.", code="invalid_json")
     return body
 
 
 def _hint(request: HttpRequest, metadata: dict, name: str) -> str | None:
-    header = request.headers.get(f"X-Huntaze-{name.capitalize()}")
-    return header if header is not None else metadata.get(name)
+    header_name = f"X-Huntaze-{name.capitalize()}"
+    header = request.headers.get(header_name)
+    if header is None:
+        return metadata.get(name)  # the body's text is checked when it is parsed
+    try:
+        return text_check(header, field=header_name)
+    except InvalidText as exc:
+        raise _invalid(exc.message, code=exc.code, param=exc.field) from None
 
 
 def _completion_request(request: HttpRequest, body: dict) -> tuple[CompletionRequest, dict]:
@@ -331,8 +356,24 @@ def _error_response(exc: Exception) -> HttpResponse:
     ).response()
 
 
+class OpenAIView(View):
+    """An async view of this endpoint: a method it does not serve is an OpenAI-shaped 405."""
+
+    def http_method_not_allowed(self, request: HttpRequest, *args, **kwargs):
+        allowed = ", ".join(self._allowed_methods())
+        message = f"Method {request.method} is not allowed here; use {allowed}."
+        kind = "invalid_request_error"
+        response = OpenAIError(405, message, kind=kind, code="method_not_allowed").response()
+        response["Allow"] = allowed
+
+        async def answer() -> HttpResponse:  # an async view's handlers are awaited
+            return response
+
+        return answer()
+
+
 @method_decorator(csrf_exempt, name="dispatch")
-class ChatCompletionsView(View):
+class ChatCompletionsView(OpenAIView):
     http_method_names = ["post"]
 
     async def post(self, request: HttpRequest) -> HttpResponse:
@@ -384,7 +425,7 @@ class ChatCompletionsView(View):
         return response
 
 
-class ModelListView(View):
+class ModelListView(OpenAIView):
     http_method_names = ["get"]
 
     async def get(self, request: HttpRequest) -> HttpResponse:

@@ -439,22 +439,6 @@ def serve(host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     return server
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Serve the sandbox upstream on 127.0.0.1.")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--latency-ms", type=int, default=0)
-    parser.add_argument("--chunk-delay-ms", type=int, default=0)
-    args = parser.parse_args()
-    state.latency_ms = args.latency_ms
-    state.chunk_delay_ms = args.chunk_delay_ms
-    server = serve(port=args.port)
-    print(f"sandbox upstream on http://127.0.0.1:{server.server_port}/v1", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        server.shutdown()
-
-
 # --- Files and Batches (the Batch API), for batch jobs -----------------------------------
 
 
@@ -659,3 +643,25 @@ def handle_batch_api(
                 return _error(404, "No such batch", "invalid_request_error", "not_found")
             return _json_response(200, batch)
     return _error(404, f"Unknown path {path}", "invalid_request_error", "not_found")
+
+
+def main() -> None:
+    """Serve until interrupted. Called at the end of the module: run as a script, the module
+    must be whole before the first request (the handler uses names defined below serve())."""
+    parser = argparse.ArgumentParser(description="Serve the sandbox upstream on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument("--chunk-delay-ms", type=int, default=0)
+    args = parser.parse_args()
+    state.latency_ms = args.latency_ms
+    state.chunk_delay_ms = args.chunk_delay_ms
+    server = serve(port=args.port)
+    print(f"sandbox upstream on http://127.0.0.1:{server.server_port}/v1", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -37,10 +37,16 @@ MESSAGE_SCHEMA = {
     },
     "required": ["role", "content"],
 }
+USER_MESSAGE_REQUIRED = "At least one message has role user (else 400 missing_user_message)."
 COMPLETION_REQUEST = {
     "type": "object",
     "properties": {
-        "messages": {"type": "array", "items": MESSAGE_SCHEMA, "minItems": 1},
+        "messages": {
+            "type": "array",
+            "items": MESSAGE_SCHEMA,
+            "minItems": 1,
+            "description": USER_MESSAGE_REQUIRED,
+        },
         "category": {
             "type": "string",
             "minLength": 1,

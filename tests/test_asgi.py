@@ -1,12 +1,18 @@
-"""The hot-path ASGI handler leaves nothing for the garbage collector."""
+"""The ASGI layer: the hot-path handler leaves nothing for the garbage collector, and the API
+paths hold their body limit however a body is sent."""
 
 import gc
+import json
+import socket
 
 import httpx2
 import pytest
 from django.http import HttpRequest, HttpResponseBase
 
+from routing.models import FeatureFlag
+from routing.policy_versions import policy_version_create
 from tests.waits import after_response_settled
+from usage.models import UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,3 +55,106 @@ def test_served_requests_are_freed_without_the_collector(
     garbage = saved_garbage()
     leftovers = [o for o in garbage if isinstance(o, HttpRequest | HttpResponseBase)]
     assert leftovers == []
+
+
+# --- body limit and chunked bodies (no Content-Length) -----------------------------------
+
+MiB = 1024 * 1024
+
+
+def _chunked(payload: bytes, chunk_bytes: int = 7):
+    """A generator body: httpx sends it with Transfer-Encoding: chunked, no Content-Length."""
+    for start in range(0, len(payload), chunk_bytes):
+        yield payload[start : start + chunk_bytes]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/api/v1/route", {"messages": HELLO["messages"]}, 200),
+        ("/api/v1/completions", {"messages": HELLO["messages"]}, 200),
+        ("/v1/chat/completions", HELLO, 200),
+        (
+            "/api/v1/batches",
+            {"requests": [{"custom_id": "a", "category": "analytics", **HELLO}]},
+            202,
+        ),
+    ],
+)
+def test_a_small_chunked_body_is_read_by_every_view(
+    asgi_server, policy, api_key, path, body, status
+):
+    # given batches on, and a body sent in chunks without a Content-Length
+    FeatureFlag.objects.filter(name="batch").update(enabled=True)
+    policy_version_create(actor="test", comment="batch on")
+    headers = {"Authorization": f"Bearer {api_key[1]}", "Content-Type": "application/json"}
+    # when
+    with httpx2.Client(timeout=10) as http:
+        content = _chunked(json.dumps(body).encode())
+        response = http.post(f"{asgi_server}{path}", content=content, headers=headers)
+    # then
+    assert response.status_code == status, response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [("/api/v1/completions", {"code", "message", "field"}),
+     ("/api/v1/route", {"code", "message", "field"}),
+     ("/v1/chat/completions", {"code", "message", "type", "param"})],
+)  # fmt: skip
+def test_a_chunked_body_over_the_limit_is_a_413_without_reading_the_rest(
+    asgi_server, policy, api_key, settings, sandbox_state, path, shape
+):
+    # given a 300 MiB body sent in chunks, against a 100 kB limit
+    settings.API_MAX_BODY_BYTES = 100_000
+    sent = []
+    chunk = b" " * MiB
+
+    def body():
+        yield b'{"messages": [{"role": "user", "content": "'
+        for _ in range(300):
+            sent.append(len(chunk))
+            yield chunk
+
+    headers = {"Authorization": f"Bearer {api_key[1]}", "Content-Type": "application/json"}
+    # when
+    with httpx2.Client(timeout=30) as http:
+        response = http.post(f"{asgi_server}{path}", content=body(), headers=headers)
+    # then a 413 in the path's error shape, long before the client could send it all
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert set(error) == shape
+    assert error["code"] == "payload_too_large"
+    assert sum(sent) < 100 * MiB
+    assert sandbox_state.calls == 0
+    assert UsageRecord.objects.count() == 0
+
+
+def test_a_declared_length_over_the_limit_is_a_413_before_the_body_is_sent(
+    asgi_server, policy, api_key
+):
+    # given a request that announces 300 MiB and sends none of it
+    host, port = asgi_server.removeprefix("http://").split(":")
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\n"
+        f"Host: {host}\r\nAuthorization: Bearer {api_key[1]}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {300 * MiB}\r\n\r\n"
+    )
+    # when
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head.encode())
+        answer = conn.recv(65536).decode()
+    # then the answer comes at once, and the server closes the connection
+    status_line, _, rest = answer.partition("\r\n")
+    assert status_line == "HTTP/1.1 413 Request Entity Too Large"
+    assert "connection: close" in rest.lower()
+    assert json.loads(rest.partition("\r\n\r\n")[2])["error"]["code"] == "payload_too_large"
+
+
+def test_a_body_without_a_content_type_is_read_as_json(asgi_server, policy, api_key):
+    headers = {"Authorization": f"Bearer {api_key[1]}"}
+    body = json.dumps({"messages": HELLO["messages"]}).encode()
+    with httpx2.Client(timeout=10) as http:
+        for path in ("/api/v1/route", "/api/v1/completions"):
+            response = http.post(f"{asgi_server}{path}", content=body, headers=headers)
+            assert response.status_code == 200, (path, response.text)

@@ -1,6 +1,7 @@
 """REST API of usage: the monthly cost report as a file."""
 
 import re
+from datetime import datetime
 
 from django.http import HttpResponse
 from django.utils import timezone
@@ -18,13 +19,20 @@ from usage.exports import CONTENT_TYPES, report_file
 from usage.selectors import monthly_cost_report
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+FIRST_YEAR = 2000
+# What the schema promises; the server also refuses years after next year.
+MONTH_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"
 
 
-def month_parse(value: str) -> tuple[int, int]:
-    """Return (year, month) of a YYYY-MM string, or raise a validation error on `month`."""
+def month_parse(value: str, *, now: datetime | None = None) -> tuple[int, int]:
+    """Return (year, month) of a YYYY-MM string from 2000-01 to December of next year, or raise
+    a validation error on `month` (a month that far off is a typo, and year 9999 has no next
+    month to end its range)."""
+    last_year = (now or timezone.now()).year + 1
     match = MONTH.match(value)
-    if not match or not 1 <= int(match[2]) <= 12 or int(match[1]) < 2000:
-        raise exceptions.ValidationError({"month": ["Expected a month as YYYY-MM."]})
+    if not match or not 1 <= int(match[2]) <= 12 or not FIRST_YEAR <= int(match[1]) <= last_year:
+        message = f"Expected a month as YYYY-MM, from {FIRST_YEAR}-01 to {last_year}-12."
+        raise exceptions.ValidationError({"month": [message]})
     return int(match[1]), int(match[2])
 
 
@@ -46,7 +54,11 @@ class MonthlyReportExportApi(APIView):
         summary="The monthly cost report as CSV or XLSX (an API key sees its own traffic).",
         parameters=[
             OpenApiParameter(
-                "month", OpenApiTypes.STR, OpenApiParameter.PATH, description="YYYY-MM"
+                "month",
+                OpenApiTypes.STR,
+                OpenApiParameter.PATH,
+                description=f"YYYY-MM, from {FIRST_YEAR}-01 to December of next year",
+                pattern=MONTH_PATTERN,
             ),
             OpenApiParameter("fmt", OpenApiTypes.STR, OpenApiParameter.PATH, enum=["csv", "xlsx"]),
         ],
@@ -56,11 +68,10 @@ class MonthlyReportExportApi(APIView):
         },
     )
     def get(self, request: Request, month: str, fmt: str) -> HttpResponse:
-        year, month_number = month_parse(month)
+        now = timezone.now()
+        year, month_number = month_parse(month, now=now)
         api_key_id = request.auth.id if isinstance(request.auth, ApiKey) else None
-        report = monthly_cost_report(
-            year=year, month=month_number, now=timezone.now(), api_key_id=api_key_id
-        )
+        report = monthly_cost_report(year=year, month=month_number, now=now, api_key_id=api_key_id)
         content, content_type, filename = report_file(report, fmt=fmt)
         return HttpResponse(
             content,

@@ -159,6 +159,72 @@ def test_bad_input_is_a_400_with_a_code_and_no_ledger_row(api_client, policy, bo
     assert UsageRecord.objects.count() == 0
 
 
+@pytest.mark.parametrize("bad", ["\udfff", "\x00"], ids=["surrogate", "nul"])
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"user": "fan-<bad>"}, "user"),
+        ({"messages": [{"role": "user", "content": "hi <bad>"}]}, "messages[0].content"),
+        ({"metadata": {"topic": "<bad>"}}, "metadata.topic"),
+        ({"metadata": {"to<bad>pic": "x"}}, "metadata"),
+        ({"category": "chatbot<bad>"}, "category"),
+    ],
+)
+@pytest.mark.parametrize("url", [URL, "/api/v1/route"])
+def test_text_that_cannot_be_stored_or_sent_is_a_400_before_any_call(
+    api_client, policy, sandbox_state, url, fields, field, bad
+):
+    # given a body whose field holds a lone surrogate or a NUL (json.dumps escapes both)
+    body = json.loads(json.dumps({**HELLO, **fields}).replace("<bad>", json.dumps(bad)[1:-1]))
+    # when
+    response = _post(api_client, body, url=url)
+    # then
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("invalid_text", field)
+    assert sandbox_state.calls == 0
+    assert UsageRecord.objects.count() == 0
+
+
+@pytest.mark.parametrize("url", [URL, "/api/v1/route"])
+def test_deeply_nested_json_is_a_400_invalid_json(api_client, policy, url):
+    nested = "[" * 100_000 + "]" * 100_000
+    response = api_client.post(url, data=nested, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("url", [URL, "/api/v1/route"])
+def test_a_request_without_a_user_message_is_a_400(api_client, policy, sandbox_state, url):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "assistant", "content": "Ok"}]
+    body = {"messages": messages}
+    response = _post(api_client, body, url=url)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("missing_user_message", "messages")
+    assert sandbox_state.calls == 0
+    assert UsageRecord.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("content_type", "data"),
+    [("text/plain", json.dumps(HELLO)), ("application/x-www-form-urlencoded", "messages=hi")],
+)
+@pytest.mark.parametrize("url", [URL, "/api/v1/route"])
+def test_a_body_that_is_not_json_is_a_415(api_client, policy, url, content_type, data):
+    response = api_client.post(url, data=data, content_type=content_type)
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert UsageRecord.objects.count() == 0
+
+
+def test_get_on_completions_is_a_json_405_with_allow(api_client, policy):
+    response = api_client.get(URL)
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
 def test_disabled_category_is_a_400(api_client, policy):
     from routing.policy_versions import policy_version_create
 
@@ -247,6 +313,24 @@ def test_openapi_schema_and_docs_are_served_locally(client, db):
     docs = client.get("/api/docs/").content.decode()
     assert "swagger-ui" in docs
     assert "cdn" not in docs.lower()
+
+
+def test_the_schema_requires_at_least_one_message_and_one_batch_request(client, db):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+
+    def request_schema(path: str) -> dict:
+        body = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        return resolve(body["schema"])
+
+    def resolve(node: dict) -> dict:
+        name = node.get("$ref", "").rpartition("/")[2]
+        return schema["components"]["schemas"][name] if name else node
+
+    for path in ("/api/v1/completions", "/api/v1/route"):
+        assert request_schema(path)["properties"]["messages"]["minItems"] == 1
+    requests = request_schema("/api/v1/batches")["properties"]["requests"]
+    assert requests["minItems"] == 1
+    assert resolve(requests["items"])["properties"]["messages"]["minItems"] == 1
 
 
 def test_unknown_api_paths_answer_json_404(client, db):

@@ -370,6 +370,14 @@ def _refused(client, body, capture) -> tuple[int, dict]:
          "requests[1].custom_id"),
         ({"requests": [{**_req("a", "hi"), "category": None}]}, "invalid_field",
          "requests[0].category"),
+        ({"requests": [{**_req("a", "hi"), "messages": [{"role": "system", "content": "hi"}]}]},
+         "missing_user_message", "requests[0].messages"),
+        ({"requests": [_req("a", "hi", user="fan-\x00")]}, "invalid_text", "requests[0].user"),
+        ({"requests": [_req("a", "hi \udfff")]}, "invalid_text", "requests[0].messages[0].content"),
+        ({"requests": [_req("a\udfff", "hi")]}, "invalid_text", "requests[0].custom_id"),
+        ({"requests": THREE, "metadata": {"run\x00": "nightly"}}, "invalid_text", "metadata"),
+        ({"requests": THREE, "metadata": {"run": "\udfff"}}, "invalid_text", "metadata.run"),
+        ({"requests": [json.loads("[" * 65 + "]" * 65)]}, "invalid_json", None),
     ],
 )  # fmt: skip
 def test_invalid_batches_are_refused_whole_with_the_item_named(

@@ -2,12 +2,14 @@
 live uvicorn server of ours."""
 
 import asyncio
+import json
 import time
 from decimal import Decimal
 
 import httpx2
 import openai
 import pytest
+from openai.types.chat import ChatCompletion
 
 from routing.models import TaskCategory
 from routing.policy_versions import policy_version_create
@@ -164,6 +166,128 @@ def test_upstream_failure_raises_server_error_after_recording(client, sandbox_st
     (row,) = _rows()
     assert row.status != "ok"
     assert error.value.response.headers["X-Request-Id"] == row.request_id
+
+
+# --- input refused at the door: a 400 (415, 405) before any call, nothing written ----------
+
+PLACEHOLDER = "<bad>"
+ESCAPES = {"surrogate": "\\udfff", "nul": "\\u0000"}  # as sent on the wire: JSON escapes
+
+
+def _raw_body(fields: dict, escape: str) -> bytes:
+    """The request as JSON text with `escape` where the placeholder was: the SDK's own encoder
+    cannot write a lone surrogate, so the body goes through its raw `post` as bytes."""
+    body = {"model": "auto", "messages": HELLO, **fields}
+    return json.dumps(body).replace(PLACEHOLDER, escape).encode()
+
+
+@pytest.mark.parametrize("escape", ESCAPES.values(), ids=ESCAPES.keys())
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"user": "fan-<bad>"}, "user"),
+        ({"messages": [{"role": "user", "content": "hi <bad>"}]}, "messages[0].content"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "<bad>"}]}]},
+            "messages[0].content[0].text",
+        ),
+        ({"metadata": {"topic": "<bad>"}}, "metadata.topic"),
+        ({"metadata": {"category": "chatbot<bad>"}}, "metadata.category"),
+        ({"metadata": {"to<bad>pic": "x"}}, "metadata"),
+        ({"model": "auto:chatbot<bad>"}, "model"),
+    ],
+)
+def test_text_that_cannot_be_stored_or_sent_is_a_400_before_any_call(
+    client, sandbox_state, fields, param, escape
+):
+    with pytest.raises(openai.BadRequestError) as error:
+        client.post("/chat/completions", cast_to=ChatCompletion, content=_raw_body(fields, escape))
+    assert error.value.code == "invalid_text"
+    assert error.value.param == param
+    assert sandbox_state.calls == 0
+    assert _rows() == []
+
+
+def test_a_routing_hint_header_with_a_nul_is_a_400(client, api_key, sandbox_state):
+    """Servers refuse a NUL in a header themselves; the view does not rely on it."""
+    from django.test import Client
+
+    response = Client().post(
+        "/v1/chat/completions",
+        data={"model": "auto", "messages": HELLO},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {api_key[1]}", "X-Huntaze-Category": "chat\x00bot"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_text"
+    assert response.json()["error"]["param"] == "X-Huntaze-Category"
+    assert sandbox_state.calls == 0
+
+
+def test_deeply_nested_json_is_a_400_invalid_json(client):
+    nested = b"[" * 100_000 + b"]" * 100_000
+    body = b'{"model": "auto", "messages": ' + nested + b"}"
+    with pytest.raises(openai.BadRequestError) as error:
+        client.post("/chat/completions", cast_to=ChatCompletion, content=body)
+    assert error.value.code == "invalid_json"
+    assert _rows() == []
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "1e999"])
+def test_a_number_the_upstream_call_could_not_encode_is_a_400(client, sandbox_state, number):
+    body = _raw_body({"temperature": PLACEHOLDER}, "").replace(b'""', number.encode())
+    with pytest.raises(openai.BadRequestError) as error:
+        client.post("/chat/completions", cast_to=ChatCompletion, content=body)
+    assert error.value.code == "invalid_json"
+    assert sandbox_state.calls == 0
+    assert _rows() == []
+
+
+def test_a_request_without_a_user_message_is_a_400(client, sandbox_state):
+    with pytest.raises(openai.BadRequestError) as error:
+        client.chat.completions.create(
+            model="auto", messages=[{"role": "system", "content": "You are terse."}]
+        )
+    assert error.value.code == "missing_user_message"
+    assert error.value.param == "messages"
+    assert sandbox_state.calls == 0
+    assert _rows() == []
+
+
+@pytest.mark.parametrize(
+    ("content_type", "content"),
+    [
+        ("text/plain", b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}]}'),
+        ("application/x-www-form-urlencoded", b"model=auto&messages=hi"),
+    ],
+)
+def test_a_body_that_is_not_json_is_a_415(client, content_type, content):
+    with pytest.raises(openai.APIStatusError) as error:
+        client.post(
+            "/chat/completions",
+            cast_to=ChatCompletion,
+            content=content,
+            options={"headers": {"Content-Type": content_type}},
+        )
+    assert error.value.status_code == 415
+    assert error.value.code == "unsupported_media_type"
+    assert _rows() == []
+
+
+def test_a_body_without_a_content_type_is_read_as_json(base_url, api_key):
+    body = json.dumps({"model": "auto", "messages": HELLO}).encode()
+    headers = {"Authorization": f"Bearer {api_key[1]}"}
+    response = httpx2.post(f"{base_url}/chat/completions", content=body, headers=headers)
+    assert response.status_code == 200
+
+
+def test_get_on_chat_completions_is_an_openai_shaped_405_with_allow(base_url, api_key):
+    headers = {"Authorization": f"Bearer {api_key[1]}"}
+    response = httpx2.get(f"{base_url}/chat/completions", headers=headers)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert response.json()["error"]["type"] == "invalid_request_error"
 
 
 # --- streaming ---------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 import csv
 import io
+import re
 from decimal import Decimal
 
 import pytest
 from django.db.models import Sum
+from django.utils import timezone
 from openpyxl import load_workbook
 from rest_framework.test import APIClient
 
@@ -85,11 +87,29 @@ def test_an_anonymous_caller_is_refused(client, db):
     assert response.json()["error"]["code"] in {"missing_api_key", "not_authenticated"}
 
 
-def test_a_bad_month_is_a_json_validation_error(api_client):
-    response = api_client.get("/api/v1/reports/monthly/2026-13.csv")
+@pytest.mark.parametrize("month", ["2026-13", "2026-00", "9999-12", "1999-12", "0000-01"])
+def test_a_bad_month_is_a_json_validation_error(api_client, month):
+    response = api_client.get(f"/api/v1/reports/monthly/{month}.csv")
     assert response.status_code == 400
-    assert response.json()["error"]["code"] == "invalid_field"
-    assert response.json()["error"]["field"] == "month"
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("invalid_field", "month")
+    assert "YYYY-MM, from 2000-01 to" in error["message"]
+
+
+def test_months_from_2000_to_december_of_next_year_are_accepted(api_client):
+    next_year = timezone.now().year + 1
+    for month in ("2000-01", f"{next_year}-12"):
+        assert api_client.get(f"/api/v1/reports/monthly/{month}.csv").status_code == 200
+    assert api_client.get(f"/api/v1/reports/monthly/{next_year + 1}-01.csv").status_code == 400
+
+
+def test_the_schema_gives_the_months_pattern(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    operation = schema["paths"]["/api/v1/reports/monthly/{month}.{fmt}"]["get"]
+    (month,) = [p for p in operation["parameters"] if p["name"] == "month"]
+    pattern = re.compile(month["schema"]["pattern"])
+    assert pattern.match("2026-10")
+    assert not any(pattern.match(m) for m in ("2026-13", "9999-12", "1999-12", "2026-1"))
 
 
 def test_an_unknown_format_is_not_found(api_client):

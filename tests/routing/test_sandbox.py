@@ -1,0 +1,50 @@
+"""The sandbox upstream run as a script, as the README's local set-up runs it."""
+
+import selectors
+import subprocess
+import sys
+from pathlib import Path
+
+import openai
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 30
+
+
+def _first_line(process: subprocess.Popen) -> str:
+    """The script's first line of output, or "" if it says nothing in time."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout=START_TIMEOUT_S):
+            return ""
+    return process.stdout.readline().strip()
+
+
+def test_python_m_routing_sandbox_answers_a_chat_completion_over_http():
+    # given the sandbox started as `python -m routing.sandbox` on a free port of 127.0.0.1
+    process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+        [sys.executable, "-m", "routing.sandbox", "--port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = _first_line(process)
+        assert line.startswith("sandbox upstream on http://127.0.0.1:"), line
+        base_url = line.rpartition(" ")[2]
+        client = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0, timeout=10)
+        # when
+        completion = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hello there"}]
+        )
+        # then
+        assert completion.choices[0].message.content.startswith("[sandbox gpt-4o-mini]")
+        assert completion.usage.prompt_tokens > 0
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        process.stdout.close()
