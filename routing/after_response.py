@@ -1,4 +1,5 @@
-"""Work that can wait until the client has its answer: a completion's ledger row.
+"""Work that can wait until the client has its answer (a completion's ledger row), and work
+that must go on when the client leaves before it (`outlive_the_client`).
 
 A completion's row is computed before the answer leaves (cost, tokens, latency are in the
 response), but its INSERT is not something the client should wait for: about a millisecond
@@ -13,14 +14,17 @@ so, and the caller does the work at once.
 """
 
 import asyncio
+import contextvars
 import logging
 import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from typing import TypeVar
 
 logger = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
+T = TypeVar("T")
 
 _pending = 0  # jobs deferred and not finished, in this process (tests wait on it)
 _pending_lock = threading.Lock()
@@ -91,3 +95,37 @@ async def run_jobs(jobs: Jobs) -> None:
 def pending() -> int:
     """Deferred jobs not yet finished in this process."""
     return _pending
+
+
+# The "client went away" flag of the outermost work that outlives its client, for nested ones.
+_client_gone: ContextVar[asyncio.Event | None] = ContextVar("client_gone", default=None)
+
+
+async def outlive_the_client(run: Callable[[asyncio.Event], Awaitable[T]]) -> T:
+    """Run `run(client_gone)` in a task of its own that a client going away does not cancel.
+
+    An upstream call, once started, is billed whether or not anyone reads its answer, and an
+    admitted request holds a budget reservation (and an Idempotency-Key claim): cut short,
+    it would leave neither a row nor a released reservation until the sweep, minutes later,
+    at $0, and a retry would pay again. So the work goes on to its end (bounded by the
+    category's deadline) with `client_gone` set for its row, and the cancellation is passed
+    on only then. Nested calls share the outermost one's task and flag."""
+    outer = _client_gone.get()
+    if outer is not None:
+        return await run(outer)
+    client_gone = asyncio.Event()
+    context = contextvars.copy_context()  # the request's deferred-job list comes along
+    context.run(_client_gone.set, client_gone)
+    task = asyncio.get_running_loop().create_task(run(client_gone), context=context)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        client_gone.set()
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                continue  # cancelled again: still not a reason to drop the row
+            except Exception:  # noqa: BLE001,S112 - its failure was recorded; the client is gone
+                break
+        raise

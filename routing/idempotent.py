@@ -11,6 +11,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
+from routing.after_response import outlive_the_client
 from routing.db import db_call
 from routing.models import ApiKey
 from routing.services import (
@@ -93,27 +94,32 @@ async def idempotent(
         response = JsonResponse(reply["body"], status=first.status_code, headers=reply["headers"])
         response["Idempotent-Replayed"] = "true"
         return response
-    try:
-        response = await produce()
-    except BaseException:
-        await _forget(claim)
-        raise
-    if response.status_code >= 500 or response.streaming:
-        await _forget(claim)
+
+    async def produce_and_keep(client_gone) -> HttpResponse:
+        # Kept even when the client hung up meanwhile: its retry replays what it paid for.
+        try:
+            response = await produce()
+        except BaseException:
+            await _forget(claim)
+            raise
+        if response.status_code >= 500 or response.streaming:
+            await _forget(claim)
+            return response
+        headers = {name: response[name] for name in REPLAYED_HEADERS if response.has_header(name)}
+        try:
+            await db_call(
+                idempotency_store,
+                **claim,
+                status_code=response.status_code,
+                reply={"body": json.loads(response.content), "headers": headers},
+                request_id=response.get("X-Request-Id", ""),
+            )
+        except DatabaseError:
+            # The client has its answer; unkept, the claim ends with its lease and a retry runs.
+            logger.warning("idempotency: answer not kept (database unavailable)", exc_info=True)
         return response
-    headers = {name: response[name] for name in REPLAYED_HEADERS if response.has_header(name)}
-    try:
-        await db_call(
-            idempotency_store,
-            **claim,
-            status_code=response.status_code,
-            reply={"body": json.loads(response.content), "headers": headers},
-            request_id=response.get("X-Request-Id", ""),
-        )
-    except DatabaseError:
-        # The client has its answer; unkept, the claim ends with its lease and a retry runs.
-        logger.warning("idempotency: answer not kept (database unavailable)", exc_info=True)
-    return response
+
+    return await outlive_the_client(produce_and_keep)
 
 
 async def _forget(claim: dict) -> None:

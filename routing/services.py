@@ -24,7 +24,7 @@ from django.db import DatabaseError, DataError, IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from routing.after_response import defer
+from routing.after_response import defer, outlive_the_client
 from routing.circuit import OPEN as CIRCUIT_OPEN
 from routing.circuit import circuit_allows, circuit_record
 from routing.db import db_call
@@ -1080,7 +1080,7 @@ async def _record_failure(call: _Call, failure: UpstreamFailed) -> CompletionFai
 
 async def completion_create(*, api_key: ApiKey, request: CompletionRequest) -> CompletionResult:
     """Route one completion, call the chosen model and record it; raise CompletionFailed."""
-    return await _outliving_the_client(
+    return await outlive_the_client(
         lambda client_gone: _completion_run(api_key, request, client_gone)
     )
 
@@ -1121,37 +1121,13 @@ def _shadow_offer_after(call: _Call, outcome: _Outcome) -> Callable[[dict], Awai
     return offer
 
 
-async def _outliving_the_client(run: Callable[[asyncio.Event], Awaitable]):
-    """Run `run(client_gone)` in a task of its own that a client going away does not cancel.
-
-    An upstream call, once started, is billed whether or not anyone reads its answer, and an
-    admitted request holds a budget reservation: cut short, it would leave neither a row nor
-    a released reservation until the sweep, minutes later, at $0. So the work goes on to
-    its end (bounded by the category's deadline), with `client_gone` set for its row, and
-    the cancellation is passed on only then."""
-    client_gone = asyncio.Event()
-    task = asyncio.ensure_future(run(client_gone))
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        client_gone.set()
-        while not task.done():
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                continue  # cancelled again: still not a reason to drop the row
-            except Exception:  # noqa: BLE001,S112 - its failure was recorded; the client is gone
-                break
-        raise
-
-
 async def completion_stream(
     *, api_key: ApiKey, request: CompletionRequest, include_usage: bool = False
 ) -> StreamStart:
     """Open a streamed completion; raise CompletionFailed if it fails before the first byte.
 
     Retries and fallback happen while opening, before any byte reaches the client."""
-    return await _outliving_the_client(
+    return await outlive_the_client(
         lambda client_gone: _stream_open(api_key, request, include_usage, client_gone)
     )
 

@@ -68,7 +68,7 @@ def _bad_inputs() -> list[tuple[str, str, str, dict, object]]:
     ]  # fmt: skip
 
 
-def test_drill_bad_inputs_get_4xx_json_and_write_nothing(
+def test_drill_15_bad_inputs_get_4xx_json_and_write_nothing(
     asgi_server, policy, api_key, sandbox_state
 ):
     # given the inputs of issue 18 that broke the doors
@@ -98,7 +98,7 @@ def test_drill_bad_inputs_get_4xx_json_and_write_nothing(
         or not isinstance(r.json()["error"]["code"], str)
     ]
     print(
-        f"\ndrill: {len(answers)} bad inputs, "
+        f"\ndrill 15: {len(answers)} bad inputs, "
         f"{'all 4xx JSON' if not bad else f'{len(bad)} not 4xx JSON'}, "
         f"{rows} rows written, {calls} upstream calls"
     )

@@ -29,7 +29,7 @@ def _until(condition, timeout_s: float) -> bool:
     return condition()
 
 
-def test_drill_a_worker_killed_holding_an_idempotency_claim(
+def test_drill_14_a_worker_killed_holding_an_idempotency_claim(
     policy, api_key, sandbox_state, http_upstream
 ):
     if connection.vendor != "postgresql":
@@ -113,7 +113,7 @@ def test_drill_a_worker_killed_holding_an_idempotency_claim(
     retry_after = sorted({int(value) for _, status, value in seen if status == 409 and value})
     recovered_s = seen[-1][0]
     print(
-        f"\ndrill idempotency: worker killed holding the claim (first client: "
+        f"\ndrill 14: worker killed holding the claim (first client: "
         f"{first_outcome[0] if first_outcome else 'no answer'}); retries on another worker: "
         f"{dict(Counter(codes))}, Retry-After {retry_after} s, 200 at {recovered_s:.1f} s "
         f"after the kill (lease {LEASE_S} s); then replayed: "

@@ -63,6 +63,34 @@ def test_a_client_that_hangs_up_on_a_completion_still_leaves_its_billed_row(
     assert (period.reserved_usd, period.spent_usd) == (0, row.cost_usd)
 
 
+def test_a_retry_after_hanging_up_replays_the_answer_it_paid_for(
+    asgi_server, policy, api_key, sandbox_state, settings
+):
+    # given a model that takes a second, and a client that gives up after 300 ms
+    settings.SANDBOX_LATENCY_MS = 1000
+    url = f"{asgi_server}/api/v1/completions"
+    body = {"messages": HELLO, "category": "chatbot"}
+    headers = {"Authorization": f"Bearer {api_key[1]}", "Idempotency-Key": "order-7"}
+    with httpx2.Client(timeout=10) as http:  # policy and router loaded: no slow first call
+        assert http.post(f"{asgi_server}/api/v1/route", json=body, headers=headers).is_success
+    with pytest.raises(httpx2.TimeoutException), httpx2.Client(timeout=0.3) as http:
+        http.post(url, json=body, headers=headers)
+    row = _wait_for_row({"api_key": api_key[0]})
+    # when it retries with the same key once the first call has ended
+    with httpx2.Client(timeout=10) as http:
+        deadline = time.monotonic() + 5
+        retry = http.post(url, json=body, headers=headers)
+        while retry.status_code == 409 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            retry = http.post(url, json=body, headers=headers)
+    # then it gets the answer it paid for: no second call, no second row
+    assert retry.status_code == 200
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json()["id"] == row.request_id
+    assert sandbox_state.calls == 1
+    assert UsageRecord.objects.count() == 1
+
+
 @pytest.mark.django_db
 def test_text_the_database_refuses_is_recorded_cleaned_not_lost(api_key, policy):
     # given a NUL and a lone surrogate that got past the door, for a key with a budget
