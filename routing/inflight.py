@@ -17,7 +17,7 @@ from datetime import datetime
 
 import redis
 
-from routing.shared_cache import RedisUnavailable, redis_call, shared_redis
+from routing.shared_cache import RedisUnavailable, outage_warning, redis_call, shared_redis
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,8 @@ def inflight_forget(*request_ids: str) -> None:
         pipe.zrem(DEADLINES_KEY, *request_ids)
         redis_call(pipe.execute)
     except redis.RedisError as exc:
-        logger.warning(
-            "redis unavailable: %d in-flight left for the sweep (%s)", len(request_ids), exc
-        )
+        message = "redis unavailable: %d in-flight left for the sweep (%s)"
+        outage_warning(logger, exc, message, len(request_ids), exc)
 
 
 class _Forgetter:
