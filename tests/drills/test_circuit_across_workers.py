@@ -39,6 +39,23 @@ def _worker(port: int, env: dict) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own server
 
 
+def _worker_env(*, database_port: int | None = None, redis_url: str | None = None, **extra) -> dict:
+    """A worker process's environment: the test database (through a drill's proxy when
+    `database_port` is given), Redis (`redis_url`, else the test's), the test's HTTP upstream
+    in live mode, and `extra` settings."""
+    db = connection.settings_dict
+    host, port = ("127.0.0.1", database_port) if database_port else (db["HOST"], db["PORT"])
+    return {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{host}:{port}/{db['NAME']}",
+        "REDIS_URL": django_settings.REDIS_URL if redis_url is None else redis_url,
+        "UPSTREAM_MODE": "live",
+        "OPENAI_BASE_URL": django_settings.OPENAI_BASE_URL,
+        "OPENAI_API_KEY": "sk-test-not-real",
+        **{name: str(value) for name, value in extra.items()},
+    }
+
+
 def _wait(port: int) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -54,18 +71,9 @@ def test_drill_3_open_circuit_is_respected_by_every_worker(
 ):
     if not django_settings.REDIS_URL or connection.vendor != "postgresql":
         pytest.skip("needs a cache and a database that two processes share (Redis, PostgreSQL)")
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "REDIS_URL": django_settings.REDIS_URL,
-        "UPSTREAM_MODE": "live",
-        "OPENAI_BASE_URL": django_settings.OPENAI_BASE_URL,
-        "OPENAI_API_KEY": "sk-test-not-real",
-        "ROUTER_ATTEMPTS_PER_MODEL": "1",
-        "CIRCUIT_FAILURE_THRESHOLD": "3",
-        "CIRCUIT_COOLDOWN_S": "60",
-    }
+    env = _worker_env(
+        ROUTER_ATTEMPTS_PER_MODEL=1, CIRCUIT_FAILURE_THRESHOLD=3, CIRCUIT_COOLDOWN_S=60
+    )
     ports = [_free_port(), _free_port()]
     workers = [_worker(port, env) for port in ports]
     try:

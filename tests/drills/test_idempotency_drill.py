@@ -14,7 +14,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from routing.models import IdempotencyRecord
-from tests.drills.test_circuit_across_workers import _free_port, _wait, _worker
+from tests.drills.test_circuit_across_workers import _free_port, _wait, _worker, _worker_env
 from usage.models import UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,17 +34,11 @@ def test_drill_14_a_worker_killed_holding_an_idempotency_claim(
 ):
     if connection.vendor != "postgresql":
         pytest.skip("needs a database that two processes share (PostgreSQL)")
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "REDIS_URL": django_settings.REDIS_URL or "",
-        "UPSTREAM_MODE": "live",
-        "OPENAI_BASE_URL": django_settings.OPENAI_BASE_URL,
-        "OPENAI_API_KEY": "sk-test-not-real",
-        "ROUTER_ATTEMPTS_PER_MODEL": "1",
-        "IDEMPOTENCY_LEASE_S": str(LEASE_S),
-    }
+    env = _worker_env(
+        redis_url=django_settings.REDIS_URL or "",
+        ROUTER_ATTEMPTS_PER_MODEL=1,
+        IDEMPOTENCY_LEASE_S=LEASE_S,
+    )
     # The worker that dies, and the one the retries reach (gunicorn's other worker, or the
     # one its master starts instead): started together so the drill does not wait twice.
     doomed_port, survivor_port = _free_port(), _free_port()

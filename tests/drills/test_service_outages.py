@@ -2,7 +2,6 @@
 routing goes on without Redis; without the database requests get fast JSON 503s and no row
 is half-written; both recover with no restart."""
 
-import os
 import threading
 import time
 from collections import Counter
@@ -15,7 +14,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from tests.drills.tcp_proxy import CuttableProxy
-from tests.drills.test_circuit_across_workers import _free_port, _wait, _worker
+from tests.drills.test_circuit_across_workers import _free_port, _wait, _worker, _worker_env
 from usage.models import UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,16 +27,12 @@ def test_drill_8_redis_then_postgresql_outage(policy, api_key, http_upstream):
     redis = urlparse(django_settings.REDIS_URL)
     pg_proxy = CuttableProxy(db["HOST"], int(db["PORT"]))
     redis_proxy = CuttableProxy(redis.hostname, redis.port or 6379)
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@127.0.0.1:{pg_proxy.port}/{db['NAME']}",
-        "REDIS_URL": f"redis://127.0.0.1:{redis_proxy.port}{redis.path}",
-        "UPSTREAM_MODE": "live",
-        "OPENAI_BASE_URL": django_settings.OPENAI_BASE_URL,
-        "OPENAI_API_KEY": "sk-test-not-real",
-        "API_KEY_CACHE_S": "0",  # every request reads the database: the outage must show
-        "DATABASE_CONNECT_TIMEOUT_S": "2",
-    }
+    env = _worker_env(
+        database_port=pg_proxy.port,
+        redis_url=f"redis://127.0.0.1:{redis_proxy.port}{redis.path}",
+        API_KEY_CACHE_S=0,  # every request reads the database: the outage must show
+        DATABASE_CONNECT_TIMEOUT_S=2,
+    )
     port = _free_port()
     worker = _worker(port, env)
     url = f"http://127.0.0.1:{port}/api/v1/completions"
@@ -103,15 +98,7 @@ def test_drill_13_postgresql_down_15_s_loses_no_answered_spend(
     sandbox_state.latency_ms = 1000
     db = connection.settings_dict
     pg_proxy = CuttableProxy(db["HOST"], int(db["PORT"]))
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@127.0.0.1:{pg_proxy.port}/{db['NAME']}",
-        "REDIS_URL": django_settings.REDIS_URL,
-        "UPSTREAM_MODE": "live",
-        "OPENAI_BASE_URL": django_settings.OPENAI_BASE_URL,
-        "OPENAI_API_KEY": "sk-test-not-real",
-        "DATABASE_CONNECT_TIMEOUT_S": "2",
-    }
+    env = _worker_env(database_port=pg_proxy.port, DATABASE_CONNECT_TIMEOUT_S=2)
     port = _free_port()
     worker = _worker(port, env)
     url = f"http://127.0.0.1:{port}/api/v1/completions"
