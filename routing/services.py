@@ -413,11 +413,16 @@ async def _ledger_write_patiently(call: _Call, fields: dict) -> bool:
                 inflight_forget_soon(call.request_id)  # the copy left for the sweep
             return True
         except DatabaseError as exc:
+            if attempt == 1:  # once a row: an outage would repeat it for every attempt
+                logger.warning("ledger write of %s failed (%s); retrying", call.request_id, exc)
             if not left and (attempt >= LEDGER_LEAVE_AFTER_ATTEMPTS or wait_s is None):
                 left = await db_call(_leave_for_sweep, call, fields)
+                if left:
+                    logger.warning(
+                        "ledger row of %s left for the in-flight sweep meanwhile", call.request_id
+                    )
             if wait_s is None:
                 break
-            logger.warning("ledger write of %s failed (%s); retrying", call.request_id, exc)
             await asyncio.sleep(wait_s)
     logger.error(
         "ledger row of %s not written; %s",
