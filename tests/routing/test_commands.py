@@ -4,7 +4,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from routing.models import ModelProfile, PolicyVersion, TaskCategory
+from routing.models import ApiKey, ModelProfile, PolicyVersion, TaskCategory
 from routing.selectors import api_key_get_by_plaintext
 from usage.models import UsageRecord
 
@@ -48,6 +48,31 @@ def test_simulate_sends_the_mix_and_prints_the_ledger_totals(policy):
     total_line = next(line for line in text.splitlines() if line.startswith("TOTAL"))
     assert total_line.split()[1] == "200"
     assert PolicyVersion.objects.count() == 1
+
+
+def test_simulate_reuses_its_api_key_from_run_to_run(policy):
+    # given one run already made its key
+    call_command("simulate", requests=5, stdout=StringIO(), stderr=StringIO())
+    (key,) = ApiKey.objects.all()
+    first_hash = key.key_hash
+    # when it runs again
+    out = StringIO()
+    call_command("simulate", requests=5, stdout=out, stderr=StringIO())
+    # then the same key sent both runs, under a fresh secret, and the report counts this run
+    (again,) = ApiKey.objects.all()
+    assert (again.pk, again.name) == (key.pk, "simulate")
+    assert again.key_hash != first_hash
+    assert UsageRecord.objects.filter(api_key=key).count() == 10
+    total_line = next(line for line in out.getvalue().splitlines() if line.startswith("TOTAL"))
+    assert total_line.split()[1] == "5"
+
+
+def test_simulate_refuses_a_revoked_key_name(policy):
+    from routing.api_keys import api_key_create, api_key_revoke
+
+    api_key_revoke(api_key=api_key_create(name="simulate")[0])
+    with pytest.raises(CommandError, match="revoked"):
+        call_command("simulate", requests=5, stdout=StringIO(), stderr=StringIO())
 
 
 def test_whatif_command_projects_a_draft_and_saves_nothing(policy, api_client):

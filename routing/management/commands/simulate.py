@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test import Client
 from django.utils import timezone
 
-from routing.api_keys import api_key_create
+from routing.api_keys import api_key_reissue
 from routing.management.commands.calibrate import calibration_lines
 from routing.models import FeatureFlag, Flag, PolicyVersion, TaskCategory
 from routing.policy_versions import policy_version_create, policy_version_restore
@@ -159,6 +159,12 @@ class Command(BaseCommand):
         parser.add_argument("--requests", type=int, default=10_000)
         parser.add_argument("--seed", type=int, default=7)
         parser.add_argument(
+            "--key-name",
+            default="simulate",
+            help="API key the traffic is sent with: reused from run to run (its secret is "
+            "re-issued each time), created on the first run.",
+        )
+        parser.add_argument(
             "--shadow-percent",
             type=Decimal,
             default=None,
@@ -184,8 +190,10 @@ class Command(BaseCommand):
         if count < 1:
             raise CommandError("--requests must be at least 1")
         rng = random.Random(options["seed"])
-        name = f"simulate-{timezone.now():%Y%m%d%H%M%S%f}"
-        api_key, plaintext = api_key_create(name=name)
+        try:
+            api_key, plaintext = api_key_reissue(name=options["key_name"])
+        except ValueError as error:
+            raise CommandError(f"{error}: choose another --key-name") from None
         client = Client(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
         categories, weights = zip(*TRAFFIC_MIX.items(), strict=True)
         personas = [_persona(n) for n in range(CREATORS)]
