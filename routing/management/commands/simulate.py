@@ -387,8 +387,9 @@ def _shadow_finish(stdout, *, before) -> None:
         stdout.write(line)
     if settings.UPSTREAM_MODE == "sandbox":
         stdout.write(
-            "(sandbox: judge verdicts are synthetic, drawn from the request text so that longer "
-            "requests favour the premium answer; they exercise the pipeline, not the models)"
+            "(sandbox: judge verdicts are synthetic, seeded draws in which the premium model "
+            "wins more often on harder requests and in harder categories; they show the "
+            "pipeline and the panel as production would, not the models)"
         )
     stdout.write("")
     report = calibration_report(now=timezone.now() + timedelta(seconds=1))
@@ -416,8 +417,15 @@ def quality_panel_lines(panel) -> list[str]:
                 f"{cat.category if band == 'all' else '':<16}{band:<7}{r.percent:>8}%"
                 f"{interval:>14}{r.n:>6}{percent_label(cat.floor_percent):>7}%  {alert}"
             )
+    spend = panel.qa_spend
+    share = "n/a" if spend.percent_of_bill is None else f"{spend.percent_of_bill}%"
     lines.append(
         f"QA spend (shadow + judge, kept out of KPIs and savings): {panel.qa_calls} calls, "
-        f"${_usd(panel.qa_cost_usd)}"
+        f"${_usd(panel.qa_cost_usd)} = {share} of the routed bill (${_usd(spend.routed_cost_usd)})"
     )
+    if spend.too_high:
+        lines.append(
+            f"WARNING: QA spend is above {spend.warn_percent}% of the routed bill "
+            "(QUALITY_QA_SPEND_WARN_PERCENT): lower the categories' shadow sample percent"
+        )
     return lines
