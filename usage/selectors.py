@@ -4,10 +4,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncHour
 
 from routing.pricing import savings_percent
+from routing.quality import QaSpend
 from usage.models import (
     LATENCY_BOUNDS_MS,
     Granularity,
@@ -194,6 +196,15 @@ class MonthlyCostReport:
     @property
     def label(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"
+
+    @property
+    def qa_spend(self) -> QaSpend:
+        """QA spend beside the month's routed bill, with the warning level of the settings."""
+        return QaSpend(
+            qa_cost_usd=self.qa_cost_usd,
+            routed_cost_usd=self.total.cost_usd,
+            warn_percent=Decimal(settings.QUALITY_QA_SPEND_WARN_PERCENT),
+        )
 
 
 def _report_measures() -> dict:
