@@ -36,7 +36,7 @@ from routing.policy_versions import (
     router_artifact_set,
     router_trial_set,
 )
-from routing.quality_admin import QualityAdminMixin
+from routing.quality_admin import QualityAdminMixin, page_warnings
 from routing.selectors import (
     category_traffic_share,
     rollout_arm_metrics,
@@ -49,8 +49,9 @@ ROLLOUT_PRESETS = (Decimal("0"), Decimal("10"), Decimal("50"), Decimal("100"))
 WINDOWS_H = {"1h": 1, "24h": 24, "7d": 24 * 7, "30d": 24 * 30}
 
 
-def _shutdown_warnings() -> list[str]:
-    """One warning per active model, close to its shutdown, that enabled categories use."""
+def _shutdown_warning() -> str | None:
+    """One warning naming every active model close to its shutdown that enabled categories
+    use, or None (one banner, however many models)."""
     today = timezone.now().date()
     horizon = today + timedelta(days=settings.ROUTER_SHUTDOWN_WARNING_DAYS)
     users: dict[ModelProfile, list[str]] = {}
@@ -60,12 +61,15 @@ def _shutdown_warnings() -> list[str]:
         for model in (category.mini_model, category.full_model):
             if model.active and model.shutdown_on and model.shutdown_on <= horizon:
                 users.setdefault(model, []).append(category.slug)
-    return [
+    if not users:
+        return None
+    models = "; ".join(
         f"{model.name} shuts down on {model.shutdown_on:%Y-%m-%d} "
-        f"({(model.shutdown_on - today).days} days) and is used by: {', '.join(slugs)}. "
-        "Switch these categories to a successor."
+        f"({(model.shutdown_on - today).days} days), used by {', '.join(slugs)}"
         for model, slugs in sorted(users.items(), key=lambda item: item[0].name)
-    ]
+    )
+    # A word first: admin capitalises the first letter of a message (Gpt-4o).
+    return f"Model shutdown ahead: {models}. Switch these categories to a successor."
 
 
 class CommentedForm(forms.ModelForm):
@@ -100,8 +104,8 @@ class PolicyVersionedAdmin(admin.ModelAdmin):
         policy_version_create(actor=request.user.get_username(), comment=comment)
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
-        for warning in _shutdown_warnings():
-            messages.warning(request, warning)
+        warning = _shutdown_warning()
+        page_warnings(request, [warning] if warning else [])
         return super().changelist_view(request, extra_context)
 
 
