@@ -22,6 +22,7 @@ from routing.models import (
     ApiKey,
     BudgetPeriod,
     FeatureFlag,
+    Flag,
     InFlightRequest,
     ModelProfile,
     PolicyVersion,
@@ -36,6 +37,7 @@ from routing.policy_versions import (
     router_artifact_set,
     router_trial_set,
 )
+from routing.quality import percent_label
 from routing.quality_admin import QualityAdminMixin, page_warnings
 from routing.selectors import (
     category_traffic_share,
@@ -505,17 +507,45 @@ class FeatureFlagForm(CommentedForm):
         fields = ["name", "enabled", "percent", "api_keys", "description"]
 
 
+# What each switch does, shown beside it unless the row has a description of its own.
+FLAG_EFFECTS = {
+    Flag.ROUTING: "Routes requests by the policy. Off, or for users outside its share: the "
+    "control behaviour (everything on the premium model, no routing).",
+    Flag.RESPONSE_CACHE: "Answers identical requests from our response cache, for categories "
+    "that enable it. Off: every request calls a model.",
+    Flag.PROMPT_CACHE_KEY: "Sends a per-category prompt_cache_key, so the provider's prompt "
+    "cache keeps each category's prefix warm.",
+    Flag.STREAMING: "Allows stream: true. Off: a streamed request gets a 400 "
+    "streaming_disabled.",
+    Flag.BATCH: "Accepts batch jobs (/api/v1/batches, provider Batch API at batch price). "
+    "Off: 403 batch_disabled.",
+    Flag.QUALITY_SAMPLING: "Shadow evaluation: replays a sample of cheap answers on the "
+    "premium model and has a judge compare them (QA spend; the categories set the sample).",
+}
+
+
 @admin.register(FeatureFlag)
 class FeatureFlagAdmin(PolicyVersionedAdmin):
     form = FeatureFlagForm
-    list_display = ["name", "enabled", "percent", "key_limit", "description", "updated_at"]
+    change_list_template = "admin/routing/featureflag/change_list.html"
+    list_display = ["name", "enabled", "on_for", "key_limit", "effect", "updated_at"]
     list_editable = ["enabled"]
     filter_horizontal = ["api_keys"]
+
+    @admin.display(description="on for")
+    def on_for(self, obj: FeatureFlag) -> str:
+        if not obj.enabled:
+            return "nobody (off)"
+        return "everyone" if obj.percent is None else f"{percent_label(obj.percent)}% of users"
 
     @admin.display(description="limited to keys")
     def key_limit(self, obj: FeatureFlag) -> str:
         names = [k.name for k in obj.api_keys.all()]
         return ", ".join(names) or "all keys"
+
+    @admin.display(description="what it does")
+    def effect(self, obj: FeatureFlag) -> str:
+        return obj.description or FLAG_EFFECTS.get(obj.name, "")
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("api_keys")

@@ -295,3 +295,28 @@ def test_whatif_accepts_a_rollout_share_and_model_prices(staff_client, policy, a
     assert '<strong id="whatif-projected">$0.00</strong>' in page
     bad = staff_client.post(url, {**form, "_whatif_models": "{oops"}).content.decode()
     assert "Model price overrides must be JSON." in bad
+
+
+def test_each_flag_says_what_it_does_and_who_it_is_on_for(staff_client, policy):
+    # given one flag limited to a share of users and one switched off
+    FeatureFlag.objects.filter(name="streaming").update(percent=Decimal("10"))
+    FeatureFlag.objects.filter(name="batch").update(enabled=False)
+    # when
+    response = staff_client.get("/admin/routing/featureflag/")
+    # then every row has a description, and no "-" stands for everyone
+    import re
+
+    rows = {
+        re.search(r'<th class="field-name"><a[^>]*>(.*?)</a>', row).group(1): row
+        for row in re.findall(r"<tr>.*?</tr>", response.content.decode(), re.DOTALL)
+        if 'class="field-name"' in row
+    }
+    assert len(rows) == FeatureFlag.objects.count() == 6
+    for row in rows.values():
+        effect = re.search(r'<td class="field-effect">(.*?)</td>', row).group(1)
+        assert len(effect) > 30
+        assert '<td class="field-on_for">-</td>' not in row
+    assert '<td class="field-on_for">everyone</td>' in rows["Routing"]
+    assert '<td class="field-on_for">10% of users</td>' in rows["Streaming"]
+    assert '<td class="field-on_for">nobody (off)</td>' in rows["Batch"]
+
