@@ -198,21 +198,20 @@ class TaskCategoryAdmin(QualityAdminMixin, PolicyVersionedAdmin):
     form = TaskCategoryForm
     change_form_template = "admin/routing/taskcategory/change_form.html"
     change_list_template = "admin/routing/taskcategory/change_list.html"
+    # Fits 1,400 px beside the navigation: "full from" says "always" for always-full
+    # categories, one column holds both models, and nine rows need no filter sidebar.
     list_display = [
         "slug",
         "traffic_share",
         "threshold",
         "matrix_strip",
         "quality_retained",
-        "always_full",
-        "mini_model",
-        "full_model",
-        "response_cache_enabled",
-        "is_default",
-        "enabled",
+        "models",
+        "response_cache",
+        "default",
+        "on",
     ]
     list_select_related = ["mini_model", "full_model"]
-    list_filter = ["enabled", "always_full"]
     search_fields = ["slug", "name"]
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
@@ -228,6 +227,24 @@ class TaskCategoryAdmin(QualityAdminMixin, PolicyVersionedAdmin):
         if obj.always_full:
             return "always"
         return "never" if obj.full_from_complexity is None else f"≥ {obj.full_from_complexity}"
+
+    @admin.display(description="cache", boolean=True)
+    def response_cache(self, obj: TaskCategory) -> bool:
+        return obj.response_cache_enabled
+
+    @admin.display(description="default", boolean=True)
+    def default(self, obj: TaskCategory) -> bool:
+        return obj.is_default
+
+    @admin.display(description="on", boolean=True)
+    def on(self, obj: TaskCategory) -> bool:
+        return obj.enabled
+
+    @admin.display(description="models (cheap / premium)")
+    def models(self, obj: TaskCategory):
+        return format_html(
+            '<span class="matrix-models">{}<br>{}</span>', obj.mini_model.name, obj.full_model.name
+        )
 
     @admin.display(description="complexity 0 … 10")
     def matrix_strip(self, obj: TaskCategory):
@@ -515,8 +532,7 @@ FLAG_EFFECTS = {
     "that enable it. Off: every request calls a model.",
     Flag.PROMPT_CACHE_KEY: "Sends a per-category prompt_cache_key, so the provider's prompt "
     "cache keeps each category's prefix warm.",
-    Flag.STREAMING: "Allows stream: true. Off: a streamed request gets a 400 "
-    "streaming_disabled.",
+    Flag.STREAMING: "Allows stream: true. Off: a streamed request gets a 400 streaming_disabled.",
     Flag.BATCH: "Accepts batch jobs (/api/v1/batches, provider Batch API at batch price). "
     "Off: 403 batch_disabled.",
     Flag.QUALITY_SAMPLING: "Shadow evaluation: replays a sample of cheap answers on the "

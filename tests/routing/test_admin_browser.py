@@ -82,3 +82,57 @@ def test_rollout_page_shows_both_arms_as_the_ledger_has_them(staff_browser, live
     # and the advance button leads to a confirmation, not a change
     staff_browser.find_element("link text", "Advance to 50%").click()
     assert "Yes, advance to 50%" in staff_browser.page_source
+
+
+def test_matrix_fits_1400_px_and_its_figures_are_the_ledgers(staff_browser, live_server, policy):
+    # given 30 days of traffic (a QA row and an older row that do not count) and verdicts
+    from datetime import timedelta
+
+    from django.db.models import Count
+
+    from routing.quality import wilson_interval
+    from tests.routing.test_calibration import _evaluations
+    from usage.models import QualityEvaluation, UsageRecord
+
+    UsageRecordFactory.create_batch(5, category="chatbot", policy_version=policy)
+    UsageRecordFactory.create_batch(2, category="marketing", policy_version=policy)
+    UsageRecordFactory(category="marketing", qa=True, policy_version=policy)
+    UsageRecordFactory(
+        category="strategy", created_at=timezone.now() - timedelta(days=31), policy_version=policy
+    )
+    _evaluations("marketing", 3.0, good=7, bad=3)
+    # when the matrix is shown in a 1,400 px window
+    staff_browser.set_window_size(1400, 1000)
+    staff_browser.get(f"{live_server.url}/admin/routing/taskcategory/")
+    _shot(staff_browser, "matrix-1400")
+    # then nothing scrolls sideways and the model columns are in view
+    results = staff_browser.find_element("css selector", "#changelist .results")
+    assert results.get_property("scrollWidth") <= results.get_property("clientWidth")
+    viewport = staff_browser.execute_script("return document.documentElement.clientWidth")
+    models = staff_browser.find_element("css selector", "td.field-models")
+    assert models.rect["x"] + models.rect["width"] <= viewport
+    assert models.text.splitlines() == ["gpt-4o-mini", "gpt-4o"]
+    # and the legend shows cells as the strip does: a complexity digit in the tier's colour
+    legend = staff_browser.find_elements("css selector", "#matrix-legend .matrix-cell")
+    assert [(c.text, c.get_attribute("class")) for c in legend] == [
+        ("3", "matrix-cell matrix-mini"),
+        ("8", "matrix-cell matrix-full"),
+    ]
+    # and each category's traffic share and quality retained are the ledger's
+    since = timezone.now() - timedelta(days=30)
+    counts = dict(
+        UsageRecord.objects.filter(created_at__gte=since, qa=False)
+        .values_list("category")
+        .annotate(n=Count("id"))
+    )
+    rows = {r[1]: r for r in _cells(staff_browser, "#result_list tbody tr")}
+    total = sum(counts.values())
+    for slug, row in rows.items():
+        share = Decimal(counts.get(slug, 0)) * 100 / total
+        assert row[2] == f"{share.quantize(Decimal('0.1'))}%", slug
+    good = QualityEvaluation.objects.filter(
+        category="marketing", verdict__in=["cheap_better", "tie"]
+    ).count()
+    low, high = wilson_interval(good=good, n=10)
+    assert rows["marketing"][5].startswith(f"{good * 10:.1f}% ({low * 100:.1f}-{high * 100:.1f}")
+    assert rows["chatbot"][5] == "-"
