@@ -80,7 +80,7 @@ def test_rollout_page_shows_both_arms_as_the_ledger_has_them(staff_browser, live
     assert rows["routed"][7] == f"{expected['routed']['savings_vs_control_percent']}%"
     assert rows["routed"][5] == "400 ms"
     # and the advance button leads to a confirmation, not a change
-    staff_browser.find_element("link text", "Advance to 50%").click()
+    staff_browser.find_element("partial link text", "Advance to 50%").click()
     assert "Yes, advance to 50%" in staff_browser.page_source
 
 
@@ -136,3 +136,72 @@ def test_matrix_fits_1400_px_and_its_figures_are_the_ledgers(staff_browser, live
     low, high = wilson_interval(good=good, n=10)
     assert rows["marketing"][5].startswith(f"{good * 10:.1f}% ({low * 100:.1f}-{high * 100:.1f}")
     assert rows["chatbot"][5] == "-"
+
+
+def test_rollout_figures_are_the_ledgers_and_advance_does_not_look_like_step_back(
+    staff_browser, live_server, policy
+):
+    # given a 50% launch: both arms in the last 24 hours, with errors, fast and slow calls, a
+    # QA call and a call two days ago that do not count
+    from datetime import timedelta
+
+    from usage.models import UsageRecord
+
+    rollout_set_percentage(percent=Decimal("50"), actor="ops")
+    for n in range(14):
+        UsageRecordFactory(
+            arm="routed",
+            tier="full" if n % 5 == 0 else "mini",
+            cost_usd=Decimal("0.0001") * (n + 1),
+            latency_ms=1 + n % 4 if n < 12 else 800,
+            status="ok" if n % 7 else "upstream_error",
+            policy_version=policy,
+        )
+    for n in range(6):
+        UsageRecordFactory(
+            arm="control",
+            tier="full",
+            model="gpt-4o",
+            cost_usd=Decimal("0.0045"),
+            latency_ms=600 + 100 * n,
+            policy_version=policy,
+        )
+    UsageRecordFactory(arm="routed", qa=True, latency_ms=9000, policy_version=policy)
+    UsageRecordFactory(
+        arm="control", created_at=timezone.now() - timedelta(days=2), policy_version=policy
+    )
+    # when
+    staff_browser.get(f"{live_server.url}/admin/routing/rolloutsetting/?window=24h")
+    _shot(staff_browser, "rollout-50")
+    # then each arm's figures are the ledger's over the same 24 hours
+    since = timezone.now() - timedelta(hours=24)
+    figures = {}
+    for arm in ("routed", "control"):
+        row = staff_browser.find_element("css selector", f"#arms tr.arm-{arm}")
+        cells = row.find_elements("css selector", "[data-figure]")
+        figures[arm] = {c.get_attribute("data-figure"): c.text for c in cells}
+    cost_per_1k = {}
+    for arm in ("routed", "control"):
+        rows = list(UsageRecord.objects.filter(arm=arm, qa=False, created_at__gte=since))
+        n = len(rows)
+        latencies = sorted(r.latency_ms for r in rows)
+        cost_per_1k[arm] = (sum(r.cost_usd for r in rows) * 1000 / n).quantize(Decimal("0.0001"))
+        mini = Decimal(sum(r.tier == "mini" for r in rows) * 100) / n
+        errors = Decimal(sum(r.status != "ok" for r in rows) * 100) / n
+        assert figures[arm]["requests"] == str(n)
+        assert figures[arm]["mini_percent"] == f"{mini.quantize(Decimal('0.1'))}%"
+        assert figures[arm]["error_percent"] == f"{errors.quantize(Decimal('0.01'))}%"
+        assert figures[arm]["cost_per_1k_usd"] == f"${cost_per_1k[arm]}"
+        assert figures[arm]["p50_latency_ms"] == f"{latencies[n // 2]} ms"
+        assert figures[arm]["p95_latency_ms"] == f"{latencies[int(n * 0.95)]} ms"
+    saving = (1 - cost_per_1k["routed"] / cost_per_1k["control"]) * 100
+    assert figures["routed"]["savings_vs_control_percent"] == f"{saving.quantize(Decimal('0.1'))}%"
+    # and the page says what it is for, and moving forward does not look like moving back
+    assert "staged launch" in staff_browser.find_element("id", "page-purpose").text
+    advance = staff_browser.find_element("css selector", "a.rollout-advance")
+    back = staff_browser.find_element("css selector", "a.rollout-step-back")
+    assert advance.text.startswith("▲ Advance to 100") and back.text.startswith("▼ Step back")
+    assert advance.value_of_css_property("background-color") != back.value_of_css_property(
+        "background-color"
+    )
+    assert advance.value_of_css_property("color") != back.value_of_css_property("color")
