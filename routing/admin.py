@@ -46,6 +46,8 @@ from routing.selectors import (
     whatif_report,
 )
 from routing.services import budget_period_resync
+from routing.whatif import against_current
+from usage.selectors import replay_left_out
 
 ROLLOUT_PRESETS = (Decimal("0"), Decimal("10"), Decimal("50"), Decimal("100"))
 WINDOWS_H = {"1h": 1, "24h": 24, "7d": 24 * 7, "30d": 24 * 30}
@@ -287,10 +289,16 @@ class TaskCategoryAdmin(QualityAdminMixin, PolicyVersionedAdmin):
             if percent:
                 draft["rollout"] = {"routed_percent": percent}
             prices = request.POST.get("_whatif_models", "").strip()
+            now = timezone.now()
             try:
                 if prices:
                     draft["models"] = json.loads(prices)
-                report = whatif_report(draft=draft, days=days, now=timezone.now())
+                # The draft against the same traffic under the current policy (see whatif.py).
+                report = against_current(
+                    draft=whatif_report(draft=draft, days=days, now=now),
+                    current=whatif_report(draft={}, days=days, now=now),
+                    left_out=replay_left_out(start=now - timedelta(days=days), end=now),
+                )
             except ValueError:
                 messages.error(request, "Model price overrides must be JSON.")
             except RoutingError as exc:

@@ -10,6 +10,7 @@ from django.db.models.functions import Coalesce, TruncHour
 
 from routing.pricing import savings_percent
 from routing.quality import QaSpend
+from routing.whatif import LeftOut
 from usage.models import (
     LATENCY_BOUNDS_MS,
     Granularity,
@@ -119,6 +120,23 @@ def savings_by_layer(
         response_cache_usd=totals["response_cache"],
         batch_usd=totals["batch"],
     )
+
+
+def replay_left_out(*, start: datetime, end: datetime) -> dict[str, LeftOut]:
+    """Per category, the requests over [start, end) that the what-if replay does not
+    re-decide: response-cache hits and failed calls (as routing.selectors.replay_groups
+    leaves them out)."""
+    rows = (
+        _window(start=start, end=end, api_key_id=None)
+        .filter(Q(cache_hit=True) | ~Q(status=Status.OK))
+        .values("category")
+        .annotate(
+            hits=Count("id", filter=Q(cache_hit=True)),
+            failed=Count("id", filter=Q(cache_hit=False)),
+        )
+        .order_by()
+    )
+    return {row["category"]: LeftOut(row["hits"], row["failed"]) for row in rows}
 
 
 # --- Rollup readers: the dashboard and the monthly report never scan the ledger. ---

@@ -319,4 +319,3 @@ def test_each_flag_says_what_it_does_and_who_it_is_on_for(staff_client, policy):
     assert '<td class="field-on_for">everyone</td>' in rows["Routing"]
     assert '<td class="field-on_for">10% of users</td>' in rows["Streaming"]
     assert '<td class="field-on_for">nobody (off)</td>' in rows["Batch"]
-

@@ -205,3 +205,73 @@ def test_rollout_figures_are_the_ledgers_and_advance_does_not_look_like_step_bac
         "background-color"
     )
     assert advance.value_of_css_property("color") != back.value_of_css_property("color")
+
+
+def _luminance(css_color: str) -> float:
+    """Relative luminance (WCAG) of an rgb()/rgba() colour."""
+    import re
+
+    channels = [int(v) / 255 for v in re.findall(r"[\d.]+", css_color)[:3]]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(one: str, two: str) -> float:
+    high, low = sorted((_luminance(one), _luminance(two)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_whatif_inputs_read_as_fields_and_its_counts_and_costs_are_the_ledgers(
+    staff_browser, live_server, policy
+):
+    # given chatbot traffic of the last days: 6 answered on the routed arm (cheap), 4 on the
+    # control arm of an earlier 10% rollout (premium), 3 cache hits and 2 failures; a QA call
+    from datetime import timedelta
+
+    from usage.models import UsageRecord
+
+    earlier = timezone.now() - timedelta(days=3)
+    common = {"category": "chatbot", "policy_version": policy, "created_at": earlier}
+    UsageRecordFactory.create_batch(6, arm="routed", **common)
+    premium = {"tier": "full", "model": "gpt-4o", "cost_usd": Decimal("0.0045")}
+    UsageRecordFactory.create_batch(4, arm="control", reason_code="control", **premium, **common)
+    UsageRecordFactory.create_batch(3, cache_hit=True, cost_usd=0, **common)
+    UsageRecordFactory.create_batch(2, status="upstream_error", cost_usd=0, **common)
+    UsageRecordFactory(qa=True, **common)
+    chatbot = policy.snapshot["categories"]["chatbot"]
+    assert chatbot["full_from_complexity"] is None  # so the saved form is no change at all
+    # when the team opens chatbot's form and asks what if, changing nothing
+    from routing.models import TaskCategory
+
+    pk = TaskCategory.objects.get(slug="chatbot").pk
+    staff_browser.get(f"{live_server.url}/admin/routing/taskcategory/{pk}/change/")
+    # then the what-if inputs are light fields with readable placeholders, not dark buttons
+    for field_id in ("id__whatif_days", "id__whatif_routed_percent", "id__whatif_models"):
+        field = staff_browser.find_element("id", field_id)
+        background = field.value_of_css_property("background-color")
+        assert _luminance(background) > 0.6, (field_id, background)
+        placeholder = staff_browser.execute_script(
+            "return getComputedStyle(arguments[0], '::placeholder').color", field
+        )
+        assert _contrast(placeholder, background) >= 3, (field_id, placeholder, background)
+    staff_browser.find_element("css selector", "input[name=_whatif]").click()
+    _shot(staff_browser, "whatif")
+    # then the draft changes nothing: the control arm's past premium calls are not its saving
+    row = staff_browser.find_element("css selector", '#whatif-result tr[data-category="chatbot"]')
+    shown = {
+        c.get_attribute("data-figure"): c.get_attribute("data-value") or c.text
+        for c in row.find_elements("css selector", "[data-figure]")
+    }
+    assert Decimal(shown["change_usd"]) == 0
+    assert staff_browser.find_element("id", "whatif-change").text == "$0.00"
+    # and the counts and costs are the ledger's for the window
+    window = UsageRecord.objects.filter(category="chatbot", qa=False)
+    replayed = window.filter(status="ok", cache_hit=False)
+    assert shown["requests"] == str(replayed.count()) == "10"
+    assert shown["cache_hits"] == str(window.filter(cache_hit=True).count()) == "3"
+    assert shown["failed"] == "2"
+    assert Decimal(shown["actual_cost_usd"]) == sum(r.cost_usd for r in replayed)
+    mini_cost = Decimal("0.15") * 1000 / 10**6 + Decimal("0.60") * 200 / 10**6
+    assert Decimal(shown["current_cost_usd"]) == 10 * mini_cost  # all ten on the cheap tier now
+    assert Decimal(shown["projected_cost_usd"]) == 10 * mini_cost
+    assert staff_browser.find_element("id", "whatif-cache-hits").text == "3"
