@@ -145,12 +145,14 @@ def test_rollout_figures_are_the_ledgers_and_advance_does_not_look_like_step_bac
     # QA call and a call two days ago that do not count
     from datetime import timedelta
 
-    from usage.models import UsageRecord
+    from usage.models import QualityEvaluation, UsageRecord
 
     rollout_set_percentage(percent=Decimal("50"), actor="ops")
+    artifact = policy.snapshot["router"]["artifact"]
     for n in range(14):
         UsageRecordFactory(
             arm="routed",
+            router_artifact=artifact if n % 2 else "",
             tier="full" if n % 5 == 0 else "mini",
             cost_usd=Decimal("0.0001") * (n + 1),
             latency_ms=1 + n % 4 if n < 12 else 800,
@@ -167,6 +169,12 @@ def test_rollout_figures_are_the_ledgers_and_advance_does_not_look_like_step_bac
             policy_version=policy,
         )
     UsageRecordFactory(arm="routed", qa=True, latency_ms=9000, policy_version=policy)
+    from tests.routing.test_calibration import _evaluations
+
+    _evaluations("chatbot", 1.0, good=1, bad=1, tie=1)
+    QualityEvaluation.objects.update(
+        features={"artifact": artifact}, created_at=timezone.now() - timedelta(hours=1)
+    )
     UsageRecordFactory(
         arm="control", created_at=timezone.now() - timedelta(days=2), policy_version=policy
     )
@@ -196,6 +204,24 @@ def test_rollout_figures_are_the_ledgers_and_advance_does_not_look_like_step_bac
         assert figures[arm]["p95_latency_ms"] == f"{latencies[int(n * 0.95)]} ms"
     saving = (1 - cost_per_1k["routed"] / cost_per_1k["control"]) * 100
     assert figures["routed"]["savings_vs_control_percent"] == f"{saving.quantize(Decimal('0.1'))}%"
+    # and the router artifact's: the routed requests it decided, and the verdicts on them
+    decided = list(
+        UsageRecord.objects.filter(router_artifact=artifact, qa=False, created_at__gte=since)
+    )
+    row = staff_browser.find_element("id", f"artifact-{artifact}")
+    shown = {
+        c.get_attribute("data-figure"): c.text
+        for c in row.find_elements("css selector", "[data-figure]")
+    }
+    n = len(decided)
+    assert shown["requests"] == str(n) == "7"
+    mini = Decimal(sum(r.tier == "mini" for r in decided) * 100) / n
+    assert shown["mini_percent"] == f"{mini.quantize(Decimal('0.1'))}%"
+    per_1k = (sum(r.cost_usd for r in decided) * 1000 / n).quantize(Decimal("0.0001"))
+    assert shown["cost_per_1k_usd"] == f"${per_1k}"
+    errors = Decimal(sum(r.status != "ok" for r in decided) * 100) / n
+    assert shown["error_percent"] == f"{errors.quantize(Decimal('0.01'))}%"
+    assert shown["retained"] == "66.7% (3)"
     # and the page says what it is for, and moving forward does not look like moving back
     assert "staged launch" in staff_browser.find_element("id", "page-purpose").text
     advance = staff_browser.find_element("css selector", "a.rollout-advance")

@@ -128,3 +128,4 @@ def test_cost_report_shows_small_amounts_and_qa_spend_beside_the_bill(admin_clie
     # and QA spend stands beside the routed bill: 288.5% of it, over the warning level
     assert re.search(r'data-figure="qa_percent_of_bill" data-value="288.5"', page)
     assert 'data-too-high="true"' in page and "above the 25% warning level" in page
+    assert 'id="page-purpose"' in page
