@@ -245,6 +245,13 @@ def print_cpu_split(files: list[Path], sampler: DatabaseCpuSampler) -> None:
     )
 
 
+def server_errors_line(count: int) -> str:
+    """The server log's verdict in words: "0 answers of 500" read as "nothing answered"."""
+    if not count:
+        return "no HTTP 500 (Internal Server Error) responses"
+    return f"{count} HTTP 500 (Internal Server Error) response{'s' if count > 1 else ''}"
+
+
 def print_ttfb(rows: list[dict]) -> None:
     if not rows:
         return
@@ -476,7 +483,7 @@ def main() -> None:
             errors = [line for line in lines if line.startswith("Internal Server Error")]
             causes = Counter(line for line in lines if line.startswith(ERROR_PREFIXES))
             top = f" (most: {causes.most_common(1)[0][0][:140]})" if causes else ""
-            print(f"{log.stem}: {len(errors)} answers of 500{top}")
+            print(f"{log.stem}: {server_errors_line(len(errors))}{top}")
         if args.out:
             print(f"raw results and server logs: {out_dir}")
     except BaseException:

@@ -128,7 +128,22 @@ class HotPathHandler(ASGIHandler):
 hot_path_application = HotPathHandler()
 
 
+async def _lifespan(receive, send) -> None:
+    """Answer the server's start and stop events. There is nothing to set up or tear down
+    here (the router check ran at import), but Django's handler refuses the lifespan scope,
+    and uvicorn then logs at every start that the protocol "appears unsupported"."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def _dispatch(scope, receive, send) -> None:
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
     if scope["type"] == "http" and scope["path"].startswith(settings.HOT_PATH_PREFIXES):
         return await hot_path_application(scope, receive, send)
     return await django_application(scope, receive, send)

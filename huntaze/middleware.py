@@ -29,5 +29,19 @@ class AsyncWhiteNoiseMiddleware(WhiteNoiseMiddleware):
         else:
             static_file = self.files.get(request.path_info)
         if static_file is not None:
-            return await sync_to_async(self.serve)(static_file, request)
+            response = await sync_to_async(self.serve)(static_file, request)
+            if response.streaming and not response.is_async:
+                # Read the file in the thread as Django would, but hand Django an async
+                # iterator: given the file's own, it warns on every static file that
+                # "StreamingHttpResponse must consume synchronous iterators".
+                chunks = await sync_to_async(list, thread_sensitive=False)(
+                    response.streaming_content
+                )
+                response.streaming_content = _replayed(chunks)
+            return response
         return await self.get_response(request)
+
+
+async def _replayed(chunks: list[bytes]):
+    for chunk in chunks:
+        yield chunk

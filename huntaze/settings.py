@@ -318,3 +318,7 @@ LOGGING = {
     # The HTTP client logs every upstream request at INFO: the ledger already has them.
     "loggers": {name: {"level": "WARNING"} for name in ("httpx", "httpx2", "openai")},
 }
+
+# Shadow evaluation's cost: warn (dashboard quality panel, monthly report, simulate) when QA
+# spend (shadow and judge calls) passes this share of the routed bill of the same window.
+QUALITY_QA_SPEND_WARN_PERCENT = env.int("QUALITY_QA_SPEND_WARN_PERCENT", default=25)

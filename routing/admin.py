@@ -22,6 +22,7 @@ from routing.models import (
     ApiKey,
     BudgetPeriod,
     FeatureFlag,
+    Flag,
     InFlightRequest,
     ModelProfile,
     PolicyVersion,
@@ -36,7 +37,8 @@ from routing.policy_versions import (
     router_artifact_set,
     router_trial_set,
 )
-from routing.quality_admin import QualityAdminMixin
+from routing.quality import percent_label
+from routing.quality_admin import QualityAdminMixin, page_warnings
 from routing.selectors import (
     category_traffic_share,
     rollout_arm_metrics,
@@ -44,13 +46,16 @@ from routing.selectors import (
     whatif_report,
 )
 from routing.services import budget_period_resync
+from routing.whatif import against_current
+from usage.selectors import replay_left_out
 
 ROLLOUT_PRESETS = (Decimal("0"), Decimal("10"), Decimal("50"), Decimal("100"))
 WINDOWS_H = {"1h": 1, "24h": 24, "7d": 24 * 7, "30d": 24 * 30}
 
 
-def _shutdown_warnings() -> list[str]:
-    """One warning per active model, close to its shutdown, that enabled categories use."""
+def _shutdown_warning() -> str | None:
+    """One warning naming every active model close to its shutdown that enabled categories
+    use, or None (one banner, however many models)."""
     today = timezone.now().date()
     horizon = today + timedelta(days=settings.ROUTER_SHUTDOWN_WARNING_DAYS)
     users: dict[ModelProfile, list[str]] = {}
@@ -60,12 +65,15 @@ def _shutdown_warnings() -> list[str]:
         for model in (category.mini_model, category.full_model):
             if model.active and model.shutdown_on and model.shutdown_on <= horizon:
                 users.setdefault(model, []).append(category.slug)
-    return [
+    if not users:
+        return None
+    models = "; ".join(
         f"{model.name} shuts down on {model.shutdown_on:%Y-%m-%d} "
-        f"({(model.shutdown_on - today).days} days) and is used by: {', '.join(slugs)}. "
-        "Switch these categories to a successor."
+        f"({(model.shutdown_on - today).days} days), used by {', '.join(slugs)}"
         for model, slugs in sorted(users.items(), key=lambda item: item[0].name)
-    ]
+    )
+    # A word first: admin capitalises the first letter of a message (Gpt-4o).
+    return f"Model shutdown ahead: {models}. Switch these categories to a successor."
 
 
 class CommentedForm(forms.ModelForm):
@@ -100,8 +108,8 @@ class PolicyVersionedAdmin(admin.ModelAdmin):
         policy_version_create(actor=request.user.get_username(), comment=comment)
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
-        for warning in _shutdown_warnings():
-            messages.warning(request, warning)
+        warning = _shutdown_warning()
+        page_warnings(request, [warning] if warning else [])
         return super().changelist_view(request, extra_context)
 
 
@@ -192,21 +200,20 @@ class TaskCategoryAdmin(QualityAdminMixin, PolicyVersionedAdmin):
     form = TaskCategoryForm
     change_form_template = "admin/routing/taskcategory/change_form.html"
     change_list_template = "admin/routing/taskcategory/change_list.html"
+    # Fits 1,400 px beside the navigation: "full from" says "always" for always-full
+    # categories, one column holds both models, and nine rows need no filter sidebar.
     list_display = [
         "slug",
         "traffic_share",
         "threshold",
         "matrix_strip",
         "quality_retained",
-        "always_full",
-        "mini_model",
-        "full_model",
-        "response_cache_enabled",
-        "is_default",
-        "enabled",
+        "models",
+        "response_cache",
+        "default",
+        "on",
     ]
     list_select_related = ["mini_model", "full_model"]
-    list_filter = ["enabled", "always_full"]
     search_fields = ["slug", "name"]
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
@@ -222,6 +229,24 @@ class TaskCategoryAdmin(QualityAdminMixin, PolicyVersionedAdmin):
         if obj.always_full:
             return "always"
         return "never" if obj.full_from_complexity is None else f"≥ {obj.full_from_complexity}"
+
+    @admin.display(description="cache", boolean=True)
+    def response_cache(self, obj: TaskCategory) -> bool:
+        return obj.response_cache_enabled
+
+    @admin.display(description="default", boolean=True)
+    def default(self, obj: TaskCategory) -> bool:
+        return obj.is_default
+
+    @admin.display(description="on", boolean=True)
+    def on(self, obj: TaskCategory) -> bool:
+        return obj.enabled
+
+    @admin.display(description="models (cheap / premium)")
+    def models(self, obj: TaskCategory):
+        return format_html(
+            '<span class="matrix-models">{}<br>{}</span>', obj.mini_model.name, obj.full_model.name
+        )
 
     @admin.display(description="complexity 0 … 10")
     def matrix_strip(self, obj: TaskCategory):
@@ -264,10 +289,16 @@ class TaskCategoryAdmin(QualityAdminMixin, PolicyVersionedAdmin):
             if percent:
                 draft["rollout"] = {"routed_percent": percent}
             prices = request.POST.get("_whatif_models", "").strip()
+            now = timezone.now()
             try:
                 if prices:
                     draft["models"] = json.loads(prices)
-                report = whatif_report(draft=draft, days=days, now=timezone.now())
+                # The draft against the same traffic under the current policy (see whatif.py).
+                report = against_current(
+                    draft=whatif_report(draft=draft, days=days, now=now),
+                    current=whatif_report(draft={}, days=days, now=now),
+                    left_out=replay_left_out(start=now - timedelta(days=days), end=now),
+                )
             except ValueError:
                 messages.error(request, "Model price overrides must be JSON.")
             except RoutingError as exc:
@@ -501,17 +532,44 @@ class FeatureFlagForm(CommentedForm):
         fields = ["name", "enabled", "percent", "api_keys", "description"]
 
 
+# What each switch does, shown beside it unless the row has a description of its own.
+FLAG_EFFECTS = {
+    Flag.ROUTING: "Routes requests by the policy. Off, or for users outside its share: the "
+    "control behaviour (everything on the premium model, no routing).",
+    Flag.RESPONSE_CACHE: "Answers identical requests from our response cache, for categories "
+    "that enable it. Off: every request calls a model.",
+    Flag.PROMPT_CACHE_KEY: "Sends a per-category prompt_cache_key, so the provider's prompt "
+    "cache keeps each category's prefix warm.",
+    Flag.STREAMING: "Allows stream: true. Off: a streamed request gets a 400 streaming_disabled.",
+    Flag.BATCH: "Accepts batch jobs (/api/v1/batches, provider Batch API at batch price). "
+    "Off: 403 batch_disabled.",
+    Flag.QUALITY_SAMPLING: "Shadow evaluation: replays a sample of cheap answers on the "
+    "premium model and has a judge compare them (QA spend; the categories set the sample).",
+}
+
+
 @admin.register(FeatureFlag)
 class FeatureFlagAdmin(PolicyVersionedAdmin):
     form = FeatureFlagForm
-    list_display = ["name", "enabled", "percent", "key_limit", "description", "updated_at"]
+    change_list_template = "admin/routing/featureflag/change_list.html"
+    list_display = ["name", "enabled", "on_for", "key_limit", "effect", "updated_at"]
     list_editable = ["enabled"]
     filter_horizontal = ["api_keys"]
+
+    @admin.display(description="on for")
+    def on_for(self, obj: FeatureFlag) -> str:
+        if not obj.enabled:
+            return "nobody (off)"
+        return "everyone" if obj.percent is None else f"{percent_label(obj.percent)}% of users"
 
     @admin.display(description="limited to keys")
     def key_limit(self, obj: FeatureFlag) -> str:
         names = [k.name for k in obj.api_keys.all()]
         return ", ".join(names) or "all keys"
+
+    @admin.display(description="what it does")
+    def effect(self, obj: FeatureFlag) -> str:
+        return obj.description or FLAG_EFFECTS.get(obj.name, "")
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("api_keys")

@@ -139,7 +139,7 @@ class CompletionCreateApi(View):
                 "model": decision.model.name,
                 "tier": decision.tier.value,
                 "category": decision.category,
-                "complexity": decision.complexity,
+                "complexity": float(decision.complexity),  # JSON 0.0, never 0
                 "critical": decision.critical,
                 "reason": decision.reason_code,
                 "reason_text": decision.reason_text,

@@ -425,21 +425,52 @@ class ChatCompletionsView(OpenAIView):
         return response
 
 
+def _model_object(name: str) -> dict:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "huntaze"}
+
+
+def _routable_names(policy) -> list[str]:
+    """`auto`, `auto:<category>` per enabled category, then each active model profile."""
+    names = [AUTO]
+    names += [f"{AUTO}:{slug}" for slug, rule in policy.categories.items() if rule.enabled]
+    names += [name for name, model in policy.models.items() if model.active]
+    return names
+
+
+async def _routable_policy(request: HttpRequest):
+    await _authenticate(request)
+    return await db_call(policy_get)
+
+
 class ModelListView(OpenAIView):
     http_method_names = ["get"]
 
     async def get(self, request: HttpRequest) -> HttpResponse:
         try:
-            await _authenticate(request)
-            policy = await db_call(
-                policy_get,
-            )
+            policy = await _routable_policy(request)
         except OpenAIError as exc:
             return exc.response()
         except RoutingError as exc:
             return _error_from_routing(exc).response()
-        names = [AUTO]
-        names += [f"{AUTO}:{slug}" for slug, rule in policy.categories.items() if rule.enabled]
-        names += [name for name, model in policy.models.items() if model.active]
-        data = [{"id": n, "object": "model", "created": 0, "owned_by": "huntaze"} for n in names]
+        data = [_model_object(name) for name in _routable_names(policy)]
         return JsonResponse({"object": "list", "data": data})
+
+
+class ModelRetrieveView(OpenAIView):
+    """`GET /v1/models/<id>` (the SDK's models.retrieve): each id the list shows."""
+
+    http_method_names = ["get"]
+
+    async def get(self, request: HttpRequest, model: str) -> HttpResponse:
+        try:
+            policy = await _routable_policy(request)
+        except OpenAIError as exc:
+            return exc.response()
+        except RoutingError as exc:
+            return _error_from_routing(exc).response()
+        if model not in _routable_names(policy):
+            message = f"The model '{model}' does not exist."
+            kind = "invalid_request_error"
+            error = OpenAIError(404, message, kind=kind, code="model_not_found", param="model")
+            return error.response()
+        return JsonResponse(_model_object(model))

@@ -68,10 +68,16 @@ JUDGE_MARKER = "huntaze-judge-v1"  # lets the offline sandbox recognise a judge 
 _VERDICT_RE = re.compile(r'"?verdict"?\s*[:=]\s*"?(A|B|tie)\b', re.IGNORECASE)
 
 
-def judge_messages(*, request_text: str, answer_a: str, answer_b: str) -> list[dict]:
-    """Return the chat messages asking the judge to compare answer A with answer B."""
+def judge_messages(
+    *, request_text: str, answer_a: str, answer_b: str, category: str = ""
+) -> list[dict]:
+    """Return the chat messages asking the judge to compare answer A with answer B.
+
+    The task category goes first when known: what a good answer is depends on the task
+    (a fan reply against a compliance check)."""
+    task = f"[TASK CATEGORY] {category}\n\n" if category else ""
     user = (
-        f"[REQUEST]\n{request_text}\n[/REQUEST]\n\n"
+        f"{task}[REQUEST]\n{request_text}\n[/REQUEST]\n\n"
         f"[ANSWER A]\n{answer_a}\n[/ANSWER A]\n\n"
         f"[ANSWER B]\n{answer_b}\n[/ANSWER B]"
     )
@@ -194,6 +200,33 @@ def complexity_band(complexity: float) -> str:
         if low <= complexity < high:
             return label
     return BANDS[-1][0]
+
+
+# --- QA spend --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QaSpend:
+    """What shadow and judge calls cost beside the routed bill they watch, over one window;
+    too high when over warn_percent of the bill (QUALITY_QA_SPEND_WARN_PERCENT)."""
+
+    qa_cost_usd: Decimal
+    routed_cost_usd: Decimal
+    warn_percent: Decimal
+
+    @property
+    def percent_of_bill(self) -> Decimal | None:
+        if self.routed_cost_usd <= 0:
+            return None
+        return (self.qa_cost_usd * 100 / self.routed_cost_usd).quantize(
+            PERCENT, rounding=ROUND_HALF_UP
+        )
+
+    @property
+    def too_high(self) -> bool:
+        if self.qa_cost_usd <= 0:
+            return False
+        return self.qa_cost_usd * 100 > self.warn_percent * self.routed_cost_usd
 
 
 # --- calibration -----------------------------------------------------------------------

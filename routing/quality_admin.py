@@ -25,20 +25,31 @@ def _threshold_from(value: str) -> int | None:
     return threshold
 
 
+def page_warnings(request: HttpRequest, warnings: list[str]) -> None:
+    """Show these warnings on a page that is being viewed: a POST (an inline save) redirects
+    to the page, which shows them then, so they are not queued twice."""
+    if request.method != "GET":
+        return
+    for warning in warnings:
+        messages.warning(request, warning)
+
+
 class QualityAdminMixin:
     """Mixed into TaskCategoryAdmin."""
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
         panel = quality_panel(now=timezone.now())
         self._quality = {c.category: c for c in panel.categories}
-        for cat in panel.alerts:
-            r = cat.overall
-            messages.warning(
-                request,
-                f"Quality alert: {cat.category} keeps {r.percent}% of cheap answers at least as "
-                f"good as premium (95% CI {r.low_percent}-{r.high_percent}%, n={r.n}), below "
-                f"its floor of {percent_label(cat.floor_percent)}%.",
-            )
+        page_warnings(
+            request,
+            [
+                f"Quality alert: {cat.category} keeps {cat.overall.percent}% of cheap answers at "
+                f"least as good as premium (95% CI {cat.overall.low_percent}-"
+                f"{cat.overall.high_percent}%, n={cat.overall.n}), below its floor of "
+                f"{percent_label(cat.floor_percent)}%."
+                for cat in panel.alerts
+            ],
+        )
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="quality retained")

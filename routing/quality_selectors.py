@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, DecimalField, Max, Sum, Value
+from django.db.models import Count, DecimalField, Max, Q, Sum, Value
 from django.db.models.functions import Coalesce
 
 from routing.models import TaskCategory
@@ -13,6 +13,7 @@ from routing.quality import (
     BANDS,
     CalibrationRow,
     Judged,
+    QaSpend,
     Retained,
     at_least_as_good,
     calibration_choice,
@@ -44,6 +45,8 @@ class QualityPanel:
     categories: list[CategoryQuality]
     qa_cost_usd: Decimal
     qa_calls: int
+    qa_spend: QaSpend
+    sandbox: bool = False  # some verdicts came from the sandbox judge (synthetic)
 
     @property
     def alerts(self) -> list[CategoryQuality]:
@@ -67,11 +70,9 @@ def quality_panel(*, now: datetime, days: int | None = None) -> QualityPanel:
     floors = _floors()
     counts: dict[str, dict[str, list[int]]] = {}
     verdicts: dict[str, dict[str, int]] = {}
+    evaluations = QualityEvaluation.objects.filter(created_at__gte=start, created_at__lt=now)
     rows = (
-        QualityEvaluation.objects.filter(created_at__gte=start, created_at__lt=now)
-        .values("category", "complexity", "verdict")
-        .annotate(n=Count("id"))
-        .order_by()
+        evaluations.values("category", "complexity", "verdict").annotate(n=Count("id")).order_by()
     )
     for row in rows:
         good = row["n"] if at_least_as_good(row["verdict"]) else 0
@@ -82,13 +83,19 @@ def quality_panel(*, now: datetime, days: int | None = None) -> QualityPanel:
             tally[1] += row["n"]
         per_verdict = verdicts.setdefault(row["category"], {})
         per_verdict[row["verdict"]] = per_verdict.get(row["verdict"], 0) + row["n"]
-    qa = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=now, qa=True)
+    window = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=now)
+    qa = window.filter(qa=True)
     qa_by_category = dict(
         qa.values("category")
         .annotate(c=Coalesce(Sum("cost_usd"), ZERO))
         .values_list("category", "c")
     )
-    qa_totals = qa.aggregate(cost=Coalesce(Sum("cost_usd"), ZERO), calls=Count("id"))
+    # The routed bill in the same pass over the window: QA spend is judged against it.
+    qa_totals = window.aggregate(
+        cost=Coalesce(Sum("cost_usd", filter=Q(qa=True)), ZERO),
+        calls=Count("id", filter=Q(qa=True)),
+        routed=Coalesce(Sum("cost_usd", filter=Q(qa=False)), ZERO),
+    )
 
     def retained(slug: str, key: str) -> Retained:
         good, n = counts.get(slug, {}).get(key, [0, 0])
@@ -112,6 +119,12 @@ def quality_panel(*, now: datetime, days: int | None = None) -> QualityPanel:
         categories=categories,
         qa_cost_usd=qa_totals["cost"],
         qa_calls=qa_totals["calls"],
+        qa_spend=QaSpend(
+            qa_cost_usd=qa_totals["cost"],
+            routed_cost_usd=qa_totals["routed"],
+            warn_percent=Decimal(settings.QUALITY_QA_SPEND_WARN_PERCENT),
+        ),
+        sandbox=evaluations.filter(sandbox=True).exists(),
     )
 
 

@@ -226,7 +226,9 @@ async def _replay_and_judge(
         answer_a, answer_b = judge_pair(
             order=order, cheap=job.cheap_answer, premium=shadow.result.content
         )
-        messages = judge_messages(request_text=request_text, answer_a=answer_a, answer_b=answer_b)
+        messages = judge_messages(
+            request_text=request_text, answer_a=answer_a, answer_b=answer_b, category=job.category
+        )
         calls.append(_judge_call(judge, messages, order))
     return shadow, list(await asyncio.gather(*calls))
 

@@ -158,3 +158,76 @@ def test_a_body_without_a_content_type_is_read_as_json(asgi_server, policy, api_
         for path in ("/api/v1/route", "/api/v1/completions"):
             response = http.post(f"{asgi_server}{path}", content=body, headers=headers)
             assert response.status_code == 200, (path, response.text)
+
+
+# --- start-up and static files: no warnings in the server's log ---------------------------
+
+
+def test_the_server_starts_with_the_lifespan_protocol_answered():
+    # given uvicorn as `make run` starts it (lifespan "auto"), logging at INFO
+    import threading
+    import time
+
+    import uvicorn
+
+    from huntaze.asgi import application
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    import logging
+
+    config = uvicorn.Config(application, log_level="info", lifespan="auto")
+    server = uvicorn.Server(config)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    # when it starts and stops
+    config.load()  # its logging set up first, then our handler beside uvicorn's own
+    logging.getLogger("uvicorn.error").addHandler(handler)
+    try:
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.should_exit = True
+        thread.join(timeout=10)
+    finally:
+        logging.getLogger("uvicorn.error").removeHandler(handler)
+        sock.close()
+    # then it went through start-up and shut-down, and never said the protocol is unsupported
+    messages = [record.getMessage() for record in records]
+    assert "Application startup complete." in messages
+    assert "Application shutdown complete." in messages
+    assert not [m for m in messages if "unsupported" in m.lower()]
+
+
+def test_a_static_file_is_served_without_the_sync_iterator_warning(settings, tmp_path):
+    # given a collected static file, served by our async WhiteNoise
+    import asyncio
+    import warnings
+
+    from django.test import RequestFactory
+
+    from huntaze.middleware import AsyncWhiteNoiseMiddleware
+
+    (tmp_path / "hello.txt").write_bytes(b"static hello\n" * 1000)
+    settings.STATIC_ROOT = tmp_path
+
+    async def not_static(request):
+        raise AssertionError("a static file reached the views")
+
+    middleware = AsyncWhiteNoiseMiddleware(not_static)
+
+    async def fetch() -> tuple[object, bytes]:
+        response = await middleware(RequestFactory().get("/static/hello.txt"))
+        return response, b"".join([chunk async for chunk in response])
+
+    # when it is read as Django's ASGI handler reads it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        response, body = asyncio.run(fetch())
+    # then the whole file comes back, from an async iterator, with no warning
+    assert response.status_code == 200 and response.is_async
+    assert body == b"static hello\n" * 1000
+    assert [str(w.message) for w in caught] == []

@@ -4,10 +4,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncHour
 
 from routing.pricing import savings_percent
+from routing.quality import QaSpend
+from routing.whatif import LeftOut
 from usage.models import (
     LATENCY_BOUNDS_MS,
     Granularity,
@@ -119,6 +122,23 @@ def savings_by_layer(
     )
 
 
+def replay_left_out(*, start: datetime, end: datetime) -> dict[str, LeftOut]:
+    """Per category, the requests over [start, end) that the what-if replay does not
+    re-decide: response-cache hits and failed calls (as routing.selectors.replay_groups
+    leaves them out)."""
+    rows = (
+        _window(start=start, end=end, api_key_id=None)
+        .filter(Q(cache_hit=True) | ~Q(status=Status.OK))
+        .values("category")
+        .annotate(
+            hits=Count("id", filter=Q(cache_hit=True)),
+            failed=Count("id", filter=Q(cache_hit=False)),
+        )
+        .order_by()
+    )
+    return {row["category"]: LeftOut(row["hits"], row["failed"]) for row in rows}
+
+
 # --- Rollup readers: the dashboard and the monthly report never scan the ledger. ---
 
 LEDGER_PLACES = Decimal("0.0000000001")
@@ -194,6 +214,15 @@ class MonthlyCostReport:
     @property
     def label(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"
+
+    @property
+    def qa_spend(self) -> QaSpend:
+        """QA spend beside the month's routed bill, with the warning level of the settings."""
+        return QaSpend(
+            qa_cost_usd=self.qa_cost_usd,
+            routed_cost_usd=self.total.cost_usd,
+            warn_percent=Decimal(settings.QUALITY_QA_SPEND_WARN_PERCENT),
+        )
 
 
 def _report_measures() -> dict:
@@ -291,6 +320,14 @@ def _p95_ms(cumulative: list[int], requests: int) -> int | None:
     return LATENCY_BOUNDS_MS[-1]
 
 
+def _histogram(counts: list[int]) -> list[int]:
+    """A rollup's cumulative counts against today's bounds. A rollup written before the finer
+    bounds were added has only the last ones: what fell under the new bounds is unknown, so
+    it counts as over them (the p95 stays an upper bound, as it read then)."""
+    missing = len(LATENCY_BOUNDS_MS) - len(counts)
+    return [0] * missing + list(counts) if missing > 0 else list(counts)
+
+
 def _window_start(*, window: str, now: datetime) -> tuple[datetime, str]:
     minute = now.replace(second=0, microsecond=0)
     if window == "hour":
@@ -301,39 +338,45 @@ def _window_start(*, window: str, now: datetime) -> tuple[datetime, str]:
     return midnight.replace(day=1), Granularity.DAY
 
 
+SERIES_STEP = {
+    "hour": timedelta(minutes=1),
+    "today": timedelta(hours=1),
+    "month": timedelta(days=1),
+}
+SERIES_LABEL = {"hour": "%H:%M", "today": "%H:00", "month": "%d %b"}
+
+
 def _tier_series(
     *, window: str, start: datetime, now: datetime, rows: QuerySet, rollups: QuerySet
 ) -> dict:
-    """Requests per minute by tier: per minute over the hour, per hour today, per day."""
-    if window == "hour":
-        source, trunc, minutes, fmt = rows, None, 1, "%H:%M"
-    elif window == "today":
+    """Requests per minute by tier: a point for every minute of the hour, every hour of today
+    or every day of the month so far, zero where nothing ran. A point's rate is over its
+    minutes, or, for the one still running, over its minutes so far (at least one)."""
+    step = SERIES_STEP[window]
+    if window == "today":  # hours from the minute rollups (the window's rows are days)
         source = rollups.filter(
             granularity=Granularity.MINUTE, bucket_start__gte=start, bucket_start__lte=now
-        )
-        trunc, minutes, fmt = TruncHour("bucket_start", tzinfo=UTC), 60, "%H:00"
+        ).annotate(point=TruncHour("bucket_start", tzinfo=UTC))
     else:
-        source, trunc, minutes, fmt = rows, None, 1440, "%d %b"
-    bucket = trunc if trunc is not None else F("bucket_start")
-    points = (
-        source.annotate(point=bucket)
-        .values("point", "tier")
-        .annotate(t_requests=Sum("requests"))
-        .order_by("point")
-    )
-    labels: list[str] = []
-    by_tier: dict[str, dict[str, Decimal]] = {"mini": {}, "full": {}}
-    for point in points:
-        label = point["point"].strftime(fmt)
-        if label not in labels:
-            labels.append(label)
-        rate = (Decimal(point["t_requests"]) / minutes).quantize(Decimal("0.1"))
-        by_tier.setdefault(point["tier"], {})[label] = rate
-    return {
-        "labels": labels,
-        "mini": [by_tier["mini"].get(label, Decimal("0.0")) for label in labels],
-        "full": [by_tier["full"].get(label, Decimal("0.0")) for label in labels],
+        source = rows.annotate(point=F("bucket_start"))
+    counts = {
+        (row["point"], row["tier"]): row["t_requests"]
+        for row in source.values("point", "tier").annotate(t_requests=Sum("requests")).order_by()
     }
+    points = []
+    point = start
+    while point <= now:
+        points.append(point)
+        point += step
+    series: dict[str, list] = {"labels": [], "mini": [], "full": []}
+    for point in points:
+        seconds = min(step, now - point).total_seconds()
+        minutes = max(Decimal(seconds) / 60, Decimal(1))
+        series["labels"].append(point.strftime(SERIES_LABEL[window]))
+        for tier in ("mini", "full"):
+            rate = Decimal(counts.get((point, tier), 0)) / minutes
+            series[tier].append(rate.quantize(Decimal("0.1")))
+    return series
 
 
 def dashboard_metrics(*, window: str, now: datetime, api_key_id: int | None = None) -> dict:
@@ -361,7 +404,7 @@ def dashboard_metrics(*, window: str, now: datetime, api_key_id: int | None = No
     requests = totals["requests"]
     cumulative = [0] * len(LATENCY_BOUNDS_MS)
     for histogram in rows.values_list("latency_cumulative", flat=True):
-        cumulative = [a + b for a, b in zip(cumulative, histogram, strict=True)]
+        cumulative = [a + b for a, b in zip(cumulative, _histogram(histogram), strict=True)]
     categories = (
         rows.values("category")
         .annotate(t_requests=Sum("requests"), t_cost_usd=Sum("cost_usd"))

@@ -49,6 +49,7 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
             ),
             "data_url": reverse("usage-dashboard-data"),
             "refresh_ms": settings.DASHBOARD_REFRESH_S * 1000,
+            "refresh_s": settings.DASHBOARD_REFRESH_S,
             "quality": quality_panel(now=timezone.now()),
         },
     )

@@ -100,6 +100,33 @@ def test_category_list_warns_about_models_near_shutdown(staff_client, policy):
     assert "shuts down on 2027-01-14" in page  # gpt-4o family, within 60 days of 2026-11-24
 
 
+def _warnings(page: str) -> list[str]:
+    import re
+
+    return re.findall(r'<li class="warning">(.*?)</li>', page, re.DOTALL)
+
+
+def test_one_shutdown_banner_names_every_model_and_an_inline_save_does_not_repeat_it(
+    staff_client, policy
+):
+    # given two models of the seeded policy near their shutdown (gpt-4o and gpt-4o-mini)
+    flags = list(FeatureFlag.objects.order_by("name"))
+    # when a routing page is viewed, and when its list is saved inline
+    viewed = staff_client.get("/admin/routing/featureflag/").content.decode()
+    form = {"form-TOTAL_FORMS": len(flags), "form-INITIAL_FORMS": len(flags), "_save": "Save"}
+    for n, flag in enumerate(flags):
+        form[f"form-{n}-id"] = flag.pk
+        if flag.enabled:
+            form[f"form-{n}-enabled"] = "on"
+    saved = staff_client.post("/admin/routing/featureflag/", form, follow=True)
+    # then each shows one banner naming both models
+    for page in (viewed, saved.content.decode()):
+        (banner,) = [w for w in _warnings(page) if "shuts down" in w]
+        assert "gpt-4o shuts down on 2027-01-14" in banner
+        assert "gpt-4o-mini shuts down on 2027-01-14" in banner
+    assert saved.redirect_chain  # the save went through and came back to the list
+
+
 def test_no_shutdown_warning_when_far_away(staff_client, policy, settings):
     settings.ROUTER_SHUTDOWN_WARNING_DAYS = 0
     page = staff_client.get("/admin/routing/taskcategory/").content.decode()
@@ -268,3 +295,27 @@ def test_whatif_accepts_a_rollout_share_and_model_prices(staff_client, policy, a
     assert '<strong id="whatif-projected">$0.00</strong>' in page
     bad = staff_client.post(url, {**form, "_whatif_models": "{oops"}).content.decode()
     assert "Model price overrides must be JSON." in bad
+
+
+def test_each_flag_says_what_it_does_and_who_it_is_on_for(staff_client, policy):
+    # given one flag limited to a share of users and one switched off
+    FeatureFlag.objects.filter(name="streaming").update(percent=Decimal("10"))
+    FeatureFlag.objects.filter(name="batch").update(enabled=False)
+    # when
+    response = staff_client.get("/admin/routing/featureflag/")
+    # then every row has a description, and no "-" stands for everyone
+    import re
+
+    rows = {
+        re.search(r'<th class="field-name"><a[^>]*>(.*?)</a>', row).group(1): row
+        for row in re.findall(r"<tr>.*?</tr>", response.content.decode(), re.DOTALL)
+        if 'class="field-name"' in row
+    }
+    assert len(rows) == FeatureFlag.objects.count() == 6
+    for row in rows.values():
+        effect = re.search(r'<td class="field-effect">(.*?)</td>', row).group(1)
+        assert len(effect) > 30
+        assert '<td class="field-on_for">-</td>' not in row
+    assert '<td class="field-on_for">everyone</td>' in rows["Routing"]
+    assert '<td class="field-on_for">10% of users</td>' in rows["Streaming"]
+    assert '<td class="field-on_for">nobody (off)</td>' in rows["Batch"]

@@ -58,6 +58,21 @@ def test_critical_category_goes_full_and_is_billed_at_premium_prices(api_client,
     assert row.cost_usd == row.baseline_cost_usd  # same model, no cache: no saving
 
 
+def test_complexity_is_always_a_float_even_when_the_estimator_scores_nothing(api_client, settings):
+    # given the keyword fallback (no artifact), whose estimator scores a bare greeting 0
+    from routing.policy_versions import policy_seed
+
+    settings.ROUTER_ARTIFACT = "router-19990101-gone"
+    settings.ROUTER_KEYWORD_FALLBACK = True
+    policy_seed()
+    # when a greeting and a caller's whole number are routed
+    greeting = _post(api_client, {"messages": [{"role": "user", "content": "hi"}]}).json()
+    hinted = _post(api_client, {**HELLO, "category": "strategy", "complexity": 8}).json()
+    # then both read as JSON floats: 0.0 and 8.0, never 0
+    assert greeting["complexity"] == 0 and isinstance(greeting["complexity"], float)
+    assert hinted["complexity"] == 8 and isinstance(hinted["complexity"], float)
+
+
 def test_text_is_stored_truncated_when_enabled(api_client, policy, settings):
     settings.USAGE_STORE_TEXT = True
     settings.USAGE_STORE_TEXT_MAX_CHARS = 10

@@ -4,7 +4,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from routing.models import ModelProfile, PolicyVersion, TaskCategory
+from routing.models import ApiKey, ModelProfile, PolicyVersion, TaskCategory
 from routing.selectors import api_key_get_by_plaintext
 from usage.models import UsageRecord
 
@@ -50,6 +50,31 @@ def test_simulate_sends_the_mix_and_prints_the_ledger_totals(policy):
     assert PolicyVersion.objects.count() == 1
 
 
+def test_simulate_reuses_its_api_key_from_run_to_run(policy):
+    # given one run already made its key
+    call_command("simulate", requests=5, stdout=StringIO(), stderr=StringIO())
+    (key,) = ApiKey.objects.all()
+    first_hash = key.key_hash
+    # when it runs again
+    out = StringIO()
+    call_command("simulate", requests=5, stdout=out, stderr=StringIO())
+    # then the same key sent both runs, under a fresh secret, and the report counts this run
+    (again,) = ApiKey.objects.all()
+    assert (again.pk, again.name) == (key.pk, "simulate")
+    assert again.key_hash != first_hash
+    assert UsageRecord.objects.filter(api_key=key).count() == 10
+    total_line = next(line for line in out.getvalue().splitlines() if line.startswith("TOTAL"))
+    assert total_line.split()[1] == "5"
+
+
+def test_simulate_refuses_a_revoked_key_name(policy):
+    from routing.api_keys import api_key_create, api_key_revoke
+
+    api_key_revoke(api_key=api_key_create(name="simulate")[0])
+    with pytest.raises(CommandError, match="revoked"):
+        call_command("simulate", requests=5, stdout=StringIO(), stderr=StringIO())
+
+
 def test_whatif_command_projects_a_draft_and_saves_nothing(policy, api_client):
     for _ in range(3):
         api_client.post(
@@ -85,3 +110,42 @@ def test_simulate_sends_deferrable_traffic_as_batches_and_prints_the_batch_layer
     assert float(layer.split()[-2]) > 0
     assert "(50.0% off)" in text
     assert not PolicyVersion.objects.order_by("-id").first().snapshot["flags"]["batch"]["enabled"]
+
+
+def test_simulate_with_shadowing_shows_premium_wins_an_alert_and_a_suggestion(
+    policy, settings, monkeypatch
+):
+    # given the sandbox as every model and judge, and the evaluations a small run can give;
+    # the jobs run in the test's thread when simulate drains them (its database transaction)
+    from decimal import Decimal
+
+    from routing import shadow
+    from routing.management.commands import simulate
+    from usage.models import QualityEvaluation
+
+    settings.QUALITY_MIN_SAMPLES = 20
+    tokens: list[str] = []
+    monkeypatch.setattr(shadow, "shadow_dispatch", tokens.append)
+
+    def drain(timeout_s: float) -> int:
+        for token in tokens:
+            shadow.shadow_evaluate(token=token)
+        return len(tokens)
+
+    monkeypatch.setattr(simulate, "shadow_drain", drain)
+    out = StringIO()
+    # when a run shadows half of the cheap answers
+    call_command(
+        "simulate", requests=500, shadow_percent=Decimal("50"), stdout=out, stderr=StringIO()
+    )
+    # then some premium answers were judged better, a category is below its floor, the
+    # calibration suggests another threshold for it, and QA spend is set against the bill
+    text = out.getvalue()
+    verdicts = set(QualityEvaluation.objects.values_list("verdict", flat=True))
+    assert verdicts == {"cheap_better", "tie", "premium_better"}
+    alerted = [line.split()[0] for line in text.splitlines() if line.endswith("BELOW FLOOR")]
+    assert alerted
+    suggestion = next(line for line in text.splitlines() if line.startswith(f"{alerted[0]}:"))
+    assert "suggested ≥" in suggestion
+    assert "of the routed bill" in text and "WARNING: QA spend is above 25%" in text
+    assert "verdicts are synthetic" in text

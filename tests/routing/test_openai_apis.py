@@ -98,6 +98,19 @@ def test_models_lists_routable_names(client):
     assert "gpt-5.4-nano" not in names  # inactive profile
 
 
+def test_models_retrieve_answers_each_listed_id_openai_shaped(client):
+    # given every id the list shows
+    names = [m.id for m in client.models.list()]
+    # when the SDK retrieves each, then each comes back as a model object
+    for name in names:
+        model = client.models.retrieve(name)
+        assert (model.id, model.object, model.owned_by) == (name, "model", "huntaze")
+    # and an id the list does not show is the SDK's NotFoundError, OpenAI-shaped
+    with pytest.raises(openai.NotFoundError) as error:
+        client.models.retrieve("gpt-5.4-nano")
+    assert (error.value.code, error.value.param) == ("model_not_found", "model")
+
+
 def test_prompt_cache_key_is_sent_per_category(client, sandbox_state):
     client.chat.completions.create(model="auto:marketing", messages=HELLO)
     assert sandbox_state.last_request["prompt_cache_key"] == "huntaze:marketing"

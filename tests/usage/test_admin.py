@@ -105,3 +105,27 @@ def test_ledger_admin_stays_read_only(admin_client, october_ledger):
     assert UsageRecord.objects.get(pk=row.pk).cost_usd == row.cost_usd.quantize(
         Decimal("0.0000000001")
     )
+
+
+def test_cost_report_shows_small_amounts_and_qa_spend_beside_the_bill(admin_client, settings):
+    # given a month where a fan cost a fraction of a cent and QA cost more than the bill
+    import re
+    from datetime import UTC, datetime
+
+    from tests.factories import UsageRecordFactory
+
+    settings.QUALITY_QA_SPEND_WARN_PERCENT = 25
+    day = datetime(2026, 10, 5, 12, tzinfo=UTC)
+    UsageRecordFactory(created_at=day, end_user="fan-9", cost_usd=Decimal("0.0003120000"))
+    UsageRecordFactory(created_at=day, qa=True, cost_usd=Decimal("0.0009"))
+    usage_rollup_rebuild(start=OCTOBER[0], end=OCTOBER[1])
+    # when
+    page = admin_client.get("/admin/usage/usagerecord/cost-report/?month=2026-10").content
+    page = page.decode()
+    # then the fan's cost reads as the ledger's, not $0.00
+    fan = re.search(r'<tr data-line="fan-9">.*?</tr>', page, re.DOTALL).group(0)
+    assert 'data-value="0.0003120000">0.0003<' in fan
+    # and QA spend stands beside the routed bill: 288.5% of it, over the warning level
+    assert re.search(r'data-figure="qa_percent_of_bill" data-value="288.5"', page)
+    assert 'data-too-high="true"' in page and "above the 25% warning level" in page
+    assert 'id="page-purpose"' in page

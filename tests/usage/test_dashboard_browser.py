@@ -4,6 +4,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from django.db.models import Sum
+from django.utils import timezone
 
 from tests.factories import ApiKeyFactory, UsageRecordFactory
 from usage.models import UsageRecord
@@ -59,6 +60,16 @@ def test_dashboard_shows_the_ledger_and_refreshes_in_place(staff_browser, live_s
     assert _text(browser, "savings_usd") == _usd(ledger["baseline"] - ledger["cost"])
     charts = browser.execute_script("return Object.keys(Chart.instances).length")
     assert charts == 4
+    # and the page says what it shows, in words a person reads
+    assert "What the router did in this window" in browser.find_element("id", "page-purpose").text
+    assert browser.find_element("id", "refresh-every").text == "1 s"
+    assert "p95 latency (at most)" in browser.page_source
+    # and the requests-per-minute chart has a point for every hour of today, from midnight
+    labels = browser.execute_script(
+        "return Object.values(Chart.instances).find(c => c.canvas.id === 'chart-tiers').data.labels"
+    )
+    assert labels == [f"{hour:02d}:00" for hour in range(len(labels))]
+    assert labels[-1] == timezone.now().strftime("%H:00")
     # when more calls land and the rollups refresh, the page updates without reloading
     UsageRecordFactory.create_batch(4, api_key=key, cost_usd=Decimal("1"), uncached_cost_usd=1)
     usage_rollup_refresh()

@@ -226,9 +226,14 @@ def test_dashboard_hour_window_counts_requests_per_minute_by_tier():
     assert metrics["requests_per_minute"] == Decimal("0.60")
     assert metrics["mini_share_percent"] == Decimal("83.3")
     series = metrics["series"]["requests_per_minute_by_tier"]
-    assert series["labels"] == ["11:55", "11:58"]
-    assert series["mini"] == [Decimal("30.0"), Decimal("0.0")]
-    assert series["full"] == [Decimal("0.0"), Decimal("6.0")]
+    # a point for each minute of the hour, 11:01 to 12:00, zero where nothing ran
+    assert len(series["labels"]) == 60
+    assert (series["labels"][0], series["labels"][-1]) == ("11:01", "12:00")
+    tiers = zip(series["mini"], series["full"], strict=True)
+    points = dict(zip(series["labels"], tiers, strict=True))
+    assert points["11:55"] == (Decimal("30.0"), Decimal("0.0"))
+    assert points["11:58"] == (Decimal("0.0"), Decimal("6.0"))
+    assert sum(series["mini"]) + sum(series["full"]) == 36
     assert 1500 <= metrics["p95_latency_ms"] <= 2000
     assert metrics["today_cost_usd"] == 37 * Decimal("0.00027")
 
@@ -248,9 +253,8 @@ def test_dashboard_today_window_averages_requests_per_minute_per_hour():
     metrics = dashboard_metrics(window="today", now=now)
     # then
     series = metrics["series"]["requests_per_minute_by_tier"]
-    assert series == {
-        "labels": ["09:00", "11:00"],
-        "mini": [Decimal("2.0"), Decimal("0.0")],
-        "full": [Decimal("0.0"), Decimal("0.5")],
-    }
+    # an hour a point, 00:00 to 11:00; the running hour's rate is over its 30 minutes so far
+    assert series["labels"] == [f"{h:02d}:00" for h in range(12)]
+    assert series["mini"] == [Decimal("0.0")] * 9 + [Decimal("2.0"), Decimal("0.0"), Decimal("0.0")]
+    assert series["full"] == [Decimal("0.0")] * 11 + [Decimal("1.0")]
     assert metrics["requests_per_minute"] == Decimal("0.22")  # 150 calls in 690 minutes

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test import Client
 from django.utils import timezone
 
-from routing.api_keys import api_key_create
+from routing.api_keys import api_key_reissue
 from routing.management.commands.calibrate import calibration_lines
 from routing.models import FeatureFlag, Flag, PolicyVersion, TaskCategory
 from routing.policy_versions import policy_version_create, policy_version_restore
@@ -159,6 +159,12 @@ class Command(BaseCommand):
         parser.add_argument("--requests", type=int, default=10_000)
         parser.add_argument("--seed", type=int, default=7)
         parser.add_argument(
+            "--key-name",
+            default="simulate",
+            help="API key the traffic is sent with: reused from run to run (its secret is "
+            "re-issued each time), created on the first run.",
+        )
+        parser.add_argument(
             "--shadow-percent",
             type=Decimal,
             default=None,
@@ -184,8 +190,10 @@ class Command(BaseCommand):
         if count < 1:
             raise CommandError("--requests must be at least 1")
         rng = random.Random(options["seed"])
-        name = f"simulate-{timezone.now():%Y%m%d%H%M%S%f}"
-        api_key, plaintext = api_key_create(name=name)
+        try:
+            api_key, plaintext = api_key_reissue(name=options["key_name"])
+        except ValueError as error:
+            raise CommandError(f"{error}: choose another --key-name") from None
         client = Client(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
         categories, weights = zip(*TRAFFIC_MIX.items(), strict=True)
         personas = [_persona(n) for n in range(CREATORS)]
@@ -379,8 +387,9 @@ def _shadow_finish(stdout, *, before) -> None:
         stdout.write(line)
     if settings.UPSTREAM_MODE == "sandbox":
         stdout.write(
-            "(sandbox: judge verdicts are synthetic, drawn from the request text so that longer "
-            "requests favour the premium answer; they exercise the pipeline, not the models)"
+            "(sandbox: judge verdicts are synthetic, seeded draws in which the premium model "
+            "wins more often on harder requests and in harder categories; they show the "
+            "pipeline and the panel as production would, not the models)"
         )
     stdout.write("")
     report = calibration_report(now=timezone.now() + timedelta(seconds=1))
@@ -408,8 +417,15 @@ def quality_panel_lines(panel) -> list[str]:
                 f"{cat.category if band == 'all' else '':<16}{band:<7}{r.percent:>8}%"
                 f"{interval:>14}{r.n:>6}{percent_label(cat.floor_percent):>7}%  {alert}"
             )
+    spend = panel.qa_spend
+    share = "n/a" if spend.percent_of_bill is None else f"{spend.percent_of_bill}%"
     lines.append(
         f"QA spend (shadow + judge, kept out of KPIs and savings): {panel.qa_calls} calls, "
-        f"${_usd(panel.qa_cost_usd)}"
+        f"${_usd(panel.qa_cost_usd)} = {share} of the routed bill (${_usd(spend.routed_cost_usd)})"
     )
+    if spend.too_high:
+        lines.append(
+            f"WARNING: QA spend is above {spend.warn_percent}% of the routed bill "
+            "(QUALITY_QA_SPEND_WARN_PERCENT): lower the categories' shadow sample percent"
+        )
     return lines
