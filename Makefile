@@ -1,31 +1,36 @@
 # Two commands do all set-up on a fresh machine:
-#   make run   - venv, migrations, default policy, then the ASGI server on :8000 (idempotent)
-#   make test  - venv, then the whole test suite (DATABASE_URL / REDIS_URL select the backends)
+#   make run   - venv (runtime packages), migrations, default policy, then the whole product:
+#                web server on :8000, Celery worker and beat, the sandbox upstream (Ctrl-C stops all)
+#   make test  - venv with the dev packages, then the whole test suite (DATABASE_URL / REDIS_URL
+#                select the backends)
+# huntaze/settings.py finds the tokenizer files (../shared/tiktoken) for every entry point.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
-SHARED_TIKTOKEN := $(abspath ../shared/tiktoken)
-ifneq ($(wildcard $(SHARED_TIKTOKEN)),)
-export TIKTOKEN_CACHE_DIR ?= $(SHARED_TIKTOKEN)
-endif
+SANDBOX_PORT ?= 8765
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install run serve-prod test lint simulate bench bench-engine bench-dashboard bench-ttfb bench-whatif drill train-router eval-router
+.PHONY: install install-dev run serve-prod test lint simulate bench bench-engine bench-dashboard bench-ttfb bench-whatif drill train-router eval-router
 
+# What production runs (requirements.txt), and on top of it what tests and development need.
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PIP_INSTALL) -r requirements.txt
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP_INSTALL) -r requirements-dev.txt
+	touch $@ $(VENV)/.installed
 
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# scripts/run_all.py: migrate, seed_policy, collectstatic, then every process under honcho.
 run: install
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_policy
-	$(PY) manage.py collectstatic --noinput --verbosity 0
-	@echo "Create a key with: $(PY) manage.py create_api_key my-app"
-	$(VENV)/bin/uvicorn huntaze.asgi:application --host $(HOST) --port $(PORT)
+	exec $(PY) scripts/run_all.py --host $(HOST) --port $(PORT) --sandbox-port $(SANDBOX_PORT)
 
 # Production: gunicorn + uvicorn workers (huntaze/gunicorn.conf.py; WEB_CONCURRENCY, BIND, ...),
 # with the variables of .env.example set (PostgreSQL DATABASE_URL, REDIS_URL, ...).
@@ -35,10 +40,10 @@ serve-prod: install
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	exec $(VENV)/bin/gunicorn -c huntaze/gunicorn.conf.py
 
-test: install
+test: install-dev
 	$(VENV)/bin/pytest
 
-lint: install
+lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
@@ -50,29 +55,29 @@ simulate: install
 
 # Router vs direct stub under wrk, 1 and 2 gunicorn workers, PostgreSQL + Redis on 127.0.0.1
 # (needs wrk: apt-get install -y wrk). BENCH_ARGS=--quick runs a few seconds per point.
-bench: install
+bench: install-dev
 	$(PY) bench/gateway_bench.py $(BENCH_ARGS)
 
-bench-engine: install
+bench-engine: install-dev
 	$(PY) bench/engine_bench.py
 
 # 1M ledger rows in a throw-away PostgreSQL database (BENCH_PG_URL names the server).
-bench-dashboard: install
+bench-dashboard: install-dev
 	$(PY) bench/dashboard_bench.py
 
-bench-ttfb: install
+bench-ttfb: install-dev
 	$(PY) bench/ttfb_bench.py
 
-drill: install
+drill: install-dev
 	DRILL_SCALE=1 $(VENV)/bin/pytest -s tests/drills
 
-bench-whatif: install
+bench-whatif: install-dev
 	$(PY) bench/whatif_bench.py
 
 # The learned router: train a new artifact from ../shared/traindata (+ routing/learned/examples),
 # and the leave-one-source-out report beside the keyword classifier (a few minutes each).
-train-router: install
+train-router: install-dev
 	$(PY) manage.py train_router
 
-eval-router: install
+eval-router: install-dev
 	$(PY) -m routing.learned.evaluation

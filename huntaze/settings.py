@@ -1,11 +1,14 @@
 """Django settings for the Huntaze LLM cost router.
 
-Everything that differs per deploy comes from the environment (see .env.example); the
-defaults run a laptop or the test suite with SQLite, local-memory cache, eager Celery and
-the offline sandbox upstream.
+Everything that differs per deploy comes from the environment (see .env.example). The
+defaults run a laptop with no service: SQLite, a file cache under SHARED_STATE_DIR that every
+process of the checkout shares (web server, worker, beat, manage.py), eager Celery (`make run`
+sets a filesystem broker for its worker) and the offline sandbox upstream. The test suite
+keeps a local-memory cache per process.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import environ
@@ -16,6 +19,13 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env")  # optional file; real environment variables win
+
+# pytest (pytest-django reads this module before any conftest can set a variable): each test
+# process keeps its cache in memory, apart from a `make run` of the same checkout.
+RUNNING_TESTS = "pytest" in sys.modules
+# Where the processes of one machine share state without Redis: the file cache and the
+# Celery filesystem broker's queue.
+SHARED_STATE_DIR = Path(env("SHARED_STATE_DIR", default=str(BASE_DIR / "var")))
 
 # "production" refuses to start without its secrets and turns on the deploy hardening that
 # `manage.py check --deploy` asks for; anything else is a laptop, CI or a test run.
@@ -125,11 +135,23 @@ REDIS_URL = env("REDIS_URL", default="")
 REDIS_CONNECT_TIMEOUT_S = env.float("REDIS_CONNECT_TIMEOUT_S", default=0.1)
 REDIS_SOCKET_TIMEOUT_S = env.float("REDIS_SOCKET_TIMEOUT_S", default=0.1)
 REDIS_BACKOFF_S = env.float("REDIS_BACKOFF_S", default=1.0)
-CACHES = {
-    "default": env.cache(
-        "CACHE_URL", default=REDIS_URL.replace("redis://", "rediscache://") or "locmemcache://"
-    )
-}
+if REDIS_URL or "CACHE_URL" in os.environ or RUNNING_TESTS:
+    CACHES = {
+        "default": env.cache(
+            "CACHE_URL", default=REDIS_URL.replace("redis://", "rediscache://") or "locmemcache://"
+        )
+    }
+else:
+    # No Redis: the policy version, flags, response cache and breaker still reach every
+    # process (an admin save reaches the worker within POLICY_REFRESH_S), through files.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(SHARED_STATE_DIR / "cache"),
+            # Each write lists the folder to cull it: a few thousand files keep that cheap.
+            "OPTIONS": {"MAX_ENTRIES": 3000},
+        }
+    }
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
     # Passed to redis-py's connection pool (whose own default is 5 s each); options in
     # CACHE_URL's query string win.
@@ -177,13 +199,27 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# Celery: eager (in-process) unless a broker is configured.
+# Celery: eager (in-process) unless a broker is configured. No task's result is read, so no
+# result backend is needed.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_ALWAYS_EAGER = env.bool(
     "CELERY_TASK_ALWAYS_EAGER", default=CELERY_BROKER_URL.startswith("memory://")
 )
 CELERY_TASK_EAGER_PROPAGATES = True
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # `make run`'s broker (kombu's filesystem transport): a message is a file in one folder
+    # that the web server, the beat and the worker all use; no server to run.
+    _queue_dir = SHARED_STATE_DIR / "broker" / "queue"
+    _control_dir = SHARED_STATE_DIR / "broker" / "control"
+    for _folder in (_queue_dir, _control_dir):
+        _folder.mkdir(parents=True, exist_ok=True)  # kombu expects them
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_dir),
+        "data_folder_out": str(_queue_dir),
+        "control_folder": str(_control_dir),
+        "polling_interval": 0.5,  # seconds between looks at an empty folder
+    }
 # A Redis broker or result backend that stops answering: a publish (a batch submission, a
 # shadow evaluation; both leave the job to the beat's sweep when it fails) waits at most
 # REDIS_BROKER_TIMEOUT_S per try, and tries twice, instead of forever (kombu's default).
@@ -203,6 +239,7 @@ if (CELERY_RESULT_BACKEND or "").startswith(("redis://", "rediss://")):
     CELERY_REDIS_SOCKET_TIMEOUT = REDIS_BROKER_TIMEOUT_S
     CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = REDIS_BROKER_TIMEOUT_S
 CELERY_TIMEZONE = "UTC"
+ROLLUP_TICK_S = env.float("ROLLUP_TICK_S", default=60.0)  # the dashboard's freshness
 CELERY_BEAT_SCHEDULE = {
     # Requests whose worker died mid-call still get their ledger row (status abandoned).
     "routing-inflight-sweep": {"task": "routing.tasks.inflight_sweep_run", "schedule": 60.0},
@@ -214,8 +251,9 @@ CELERY_BEAT_SCHEDULE = {
     # Rollups feed the dashboard and the reports; rebuilding a window is idempotent.
     "usage-rollup-refresh": {
         "task": "usage.tasks.usage_rollup_refresh_recent",
-        "schedule": 60.0,
-        "options": {"expires": 55},  # a missed tick is covered by the next one's look-back
+        "schedule": ROLLUP_TICK_S,
+        # a missed tick is covered by the next one's look-back
+        "options": {"expires": ROLLUP_TICK_S * 0.9},
     },
     # Batch jobs: submit what is due and poll what is submitted, resuming from the database.
     "routing-batch-advance": {
@@ -255,6 +293,18 @@ CIRCUIT_FAILURE_THRESHOLD = env.int("CIRCUIT_FAILURE_THRESHOLD", default=5)
 CIRCUIT_WINDOW_S = env.int("CIRCUIT_WINDOW_S", default=30)
 CIRCUIT_COOLDOWN_S = env.int("CIRCUIT_COOLDOWN_S", default=30)
 SANDBOX_LATENCY_MS = env.int("SANDBOX_LATENCY_MS", default=0)
+# The sandbox as one HTTP server (`python -m routing.sandbox`) that every process calls, so
+# a batch submitted by the web server is polled by the worker on the same sandbox (`make
+# run` sets it); empty: each process answers with a sandbox of its own, in memory.
+SANDBOX_URL = env("SANDBOX_URL", default="")
+# tiktoken's BPE files, looked up here for every entry point (manage.py, the ASGI server,
+# Celery, tests): TIKTOKEN_CACHE_DIR, else ../shared/tiktoken beside the checkout. Without
+# them tiktoken tries to download its files, and token counts degrade to an estimate (marked
+# in the ledger) when that fails.
+_shared_tiktoken = BASE_DIR.parent / "shared" / "tiktoken"
+TIKTOKEN_CACHE_DIR = env(
+    "TIKTOKEN_CACHE_DIR", default=str(_shared_tiktoken) if _shared_tiktoken.is_dir() else ""
+)
 
 # Batch jobs (deferrable categories, through the provider's Batch API).
 BATCH_MAX_REQUESTS = env.int("BATCH_MAX_REQUESTS", default=1000)
@@ -309,6 +359,8 @@ METRICS_BEARER_TOKEN = env("METRICS_BEARER_TOKEN", default="")
 PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")
 # The dashboard page polls its JSON endpoint this often.
 DASHBOARD_REFRESH_S = env.int("DASHBOARD_REFRESH_S", default=15)
+# Long commands draw progress on a terminal (huntaze/progress.py); never under CI.
+PROGRESS_BARS = env.bool("PROGRESS_BARS", default=not env.bool("CI", default=False))
 
 LOGGING = {
     "version": 1,

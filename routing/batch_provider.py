@@ -42,6 +42,8 @@ class BatchInfo:
 
 def _client(endpoint: Endpoint) -> openai.OpenAI:
     options = {"timeout": settings.UPSTREAM_TIMEOUT_S, "max_retries": 0}
+    if settings.UPSTREAM_MODE == "sandbox" and settings.SANDBOX_URL:  # shared (`make run`)
+        return openai.OpenAI(api_key="sandbox", base_url=settings.SANDBOX_URL, **options)
     if settings.UPSTREAM_MODE == "sandbox":
         import httpx2
 

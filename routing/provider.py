@@ -113,7 +113,7 @@ def _endpoint_key(model: ModelSpec) -> tuple[tuple, bool]:
         from routing import sandbox as sandbox_upstream
 
         sandbox_upstream.state.latency_ms = settings.SANDBOX_LATENCY_MS
-        key: tuple = ("sandbox",)
+        key: tuple = ("sandbox", settings.SANDBOX_URL)
     else:
         base_url = model.base_url or settings.OPENAI_BASE_URL or None
         key = (base_url, settings.UPSTREAM_API_KEYS.get(model.api_key_env, ""))
@@ -138,6 +138,8 @@ async def clients_close() -> None:
 def _build_client(key: tuple, sandbox: bool) -> openai.AsyncOpenAI:
     # The SDK's own retries are off: the router's retry loop (services) is the only one.
     options = {"timeout": settings.UPSTREAM_TIMEOUT_S, "max_retries": 0}
+    if sandbox and key[1]:  # the sandbox server every process shares (`make run`)
+        return openai.AsyncOpenAI(api_key="sandbox", base_url=key[1], **options)
     if sandbox:
         from routing import sandbox as sandbox_upstream
 

@@ -6,6 +6,7 @@ files when they are not cached, and an offline host must not hang a request on t
 """
 
 import logging
+import os
 import threading
 from collections.abc import Iterable, Mapping
 
@@ -27,11 +28,26 @@ _loader: threading.Thread | None = None
 _loaded = threading.Event()
 
 
+def _tiktoken_cache_dir() -> str:
+    """settings.TIKTOKEN_CACHE_DIR: the one lookup, also for a sandbox run as a script."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        return settings.TIKTOKEN_CACHE_DIR
+    except ImproperlyConfigured:  # `python -m routing.sandbox`, outside Django
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "huntaze.settings")
+        return settings.TIKTOKEN_CACHE_DIR
+
+
 def _load_encoding() -> None:
     global _encoding
     try:
         import tiktoken
 
+        cache_dir = _tiktoken_cache_dir()
+        if cache_dir:  # tiktoken reads its folder from the environment only
+            os.environ["TIKTOKEN_CACHE_DIR"] = cache_dir
         _encoding = tiktoken.get_encoding(ENCODING_NAME)
     except Exception:  # any failure (offline, corrupt cache) degrades to the estimate
         logger.warning("tiktoken %s unavailable; token counts are estimates", ENCODING_NAME)

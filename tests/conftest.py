@@ -1,11 +1,4 @@
-import os
-from pathlib import Path
-
 import pytest
-
-SHARED_TIKTOKEN = Path(__file__).resolve().parents[2] / "shared" / "tiktoken"
-if SHARED_TIKTOKEN.is_dir():
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED_TIKTOKEN))
 
 
 @pytest.fixture(autouse=True)
@@ -161,3 +154,42 @@ def staff_browser(browser, live_server, client):
     browser.get(f"{live_server.url}/admin/login/")
     browser.add_cookie({"name": "sessionid", "value": client.cookies["sessionid"].value})
     return browser
+
+
+@pytest.fixture
+def manage_py(transactional_db, tmp_path):
+    """Run `manage.py ARGS` in a fresh process, as a user runs it from a shell, on the test
+    database; returns the CompletedProcess. Nothing of this process's environment that a
+    shell would not have: no TIKTOKEN_CACHE_DIR (the settings must find the tokenizer), and
+    state (file cache) in a folder of its own. `env=` adds or overrides variables."""
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings as django_settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        database_url = f"sqlite:///{db['NAME']}"
+    else:
+        auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+        database_url = (
+            f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        )
+    base_env = {k: v for k, v in os.environ.items() if k not in ("TIKTOKEN_CACHE_DIR", "CI")}
+    base_env.update(DATABASE_URL=database_url, SHARED_STATE_DIR=str(tmp_path / "state"))
+
+    def run(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        return subprocess.run(  # noqa: S603 - our own manage.py
+            [sys.executable, "manage.py", *args],
+            cwd=django_settings.BASE_DIR,
+            env={**base_env, **(env or {})},
+            text=True,
+            timeout=120,
+            **kwargs,
+        )
+
+    return run

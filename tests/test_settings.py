@@ -74,3 +74,58 @@ def test_every_redis_client_has_short_timeouts_and_no_retries():
     assert clients["redis"] == [0.1, 0.1, 0]
     assert clients["broker"] == {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
     assert clients["results"] == [1.0, 1.0]
+
+
+def _laptop(tmp_path: Path, **env: str) -> dict:
+    """A shell on a laptop: no Redis, no cache URL, state in a folder of its own."""
+    shared = ("REDIS_URL", "CACHE_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER")
+    return {
+        **{k: v for k, v in os.environ.items() if k not in shared},
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "SHARED_STATE_DIR": str(tmp_path / "state"),
+        **env,
+    }
+
+
+def _run(env: dict, code: str) -> str:
+    done = subprocess.run(  # noqa: S603 - our own manage.py, fixed arguments
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_without_redis_every_process_of_a_laptop_sees_one_cache(tmp_path, settings):
+    # given two processes of one checkout, as the web server and the worker are
+    env = _laptop(tmp_path)
+    # when one writes a shared value (a policy version number, a breaker state)
+    cache = "from routing.shared_cache import shared_cache; cache = shared_cache(); "
+    _run(env, cache + "cache.set('version', 7, None)")
+    # then the other reads it, from files under SHARED_STATE_DIR
+    seen = _run(env, cache + "print(cache.get('version'))")
+    assert seen == "7"
+    assert any((tmp_path / "state" / "cache").iterdir())
+    # and this test run keeps a cache of its own in memory (or the Redis it was given)
+    assert "filebased" not in settings.CACHES["default"]["BACKEND"]
+
+
+def test_make_run_broker_is_a_folder_and_tasks_go_to_the_worker(tmp_path):
+    # given `make run`'s broker setting
+    env = _laptop(tmp_path, CELERY_BROKER_URL="filesystem://localhost//")
+    code = (
+        "import json\n"
+        "from huntaze.celery import app\n"
+        "print(json.dumps([app.conf.task_always_eager, app.conf.broker_transport_options]))\n"
+    )
+    # when a process reads its Celery settings
+    eager, options = json.loads(_run(env, code))
+    # then tasks are queued (not run in the caller) as files in the shared state folder
+    assert eager is False
+    queue = tmp_path / "state" / "broker" / "queue"
+    assert options["data_folder_in"] == options["data_folder_out"] == str(queue)
+    assert queue.is_dir() and Path(options["control_folder"]).is_dir()

@@ -54,6 +54,26 @@ def test_sandbox_answer_is_deterministic_and_marked():
     assert first.input_tokens > 0 and first.output_tokens > 0
 
 
+def test_shared_sandbox_server_is_called_over_http_and_still_marked(settings):
+    # given the sandbox as one HTTP server that every process calls (`make run`)
+    from routing import sandbox
+
+    server = sandbox.serve()
+    settings.SANDBOX_URL = f"http://127.0.0.1:{server.server_port}/v1"
+    calls_before = sandbox.state.calls
+
+    # when the router calls its sandbox, then once that server is gone
+    answer = chat_complete(model=MODEL, messages=MESSAGES, max_tokens=50)
+    server.shutdown()
+    server.server_close()
+    with pytest.raises(ProviderUnreachable):
+        chat_complete(model=MODEL, messages=MESSAGES, max_tokens=50)
+
+    # then the calls went over HTTP to that server, and its answer is marked sandbox
+    assert answer.sandbox is True and answer.content
+    assert sandbox.state.calls == calls_before + 1
+
+
 def test_max_tokens_bounds_the_sandbox_answer():
     result = chat_complete(model=MODEL, messages=MESSAGES, max_tokens=3)
     assert result.output_tokens <= 3

@@ -1,5 +1,6 @@
 import csv
 import io
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -73,3 +74,29 @@ def test_rollup_usage_rebuilds_a_month_and_refreshes_by_default(october_ledger):
 def test_rollup_usage_rejects_naive_datetimes(db):
     with pytest.raises(CommandError):
         call_command("rollup_usage", "--start", "2026-10-01T00:00", "--end", "2026-10-02T00:00")
+
+
+def test_rollup_rebuild_day_by_day_writes_the_rows_of_one_rebuild(october_ledger):
+    from usage.management.commands.rollup_usage import rollups_rebuild_by_day
+    from usage.models import UsageEndUserDay, UsageRollup
+    from usage.services import usage_rollup_rebuild
+
+    def rows() -> list[tuple]:
+        rollups = UsageRollup.objects.order_by("granularity", "bucket_start", "model", "pk")
+        days = UsageEndUserDay.objects.order_by("day", "end_user", "pk")
+        return [
+            *rollups.values_list("granularity", "bucket_start", "model", "requests", "cost_usd"),
+            *days.values_list("day", "end_user", "requests", "cost_usd"),
+        ]
+
+    # given a window that starts and ends mid-day, rebuilt in one transaction
+    start, end = OCTOBER[0] + timedelta(hours=7, seconds=30), OCTOBER[1] - timedelta(hours=5)
+    whole = usage_rollup_rebuild(start=start, end=end)
+    expected = rows()
+
+    # when it is rebuilt one day at a time (as rollup_usage and cost_report do)
+    by_day = rollups_rebuild_by_day(start=start, end=end)
+
+    # then the same rows, counted the same
+    assert rows() == expected and len(expected) > 0
+    assert by_day == whole

@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from huntaze.progress import progress_spinner
 from routing.calibration import category_threshold_apply
 from routing.models import TaskCategory
 from routing.quality import percent_label, threshold_label
@@ -67,7 +68,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         if options["days"] is not None and options["days"] < 1:
             raise CommandError("--days must be at least 1")
-        report = calibration_report(now=timezone.now(), days=options["days"])
+        with progress_spinner("calibrating (verdicts and what-if replays)"):
+            report = calibration_report(now=timezone.now(), days=options["days"])
         if options["category"]:
             report = [cal for cal in report if cal.category in options["category"]]
         for line in calibration_lines(report):

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test import Client
 from django.utils import timezone
 
+from huntaze.progress import progress, progress_spinner
 from routing.api_keys import api_key_reissue
 from routing.management.commands.calibrate import calibration_lines
 from routing.models import FeatureFlag, Flag, PolicyVersion, TaskCategory
@@ -203,7 +204,7 @@ class Command(BaseCommand):
         failures = 0
         batch_rng, batch_bodies = random.Random(options["seed"] + 1), []
         deferrable = _deferrable_categories() if options["batch_percent"] else set()
-        for i in range(count):
+        for _ in progress(range(count), description="requests"):
             category = rng.choices(categories, weights)[0]
             if sent[category] and rng.random() < REPEAT_RATE[category]:
                 body = rng.choice(sent[category])
@@ -225,10 +226,9 @@ class Command(BaseCommand):
                 "/api/v1/completions", json.dumps(body), content_type="application/json"
             )
             failures += response.status_code != 200
-            if (i + 1) % 2000 == 0:
-                self.stderr.write(f"  {i + 1}/{count} requests sent")
         if batch_bodies:
-            _batch_run(client, api_key, batch_bodies)
+            with progress_spinner(f"{len(batch_bodies)} requests as batch jobs"):
+                _batch_run(client, api_key, batch_bodies)
         end = timezone.now() + timedelta(microseconds=1)
         # Without a beat (a laptop), the dashboard's rollups would not see this run yet.
         usage_rollup_rebuild(start=start, end=end)
@@ -380,7 +380,8 @@ def _shadow_start(percent: Decimal | None):
 
 def _shadow_finish(stdout, *, before) -> None:
     """Wait for the evaluations, print the quality panel and calibration, put the policy back."""
-    shadow_drain(timeout_s=600)
+    with progress_spinner("shadow evaluations"):
+        shadow_drain(timeout_s=600)
     panel = quality_panel(now=timezone.now() + timedelta(seconds=1))
     stdout.write("")
     for line in quality_panel_lines(panel):

@@ -3,7 +3,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from routing.learned import data, training
+from huntaze.progress import progress_spinner
+from routing.learned import data
 from routing.learned.model import load_router
 from routing.quality_selectors import verdict_features_list
 from routing.selectors import policy_get
@@ -26,7 +27,7 @@ class Command(BaseCommand):
             "--examples", type=Path, default=data.TEAM_DATA_DIR, help="the team's own rows"
         )
         parser.add_argument("--out", type=Path, default=Path(settings.ROUTER_ARTIFACT_DIR))
-        parser.add_argument("--seed", type=int, default=training.TrainingConfig.seed)
+        parser.add_argument("--seed", type=int, default=None, help="default: the config's")
         parser.add_argument(
             "--no-activate", action="store_true", help="write the artifact, leave CURRENT alone"
         )
@@ -38,15 +39,23 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
+        try:
+            from routing.learned import training
+        except ImportError as error:  # a production install: serving needs numpy only
+            raise CommandError(
+                f"Training needs the dev packages ({error.name} is missing): "
+                "pip install -r requirements-dev.txt, or `make train-router`."
+            ) from error
         traindata, evaldata = options["traindata"], options["evaldata"]
         if not (traindata / "categories.jsonl").is_file():
             raise CommandError(f"No labelled data in {traindata} (categories.jsonl expected).")
-        rows = data.labelled_texts(
-            traindata=traindata,
-            evaldata=evaldata if evaldata.is_dir() else None,
-            examples=options["examples"],
-        )
-        outcome_rows = data.outcomes(traindata=traindata)
+        with progress_spinner("reading labelled data"):
+            rows = data.labelled_texts(
+                traindata=traindata,
+                evaldata=evaldata if evaldata.is_dir() else None,
+                examples=options["examples"],
+            )
+            outcome_rows = data.outcomes(traindata=traindata)
         verdicts = []
         if options["with_verdicts"]:
             verdicts = data.verdicts_from(verdict_features_list())
@@ -56,8 +65,10 @@ class Command(BaseCommand):
             f"{len(rows):,} labelled texts, {len(outcome_rows):,} outcome rows, "
             f"{len(verdicts):,} verdicts of our own traffic"
         )
-        config = training.TrainingConfig(seed=options["seed"])
-        trained = training.train(rows, outcome_rows, config, verdicts)
+        seed = options["seed"] if options["seed"] is not None else training.TrainingConfig.seed
+        config = training.TrainingConfig(seed=seed)
+        with progress_spinner("training the three models"):
+            trained = training.train(rows, outcome_rows, config, verdicts)
         path = training.write_artifact(trained, options["out"])
         if verdicts:
             self._what_if(verdicts, load_router(str(path)))

@@ -4,6 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from huntaze.progress import progress_spinner
 from routing.engine import RoutingError
 from routing.selectors import whatif_report
 
@@ -30,7 +31,8 @@ class Command(BaseCommand):
         if not isinstance(draft, dict) or options["days"] < 1:
             raise CommandError("The draft must be a JSON object and --days at least 1.")
         try:
-            report = whatif_report(draft=draft, days=options["days"], now=timezone.now())
+            with progress_spinner(f"replaying {options['days']} days of the ledger"):
+                report = whatif_report(draft=draft, days=options["days"], now=timezone.now())
         except RoutingError as exc:
             raise CommandError(exc.message) from exc
         header = (

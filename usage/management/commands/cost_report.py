@@ -7,11 +7,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
+from huntaze.progress import progress_spinner
 from routing.models import ApiKey
 from usage.apis import month_parse
 from usage.exports import report_file
+from usage.management.commands.rollup_usage import rollups_rebuild_by_day
 from usage.selectors import month_range, monthly_cost_report
-from usage.services import usage_rollup_rebuild
 
 
 class Command(BaseCommand):
@@ -39,10 +40,11 @@ class Command(BaseCommand):
             api_key_id = key.id
         if options["rebuild"]:
             start, end = month_range(year=year, month=month)
-            usage_rollup_rebuild(start=start, end=end)
-        report = monthly_cost_report(
-            year=year, month=month, now=timezone.now(), api_key_id=api_key_id
-        )
+            rollups_rebuild_by_day(start=start, end=end)
+        with progress_spinner(f"cost report {options['month']}"):
+            report = monthly_cost_report(
+                year=year, month=month, now=timezone.now(), api_key_id=api_key_id
+            )
         content, _, filename = report_file(report, fmt=options["format"])
         if options["output"]:
             Path(options["output"]).write_bytes(content)

@@ -1,15 +1,36 @@
 """Rebuild the usage rollups from a shell: the last minutes (default), a month or any window."""
 
-from datetime import timedelta
+import itertools
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework.exceptions import ValidationError
 
+from huntaze.progress import progress
 from usage.apis import month_parse
 from usage.selectors import month_range
 from usage.services import usage_rollup_rebuild, usage_rollup_refresh
+
+
+def rollups_rebuild_by_day(*, start: datetime, end: datetime) -> dict[str, int]:
+    """usage_rollup_rebuild over [start, end), one UTC day at a time so that a terminal shows
+    how far it got: the same rows (each piece is widened to whole minutes and days, and the
+    pieces meet at midnights), each day in a transaction of its own."""
+    edges = [start]
+    midnight = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight += timedelta(days=1)
+    while midnight < end:
+        edges.append(midnight)
+        midnight += timedelta(days=1)
+    edges.append(end)
+    written: Counter[str] = Counter()
+    pieces = list(itertools.pairwise(edges))
+    for piece_start, piece_end in progress(pieces, description="days"):
+        written.update(usage_rollup_rebuild(start=piece_start, end=piece_end))
+    return {name: written[name] for name in ("minute", "day", "end_user_day")}
 
 
 class Command(BaseCommand):
@@ -44,5 +65,5 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"refreshed: {usage_rollup_refresh()}")
             return
-        written = usage_rollup_rebuild(start=start, end=end)
+        written = rollups_rebuild_by_day(start=start, end=end)
         self.stdout.write(f"rebuilt {start.isoformat()} .. {end.isoformat()}: {written}")
