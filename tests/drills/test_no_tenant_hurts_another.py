@@ -160,10 +160,10 @@ def test_drill_11_clients_that_hang_up_leave_rows_and_release_their_budget(
 def test_drill_12_a_hung_cheap_model_falls_back_within_the_deadline(
     asgi_server, policy, api_key, sandbox_state, http_upstream, settings
 ):
-    # given a 3 s deadline, the cheap model hanging on every call, the premium one healthy,
+    # given a 6 s deadline, the cheap model hanging on every call, the premium one healthy,
     # and fewer concurrent requests than the breaker's threshold
     settings.ROUTER_ATTEMPTS_PER_MODEL = 3
-    TaskCategory.objects.filter(slug="chatbot").update(deadline_s=3)
+    TaskCategory.objects.filter(slug="chatbot").update(deadline_s=6)
     policy_version_create(actor="drill")
     sandbox_state.fail_model("gpt-4o-mini", "timeout")
     body = {"messages": CHAT, "category": "chatbot"}
@@ -183,7 +183,7 @@ def test_drill_12_a_hung_cheap_model_falls_back_within_the_deadline(
     # then every request is answered by the premium model inside the deadline, and each row
     # names the model that answered and the one it fell back from
     rows = Counter(UsageRecord.objects.values_list("status", "model", "fallback_from"))
-    print(f"\ndrill 12: {Counter(statuses)} in {elapsed:.2f} s (deadline 3 s); rows {dict(rows)}")
+    print(f"\ndrill 12: {Counter(statuses)} in {elapsed:.2f} s (deadline 6 s); rows {dict(rows)}")
     assert statuses == [200] * 6
-    assert elapsed < 3.0
+    assert elapsed < 6.0
     assert rows == {("ok", "gpt-4o", "gpt-4o-mini"): 6}
