@@ -2,7 +2,7 @@
 whole path offline (traffic through the sandbox, ledger, the sandbox's export, reconcile)."""
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -267,3 +267,30 @@ def test_csv_with_a_bad_row_names_it_and_changes_nothing():
 def test_csv_header_without_required_columns_is_refused():
     with pytest.raises(ProviderUsageImportError, match="missing column"):
         provider_usage_csv_parse("day,model,requests\n2026-11-05,m,1\n")
+
+
+@pytest.mark.django_db
+def test_next_mornings_beat_run_finds_the_skew_set_over_http(api_client, policy, export_server):
+    # given: today's traffic, and tomorrow's run (it reads yesterday and the days before)
+    import httpx2
+
+    _traffic(api_client)
+    today = timezone.now().date()
+    control = f"http://127.0.0.1:{export_server.server_port}/_sandbox/usage"
+    skew = {"skew": [{"day": today.isoformat(), "model": "gpt-4o", "percent": "-2"}]}
+    assert httpx2.post(control, json=skew).status_code == 204
+    # when
+    result = provider_usage_reconcile_recent(now=timezone.now() + timedelta(days=1))
+    # then
+    assert result == {"fetched": 2, "reconciled": 2, "mismatches": 1}
+    row = Reconciliation.objects.get(status=ReconciliationStatus.MISMATCH)
+    assert (row.day, row.model) == (today, "gpt-4o")
+    assert row.cost_difference_usd < 0
+
+
+def test_beat_schedule_runs_the_reconciliation_task_daily(settings):
+    from huntaze.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["usage-provider-reconcile"]
+    app.loader.import_default_modules()
+    assert entry["task"] in app.tasks
