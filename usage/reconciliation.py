@@ -56,6 +56,8 @@ DIFFERENCE_FIELD = {f.name: f"{f.name}_difference" for f in FIELDS} | {
 
 @dataclass(frozen=True)
 class Comparison:
+    """One day and model compared: differences are provider minus ledger."""
+
     status: str
     differences: dict[str, int | Decimal]
     max_difference_percent: Decimal
@@ -169,10 +171,8 @@ def provider_usage_reconcile(*, start: date, end: date, now: datetime) -> list[R
             )
             values = {"status": comparison.status, "reconciled_at": now}
             for f in FIELDS:
-                suffix = "_usd" if f.name == "cost_usd" else ""
-                name = f.name.removesuffix("_usd")
-                values[f"ledger_{name}{suffix}"] = getattr(ours or Figures(), f.name)
-                values[f"provider_{name}{suffix}"] = getattr(theirs or Figures(), f.name)
+                values[f"ledger_{f.name}"] = getattr(ours or Figures(), f.name)
+                values[f"provider_{f.name}"] = getattr(theirs or Figures(), f.name)
                 values[DIFFERENCE_FIELD[f.name]] = comparison.differences[f.name]
             values["max_difference_percent"] = comparison.max_difference_percent
             values["differing"] = ", ".join(comparison.differing)
@@ -215,6 +215,7 @@ def _provider_usage_store(
 
 
 def provider_export_configured() -> bool:
+    """Return whether a provider usage export is configured to be read."""
     return bool(settings.PROVIDER_USAGE_BASE_URL)
 
 

@@ -197,7 +197,7 @@ def test_dated_snapshot_is_reconciled_against_its_alias():
 
 
 @pytest.mark.django_db
-def test_beat_run_reads_the_last_days_and_skips_without_any_source(settings):
+def test_beat_run_does_nothing_without_an_export_or_an_imported_bill(settings):
     # given
     settings.PROVIDER_USAGE_BASE_URL = ""
     # when
@@ -294,3 +294,21 @@ def test_beat_schedule_runs_the_reconciliation_task_daily(settings):
     entry = settings.CELERY_BEAT_SCHEDULE["usage-provider-reconcile"]
     app.loader.import_default_modules()
     assert entry["task"] in app.tasks
+
+
+@pytest.mark.django_db
+def test_unreadable_export_raises_and_keeps_the_stored_figures(export_server, settings):
+    # given
+    from usage.provider_export import ProviderExportError
+
+    day = date(2026, 11, 3)
+    ProviderUsage.objects.create(
+        day=day, model="gpt-4o", requests=1, input_tokens=10, cached_tokens=0, output_tokens=1,
+        cost_usd=Decimal("0.0001"), source="openai_export", imported_at=timezone.now(),
+    )  # fmt: skip
+    settings.PROVIDER_USAGE_BASE_URL = f"http://127.0.0.1:{export_server.server_port}/v0"
+    # when
+    with pytest.raises(ProviderExportError, match="HTTP 404"):
+        provider_usage_reconcile_range(start=day, end=day, now=timezone.now())
+    # then
+    assert ProviderUsage.objects.get().requests == 1
