@@ -9,6 +9,7 @@ keeps a local-memory cache per process.
 
 import os
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -265,6 +266,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "usage.tasks.monthly_report_generate_previous",
         "schedule": crontab(minute=30, hour=0, day_of_month=1),
     },
+    # The provider's export of yesterday (and RECONCILE_DAYS_BACK days) against the ledger;
+    # late in the morning, when the provider has closed yesterday's figures.
+    "usage-provider-reconcile": {
+        "task": "usage.tasks.provider_usage_reconcile_recent_days",
+        "schedule": crontab(minute=15, hour=6),
+    },
 }
 
 # Upstream model providers. Model profiles name the variable that holds their key;
@@ -370,6 +377,21 @@ LOGGING = {
     # The HTTP client logs every upstream request at INFO: the ledger already has them.
     "loggers": {name: {"level": "WARNING"} for name in ("httpx", "httpx2", "openai")},
 }
+
+# Reconciliation with the provider's bill (usage/reconciliation.py): OpenAI's organization
+# usage and costs exports, read with an admin key (not a project key) from this base URL; in
+# development, without a key, the sandbox's exports (SANDBOX_URL). Empty: no export is read
+# (a CSV import of the bill still reconciles). A figure that differs by more than the
+# tolerance, or a day and model on one side only, is a red alert on the dashboard.
+OPENAI_ADMIN_KEY = env("OPENAI_ADMIN_KEY", default="")
+PROVIDER_USAGE_BASE_URL = env(
+    "PROVIDER_USAGE_BASE_URL",
+    default="https://api.openai.com/v1" if OPENAI_ADMIN_KEY else SANDBOX_URL,
+)
+PROVIDER_USAGE_TIMEOUT_S = env.float("PROVIDER_USAGE_TIMEOUT_S", default=30.0)
+RECONCILE_TOLERANCE_PERCENT = Decimal(env("RECONCILE_TOLERANCE_PERCENT", default="1"))
+RECONCILE_DAYS_BACK = env.int("RECONCILE_DAYS_BACK", default=3)  # the beat's look-back
+RECONCILE_ALERT_DAYS = env.int("RECONCILE_ALERT_DAYS", default=7)  # alert and gauge window
 
 # Shadow evaluation's cost: warn (dashboard quality panel, monthly report, simulate) when QA
 # spend (shadow and judge calls) passes this share of the routed bill of the same window.

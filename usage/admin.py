@@ -203,3 +203,6 @@ class QualityEvaluationAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+from usage import reconciliation_admin  # noqa: E402, F401 - registers the reconciliation admin

@@ -116,6 +116,26 @@ class InFlightCollector:
         yield gauge
 
 
+class ReconciliationCollector:
+    """Days and models of the last RECONCILE_ALERT_DAYS whose provider bill does not match the
+    ledger, per status, read from the database when scraped: above 0, the bill needs a look
+    (admin: Reconciliations)."""
+
+    def collect(self):
+        from django.utils import timezone
+
+        from usage.reconciliation import reconciliation_alert_counts
+
+        gauge = GaugeMetricFamily(
+            "huntaze_reconciliation_mismatches",
+            "Days and models whose provider bill differs from the ledger (or is on one side).",
+            labels=["status"],
+        )
+        for status, count in reconciliation_alert_counts(now=timezone.now()).items():
+            gauge.add_metric([status], count)
+        yield gauge
+
+
 def metrics_render(*, multiprocess_dir: str) -> tuple[bytes, str]:
     """Return the exposition text and its content type, merged across workers when needed."""
     if multiprocess_dir:
@@ -126,4 +146,5 @@ def metrics_render(*, multiprocess_dir: str) -> tuple[bytes, str]:
     scraped = CollectorRegistry()  # read from the shared stores, the same in every worker
     scraped.register(CircuitCollector())
     scraped.register(InFlightCollector())
+    scraped.register(ReconciliationCollector())
     return generate_latest(registry) + generate_latest(scraped), CONTENT_TYPE_LATEST

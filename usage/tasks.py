@@ -4,6 +4,7 @@ from celery import shared_task
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from usage.reconciliation import provider_usage_reconcile_recent
 from usage.services import (
     monthly_report_create,
     monthly_report_create_previous,
@@ -41,3 +42,9 @@ def monthly_report_generate_previous() -> list[int]:
 def usage_text_purge_old() -> int:
     """Blank stored prompt and answer text past its retention."""
     return usage_text_purge(now=timezone.now())
+
+
+@shared_task
+def provider_usage_reconcile_recent_days() -> dict[str, int]:
+    """Fetch the provider's export of the last days and reconcile it; the beat runs it daily."""
+    return provider_usage_reconcile_recent(now=timezone.now())

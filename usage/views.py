@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET
 
 from routing.quality_selectors import quality_panel
 from usage.metrics import metrics_render
+from usage.reconciliation import reconciliation_alerts
 from usage.selectors import WINDOWS, dashboard_metrics
 
 
@@ -51,6 +52,9 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
             "refresh_ms": settings.DASHBOARD_REFRESH_S * 1000,
             "refresh_s": settings.DASHBOARD_REFRESH_S,
             "quality": quality_panel(now=timezone.now()),
+            "reconciliation_alerts": reconciliation_alerts(now=timezone.now()),
+            "reconciliation_days": settings.RECONCILE_ALERT_DAYS,
+            "reconciliation_tolerance": settings.RECONCILE_TOLERANCE_PERCENT,
         },
     )
 
