@@ -201,7 +201,8 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: eager (in-process) unless a broker is configured. No task's result is read, so no
 # result backend is needed.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")
+# (A host in the URL: without one, kombu warns "No hostname was supplied" on every publish.)
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://localhost//")
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_ALWAYS_EAGER = env.bool(
     "CELERY_TASK_ALWAYS_EAGER", default=CELERY_BROKER_URL.startswith("memory://")
@@ -370,6 +371,11 @@ LOGGING = {
     # The HTTP client logs every upstream request at INFO: the ledger already has them.
     "loggers": {name: {"level": "WARNING"} for name in ("httpx", "httpx2", "openai")},
 }
+if CELERY_TASK_ALWAYS_EAGER:
+    # Tasks run inside the calling process (a shell command, the tests): a "Task ... succeeded"
+    # line per task (each shadow evaluation of a simulate run) says nothing the ledger does not.
+    # A failing task still logs at ERROR, with its traceback.
+    LOGGING["loggers"]["celery.app.trace"] = {"level": "WARNING"}
 
 # Shadow evaluation's cost: warn (dashboard quality panel, monthly report, simulate) when QA
 # spend (shadow and judge calls) passes this share of the routed bill of the same window.
