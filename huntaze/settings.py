@@ -374,7 +374,7 @@ LOGGING = {
 if CELERY_TASK_ALWAYS_EAGER:
     # Tasks run inside the calling process (a shell command, the tests): a "Task ... succeeded"
     # line per task (each shadow evaluation of a simulate run) says nothing the ledger does not.
-    # A failing task still logs at ERROR, with its traceback.
+    # A failing task raises to its caller (CELERY_TASK_EAGER_PROPAGATES), and errors still log.
     LOGGING["loggers"]["celery.app.trace"] = {"level": "WARNING"}
 
 # Shadow evaluation's cost: warn (dashboard quality panel, monthly report, simulate) when QA
