@@ -202,7 +202,8 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: eager (in-process) unless a broker is configured. No task's result is read, so no
 # result backend is needed.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")
+# (A host in the URL: without one, kombu warns "No hostname was supplied" on every publish.)
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://localhost//")
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_ALWAYS_EAGER = env.bool(
     "CELERY_TASK_ALWAYS_EAGER", default=CELERY_BROKER_URL.startswith("memory://")
@@ -377,6 +378,11 @@ LOGGING = {
     # The HTTP client logs every upstream request at INFO: the ledger already has them.
     "loggers": {name: {"level": "WARNING"} for name in ("httpx", "httpx2", "openai")},
 }
+if CELERY_TASK_ALWAYS_EAGER:
+    # Tasks run inside the calling process (a shell command, the tests): a "Task ... succeeded"
+    # line per task (each shadow evaluation of a simulate run) says nothing the ledger does not.
+    # A failing task raises to its caller (CELERY_TASK_EAGER_PROPAGATES), and errors still log.
+    LOGGING["loggers"]["celery.app.trace"] = {"level": "WARNING"}
 
 # Reconciliation with the provider's bill (usage/reconciliation.py): OpenAI's organization
 # usage and costs exports, read with an admin key (not a project key) from this base URL; in

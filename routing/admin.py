@@ -43,11 +43,9 @@ from routing.selectors import (
     category_traffic_share,
     rollout_arm_metrics,
     router_artifact_metrics,
-    whatif_report,
+    whatif_compare,
 )
 from routing.services import budget_period_resync
-from routing.whatif import against_current
-from usage.selectors import replay_left_out
 
 ROLLOUT_PRESETS = (Decimal("0"), Decimal("10"), Decimal("50"), Decimal("100"))
 WINDOWS_H = {"1h": 1, "24h": 24, "7d": 24 * 7, "30d": 24 * 30}
@@ -294,11 +292,7 @@ class TaskCategoryAdmin(QualityAdminMixin, PolicyVersionedAdmin):
                 if prices:
                     draft["models"] = json.loads(prices)
                 # The draft against the same traffic under the current policy (see whatif.py).
-                report = against_current(
-                    draft=whatif_report(draft=draft, days=days, now=now),
-                    current=whatif_report(draft={}, days=days, now=now),
-                    left_out=replay_left_out(start=now - timedelta(days=days), end=now),
-                )
+                report = whatif_compare(draft=draft, days=days, now=now)
             except ValueError:
                 messages.error(request, "Model price overrides must be JSON.")
             except RoutingError as exc:

@@ -19,8 +19,9 @@ from routing.prompts import prefix_fingerprint
 from routing.rollout import FlagRule
 from routing.shared_cache import RedisUnavailable, shared_cache
 from routing.tokens import TOKENS_PER_MESSAGE, count_text_tokens
-from routing.whatif import ReplayGroup, WhatIf, replay
+from routing.whatif import ReplayGroup, WhatIf, against_current, replay
 from usage.models import QualityEvaluation, UsageRecord
+from usage.selectors import replay_left_out
 
 LATENCY_SAMPLE = 50_000
 
@@ -287,6 +288,17 @@ def whatif_report(*, draft: dict, days: int, now: datetime) -> WhatIf:
         raise RoutingError("invalid_draft", f"The draft does not fit the policy: {exc!r}") from exc
     groups = replay_groups(start=now - timedelta(days=days), end=now)
     return replay(groups=groups, policy=policy, days=days)
+
+
+def whatif_compare(*, draft: dict, days: int, now: datetime) -> WhatIf:
+    """Return the draft's replay of the last `days` beside the same requests under the current
+    policy, what was billed for them, and the requests neither replays (the what-if page's
+    figures, and `manage.py whatif`'s)."""
+    return against_current(
+        draft=whatif_report(draft=draft, days=days, now=now),
+        current=whatif_report(draft={}, days=days, now=now),
+        left_out=replay_left_out(start=now - timedelta(days=days), end=now),
+    )
 
 
 def rollout_arm_metrics(*, start: datetime, end: datetime) -> dict[str, dict]:

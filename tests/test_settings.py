@@ -129,3 +129,44 @@ def test_make_run_broker_is_a_folder_and_tasks_go_to_the_worker(tmp_path):
     queue = tmp_path / "state" / "broker" / "queue"
     assert options["data_folder_in"] == options["data_folder_out"] == str(queue)
     assert queue.is_dir() and Path(options["control_folder"]).is_dir()
+
+
+def test_eager_tasks_raise_each_failure_and_log_no_success(tmp_path):
+    # given a shell on a laptop, where tasks run in the calling process
+    code = (
+        "from huntaze.celery import app\n"
+        "@app.task(name='demo.fine')\n"
+        "def fine():\n"
+        "    return 1\n"
+        "@app.task(name='demo.broken')\n"
+        "def broken():\n"
+        "    raise ValueError('broken on purpose')\n"
+        "fine.delay(); fine.delay()\n"
+        "try:\n"
+        "    broken.delay()\n"
+        "except ValueError as error:\n"
+        "    print('raised to the caller:', error)\n"
+    )
+    # when two tasks succeed and one fails
+    done = subprocess.run(  # noqa: S603 - our own manage.py, fixed arguments
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
+        cwd=ROOT,
+        env=_laptop(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # then the failure reaches the caller (the shadow thread logs what reaches it), and
+    # nothing is logged for the successes, nor kombu's "No hostname" warning per publish
+    assert done.stdout.strip() == "raised to the caller: broken on purpose", done.stderr
+    assert done.stderr == ""
+
+
+def test_the_worker_still_logs_each_task_it_runs(tmp_path):
+    # given `make run`'s broker, where a worker runs the tasks
+    env = _laptop(tmp_path, CELERY_BROKER_URL="filesystem://localhost//")
+    code = "import logging; print(logging.getLogger('celery.app.trace').getEffectiveLevel())"
+    # when its processes set up logging
+    level = _run(env, code)
+    # then the trace logger keeps INFO: "Task ... succeeded" lines in `make run`'s log
+    assert level == "20"

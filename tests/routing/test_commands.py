@@ -1,10 +1,13 @@
 import random
 import uuid
+from decimal import Decimal
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db.models import Sum
+from django.utils import timezone
 
 from routing.models import ApiKey, ModelProfile, PolicyVersion, TaskCategory
 from routing.selectors import api_key_get_by_plaintext
@@ -77,25 +80,69 @@ def test_simulate_refuses_a_revoked_key_name(policy):
         call_command("simulate", requests=5, stdout=StringIO(), stderr=StringIO())
 
 
+def _whatif_total(out: StringIO) -> dict[str, str]:
+    header, *rows = out.getvalue().splitlines()
+    total = next(line for line in rows if line.startswith("TOTAL"))
+    names = ["category", "replayed", "cache_hits", "failed", "actual", "current", "draft"]
+    names += ["change", "cheap_now", "cheap_draft"]
+    assert header.split()[-1] == "draft"  # "cheap draft": the last column's name
+    return dict(zip(names, total.split(), strict=True))
+
+
 def test_whatif_command_projects_a_draft_and_saves_nothing(policy, api_client):
+    # given three cheap-tier calls under the current policy
     for _ in range(3):
         api_client.post(
             "/api/v1/completions",
             {"messages": [{"role": "user", "content": "hi"}], "category": "chatbot"},
             format="json",
         )
+    # when a draft sends everyone back to the premium model
     out = StringIO()
     draft = '{"rollout": {"routed_percent": "0"}}'
     call_command("whatif", draft, "--days", "7", stdout=out)
-    total = next(line for line in out.getvalue().splitlines() if line.startswith("TOTAL"))
-    actual, projected = (float(v) for v in total.split()[2:4])
-    assert projected > actual * 10  # everyone back on the premium model
-    assert total.split()[-1] == "0.0%"
+    # then it costs more than the current policy, which is what was billed
+    total = _whatif_total(out)
+    assert total["replayed"] == "3"
+    assert total["actual"] == total["current"]
+    assert float(total["draft"]) > float(total["current"]) * 10
+    change = Decimal(total["draft"]) - Decimal(total["current"])  # each rounded apart
+    assert abs(Decimal(total["change"]) - change) <= Decimal("0.0001")
+    assert (total["cheap_now"], total["cheap_draft"]) == ("100.0%", "0.0%")
     assert PolicyVersion.objects.count() == 1
     with pytest.raises(CommandError):
         call_command("whatif", "{not json", stdout=StringIO())
     with pytest.raises(CommandError):
         call_command("whatif", '{"models": {"gpt-4o": {"input_per_mtok_usd": "x"}}}')
+
+
+def test_whatif_command_sets_the_draft_against_the_current_policy_and_the_bill(policy, api_client):
+    # given two cheap-tier calls and a response-cache hit, then the rollout cut to 0%
+    from routing.policy_versions import rollout_set_percentage
+    from routing.selectors import whatif_compare
+
+    body = {"messages": [{"role": "user", "content": "is this spam?"}], "category": "moderation"}
+    for _ in range(2):
+        api_client.post("/api/v1/completions", body, format="json")
+    other = {"messages": [{"role": "user", "content": "hi"}], "category": "chatbot"}
+    api_client.post("/api/v1/completions", other, format="json")
+    rollout_set_percentage(percent=Decimal("0"), actor="ops")
+    # when the draft changes nothing
+    out = StringIO()
+    call_command("whatif", "{}", "--days", "1", stdout=out)
+    # then it is no change against the current policy, although that policy costs more than
+    # what was billed (those calls ran routed), and the cache hit is counted apart
+    total = _whatif_total(out)
+    assert (total["replayed"], total["cache_hits"], total["failed"]) == ("2", "1", "0")
+    assert Decimal(total["change"]) == 0
+    assert total["draft"] == total["current"]
+    assert Decimal(total["current"]) > Decimal(total["actual"]) * 10
+    billed = UsageRecord.objects.aggregate(cost=Sum("cost_usd"))["cost"]
+    assert Decimal(total["actual"]) == billed.quantize(Decimal("0.0001"))
+    # and the figures are the what-if page's
+    page = whatif_compare(draft={}, days=1, now=timezone.now())
+    assert Decimal(total["current"]) == page.total.current_cost_usd.quantize(Decimal("0.0001"))
+    assert "under the current policy (0.00)" in out.getvalue()
 
 
 def test_simulate_sends_deferrable_traffic_as_batches_and_prints_the_batch_layer(policy):
@@ -119,7 +166,6 @@ def test_simulate_with_shadowing_shows_premium_wins_an_alert_and_a_suggestion(
 ):
     # given the sandbox as every model and judge, and the evaluations a small run can give;
     # the jobs run in the test's thread when simulate drains them (its database transaction)
-    from decimal import Decimal
 
     from routing import shadow
     from routing.management.commands import simulate
