@@ -318,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _category_left_out(run: _Run) -> None:
     categorised = [r for r in run.rows if r.category is not None]
-    x_cat = training.vectorize([r.text for r in categorised], run.names, run.idf)
+    x_cat = training.text_matrix([r.text for r in categorised], run.names, run.idf, run.config)
     labels = np.array([r.category for r in categorised])
     sources = np.array([r.source for r in categorised])
     weights = training.balanced_weights(labels, sources)
@@ -372,7 +372,7 @@ def _category_external(run: _Run, evaldata: Path) -> None:
 
 def _safety_left_out(run: _Run) -> None:
     safety_rows = [r for r in run.rows if r.unsafe is not None]
-    x_safe = training.vectorize([r.text for r in safety_rows], run.names, run.idf)
+    x_safe = training.text_matrix([r.text for r in safety_rows], run.names, run.idf, run.config)
     unsafe = np.array([r.unsafe for r in safety_rows])
     sources = np.array([r.source for r in safety_rows])
     weights = training.balanced_weights(unsafe, sources)

@@ -14,7 +14,10 @@ import re
 from routing.complexity import ComplexityEstimate, estimate_complexity
 
 # Bump when the features change: an artifact built for other features is refused at load.
+# The meaning vector is not part of it: an artifact names its word-vector table in its card
+# (routing.learned.meaning), so an artifact without one still loads and can be compared.
 FEATURES_VERSION = "words-bigrams-shape+signals/5"
+MEANING_PREFIX = "meaning:"  # a word piece's share of the meaning vector, in explanations
 WINDOW_HEAD_CHARS = 1000
 WINDOW_TAIL_CHARS = 300
 

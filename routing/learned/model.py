@@ -6,9 +6,12 @@
   one's (Platt-scaled on held-out rows); the engine reads it as complexity = 10 x p.
 
 Features are the named n-grams of routing.learned.features, weighted (1 + log tf) x idf and
-L2-normalised, so each model's score is a sum of per-feature contributions: those are the
-explanation. Prediction is numpy over the few hundred features a window holds, no I/O.
-An artifact is one .npz file (no pickles) written by routing.learned.training.
+L2-normalised, and the text's meaning vector (routing.learned.meaning: the unit mean of its
+words' static vectors), which carries what n-grams miss in a prompt worded unlike any training
+source. Each model's score is a sum of per-feature contributions (n-grams, and each word's share
+of the meaning vector's pull): those are the explanation. Prediction is numpy over the few
+hundred features a window holds, no I/O. An artifact is one .npz file (no pickles) written
+by routing.learned.training.
 """
 
 import hashlib
@@ -26,12 +29,14 @@ import numpy as np
 from routing.complexity import ComplexityEstimate
 from routing.learned.features import (
     FEATURES_VERSION,
+    MEANING_PREFIX,
     SIGNAL_NAMES,
     shape_features,
     signal_values,
     text_features,
     tokens,
 )
+from routing.learned.meaning import WordVectors, WordVectorsError, load_word_vectors
 
 ARTIFACT_FORMAT = 1
 _CLASSES, _SAFETY, _PREMIUM = 9, 9, 10  # columns of Router.weights
@@ -99,6 +104,9 @@ class Router:
     premium_bias: float
     premium_scale: tuple[float, float]  # Platt: p = sigmoid(a * score + b)
     premium_uses_ngrams: bool = True
+    # The meaning vector's weights for the 9 classes and safety (needs premium reads none).
+    meaning: WordVectors | None = None
+    meaning_weights: np.ndarray | None = None  # (dimensions, 10)
     weights: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -116,11 +124,17 @@ class Router:
         With category_known (the caller gave it) and a needs-premium model that reads no
         n-grams, the n-gram vector is skipped: only needs premium is meaningful then."""
         if category_known and not self.premium_uses_ngrams:
-            ids, values = _NO_IDS, _NO_VALUES
+            ids, values, words = _NO_IDS, _NO_VALUES, []
         else:
-            ids, values = self._vector(text)
+            words = tokens(text)
+            ids, values = self._vector(text, words)
         rows = self.weights[ids]  # per feature: 9 class weights, safety, needs premium
         parts = rows * values[:, None]
+        names = [self.feature_names[i] for i in ids.tolist()]
+        if words and self.meaning is not None:
+            meaning_parts, meaning_names = self._meaning_parts(words)
+            parts = np.vstack([parts, meaning_parts])
+            names += meaning_names
         sums = parts.sum(axis=0)
         logits = (sums[:_CLASSES] + self.category_bias) / self.category_temperature
         probabilities = np.exp(logits - logits.max())
@@ -139,10 +153,14 @@ class Router:
             unsafe_probability=unsafe,
             unsafe=unsafe >= self.safety_threshold,
             needs_premium=needs_premium,
-            category_features=self._top(ids, category_parts, positive=True),
-            safety_features=self._top(ids, parts[:, _SAFETY], positive=unsafe >= 0.5),
+            category_features=_named_top(category_parts, category_parts, names.__getitem__),
+            safety_features=_named_top(
+                parts[:, _SAFETY] * (1 if unsafe >= 0.5 else -1),
+                parts[:, _SAFETY],
+                names.__getitem__,
+            ),
             premium_features=self._top_premium(
-                ids, parts[:, _PREMIUM], signal_parts, needs_premium
+                names, parts[:, _PREMIUM], signal_parts, needs_premium
             ),
             estimate=estimate,
         )
@@ -187,8 +205,32 @@ class Router:
     def _hash_columns(self) -> dict[str, int]:
         return {feature_hash(name): i for i, name in enumerate(self.feature_names)}
 
-    def _vector(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        found = self.lookup.ids(text)
+    def _meaning_parts(self, words: list[str]) -> tuple[np.ndarray, list[str]]:
+        """Return each distinct word's share of the meaning vector's logits (the rows sum to
+        the meaning vector times its weights) and the words' feature names."""
+        times = Counter(words)
+        pieces, owners, distinct = self.meaning.pieces_by_word(times)
+        shares = np.zeros((len(distinct), self.weights.shape[1]), dtype=np.float32)
+        if pieces:
+            owner = np.array(owners, dtype=np.int64)
+            repeats = np.array([times[word] for word in distinct], dtype=np.float32)[owner]
+            total = repeats @ self.meaning.vectors[pieces]
+            scale = repeats / (float(np.sqrt(total @ total)) or 1.0)
+            piece_shares = self._meaning_projection[pieces] * scale[:, None]
+            if len(pieces) == len(distinct):  # one piece per word: most messages
+                shares[:, :_PREMIUM] = piece_shares
+            else:
+                np.add.at(shares[:, :_PREMIUM], owner, piece_shares)
+        return shares, [MEANING_PREFIX + word for word in distinct]
+
+    @cached_property
+    def _meaning_projection(self) -> np.ndarray:
+        """Each word piece's vector times the meaning weights: a request gathers 10 numbers
+        per piece for its explanation instead of multiplying 256."""
+        return self.meaning.vectors @ self.meaning_weights
+
+    def _vector(self, text: str, words: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        found = self.lookup.ids(text, tokens(text) if words is None else words)
         if not len(found):
             return found, np.zeros(0, dtype=np.float32)
         ids, counts = _counted(found)
@@ -196,21 +238,17 @@ class Router:
         values /= np.sqrt(values @ values)
         return ids, values
 
-    def _top(self, ids: np.ndarray, parts: np.ndarray, *, positive: bool) -> tuple:
-        names = self.feature_names
-        return _named_top(parts if positive else -parts, parts, lambda i: names[ids[i]])
-
-    def _top_premium(self, ids, parts, signal_parts, needs_premium: float) -> tuple:
+    def _top_premium(self, names, parts, signal_parts, needs_premium: float) -> tuple:
         """The n-grams and signals that moved needs-premium most, in its direction."""
         sign = 1.0 if needs_premium >= 0.5 else -1.0
         if not self.premium_uses_ngrams:
             return _named_top(sign * signal_parts, signal_parts, SIGNAL_NAMES.__getitem__)
         every = np.concatenate([parts, signal_parts])
-        names, count = self.feature_names, len(ids)
+        count = len(names)
         return _named_top(
             sign * every,
             every,
-            lambda i: names[ids[i]] if i < count else SIGNAL_NAMES[i - count],
+            lambda i: names[i] if i < count else SIGNAL_NAMES[i - count],
         )
 
 
@@ -275,9 +313,9 @@ class _NgramLookup:
         self.pair_ids = np.array([p[2] for p in pairs], dtype=np.int64)[order]
         self.vocabulary = vocabulary
 
-    def ids(self, text: str) -> np.ndarray:
+    def ids(self, text: str, found_tokens: list[str]) -> np.ndarray:
+        """Return the ids of the text's features; found_tokens are tokens(text)."""
         unknown = self.width - 1
-        found_tokens = tokens(text)
         numbers = np.fromiter(
             map(self.words.__getitem__, found_tokens), dtype=np.int64, count=len(found_tokens)
         )
@@ -352,10 +390,19 @@ def load_router(path: str) -> Router:
         "signal_mean": (len(SIGNAL_NAMES),),
         "signal_scale": (len(SIGNAL_NAMES),),
     }
+    meaning, meaning_weights = None, None
+    if card.get("meaning"):
+        try:
+            meaning = load_word_vectors(card["meaning"]["table"], card["meaning"]["digest"])
+        except WordVectorsError as error:
+            raise ArtifactError(f"Router artifact {file}: {error}") from error
+        meaning_weights = arrays.get("meaning_weights")
+        shapes["meaning_weights"] = (meaning.dimensions, _PREMIUM)
     for name, shape in shapes.items():
-        if arrays[name].shape != shape:
+        if name not in arrays or arrays[name].shape != shape:
             raise ArtifactError(
-                f"Router artifact {file}: {name} has shape {arrays[name].shape}, expected "
+                f"Router artifact {file}: {name} has shape "
+                f"{arrays[name].shape if name in arrays else None}, expected "
                 f"{shape}. Rebuild it: {REBUILD_COMMAND}."
             )
     return Router(
@@ -380,4 +427,6 @@ def load_router(path: str) -> Router:
         premium_bias=float(card["premium_bias"]),
         premium_scale=tuple(card["premium_scale"]),
         premium_uses_ngrams=bool(np.any(arrays["premium_weights"])),
+        meaning=meaning,
+        meaning_weights=None if meaning_weights is None else meaning_weights.astype(np.float32),
     )

@@ -31,7 +31,9 @@ from routing.learned.features import (
     SIGNAL_NAMES,
     signal_values,
     text_features,
+    tokens,
 )
+from routing.learned.meaning import load_word_vectors
 from routing.learned.model import ARTIFACT_FORMAT, feature_hash, feature_vector
 
 
@@ -56,6 +58,12 @@ class TrainingConfig:
     calibration_folds: int = 5
     max_benign_flagged: float = 0.05  # the safety threshold's budget of benign rows flagged
     our_pair_weight: float = 3.0
+    # The static word vectors (routing/learned/vectors/<name>.npz) the category and safety
+    # models also read, and their scale against the n-gram vector ("" leaves them out). On
+    # five folds of whole sources held out they raised category macro-F1 0.585 -> 0.639 and
+    # safety AUROC 0.816 -> 0.861; scale 2 was no better than 1.
+    meaning_table: str = "minilm-l6-m2v256"
+    meaning_scale: float = 1.0
 
 
 @dataclass
@@ -69,6 +77,7 @@ class TrainedRouter:
     premium_signal_weights: np.ndarray
     signal_mean: np.ndarray
     signal_scale: np.ndarray
+    meaning_weights: np.ndarray | None = None  # (dimensions, 9 classes + safety)
     card: dict = field(default_factory=dict)
 
 
@@ -114,6 +123,20 @@ def vectorize(texts: Sequence[str], names: Sequence[str], idf: np.ndarray) -> sp
         (np.array(data, dtype=np.float32), np.array(indices, dtype=np.int64), indptr),
         shape=(len(texts), len(names)),
     )
+
+
+def text_matrix(
+    texts: Sequence[str], names: Sequence[str], idf: np.ndarray, config: TrainingConfig
+) -> sparse.csr_matrix:
+    """Return what the category and safety models read: the n-gram vectors, then (when the
+    config names a table) each text's meaning vector x config.meaning_scale."""
+    ngrams = vectorize(texts, names, idf)
+    if not config.meaning_table:
+        return ngrams
+    table = load_word_vectors(config.meaning_table)
+    meaning = np.array([table.mean(table.piece_ids(tokens(text))) for text in texts])
+    meaning = meaning.reshape(len(texts), table.dimensions) * config.meaning_scale
+    return sparse.hstack([ngrams, sparse.csr_matrix(meaning, dtype=np.float32)]).tocsr()
 
 
 def balanced_weights(labels: Sequence, sources: Sequence[str]) -> np.ndarray:
@@ -225,7 +248,7 @@ def train(
     names, idf = build_vocabulary(texts, sources, config)
 
     categorised = [r for r in rows if r.category is not None]
-    x_cat = vectorize([r.text for r in categorised], names, idf)
+    x_cat = text_matrix([r.text for r in categorised], names, idf, config)
     cat_labels = np.array([r.category for r in categorised])
     cat_sources = [r.source for r in categorised]
     cat_weights = balanced_weights(cat_labels, cat_sources)
@@ -234,7 +257,7 @@ def train(
     )
 
     safety_rows = [r for r in rows if r.unsafe is not None]
-    x_safe = vectorize([r.text for r in safety_rows], names, idf)
+    x_safe = text_matrix([r.text for r in safety_rows], names, idf, config)
     unsafe = np.array([r.unsafe for r in safety_rows])
     safe_sources = [r.source for r in safety_rows]
     safe_weights = balanced_weights(unsafe, safe_sources)
@@ -279,6 +302,16 @@ def train(
     scale = platt_scale(held_premium, needs, out_weights)
 
     held_best = held_logits.argmax(axis=1)
+    meaning_weights, meaning_card = None, None
+    if config.meaning_table:
+        # The runtime reads the unit meaning vector: the scale moves into its weights.
+        meaning_weights = np.hstack(
+            [category_weights[len(names) :], safety_weights[len(names) :, None]]
+        ) * np.float32(config.meaning_scale)
+        category_weights = category_weights[: len(names)]
+        safety_weights = safety_weights[: len(names)]
+        digest = load_word_vectors(config.meaning_table).digest
+        meaning_card = {"table": config.meaning_table, "digest": digest}
     card = {
         "format": ARTIFACT_FORMAT,
         "features": FEATURES_VERSION,
@@ -288,6 +321,7 @@ def train(
         "safety_threshold": round(threshold, 4),
         "premium_bias": premium_bias,
         "premium_scale": [round(scale[0], 6), round(scale[1], 6)],
+        "meaning": meaning_card,
         "config": asdict(config),
         "data": {
             "category_rows": dict(sorted(Counter(cat_labels.tolist()).items())),
@@ -319,6 +353,7 @@ def train(
         premium_signal_weights=premium_signal_weights,
         signal_mean=signal_mean,
         signal_scale=signal_scale,
+        meaning_weights=meaning_weights,
         card=card,
     )
 
@@ -402,6 +437,8 @@ def write_artifact(trained: TrainedRouter, directory: Path, *, now: datetime | N
         "signal_mean": trained.signal_mean,
         "signal_scale": trained.signal_scale,
     }
+    if trained.meaning_weights is not None:
+        arrays["meaning_weights"] = trained.meaning_weights.astype(np.float32)
     digest = hashlib.sha256()
     for name in sorted(arrays):
         digest.update(name.encode())
@@ -429,7 +466,13 @@ def model_card(card: dict) -> str:
         "",
         f"Trained {card['trained_at']} by `python manage.py train_router` (seed "
         f"{card['config']['seed']}), features `{card['features']}`, vocabulary "
-        f"{data['vocabulary']:,} n-grams used by at least {card['config']['min_sources']} sources.",
+        f"{data['vocabulary']:,} n-grams used by at least {card['config']['min_sources']} sources"
+        + (
+            f", and the meaning vector of `{card['meaning']['table']}` (static word vectors "
+            "distilled from all-MiniLM-L6-v2, Apache-2.0)."
+            if card.get("meaning")
+            else "."
+        ),
         "",
         "## Data",
         "",

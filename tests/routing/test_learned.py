@@ -9,7 +9,8 @@ import pytest
 from routing.engine import Policy, RouteRequest, Tier, route
 from routing.learned import training
 from routing.learned.data import LabelledText, Outcome
-from routing.learned.features import text_features
+from routing.learned.features import MEANING_PREFIX, text_features, tokens
+from routing.learned.meaning import WordVectors
 from routing.learned.model import ArtifactError, feature_vector, load_router
 
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
@@ -116,7 +117,13 @@ def test_explanation_names_features_of_the_text(router):
     prediction = router.predict(text)
     names = set(text_features(text))
     assert prediction.category_features
-    assert {c.feature for c in prediction.category_features} <= names
+    for contribution in prediction.category_features:
+        # An n-gram of the text, or a word piece's share of its meaning vector.
+        feature = contribution.feature
+        if feature.startswith(MEANING_PREFIX):
+            assert feature.removeprefix(MEANING_PREFIX) in text.split()
+        else:
+            assert feature in names
     assert all(c.weight > 0 for c in prediction.category_features)
     explained = prediction.explanation()
     assert set(explained) == {"category", "safety", "needs_premium"}
@@ -254,3 +261,34 @@ def test_with_the_callers_category_only_needs_premium_is_computed_and_explained(
     assert set(decision.explanation) == {"needs_premium", "features"}
     full = router.predict("write an instagram caption")
     assert decision.explanation["needs_premium"] == round(full.needs_premium, 3)
+
+
+def test_words_the_table_lacks_are_split_into_word_pieces():
+    table = WordVectors(["[UNK]", "un", "##believ", "##ably", "dog"], np.eye(5, dtype=np.float16))
+    assert table.piece_ids(["dog", "unbelievably", "xyz", "dog"]) == [4, 1, 2, 3, 4]
+    assert table.piece_ids(["x" * 500]) == []  # too long to be a word: left out
+    assert table.pieces_by_word(["dog", "unbelievably", "dog"]) == (
+        [4, 1, 2, 3, 4],
+        [0, 1, 1, 1, 0],
+        ["dog", "unbelievably"],
+    )
+    assert np.allclose(table.mean([4, 4]), [0, 0, 0, 0, 1])
+    assert not table.mean([]).any()
+
+
+def test_meaning_shares_add_up_to_the_meaning_vectors_pull(router):
+    words = tokens("write a catchy caption for our new sneakers launch")
+    shares, names = router._meaning_parts(words)
+    table = router.meaning
+    expected = table.mean(table.piece_ids(words)) @ router.meaning_weights
+    assert np.allclose(shares.sum(axis=0)[:10], expected, atol=1e-5)
+    assert not shares[:, 10].any()  # needs premium reads no meaning vector
+    assert names == [MEANING_PREFIX + word for word in dict.fromkeys(words)]
+
+
+def test_artifact_built_on_other_word_vectors_is_refused(tmp_path):
+    trained = training.train(_rows(), _outcomes(), CONFIG)
+    trained.card["meaning"]["digest"] = "0" * 16
+    path = training.write_artifact(trained, tmp_path, now=NOW)
+    with pytest.raises(ArtifactError, match=r"differ from the ones the router artifact"):
+        load_router(str(path))
