@@ -16,6 +16,7 @@ from django.utils.html import format_html, format_html_join
 from routing.api_keys import api_key_create, api_key_revoke
 from routing.circuit import circuit_states
 from routing.engine import RoutingError
+from routing.gateway.admission import budget_period_resync
 from routing.inflight import QUARANTINE_KEY, inflight_quarantined_count
 from routing.learned.runtime import router_overview
 from routing.models import (
@@ -45,7 +46,6 @@ from routing.selectors import (
     router_artifact_metrics,
     whatif_report,
 )
-from routing.services import budget_period_resync
 from routing.whatif import against_current
 from usage.selectors import replay_left_out
 

@@ -18,21 +18,14 @@ from rest_framework.views import APIView
 from routing.auth import ApiKeyAuthentication
 from routing.db import db_call
 from routing.engine import RoutingError
+from routing.gateway.admission import BudgetExceeded, RateLimited, rate_limit_check
+from routing.gateway.call import CompletionFailed, CompletionRequest, route_plan
+from routing.gateway.completion import completion_create, completion_stream
 from routing.idempotent import HEADER as IDEMPOTENCY_HEADER
 from routing.idempotent import idempotent
 from routing.json_input import InvalidJson, InvalidText, is_json_media_type, json_body_parse
 from routing.schema import USER_MESSAGE_REQUIRED, error_responses
 from routing.selectors import api_key_remembered
-from routing.services import (
-    BudgetExceeded,
-    CompletionFailed,
-    CompletionRequest,
-    RateLimited,
-    completion_create,
-    completion_stream,
-    rate_limit_check,
-    route_plan,
-)
 
 logger = logging.getLogger(__name__)
 

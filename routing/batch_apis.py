@@ -13,9 +13,9 @@ from rest_framework.views import APIView
 
 from routing.apis import RouteInputSerializer, SizeLimitedApiView, api_exception_handler
 from routing.batches import BatchRefused, BatchRequest, batch_job_create, batch_job_get
+from routing.gateway.call import CompletionRequest
 from routing.models import BatchItemStatus, BatchJob
 from routing.schema import error_responses
-from routing.services import CompletionRequest
 
 
 def _refusal(status: int, code: str, message: str, field: str | None = None) -> Response:

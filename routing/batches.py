@@ -32,6 +32,9 @@ from routing.batch_provider import (
     batch_retrieve,
 )
 from routing.engine import RoutingError
+from routing.gateway.admission import budget_period_locked
+from routing.gateway.call import CompletionRequest, RoutePlan, route_plan
+from routing.gateway.response_cache import response_cache_key, response_cache_read
 from routing.models import (
     ApiKey,
     BatchItem,
@@ -47,14 +50,6 @@ from routing.models import (
 from routing.pricing import LEDGER_PLACES, batch_prices_per_mtok, call_cost_usd
 from routing.rollout import rollout_subject
 from routing.selectors import policy_get
-from routing.services import (
-    CompletionRequest,
-    RoutePlan,
-    _response_cache_key,
-    budget_period_locked,
-    response_cache_read,
-    route_plan,
-)
 from routing.shared_cache import shared_cache
 from usage.models import Status, TokenSource
 from usage.services import usage_record
@@ -208,7 +203,7 @@ def batch_job_create(
         items, answered = [], []
         for index, (item, plan) in enumerate(zip(requests, plans, strict=True)):
             # The category's response cache serves batches as it serves live calls.
-            key = _response_cache_key(plan=plan, request=item.request, api_key=api_key)
+            key = response_cache_key(plan=plan, request=item.request, api_key=api_key)
             if key and key not in hits:
                 hits[key] = response_cache_read(key)
             name = plan.decision.model.name

@@ -13,13 +13,13 @@ from django.utils import timezone
 
 from routing.after_response import outlive_the_client
 from routing.db import db_call
-from routing.models import ApiKey
-from routing.services import (
+from routing.gateway.idempotency import (
     IdempotencyError,
     idempotency_claim,
     idempotency_release,
     idempotency_store,
 )
+from routing.models import ApiKey
 
 logger = logging.getLogger(__name__)
 

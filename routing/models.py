@@ -341,7 +341,7 @@ class IdempotencyRecord(models.Model):
     """The first answer to an Idempotency-Key, replayed to retries of the same request.
 
     Nothing here is readable without the client's key: the key is kept as its SHA-256 and the
-    answer encrypted with a key derived from it and SECRET_KEY (routing.services). An
+    answer encrypted with a key derived from it and SECRET_KEY (routing.gateway.idempotency). An
     in-flight claim holds until `lease_until`; a retry after that takes it over."""
 
     IN_FLIGHT, DONE = "in_flight", "done"

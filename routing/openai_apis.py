@@ -18,6 +18,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from routing.db import db_call
 from routing.engine import Decision, RoutingError
+from routing.gateway.admission import BudgetExceeded, RateLimited, rate_limit_check
+from routing.gateway.call import CompletionFailed, CompletionRequest, CompletionResult
+from routing.gateway.completion import completion_create, completion_stream
 from routing.idempotent import HEADER as IDEMPOTENCY_HEADER
 from routing.idempotent import idempotent
 from routing.json_input import (
@@ -28,16 +31,6 @@ from routing.json_input import (
     text_check,
 )
 from routing.selectors import api_key_get_by_plaintext, api_key_remembered, policy_get
-from routing.services import (
-    BudgetExceeded,
-    CompletionFailed,
-    CompletionRequest,
-    CompletionResult,
-    RateLimited,
-    completion_create,
-    completion_stream,
-    rate_limit_check,
-)
 
 logger = logging.getLogger(__name__)
 

@@ -136,7 +136,7 @@ async def clients_close() -> None:
 
 
 def _build_client(key: tuple, sandbox: bool) -> openai.AsyncOpenAI:
-    # The SDK's own retries are off: the router's retry loop (services) is the only one.
+    # The SDK's own retries are off: our retry loop (routing.gateway.upstream) is the only one.
     options = {"timeout": settings.UPSTREAM_TIMEOUT_S, "max_retries": 0}
     if sandbox and key[1]:  # the sandbox server every process shares (`make run`)
         return openai.AsyncOpenAI(api_key="sandbox", base_url=key[1], **options)

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
@@ -113,6 +114,15 @@ def shadow_offer(*, call, outcome) -> None:
         temperature=call.request.temperature,
     )
     shadow_dispatch(shadow_encrypt(job))
+
+
+def shadow_offer_after(call, outcome) -> Callable[[dict], Awaitable[None]]:
+    """Return the step that offers the answer once its ledger row is written."""
+
+    async def offer(fields: dict) -> None:
+        shadow_offer(call=call, outcome=outcome)  # a sampled cheap answer is judged off-path
+
+    return offer
 
 
 # Background hand-off: the request only pays for a submit. Small on purpose: shadowing is a

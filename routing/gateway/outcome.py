@@ -1,0 +1,210 @@
+"""What came back from a call, and the ledger row and answer it makes: pure functions of the
+call and its outcome."""
+
+import time
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from django.conf import settings
+
+from routing.engine import ModelSpec
+from routing.gateway.call import Call, CompletionResult
+from routing.gateway.upstream import UpstreamFailed
+from routing.pricing import baseline_cost_usd, call_cost_usd
+from routing.provider import ProviderResult
+from usage.models import Status, TokenSource
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What came back: billed tokens, or a cached answer, or a failure."""
+
+    content: str = ""
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    token_source: str = TokenSource.PROVIDER
+    finish_reason: str = "stop"
+    sandbox: bool = False
+    cache_hit: bool = False
+    avoided_cost_usd: Decimal = Decimal("0")
+    streamed: bool = False
+    status: str = Status.OK
+    error_code: str = ""
+    billed: bool = True
+    model: ModelSpec | None = None  # the model that answered, when not the one decided
+    attempts: int = 1
+
+
+def outcome_from_result(
+    result: ProviderResult, *, model: ModelSpec, attempts: int, streamed: bool = False
+) -> Outcome:
+    return Outcome(
+        model=model,
+        attempts=attempts,
+        content=result.content,
+        input_tokens=result.input_tokens,
+        cached_tokens=result.cached_tokens,
+        output_tokens=result.output_tokens,
+        finish_reason=result.finish_reason,
+        sandbox=result.sandbox,
+        streamed=streamed,
+    )
+
+
+def outcome_from_cache(hit: dict, *, streamed: bool = False) -> Outcome:
+    return Outcome(
+        content=hit["content"],
+        input_tokens=hit["input_tokens"],
+        output_tokens=hit["output_tokens"],
+        finish_reason=hit["finish_reason"],
+        sandbox=hit["sandbox"],
+        cache_hit=True,
+        avoided_cost_usd=Decimal(hit["cost_usd"]),
+        streamed=streamed,
+    )
+
+
+_FAILURE_STATUS = {
+    "upstream_timeout": Status.UPSTREAM_TIMEOUT,
+    "upstream_rate_limited": Status.UPSTREAM_RATE_LIMITED,
+    "upstream_bad_response": Status.UPSTREAM_BAD_RESPONSE,
+    "request_refused_by_model": Status.REQUEST_REFUSED,
+}
+
+
+def outcome_from_error(call: Call, failure: UpstreamFailed) -> Outcome:
+    error = failure.error
+    return replace(
+        outcome_not_called(call, status=_FAILURE_STATUS.get(error.code, Status.UPSTREAM_ERROR)),
+        model=failure.model,
+        attempts=failure.attempts,
+        error_code=error.code,
+    )
+
+
+def outcome_not_called(call: Call, *, status: str) -> Outcome:
+    # Nothing was billed: the row keeps the prompt estimate and costs nothing.
+    return Outcome(
+        attempts=0,
+        input_tokens=call.plan.prompt_tokens,
+        token_source=call.plan.token_source,
+        sandbox=settings.UPSTREAM_MODE == "sandbox",
+        status=status,
+        billed=False,
+    )
+
+
+def ledger_fields(call: Call, outcome: Outcome) -> dict:
+    decision = call.decision
+    model = outcome.model or decision.model
+    if outcome.billed:
+        prices = {
+            "input_per_mtok_usd": model.input_per_mtok_usd,
+            "output_per_mtok_usd": model.output_per_mtok_usd,
+            "input_tokens": outcome.input_tokens,
+            "output_tokens": outcome.output_tokens,
+        }
+        uncached = call_cost_usd(
+            **prices, cached_input_per_mtok_usd=model.input_per_mtok_usd, cached_tokens=0
+        )
+        cost = (
+            Decimal("0")
+            if outcome.cache_hit
+            else call_cost_usd(
+                **prices,
+                cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
+                cached_tokens=outcome.cached_tokens,
+            )
+        )
+        baseline = baseline_cost_usd(
+            input_per_mtok_usd=decision.baseline_model.input_per_mtok_usd,
+            output_per_mtok_usd=decision.baseline_model.output_per_mtok_usd,
+            input_tokens=outcome.input_tokens,
+            output_tokens=outcome.output_tokens,
+        )
+    else:
+        cost = uncached = baseline = Decimal("0")
+    store_text = settings.USAGE_STORE_TEXT
+    limit = settings.USAGE_STORE_TEXT_MAX_CHARS
+    return dict(
+        request_id=call.request_id,
+        created_at=call.started_at,
+        api_key_id=call.api_key.pk,
+        end_user=call.request.user,
+        category=decision.category,
+        category_source=decision.category_source,
+        complexity=decision.complexity,
+        complexity_source=decision.complexity_source,
+        critical=decision.critical,
+        tier=model.tier.value,
+        model=model.name,
+        reason_code=decision.reason_code,
+        policy_version_id=decision.policy_version,
+        input_tokens=outcome.input_tokens,
+        cached_tokens=outcome.cached_tokens,
+        output_tokens=outcome.output_tokens,
+        token_source=outcome.token_source,
+        latency_ms=round((time.perf_counter() - call.started) * 1000),
+        cost_usd=cost,
+        uncached_cost_usd=uncached,
+        avoided_cost_usd=outcome.avoided_cost_usd,
+        estimated_cost_usd=decision.estimated_cost_usd,
+        estimate_source=call.plan.token_source,
+        baseline_cost_usd=baseline,
+        baseline_model=decision.baseline_model.name,
+        price_input_per_mtok_usd=model.input_per_mtok_usd,
+        price_cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
+        price_output_per_mtok_usd=model.output_per_mtok_usd,
+        status=outcome.status,
+        error_code=outcome.error_code,
+        sandbox=outcome.sandbox,
+        cache_hit=outcome.cache_hit,
+        streamed=outcome.streamed,
+        arm=decision.arm.value,
+        attempts=outcome.attempts,
+        fallback_from=decision.model.name if model != decision.model else "",
+        prefix_fingerprint=decision.rule.prefix_fingerprint,
+        router_artifact=decision.router_artifact,
+        explanation=decision.explanation,
+        metadata=call.request.metadata,
+        prompt_text=call.plan.text[:limit] if store_text else "",
+        response_text=outcome.content[:limit] if store_text else "",
+    )
+
+
+def cache_value(outcome: Outcome, fields: dict) -> dict:
+    return {
+        "content": outcome.content,
+        "input_tokens": outcome.input_tokens,
+        "output_tokens": outcome.output_tokens,
+        "finish_reason": outcome.finish_reason,
+        "sandbox": outcome.sandbox,
+        "cost_usd": str(fields["cost_usd"]),
+    }
+
+
+def completion_result(call: Call, outcome: Outcome, fields: dict) -> CompletionResult:
+    decision = call.decision
+    if outcome.model is not None and outcome.model != decision.model:
+        decision = replace(
+            decision,
+            model=outcome.model,
+            tier=outcome.model.tier,
+            reason_text=f"{decision.reason_text} Fell back to {outcome.model.name} after "
+            f"{outcome.attempts} attempts.",
+        )
+    return CompletionResult(
+        id=call.request_id,
+        content=outcome.content,
+        decision=decision,
+        input_tokens=fields["input_tokens"],
+        output_tokens=fields["output_tokens"],
+        cached_tokens=fields["cached_tokens"],
+        latency_ms=fields["latency_ms"],
+        cost_usd=fields["cost_usd"],
+        baseline_cost_usd=fields["baseline_cost_usd"],
+        sandbox=fields["sandbox"],
+        cache_hit=outcome.cache_hit,
+        finish_reason=outcome.finish_reason,
+    )
