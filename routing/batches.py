@@ -34,7 +34,13 @@ from routing.batch_provider import (
 from routing.engine import RoutingError
 from routing.gateway.admission import budget_period_locked
 from routing.gateway.call import CompletionRequest, RoutePlan, route_plan
-from routing.gateway.response_cache import response_cache_key, response_cache_read
+from routing.gateway.outcome import LedgerRow
+from routing.gateway.response_cache import (
+    response_cache_key,
+    response_cache_read,
+    response_cache_value,
+    response_cache_write,
+)
 from routing.models import (
     ApiKey,
     BatchItem,
@@ -47,10 +53,15 @@ from routing.models import (
     ProviderBatch,
     ProviderBatchState,
 )
-from routing.pricing import LEDGER_PLACES, batch_prices_per_mtok, call_cost_usd
+from routing.pricing import (
+    LEDGER_PLACES,
+    NOT_BILLED,
+    Prices,
+    batch_prices_per_mtok,
+    ledger_costs,
+)
 from routing.rollout import rollout_subject
 from routing.selectors import policy_get
-from routing.shared_cache import shared_cache
 from usage.models import Status, TokenSource
 from usage.services import usage_record
 
@@ -240,13 +251,6 @@ def batch_job_create(
         part_ids = [part.pk for part in parts.values()]
         transaction.on_commit(lambda: _submit_enqueue(part_ids))
     return job
-
-
-def _cache_write(key: str, value: dict, ttl_s: int) -> None:
-    try:
-        shared_cache().set(key, value, ttl_s)
-    except Exception:
-        logger.warning("response cache unavailable (write); batch answer not cached")
 
 
 def _submit_enqueue(part_ids: list[int]) -> None:
@@ -472,16 +476,11 @@ def _item_settle(
         row = _ledger_row(item, tokens=tokens, billed=True, now=now)
         answer_cache = item.ledger_fields.get("cache")
         if answer_cache:
-            value = {
-                "content": item.content,
-                "input_tokens": row["input_tokens"],
-                "output_tokens": row["output_tokens"],
-                "finish_reason": item.finish_reason,
-                "sandbox": row["sandbox"],
-                "cost_usd": str(row["cost_usd"]),
-            }
+            value = response_cache_value(
+                row, content=item.content, finish_reason=item.finish_reason
+            )
             key, ttl_s = answer_cache["key"], answer_cache["ttl_s"]
-            transaction.on_commit(lambda: _cache_write(key, value, ttl_s))
+            transaction.on_commit(lambda: response_cache_write(key, value, ttl_s))
     else:
         if line is not None:
             error = line.get("error") or body.get("error") or {}
@@ -526,14 +525,14 @@ def _item_follow(item: BatchItem, first: BatchItem, *, now: datetime) -> None:
     _item_record(item, _ledger_row(item, tokens=None, billed=False, now=now), now=now)
 
 
-def _item_record(item: BatchItem, row: dict, *, now: datetime) -> None:
+def _item_record(item: BatchItem, row: LedgerRow, *, now: datetime) -> None:
     """Save the item's outcome and write its one ledger row."""
-    item.input_tokens, item.output_tokens = row["input_tokens"], row["output_tokens"]
-    item.cost_usd = row["cost_usd"]
+    item.input_tokens, item.output_tokens = row.input_tokens, row.output_tokens
+    item.cost_usd = row.cost_usd
     item.save()
-    if row["cost_usd"]:  # first: a new budget period counts the ledger as it was before this row
-        _budget_spend(row["api_key_id"], row["cost_usd"], now=now)
-    usage_record(**row)
+    if row.cost_usd:  # first: a new budget period counts the ledger as it was before this row
+        _budget_spend(row.api_key_id, row.cost_usd, now=now)
+    usage_record(**row.fields())
 
 
 def _ledger_row(
@@ -543,57 +542,48 @@ def _ledger_row(
     billed: bool,
     now: datetime,
     avoided: Decimal | None = None,
-) -> dict:
+) -> LedgerRow:
     """The item's one ledger row: batch price billed, list price as `uncached`, so on batch
     rows uncached - cost is the batch layer and baseline - uncached the routing layer.
 
     `avoided` (a response-cache answer): nothing billed, the first answer's bill avoided."""
     row = dict(item.ledger_fields["row"])
     prices = item.ledger_fields["prices"]
-    for key in ("price_input_per_mtok_usd", "price_cached_input_per_mtok_usd"):
+    for key in (
+        "price_input_per_mtok_usd",
+        "price_cached_input_per_mtok_usd",
+        "price_output_per_mtok_usd",
+        "estimated_cost_usd",
+    ):
         row[key] = Decimal(row[key])
-    row["price_output_per_mtok_usd"] = Decimal(row["price_output_per_mtok_usd"])
-    row["estimated_cost_usd"] = Decimal(row["estimated_cost_usd"])
     if billed:
         input_tokens, cached_tokens, output_tokens = tokens
-        billed_cost = call_cost_usd(
-            input_per_mtok_usd=row["price_input_per_mtok_usd"],
-            cached_input_per_mtok_usd=row["price_cached_input_per_mtok_usd"],
-            output_per_mtok_usd=row["price_output_per_mtok_usd"],
+        costs = ledger_costs(
+            billed=Prices(
+                row["price_input_per_mtok_usd"],
+                row["price_cached_input_per_mtok_usd"],
+                row["price_output_per_mtok_usd"],
+            ),
+            listed=_stored_prices(prices["list_input"], prices["list_output"]),
+            baseline=_stored_prices(prices["baseline_input"], prices["baseline_output"]),
             input_tokens=input_tokens,
             cached_tokens=cached_tokens,
             output_tokens=output_tokens,
-        )
-        list_cost = call_cost_usd(
-            input_per_mtok_usd=Decimal(prices["list_input"]),
-            cached_input_per_mtok_usd=Decimal(prices["list_input"]),
-            output_per_mtok_usd=Decimal(prices["list_output"]),
-            input_tokens=input_tokens,
-            cached_tokens=0,
-            output_tokens=output_tokens,
-        )
-        baseline = call_cost_usd(
-            input_per_mtok_usd=Decimal(prices["baseline_input"]),
-            cached_input_per_mtok_usd=Decimal(prices["baseline_input"]),
-            output_per_mtok_usd=Decimal(prices["baseline_output"]),
-            input_tokens=input_tokens,
-            cached_tokens=0,
-            output_tokens=output_tokens,
+            free=avoided is not None,
         )
         token_source, status, error_code = TokenSource.PROVIDER, Status.OK, ""
-        if avoided is not None:
-            billed_cost = Decimal("0")
     else:
         # Nothing billed: the row keeps the prompt estimate and costs nothing.
         input_tokens, cached_tokens, output_tokens = prices["prompt_tokens"], 0, 0
-        billed_cost = list_cost = baseline = Decimal("0")
+        costs = NOT_BILLED
         token_source, status, error_code = (
             prices["token_source"],
             Status.UPSTREAM_ERROR,
             item.error_code,
         )
     store_text = settings.USAGE_STORE_TEXT
-    row.update(
+    return LedgerRow(
+        **row,
         request_id=item.request_id,
         created_at=now,  # billed when collected: the rollup refresh sees it at once
         input_tokens=input_tokens,
@@ -601,18 +591,24 @@ def _ledger_row(
         output_tokens=output_tokens,
         token_source=token_source,
         latency_ms=0,  # a batch turnaround is hours: kept on the job, out of live latency
-        cost_usd=billed_cost,
-        uncached_cost_usd=list_cost,
+        cost_usd=costs.cost_usd,
+        uncached_cost_usd=costs.uncached_cost_usd,
         avoided_cost_usd=avoided or Decimal("0"),
         cache_hit=avoided is not None,
-        baseline_cost_usd=baseline,
+        baseline_cost_usd=costs.baseline_cost_usd,
         status=status,
         error_code=error_code,
         sandbox=settings.UPSTREAM_MODE == "sandbox",
         batch=True,
         response_text=item.content[: settings.USAGE_STORE_TEXT_MAX_CHARS] if store_text else "",
     )
-    return row
+
+
+def _stored_prices(input_per_mtok_usd: str, output_per_mtok_usd: str) -> Prices:
+    # Kept as strings in the item; undiscounted amounts read only the input and output prices.
+    return Prices(
+        Decimal(input_per_mtok_usd), Decimal(input_per_mtok_usd), Decimal(output_per_mtok_usd)
+    )
 
 
 def _budget_spend(api_key_id: int, cost_usd: Decimal, *, now: datetime) -> None:

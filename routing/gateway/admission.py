@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from routing.db import db_call
 from routing.gateway.call import Call
-from routing.gateway.outcome import Outcome, ledger_fields
+from routing.gateway.outcome import Outcome, ledger_row
 from routing.inflight import (
     inflight_final_row,
     inflight_forget,
@@ -133,7 +133,7 @@ def admission_open(call: Call) -> str:
         error_code="worker_lost",
         billed=False,
     )
-    lost_json = storable_json(ledger_fields(call, lost))
+    lost_json = storable_json(ledger_row(call, lost).fields())
     deadline_at = inflight_deadline(call)
     if limit is None:
         if inflight_remember(

@@ -21,7 +21,6 @@ from routing.gateway.call import (
 )
 from routing.gateway.ledger import ledger_record
 from routing.gateway.outcome import (
-    cache_value,
     completion_result,
     outcome_from_cache,
     outcome_from_error,
@@ -29,9 +28,9 @@ from routing.gateway.outcome import (
     outcome_not_called,
 )
 from routing.gateway.response_cache import (
+    response_cache_keep,
     response_cache_key,
     response_cache_read,
-    response_cache_write,
 )
 from routing.gateway.streaming import stream_finish, stream_outcome, stream_relay, stream_replay
 from routing.gateway.upstream import UpstreamFailed, upstream_attempt
@@ -104,12 +103,10 @@ async def _completion_run(
     outcome = outcome_from_result(result, model=model, attempts=attempts)
     if client_gone.is_set():  # answered and billed, but no one took the answer
         outcome = replace(outcome, status=Status.CLIENT_CANCELLED)
-    fields = await ledger_record(call, outcome, then=shadow_offer_after(call, outcome))
+    row = await ledger_record(call, outcome, then=shadow_offer_after(call, outcome))
     if call.cache_key and model == call.decision.model:
-        await response_cache_write(
-            call, cache_value(outcome, fields)
-        )  # before the answer: a repeat hits
-    return completion_result(call, outcome, fields)
+        await response_cache_keep(call, outcome, row)  # before the answer: a repeat hits
+    return completion_result(call, outcome, row)
 
 
 async def completion_stream(
@@ -130,8 +127,8 @@ async def _stream_open(
     hit = call.cached
     if hit is not None:
         outcome = outcome_from_cache(hit, streamed=True)
-        fields = await ledger_record(call, outcome)  # now: the events may never be read
-        events = stream_replay(call, outcome, fields, include_usage=include_usage)
+        row = await ledger_record(call, outcome)  # now: the events may never be read
+        events = stream_replay(call, outcome, row, include_usage=include_usage)
         return StreamStart(call.request_id, call.decision, events, cache_hit=True)
     kwargs = call.provider_kwargs()
 

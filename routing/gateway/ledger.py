@@ -21,7 +21,7 @@ from routing.gateway.admission import (
     storable_json,
 )
 from routing.gateway.call import Call
-from routing.gateway.outcome import Outcome, ledger_fields
+from routing.gateway.outcome import LedgerRow, Outcome, ledger_row
 from routing.inflight import inflight_forget_soon, inflight_remember
 from routing.models import InFlightRequest
 from usage.services import ledger_storable, usage_record, usage_record_replace_swept
@@ -29,17 +29,17 @@ from usage.services import ledger_storable, usage_record, usage_record_replace_s
 logger = logging.getLogger(__name__)
 
 
-def call_record(call: Call, fields: dict) -> None:
+def call_record(call: Call, row: LedgerRow) -> None:
     """Write the call's one ledger row, release its admission and settle its budget, in one
     transaction: a row is written whole or not at all. A row whose text the database refuses
     is written cleaned; one the sweep already wrote as abandoned is replaced by this one."""
     try:
-        _call_record_once(call, fields)
+        _call_record_once(call, row.fields())
     except IntegrityError:
-        _call_record_late(call, fields)
+        _call_record_late(call, row.fields())
     except (DataError, ValueError) as exc:  # NUL, a lone surrogate: never a reason to lose it
         logger.error("ledger row of %s refused (%s); writing it cleaned", call.request_id, exc)
-        _call_record_once(call, ledger_storable(fields))
+        _call_record_once(call, ledger_storable(row.fields()))
 
 
 def _call_record_once(call: Call, fields: dict) -> None:
@@ -83,32 +83,32 @@ LEDGER_LEAVE_AFTER_ATTEMPTS = 4
 
 
 async def ledger_record(
-    call: Call, outcome: Outcome, *, then: Callable[[dict], Awaitable[None]] | None = None
-) -> dict:
+    call: Call, outcome: Outcome, *, then: Callable[[LedgerRow], Awaitable[None]] | None = None
+) -> LedgerRow:
     """Price the call's ledger row and write it: after the response where the handler runs
-    deferred work (routing.after_response), else now. Return the row's fields (the answer
-    reports its cost and tokens from them). `then(fields)` runs once the row is written."""
-    fields = ledger_fields(call, outcome)
+    deferred work (routing.after_response), else now. Return the row (the answer
+    reports its cost and tokens from it). `then(row)` runs once the row is written."""
+    row = ledger_row(call, outcome)
 
     async def write_later() -> None:
-        if await _ledger_write_patiently(call, fields) and then is not None:
-            await then(fields)
+        if await _ledger_write_patiently(call, row) and then is not None:
+            await then(row)
 
     if settings.LEDGER_WRITE_AFTER_RESPONSE and defer(write_later):
-        return fields
-    await db_call(call_record, call, fields)
+        return row
+    await db_call(call_record, call, row)
     if then is not None:
-        await then(fields)
-    return fields
+        await then(row)
+    return row
 
 
-async def _ledger_write_patiently(call: Call, fields: dict) -> bool:
+async def _ledger_write_patiently(call: Call, row: LedgerRow) -> bool:
     """Write a deferred row, retrying database errors for about two minutes; past the first
     attempts, the final row is also left for the sweep. True when the row is written."""
     left = False
     for attempt, wait_s in enumerate((*LEDGER_WRITE_RETRY_WAITS_S, None), start=1):
         try:
-            await db_call(call_record, call, fields)
+            await db_call(call_record, call, row)
             if left:
                 inflight_forget_soon(call.request_id)  # the copy left for the sweep
             return True
@@ -116,7 +116,7 @@ async def _ledger_write_patiently(call: Call, fields: dict) -> bool:
             if attempt == 1:  # once a row: an outage would repeat it for every attempt
                 logger.warning("ledger write of %s failed (%s); retrying", call.request_id, exc)
             if not left and (attempt >= LEDGER_LEAVE_AFTER_ATTEMPTS or wait_s is None):
-                left = await db_call(leave_for_sweep, call, fields)
+                left = await db_call(leave_for_sweep, call, row)
                 if left:
                     logger.warning(
                         "ledger row of %s left for the in-flight sweep meanwhile", call.request_id
@@ -132,11 +132,11 @@ async def _ledger_write_patiently(call: Call, fields: dict) -> bool:
     return False
 
 
-def leave_for_sweep(call: Call, fields: dict) -> bool:
+def leave_for_sweep(call: Call, row: LedgerRow) -> bool:
     """Put the final row where the sweep looks for it, so that it writes what the call
     really cost: the in-flight record, else Redis (the sweep prefers a final row kept there;
     the table is likely down too). False when neither store takes it."""
-    final = storable_json(fields)
+    final = storable_json(row.fields())
     if call.remembered_in == REMEMBERED_IN_TABLE:
         try:
             updated = InFlightRequest.objects.filter(request_id=call.request_id)

@@ -2,15 +2,18 @@
 call and its outcome."""
 
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
 
-from routing.engine import ModelSpec
+from routing.engine import Arm, ModelSpec
 from routing.gateway.call import Call, CompletionResult
 from routing.gateway.upstream import UpstreamFailed
-from routing.pricing import baseline_cost_usd, call_cost_usd
+from routing.pricing import NOT_BILLED, ledger_costs
 from routing.provider import ProviderResult
 from usage.models import Status, TokenSource
 
@@ -95,39 +98,79 @@ def outcome_not_called(call: Call, *, status: str) -> Outcome:
     )
 
 
-def ledger_fields(call: Call, outcome: Outcome) -> dict:
+@dataclass(frozen=True)
+class LedgerRow:
+    """One ledger row (usage.models.UsageRecord), as every writer hands it to usage_record:
+    the request path, batch collection and shadow evaluation."""
+
+    request_id: str
+    created_at: datetime
+    api_key_id: int
+    end_user: str
+    category: str
+    category_source: str
+    complexity: float
+    complexity_source: str
+    critical: bool
+    tier: str
+    model: str
+    reason_code: str
+    policy_version_id: int
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    token_source: str
+    latency_ms: int
+    cost_usd: Decimal
+    uncached_cost_usd: Decimal
+    estimated_cost_usd: Decimal
+    estimate_source: str
+    baseline_cost_usd: Decimal
+    baseline_model: str
+    price_input_per_mtok_usd: Decimal
+    price_cached_input_per_mtok_usd: Decimal
+    price_output_per_mtok_usd: Decimal
+    status: str
+    error_code: str = ""
+    sandbox: bool = False
+    avoided_cost_usd: Decimal = Decimal("0")
+    cache_hit: bool = False
+    streamed: bool = False
+    batch: bool = False
+    qa: bool = False
+    arm: str = Arm.ROUTED.value
+    attempts: int = 1
+    fallback_from: str = ""
+    prefix_fingerprint: str = ""
+    router_artifact: str = ""
+    explanation: Mapping = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    prompt_text: str = ""
+    response_text: str = ""
+
+    def fields(self) -> dict:
+        """Return the row as usage_record's keyword arguments (values not copied)."""
+        return {column.name: getattr(self, column.name) for column in dataclass_fields(self)}
+
+
+def ledger_row(call: Call, outcome: Outcome) -> LedgerRow:
+    """Return the call's one ledger row: the answering model billed, or $0 when not called."""
     decision = call.decision
     model = outcome.model or decision.model
+    costs = NOT_BILLED
     if outcome.billed:
-        prices = {
-            "input_per_mtok_usd": model.input_per_mtok_usd,
-            "output_per_mtok_usd": model.output_per_mtok_usd,
-            "input_tokens": outcome.input_tokens,
-            "output_tokens": outcome.output_tokens,
-        }
-        uncached = call_cost_usd(
-            **prices, cached_input_per_mtok_usd=model.input_per_mtok_usd, cached_tokens=0
-        )
-        cost = (
-            Decimal("0")
-            if outcome.cache_hit
-            else call_cost_usd(
-                **prices,
-                cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
-                cached_tokens=outcome.cached_tokens,
-            )
-        )
-        baseline = baseline_cost_usd(
-            input_per_mtok_usd=decision.baseline_model.input_per_mtok_usd,
-            output_per_mtok_usd=decision.baseline_model.output_per_mtok_usd,
+        costs = ledger_costs(
+            billed=model,
+            listed=model,
+            baseline=decision.baseline_model,
             input_tokens=outcome.input_tokens,
+            cached_tokens=outcome.cached_tokens,
             output_tokens=outcome.output_tokens,
+            free=outcome.cache_hit,
         )
-    else:
-        cost = uncached = baseline = Decimal("0")
     store_text = settings.USAGE_STORE_TEXT
     limit = settings.USAGE_STORE_TEXT_MAX_CHARS
-    return dict(
+    return LedgerRow(
         request_id=call.request_id,
         created_at=call.started_at,
         api_key_id=call.api_key.pk,
@@ -146,12 +189,12 @@ def ledger_fields(call: Call, outcome: Outcome) -> dict:
         output_tokens=outcome.output_tokens,
         token_source=outcome.token_source,
         latency_ms=round((time.perf_counter() - call.started) * 1000),
-        cost_usd=cost,
-        uncached_cost_usd=uncached,
+        cost_usd=costs.cost_usd,
+        uncached_cost_usd=costs.uncached_cost_usd,
         avoided_cost_usd=outcome.avoided_cost_usd,
         estimated_cost_usd=decision.estimated_cost_usd,
         estimate_source=call.plan.token_source,
-        baseline_cost_usd=baseline,
+        baseline_cost_usd=costs.baseline_cost_usd,
         baseline_model=decision.baseline_model.name,
         price_input_per_mtok_usd=model.input_per_mtok_usd,
         price_cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
@@ -173,18 +216,7 @@ def ledger_fields(call: Call, outcome: Outcome) -> dict:
     )
 
 
-def cache_value(outcome: Outcome, fields: dict) -> dict:
-    return {
-        "content": outcome.content,
-        "input_tokens": outcome.input_tokens,
-        "output_tokens": outcome.output_tokens,
-        "finish_reason": outcome.finish_reason,
-        "sandbox": outcome.sandbox,
-        "cost_usd": str(fields["cost_usd"]),
-    }
-
-
-def completion_result(call: Call, outcome: Outcome, fields: dict) -> CompletionResult:
+def completion_result(call: Call, outcome: Outcome, row: LedgerRow) -> CompletionResult:
     decision = call.decision
     if outcome.model is not None and outcome.model != decision.model:
         decision = replace(
@@ -198,13 +230,13 @@ def completion_result(call: Call, outcome: Outcome, fields: dict) -> CompletionR
         id=call.request_id,
         content=outcome.content,
         decision=decision,
-        input_tokens=fields["input_tokens"],
-        output_tokens=fields["output_tokens"],
-        cached_tokens=fields["cached_tokens"],
-        latency_ms=fields["latency_ms"],
-        cost_usd=fields["cost_usd"],
-        baseline_cost_usd=fields["baseline_cost_usd"],
-        sandbox=fields["sandbox"],
+        input_tokens=row.input_tokens,
+        output_tokens=row.output_tokens,
+        cached_tokens=row.cached_tokens,
+        latency_ms=row.latency_ms,
+        cost_usd=row.cost_usd,
+        baseline_cost_usd=row.baseline_cost_usd,
+        sandbox=row.sandbox,
         cache_hit=outcome.cache_hit,
         finish_reason=outcome.finish_reason,
     )

@@ -7,6 +7,7 @@ import logging
 from routing.db import db_call
 from routing.engine import Arm
 from routing.gateway.call import Call, CompletionRequest, RoutePlan
+from routing.gateway.outcome import LedgerRow, Outcome
 from routing.models import ApiKey
 from routing.shared_cache import outage_warning, shared_cache
 
@@ -48,9 +49,28 @@ def response_cache_read(key: str) -> dict | None:
         return None
 
 
-async def response_cache_write(call: Call, value: dict) -> None:
+def response_cache_value(row: LedgerRow, *, content: str, finish_reason: str) -> dict:
+    """Return what the cache keeps of an answer: its text, tokens and what it was billed."""
+    return {
+        "content": content,
+        "input_tokens": row.input_tokens,
+        "output_tokens": row.output_tokens,
+        "finish_reason": finish_reason,
+        "sandbox": row.sandbox,
+        "cost_usd": str(row.cost_usd),
+    }
+
+
+def response_cache_write(key: str, value: dict, ttl_s: int) -> None:
+    """Keep an answer; an unreachable cache leaves it unkept (logged), never an error."""
     try:
-        ttl_s = call.decision.rule.response_cache_ttl_s
-        await db_call(shared_cache().set, call.cache_key, value, ttl_s)
+        shared_cache().set(key, value, ttl_s)
     except Exception as exc:  # noqa: BLE001 - fails open, as documented
         outage_warning(logger, exc, "response cache unavailable (write); answer not cached")
+
+
+async def response_cache_keep(call: Call, outcome: Outcome, row: LedgerRow) -> None:
+    """Keep the call's answer under its key, for the category's TTL."""
+    value = response_cache_value(row, content=outcome.content, finish_reason=outcome.finish_reason)
+    ttl_s = call.decision.rule.response_cache_ttl_s
+    await db_call(response_cache_write, call.cache_key, value, ttl_s)

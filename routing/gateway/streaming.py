@@ -10,8 +10,8 @@ from dataclasses import replace
 from routing.engine import ModelSpec
 from routing.gateway.call import Call
 from routing.gateway.ledger import ledger_record
-from routing.gateway.outcome import Outcome, cache_value
-from routing.gateway.response_cache import response_cache_write
+from routing.gateway.outcome import LedgerRow, Outcome
+from routing.gateway.response_cache import response_cache_keep
 from routing.provider import ProviderError
 from routing.shadow import shadow_offer_after
 from routing.tokens import count_text_tokens
@@ -80,11 +80,11 @@ async def stream_relay(
 
 
 async def stream_finish(call: Call, outcome: Outcome, upstream) -> None:
-    fields = await ledger_record(call, outcome, then=shadow_offer_after(call, outcome))
+    row = await ledger_record(call, outcome, then=shadow_offer_after(call, outcome))
     if outcome.status != Status.OK:
         await upstream.close()
     elif call.cache_key and outcome.model in (None, call.decision.model):
-        await response_cache_write(call, cache_value(outcome, fields))
+        await response_cache_keep(call, outcome, row)
 
 
 def stream_outcome(
@@ -126,7 +126,7 @@ def stream_outcome(
 
 
 async def stream_replay(
-    call: Call, outcome: Outcome, fields: dict, *, include_usage: bool
+    call: Call, outcome: Outcome, row: LedgerRow, *, include_usage: bool
 ) -> AsyncIterator[bytes]:
     """Serve a cached answer (already recorded) as a stream: one content chunk, finish,
     usage, [DONE]."""
@@ -142,9 +142,9 @@ async def stream_replay(
     yield sse({**base, "choices": [finish]})
     if include_usage:
         usage = {
-            "prompt_tokens": fields["input_tokens"],
-            "completion_tokens": fields["output_tokens"],
-            "total_tokens": fields["input_tokens"] + fields["output_tokens"],
+            "prompt_tokens": row.input_tokens,
+            "completion_tokens": row.output_tokens,
+            "total_tokens": row.input_tokens + row.output_tokens,
             "prompt_tokens_details": {"cached_tokens": 0},
         }
         yield sse({**base, "choices": [], "usage": usage})

@@ -17,7 +17,7 @@ from routing.gateway.admission import inflight_sweep
 from routing.gateway.call import CompletionRequest
 from routing.gateway.completion import call_prepare, completion_create
 from routing.gateway.ledger import call_record, leave_for_sweep
-from routing.gateway.outcome import Outcome, ledger_fields
+from routing.gateway.outcome import Outcome, ledger_row
 from routing.models import BudgetPeriod, InFlightRequest
 from usage.metrics import metrics_render
 from usage.models import UsageRecord
@@ -185,13 +185,13 @@ def test_a_stream_that_outlives_the_sweep_replaces_its_abandoned_row(api_key, po
     assert UsageRecord.objects.get().status == "abandoned"
     # when its real row arrives
     outcome = Outcome(input_tokens=1000, output_tokens=500, streamed=True)
-    fields = ledger_fields(call, outcome)
-    call_record(call, fields)
+    real = ledger_row(call, outcome)
+    call_record(call, real)
     # then it replaces the estimate, and the budget counts its real cost
     row = UsageRecord.objects.get()
-    assert (row.status, row.output_tokens, row.cost_usd) == ("ok", 500, fields["cost_usd"])
+    assert (row.status, row.output_tokens, row.cost_usd) == ("ok", 500, real.cost_usd)
     period = BudgetPeriod.objects.get()
-    assert (period.reserved_usd, period.spent_usd) == (0, fields["cost_usd"])
+    assert (period.reserved_usd, period.spent_usd) == (0, real.cost_usd)
 
 
 @pytest.mark.django_db
@@ -203,19 +203,19 @@ def test_an_answered_row_left_in_redis_while_the_database_is_down_is_swept_at_it
     # given a budgeted request, answered, whose row and in-flight record cannot be written
     key = _budgeted(api_key)
     call = call_prepare(api_key=key, request=CompletionRequest(messages=HELLO))
-    fields = ledger_fields(call, Outcome(input_tokens=900, output_tokens=90))
+    real = ledger_row(call, Outcome(input_tokens=900, output_tokens=90))
 
     def database_down(*args, **kwargs):
         raise OperationalError("the database is down")
 
     with monkeypatch.context() as patched:
         patched.setattr(QuerySet, "update", database_down)
-        assert leave_for_sweep(call, fields) is True  # into Redis
+        assert leave_for_sweep(call, real) is True  # into Redis
     # when the database is back and the sweep runs past the deadline
     assert inflight_sweep(now=timezone.now() + timedelta(hours=1)) == 1
     # then the row is the answered call at its price, and the reservation became that spend
     row = UsageRecord.objects.get()
-    assert (row.status, row.cost_usd) == ("ok", fields["cost_usd"])
+    assert (row.status, row.cost_usd) == ("ok", real.cost_usd)
     period = BudgetPeriod.objects.get()
-    assert (period.reserved_usd, period.spent_usd) == (0, fields["cost_usd"])
+    assert (period.reserved_usd, period.spent_usd) == (0, real.cost_usd)
     assert inflight_sweep(now=timezone.now() + timedelta(hours=2)) == 0
