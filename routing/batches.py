@@ -34,7 +34,7 @@ from routing.batch_provider import (
 from routing.engine import RoutingError
 from routing.gateway.admission import budget_period_locked
 from routing.gateway.call import CompletionRequest, RoutePlan, route_plan
-from routing.gateway.outcome import LedgerRow
+from routing.gateway.outcome import LedgerRow, decided_columns
 from routing.gateway.response_cache import (
     response_cache_key,
     response_cache_read,
@@ -141,27 +141,14 @@ def _item_ledger(
     estimate = (decision.estimated_cost_usd * factor).quantize(LEDGER_PLACES, ROUND_HALF_EVEN)
     store_text = settings.USAGE_STORE_TEXT
     row = dict(
+        **decided_columns(decision, model=model),
         api_key_id=api_key.pk,
         end_user=request.user,
-        category=decision.category,
-        category_source=decision.category_source,
-        complexity=decision.complexity,
-        complexity_source=decision.complexity_source,
-        critical=decision.critical,
-        tier=model.tier.value,
-        model=model.name,
-        reason_code=decision.reason_code,
-        policy_version_id=decision.policy_version,
         estimated_cost_usd=estimate,
         estimate_source=plan.token_source,
-        baseline_model=baseline.name,
         price_input_per_mtok_usd=input_price,
         price_cached_input_per_mtok_usd=input_price,  # no cache discount inside a batch
         price_output_per_mtok_usd=output_price,
-        arm=decision.arm.value,
-        prefix_fingerprint=decision.rule.prefix_fingerprint,
-        router_artifact=decision.router_artifact,
-        explanation=decision.explanation,
         metadata=request.metadata,
         prompt_text=plan.text[: settings.USAGE_STORE_TEXT_MAX_CHARS] if store_text else "",
     )

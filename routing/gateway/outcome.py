@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from routing.engine import Arm, ModelSpec
+from routing.engine import Arm, Decision, ModelSpec
 from routing.gateway.call import Call, CompletionResult
 from routing.gateway.upstream import UpstreamFailed
 from routing.pricing import NOT_BILLED, ledger_costs
@@ -153,6 +153,27 @@ class LedgerRow:
         return {column.name: getattr(self, column.name) for column in dataclass_fields(self)}
 
 
+def decided_columns(decision: Decision, *, model: ModelSpec) -> dict:
+    """Return the row's columns that the routing decision sets, `model` being the one billed
+    (live and batch rows alike)."""
+    return dict(
+        category=decision.category,
+        category_source=decision.category_source,
+        complexity=decision.complexity,
+        complexity_source=decision.complexity_source,
+        critical=decision.critical,
+        tier=model.tier.value,
+        model=model.name,
+        reason_code=decision.reason_code,
+        policy_version_id=decision.policy_version,
+        baseline_model=decision.baseline_model.name,
+        arm=decision.arm.value,
+        prefix_fingerprint=decision.rule.prefix_fingerprint,
+        router_artifact=decision.router_artifact,
+        explanation=decision.explanation,
+    )
+
+
 def ledger_row(call: Call, outcome: Outcome) -> LedgerRow:
     """Return the call's one ledger row: the answering model billed, or $0 when not called."""
     decision = call.decision
@@ -175,15 +196,7 @@ def ledger_row(call: Call, outcome: Outcome) -> LedgerRow:
         created_at=call.started_at,
         api_key_id=call.api_key.pk,
         end_user=call.request.user,
-        category=decision.category,
-        category_source=decision.category_source,
-        complexity=decision.complexity,
-        complexity_source=decision.complexity_source,
-        critical=decision.critical,
-        tier=model.tier.value,
-        model=model.name,
-        reason_code=decision.reason_code,
-        policy_version_id=decision.policy_version,
+        **decided_columns(decision, model=model),
         input_tokens=outcome.input_tokens,
         cached_tokens=outcome.cached_tokens,
         output_tokens=outcome.output_tokens,
@@ -195,7 +208,6 @@ def ledger_row(call: Call, outcome: Outcome) -> LedgerRow:
         estimated_cost_usd=decision.estimated_cost_usd,
         estimate_source=call.plan.token_source,
         baseline_cost_usd=costs.baseline_cost_usd,
-        baseline_model=decision.baseline_model.name,
         price_input_per_mtok_usd=model.input_per_mtok_usd,
         price_cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
         price_output_per_mtok_usd=model.output_per_mtok_usd,
@@ -204,12 +216,8 @@ def ledger_row(call: Call, outcome: Outcome) -> LedgerRow:
         sandbox=outcome.sandbox,
         cache_hit=outcome.cache_hit,
         streamed=outcome.streamed,
-        arm=decision.arm.value,
         attempts=outcome.attempts,
         fallback_from=decision.model.name if model != decision.model else "",
-        prefix_fingerprint=decision.rule.prefix_fingerprint,
-        router_artifact=decision.router_artifact,
-        explanation=decision.explanation,
         metadata=call.request.metadata,
         prompt_text=call.plan.text[:limit] if store_text else "",
         response_text=outcome.content[:limit] if store_text else "",
