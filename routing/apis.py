@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from huntaze.money import decimal_str
 from routing.auth import ApiKeyAuthentication
 from routing.db import db_call
 from routing.engine import RoutingError
@@ -108,10 +109,6 @@ class SizeLimitedApiView(APIView):
         super().initial(request, *args, **kwargs)
 
 
-def _decimal(value) -> str:
-    return format(value, "f")
-
-
 @method_decorator(csrf_exempt, name="dispatch")
 class CompletionCreateApi(View):
     """Async (the ASGI hot path): a stream holds no worker thread. Same auth, validation and
@@ -142,9 +139,9 @@ class CompletionCreateApi(View):
                     "cached_tokens": result.cached_tokens,
                 },
                 "latency_ms": result.latency_ms,
-                "cost_usd": _decimal(result.cost_usd),
-                "estimated_cost_usd": _decimal(decision.estimated_cost_usd),
-                "baseline_cost_usd": _decimal(result.baseline_cost_usd),
+                "cost_usd": decimal_str(result.cost_usd),
+                "estimated_cost_usd": decimal_str(decision.estimated_cost_usd),
+                "baseline_cost_usd": decimal_str(result.baseline_cost_usd),
                 "policy_version": decision.policy_version,
                 "sandbox": result.sandbox,
                 "cache_hit": result.cache_hit,

@@ -4,13 +4,12 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from huntaze.money import PRICE_FIELD
+
 
 class Tier(models.TextChoices):
     MINI = "mini", "mini (cheap tier)"
     FULL = "full", "full (premium tier)"
-
-
-PRICE_FIELD = {"max_digits": 12, "decimal_places": 4}  # USD per 1M tokens; 4 places keep cost exact
 
 
 class ModelProfile(models.Model):

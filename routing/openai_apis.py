@@ -16,6 +16,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
+from huntaze.money import decimal_str
 from routing.db import db_call
 from routing.engine import Decision, RoutingError
 from routing.gateway.admission import BudgetExceeded, RateLimited, rate_limit_check
@@ -401,7 +402,7 @@ class ChatCompletionsView(OpenAIView):
         except Exception as exc:  # noqa: BLE001
             return _error_response(exc)
         headers = _decision_headers(result.id, result.decision, result.cache_hit)
-        headers["X-Huntaze-Cost-Usd"] = format(result.cost_usd, "f")
+        headers["X-Huntaze-Cost-Usd"] = decimal_str(result.cost_usd)
         return JsonResponse(_completion_body(result), headers=headers)
 
     async def _stream(self, api_key, completion, include_usage: bool) -> HttpResponse:

@@ -5,9 +5,10 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncHour
 
+from huntaze.money import ZERO
 from routing.pricing import savings_percent
 from routing.quality import QaSpend
 from routing.whatif import LeftOut
@@ -19,8 +20,6 @@ from usage.models import (
     UsageRecord,
     UsageRollup,
 )
-
-ZERO = Value(Decimal("0"), output_field=DecimalField(max_digits=20, decimal_places=10))
 
 
 @dataclass(frozen=True)
