@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from huntaze.read_only_admin import ReadOnlyAdminMixin
 from routing.api_keys import api_key_create, api_key_revoke
 from routing.circuit import circuit_states
 from routing.engine import RoutingError
@@ -336,7 +337,8 @@ def _int_or(value, default: int, low: int, high: int) -> int:
 
 
 @admin.register(PolicyVersion)
-class PolicyVersionAdmin(admin.ModelAdmin):
+class PolicyVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    deletable = False
     list_display = ["id", "created_at", "actor", "comment", "change_summary"]
     readonly_fields = ["created_at", "actor", "comment", "changes_list", "snapshot"]
     fields = readonly_fields
@@ -350,15 +352,6 @@ class PolicyVersionAdmin(admin.ModelAdmin):
     @admin.display(description="what changed")
     def changes_list(self, obj: PolicyVersion):
         return format_html_join("", "<div><code>{}</code></div>", ((c,) for c in obj.changes))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def get_urls(self):
         restore = self.admin_site.admin_view(self.restore_view)
@@ -620,7 +613,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(BudgetPeriod)
-class BudgetPeriodAdmin(admin.ModelAdmin):
+class BudgetPeriodAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Each key's month: what is spent, what in-flight requests reserved, and the alert."""
 
     list_display = ["api_key", "month", "spent_usd", "reserved_usd", "limit", "alerted_at"]
@@ -630,12 +623,6 @@ class BudgetPeriodAdmin(admin.ModelAdmin):
     @admin.display(description="monthly budget")
     def limit(self, obj: BudgetPeriod):
         return obj.api_key.monthly_budget_usd
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 class QuarantinedFilter(admin.SimpleListFilter):
@@ -652,7 +639,7 @@ class QuarantinedFilter(admin.SimpleListFilter):
 
 
 @admin.register(InFlightRequest)
-class InFlightRequestAdmin(admin.ModelAdmin):
+class InFlightRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Requests admitted and not yet in the ledger, and those the in-flight sweep could not
     record (quarantined: kept for a person to look at, skipped by the sweep)."""
 
@@ -686,12 +673,6 @@ class InFlightRequestAdmin(admin.ModelAdmin):
             quarantined_at=None, quarantine_reason=""
         )
         self.message_user(request, f"{count} record(s) back in the sweep's queue.")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 from routing import batch_admin  # noqa: E402, F401 - registers the batch job admin
