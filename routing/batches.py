@@ -21,16 +21,6 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from routing.batch_provider import (
-    BatchInfo,
-    BatchProviderError,
-    Endpoint,
-    batch_create,
-    batch_file_content,
-    batch_file_upload,
-    batch_find,
-    batch_retrieve,
-)
 from routing.engine import RoutingError
 from routing.gateway.admission import budget_period_locked
 from routing.gateway.call import CompletionRequest, RoutePlan, route_plan
@@ -59,6 +49,16 @@ from routing.pricing import (
     Prices,
     batch_prices_per_mtok,
     ledger_costs,
+)
+from routing.providers.batch import (
+    BatchInfo,
+    BatchProviderError,
+    Endpoint,
+    batch_create,
+    batch_file_content,
+    batch_file_upload,
+    batch_find,
+    batch_retrieve,
 )
 from routing.rollout import rollout_subject
 from routing.selectors import policy_get

@@ -31,7 +31,7 @@ from django.utils import timezone
 from routing.engine import Arm, ModelSpec, Tier
 from routing.gateway.outcome import LedgerRow
 from routing.pricing import NOT_BILLED, ledger_costs
-from routing.provider import ProviderError, ProviderResult, achat_complete, clients_close
+from routing.providers.chat import ProviderError, ProviderResult, achat_complete, clients_close
 from routing.quality import (
     JUDGE_MAX_OUTPUT_TOKENS,
     JUDGE_ORDERS,

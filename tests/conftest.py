@@ -7,8 +7,8 @@ def _sandbox_upstream(settings):
     starts from an empty cache (Redis in CI outlives test databases, whose ids restart)."""
     from django.core.cache import cache
 
-    from routing import sandbox
     from routing.circuit import circuit_reset_local
+    from routing.providers import sandbox
     from routing.selectors import api_key_cache_clear, policy_cache_clear
     from routing.shared_cache import redis_switch_reset
 
@@ -64,7 +64,7 @@ def api_client(api_key):
 def http_upstream(settings):
     """The sandbox as a real HTTP server on 127.0.0.1, called in live mode: timeouts, resets
     and HTTP errors are real (an injected timeout hangs 5 s)."""
-    from routing import sandbox
+    from routing.providers import sandbox
 
     server = sandbox.serve()
     settings.UPSTREAM_MODE = "live"
@@ -77,7 +77,7 @@ def http_upstream(settings):
 
 @pytest.fixture
 def sandbox_state():
-    from routing import sandbox
+    from routing.providers import sandbox
 
     return sandbox.state
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 from routing.engine import Decision, Policy, RouteRequest, route
 from routing.models import ApiKey
 from routing.prompts import build_messages, routable_text
-from routing.provider import ProviderError
+from routing.providers.chat import ProviderError
 from routing.rollout import rollout_subject
 from routing.selectors import policy_get
 from routing.tokens import count_message_tokens

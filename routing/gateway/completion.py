@@ -35,7 +35,7 @@ from routing.gateway.response_cache import (
 from routing.gateway.streaming import stream_finish, stream_outcome, stream_relay, stream_replay
 from routing.gateway.upstream import UpstreamFailed, upstream_attempt
 from routing.models import ApiKey
-from routing.provider import ProviderResult, achat_complete, achat_stream_open
+from routing.providers.chat import ProviderResult, achat_complete, achat_stream_open
 from routing.shadow import shadow_offer_after
 from usage.models import Status
 

@@ -14,7 +14,7 @@ from routing.engine import Arm, Decision, ModelSpec
 from routing.gateway.call import Call, CompletionResult
 from routing.gateway.upstream import UpstreamFailed
 from routing.pricing import NOT_BILLED, ledger_costs
-from routing.provider import ProviderResult
+from routing.providers.chat import ProviderResult
 from usage.models import Status, TokenSource
 
 

@@ -12,7 +12,7 @@ from routing.gateway.call import Call
 from routing.gateway.ledger import ledger_record
 from routing.gateway.outcome import LedgerRow, Outcome
 from routing.gateway.response_cache import response_cache_keep
-from routing.provider import ProviderError
+from routing.providers.chat import ProviderError
 from routing.shadow import shadow_offer_after
 from routing.tokens import count_text_tokens
 from usage.models import Status, TokenSource

@@ -9,7 +9,7 @@ from routing.circuit import OPEN as CIRCUIT_OPEN
 from routing.circuit import circuit_allows, circuit_record
 from routing.engine import ModelSpec
 from routing.gateway.call import Call
-from routing.provider import ProviderError, ProviderTimeout, ProviderUnreachable
+from routing.providers.chat import ProviderError, ProviderTimeout, ProviderUnreachable
 from routing.retry import backoff_s, fallback_chain
 
 

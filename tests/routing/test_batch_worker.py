@@ -18,9 +18,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from routing import sandbox
 from routing.models import BatchJob, FeatureFlag, ProviderBatch
 from routing.policy_versions import policy_version_create
+from routing.providers import sandbox
 from usage.models import UsageRecord
 
 BROKER_URL = "redis://127.0.0.1:6379/14"  # a database of its own, flushed by this test

@@ -8,13 +8,13 @@ import pytest
 from django.utils import timezone
 
 from routing import batches as batch_services
-from routing import sandbox
 from routing.api_keys import api_key_create
-from routing.batch_provider import BatchProviderError
 from routing.batches import provider_batch_collect, provider_batch_poll
 from routing.models import BatchItem, BatchJob, FeatureFlag, ProviderBatch
 from routing.policy_versions import policy_version_create
 from routing.pricing import batch_prices_per_mtok, call_cost_usd
+from routing.providers import sandbox
+from routing.providers.batch import BatchProviderError
 from routing.tasks import batch_advance_due
 from usage.models import UsageRecord
 from usage.selectors import savings_by_layer

@@ -14,7 +14,7 @@ from routing.gateway.call import CompletionRequest
 from routing.gateway.completion import completion_stream
 from routing.models import FeatureFlag, TaskCategory
 from routing.policy_versions import policy_version_create
-from routing.provider import ProviderError, ProviderResult
+from routing.providers.chat import ProviderError, ProviderResult
 from routing.quality import JUDGE_MARKER
 from routing.selectors import policy_get
 from routing.shadow import ShadowJob, shadow_decrypt, shadow_evaluate

@@ -3,7 +3,7 @@
 A development and test aid, never a production dependency: the provider imports it only
 when UPSTREAM_MODE is "sandbox". It serves two ways through the same handler: as an httpx
 transport inside the process (the SDK's own code path, no socket) and as a small HTTP server
-on 127.0.0.1 (`python -m routing.sandbox --port 8765`), so timeouts and errors are real.
+on 127.0.0.1 (`python -m routing.providers.sandbox --port 8765`), so timeouts and errors are real.
 
 It imitates provider prefix caching (a prompt prefix of 1,024 tokens or more seen recently is
 reported as cached, in 128-token steps) and takes injected faults: "429", "500", "timeout",

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from routing.engine import ModelSpec, Tier
-from routing.provider import (
+from routing.providers.chat import (
     ProviderBadResponse,
     ProviderError,
     ProviderRateLimited,
@@ -56,7 +56,7 @@ def test_sandbox_answer_is_deterministic_and_marked():
 
 def test_shared_sandbox_server_is_called_over_http_and_still_marked(settings):
     # given the sandbox as one HTTP server that every process calls (`make run`)
-    from routing import sandbox
+    from routing.providers import sandbox
 
     server = sandbox.serve()
     settings.SANDBOX_URL = f"http://127.0.0.1:{server.server_port}/v1"

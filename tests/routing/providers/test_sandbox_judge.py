@@ -3,7 +3,7 @@ evaluation would see them (premium wins more on harder requests and categories).
 
 import json
 
-from routing import sandbox
+from routing.providers import sandbox
 from routing.quality import (
     JUDGE_ORDERS,
     Verdict,
