@@ -1,6 +1,7 @@
 """REST API: one class per operation: validate, call one service, serialize."""
 
 import logging
+import time
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -199,12 +200,12 @@ async def _api_key_from(request: HttpRequest):
         api_key_remembered(plaintext=plaintext.strip()) if scheme.lower() == "bearer" else None
     )
     if remembered is not None:
-        await rate_limit_check(api_key=remembered)
+        await rate_limit_check(api_key=remembered, now=time.time())
         return remembered
     authenticated = await db_call(ApiKeyAuthentication().authenticate, request)
     if authenticated is None:
         raise exceptions.NotAuthenticated()
-    await rate_limit_check(api_key=authenticated[0])
+    await rate_limit_check(api_key=authenticated[0], now=time.time())
     return authenticated[0]
 
 

@@ -373,7 +373,7 @@ class ChatCompletionsView(OpenAIView):
     async def post(self, request: HttpRequest) -> HttpResponse:
         try:
             api_key = await _authenticate(request)
-            await rate_limit_check(api_key=api_key)
+            await rate_limit_check(api_key=api_key, now=time.time())
             body = _parse_body(request)
             completion, data = _completion_request(request, body)
             if data["stream"]:

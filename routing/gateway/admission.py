@@ -3,7 +3,6 @@ every admitted request, and the sweep that records those of lost workers."""
 
 import json
 import logging
-import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -217,13 +216,12 @@ class RateLimited(Exception):
         super().__init__(self.message)
 
 
-async def rate_limit_check(*, api_key: ApiKey) -> None:
-    """Count the request in the key's current minute (in Redis, shared by every worker); raise
-    RateLimited over the limit. An unreachable Redis lets the request through (logged)."""
+async def rate_limit_check(*, api_key: ApiKey, now: float) -> None:
+    """Count the request in the key's minute at `now` (epoch seconds; in Redis, shared by every
+    worker); raise RateLimited over the limit. An unreachable Redis lets it through (logged)."""
     limit = api_key.rate_limit_per_minute
     if limit is None:
         return
-    now = time.time()
     window = int(now // 60)
     key = f"ratelimit:{api_key.pk}:{window}"
     try:

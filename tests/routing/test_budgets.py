@@ -2,6 +2,7 @@
 
 import json
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
@@ -12,7 +13,7 @@ from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
-from routing.gateway.admission import BudgetExceeded, inflight_sweep
+from routing.gateway.admission import BudgetExceeded, RateLimited, inflight_sweep, rate_limit_check
 from routing.gateway.call import CompletionRequest
 from routing.gateway.completion import call_prepare, completion_create
 from routing.models import BudgetPeriod, InFlightRequest
@@ -101,6 +102,22 @@ def test_rate_limit_is_a_429_with_retry_after(api_client, api_key, policy):
     assert limited.status_code == 429
     assert limited.json()["error"]["code"] == "rate_limited"
     assert 1 <= int(limited["Retry-After"]) <= 60
+
+
+@pytest.mark.django_db
+def test_rate_limit_counts_per_minute_and_names_the_next_one(api_key):
+    # given a key allowed one request a minute, and a minute of its own (the counter is shared)
+    key = api_key[0]
+    key.rate_limit_per_minute = 1
+    minute_s = (10**9 + uuid.uuid4().int % 10**9) * 60
+    check = async_to_sync(rate_limit_check)
+    check(api_key=key, now=minute_s + 15)
+    # when a second request comes in the same minute
+    with pytest.raises(RateLimited) as limited:
+        check(api_key=key, now=minute_s + 20)
+    # then it waits for the next minute, which has room again
+    assert limited.value.retry_after_s == 40
+    check(api_key=key, now=minute_s + 60)
 
 
 @pytest.mark.django_db
