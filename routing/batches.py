@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from routing.engine import RoutingError
 from routing.gateway.admission import budget_period_locked
-from routing.gateway.call import CompletionRequest, RoutePlan, route_plan
+from routing.gateway.call import CompletionRequest, RoutePlan, request_route_plan
 from routing.gateway.outcome import LedgerRow, decided_columns
 from routing.gateway.response_cache import (
     response_cache_key,
@@ -89,17 +89,8 @@ class BatchRequest:
 
 
 def _plan_item(*, index: int, item: BatchRequest, api_key: ApiKey) -> RoutePlan:
-    request = item.request
     try:
-        plan = route_plan(
-            messages=request.messages,
-            category=request.category,
-            complexity=request.complexity,
-            critical=request.critical,
-            max_tokens=request.max_tokens,
-            user=request.user,
-            api_key_id=api_key.pk,
-        )
+        plan = request_route_plan(request=item.request, api_key_id=api_key.pk)
     except RoutingError as error:
         field = f"requests[{index}].{error.field}" if error.field else f"requests[{index}]"
         raise RoutingError(error.code, f"requests[{index}]: {error.message}", field) from error

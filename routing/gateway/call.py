@@ -115,6 +115,20 @@ def route_plan(
     )
 
 
+def request_route_plan(*, request: CompletionRequest, api_key_id: int) -> RoutePlan:
+    """Return the plan of one received request (live, or a batch item)."""
+    return route_plan(
+        messages=request.messages,
+        category=request.category,
+        complexity=request.complexity,
+        critical=request.critical,
+        max_tokens=request.max_tokens,
+        model=request.model,
+        user=request.user,
+        api_key_id=api_key_id,
+    )
+
+
 @dataclass(frozen=True)
 class Call:
     """Everything decided before the upstream call."""

@@ -17,7 +17,7 @@ from routing.gateway.call import (
     CompletionRequest,
     CompletionResult,
     StreamStart,
-    route_plan,
+    request_route_plan,
 )
 from routing.gateway.ledger import ledger_record
 from routing.gateway.outcome import (
@@ -41,16 +41,7 @@ from usage.models import Status
 
 
 def call_prepare(*, api_key: ApiKey, request: CompletionRequest, stream: bool = False) -> Call:
-    plan = route_plan(
-        messages=request.messages,
-        category=request.category,
-        complexity=request.complexity,
-        critical=request.critical,
-        max_tokens=request.max_tokens,
-        model=request.model,
-        user=request.user,
-        api_key_id=api_key.pk,
-    )
+    plan = request_route_plan(request=request, api_key_id=api_key.pk)
     if stream and not plan.feature_on("streaming"):  # before admission: nothing to record
         raise RoutingError("streaming_disabled", "Streaming is switched off.", "stream")
     cache_key = response_cache_key(plan=plan, request=request, api_key=api_key)
