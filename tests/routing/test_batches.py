@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from routing import batches as batch_services
 from routing.api_keys import api_key_create
-from routing.batches import provider_batch_collect, provider_batch_poll
+from routing.batch_results import provider_batch_collect, provider_batch_poll
 from routing.models import BatchItem, BatchJob, FeatureFlag, ProviderBatch
 from routing.policy_versions import policy_version_create
 from routing.pricing import batch_prices_per_mtok, call_cost_usd
