@@ -50,6 +50,7 @@ class BudgetExceeded(Exception):
 
 
 def month_start(moment: datetime) -> date:
+    """Return the first day of the moment's month (budget periods are months)."""
     return moment.date().replace(day=1)
 
 
@@ -108,6 +109,7 @@ REMEMBERED_IN_TABLE, REMEMBERED_IN_REDIS = "table", "redis"
 
 
 def inflight_deadline(call: Call) -> datetime:
+    """Return when the sweep may take the call for lost: its deadline plus the grace."""
     return call.started_at + timedelta(seconds=call.decision.rule.deadline_s + INFLIGHT_GRACE_S)
 
 

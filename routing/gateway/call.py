@@ -33,6 +33,8 @@ class CompletionRequest:
 
 @dataclass(frozen=True)
 class RoutePlan:
+    """The routing decision for a request and the prompt to send, before any call."""
+
     decision: Decision
     messages: list[dict]
     prompt_tokens: int
@@ -48,6 +50,8 @@ class RoutePlan:
 
 @dataclass(frozen=True)
 class CompletionResult:
+    """A completed call as both APIs answer it."""
+
     id: str
     content: str
     decision: Decision

@@ -41,6 +41,7 @@ from usage.models import Status
 
 
 def call_prepare(*, api_key: ApiKey, request: CompletionRequest, stream: bool = False) -> Call:
+    """Return the call, planned and admitted (budget reserved, in-flight record kept)."""
     plan = request_route_plan(request=request, api_key_id=api_key.pk)
     if stream and not plan.feature_on("streaming"):  # before admission: nothing to record
         raise RoutingError("streaming_disabled", "Streaming is switched off.", "stream")

@@ -24,6 +24,8 @@ IDEMPOTENCY_CLAIM_TRIES = 5
 
 
 class IdempotencyError(Exception):
+    """An Idempotency-Key the request cannot use now: its HTTP status, code and message."""
+
     def __init__(
         self, status: int, code: str, message: str, *, retry_after_s: int | None = None
     ) -> None:

@@ -42,6 +42,7 @@ class Outcome:
 def outcome_from_result(
     result: ProviderResult, *, model: ModelSpec, attempts: int, streamed: bool = False
 ) -> Outcome:
+    """Return the outcome of an upstream answer, billed as the provider counted it."""
     return Outcome(
         model=model,
         attempts=attempts,
@@ -56,6 +57,7 @@ def outcome_from_result(
 
 
 def outcome_from_cache(hit: dict, *, streamed: bool = False) -> Outcome:
+    """Return the outcome of a response-cache answer: nothing billed, its bill avoided."""
     return Outcome(
         content=hit["content"],
         input_tokens=hit["input_tokens"],
@@ -77,6 +79,7 @@ _FAILURE_STATUS = {
 
 
 def outcome_from_error(call: Call, failure: UpstreamFailed) -> Outcome:
+    """Return the outcome of a failed call: nothing billed, its status and error."""
     error = failure.error
     return replace(
         outcome_not_called(call, status=_FAILURE_STATUS.get(error.code, Status.UPSTREAM_ERROR)),
@@ -87,6 +90,7 @@ def outcome_from_error(call: Call, failure: UpstreamFailed) -> Outcome:
 
 
 def outcome_not_called(call: Call, *, status: str) -> Outcome:
+    """Return the outcome of a call never made: the prompt estimate at $0."""
     # Nothing was billed: the row keeps the prompt estimate and costs nothing.
     return Outcome(
         attempts=0,
@@ -225,6 +229,7 @@ def ledger_row(call: Call, outcome: Outcome) -> LedgerRow:
 
 
 def completion_result(call: Call, outcome: Outcome, row: LedgerRow) -> CompletionResult:
+    """Return the answer as the APIs give it, naming the model that answered."""
     decision = call.decision
     if outcome.model is not None and outcome.model != decision.model:
         decision = replace(

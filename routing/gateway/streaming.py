@@ -21,6 +21,7 @@ STREAM_DONE = b"data: [DONE]\n\n"
 
 
 def sse(payload: dict) -> bytes:
+    """Return one server-sent event carrying the payload as JSON."""
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
@@ -80,6 +81,7 @@ async def stream_relay(
 
 
 async def stream_finish(call: Call, outcome: Outcome, upstream) -> None:
+    """Record the stream's row; close the upstream if it ended early, else cache the answer."""
     row = await ledger_record(call, outcome, then=shadow_offer_after(call, outcome))
     if outcome.status != Status.OK:
         await upstream.close()
@@ -97,6 +99,7 @@ def stream_outcome(
     status: str = Status.OK,
     error_code: str = "",
 ) -> Outcome:
+    """Return the outcome of a stream: usage as reported, or estimates when cut short."""
     content = "".join(parts)
     if usage is not None:
         details = usage.get("prompt_tokens_details") or {}
