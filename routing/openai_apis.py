@@ -9,9 +9,8 @@ raises its usual exceptions.
 import logging
 import time
 
-from django.conf import settings
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
@@ -22,6 +21,12 @@ from routing.engine import Decision, RoutingError
 from routing.gateway.admission import BudgetExceeded, RateLimited, rate_limit_check
 from routing.gateway.call import CompletionFailed, CompletionRequest, CompletionResult
 from routing.gateway.completion import completion_create, completion_stream
+from routing.gateway.http import (
+    bearer_token,
+    body_size_error,
+    event_stream_response,
+    method_not_allowed,
+)
 from routing.idempotent import HEADER as IDEMPOTENCY_HEADER
 from routing.idempotent import idempotent
 from routing.json_input import (
@@ -166,17 +171,16 @@ def _chat_request_validated(body: dict) -> dict:
 
 
 async def _authenticate(request: HttpRequest):
-    header = request.headers.get("Authorization", "")
-    scheme, _, plaintext = header.partition(" ")
-    if scheme.lower() != "bearer" or not plaintext.strip():
+    plaintext = bearer_token(request)
+    if not plaintext:
         raise OpenAIError(
             401,
             "You didn't provide an API key (Authorization: Bearer <key>).",
             kind="invalid_request_error",
             code="invalid_api_key",
         )
-    api_key = api_key_remembered(plaintext=plaintext.strip()) or await db_call(
-        api_key_get_by_plaintext, plaintext=plaintext.strip()
+    api_key = api_key_remembered(plaintext=plaintext) or await db_call(
+        api_key_get_by_plaintext, plaintext=plaintext
     )
     if api_key is None:
         raise OpenAIError(
@@ -189,14 +193,9 @@ async def _authenticate(request: HttpRequest):
 
 
 def _parse_body(request: HttpRequest) -> dict:
-    length = request.META.get("CONTENT_LENGTH") or "0"
-    if length.isdigit() and int(length) > settings.API_MAX_BODY_BYTES:
-        raise OpenAIError(
-            413,
-            f"Request body is {length} bytes; the limit is {settings.API_MAX_BODY_BYTES}.",
-            kind="invalid_request_error",
-            code="payload_too_large",
-        )
+    too_large = body_size_error(request)
+    if too_large is not None:
+        raise OpenAIError(413, too_large, kind="invalid_request_error", code="payload_too_large")
     content_type = request.headers.get("Content-Type", "")
     if not is_json_media_type(content_type):
         raise OpenAIError(
@@ -354,16 +353,11 @@ class OpenAIView(View):
     """An async view of this endpoint: a method it does not serve is an OpenAI-shaped 405."""
 
     def http_method_not_allowed(self, request: HttpRequest, *args, **kwargs):
-        allowed = ", ".join(self._allowed_methods())
-        message = f"Method {request.method} is not allowed here; use {allowed}."
-        kind = "invalid_request_error"
-        response = OpenAIError(405, message, kind=kind, code="method_not_allowed").response()
-        response["Allow"] = allowed
+        def error(message: str) -> HttpResponse:
+            kind = "invalid_request_error"
+            return OpenAIError(405, message, kind=kind, code="method_not_allowed").response()
 
-        async def answer() -> HttpResponse:  # an async view's handlers are awaited
-            return response
-
-        return answer()
+        return method_not_allowed(self, request, error)
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -409,14 +403,8 @@ class ChatCompletionsView(OpenAIView):
         start = await completion_stream(
             api_key=api_key, request=completion, include_usage=include_usage
         )
-        response = StreamingHttpResponse(
-            start.events,
-            content_type="text/event-stream",
-            headers=_decision_headers(start.id, start.decision, start.cache_hit),
-        )
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"  # proxies must not buffer the stream either
-        return response
+        headers = _decision_headers(start.id, start.decision, start.cache_hit)
+        return event_stream_response(start.events, headers=headers)
 
 
 def _model_object(name: str) -> dict:
