@@ -8,7 +8,7 @@ def _sandbox_upstream(settings):
     from django.core.cache import cache
 
     from routing.circuit import circuit_reset_local
-    from routing.providers import sandbox
+    from routing.providers import sandbox_chat
     from routing.selectors import api_key_cache_clear, policy_cache_clear
     from routing.shared_cache import redis_switch_reset
 
@@ -26,12 +26,12 @@ def _sandbox_upstream(settings):
     # Tests make an event loop per call: httpx's clients need no closing when it ends
     # (test_provider runs the production transport, aiohttp, and closes its clients).
     settings.UPSTREAM_HTTP_CLIENT = "httpx"
-    sandbox.state.reset()
+    sandbox_chat.state.reset()
     policy_cache_clear()
     api_key_cache_clear()
     circuit_reset_local()
     yield
-    sandbox.state.reset()
+    sandbox_chat.state.reset()
     policy_cache_clear()
 
 
@@ -77,9 +77,9 @@ def http_upstream(settings):
 
 @pytest.fixture
 def sandbox_state():
-    from routing.providers import sandbox
+    from routing.providers import sandbox_chat
 
-    return sandbox.state
+    return sandbox_chat.state
 
 
 @pytest.fixture

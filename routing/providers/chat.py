@@ -110,9 +110,9 @@ _async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = (
 def _endpoint_key(model: ModelSpec) -> tuple[tuple, bool]:
     sandbox = settings.UPSTREAM_MODE == "sandbox"
     if sandbox:
-        from routing.providers import sandbox as sandbox_upstream
+        from routing.providers.sandbox_chat import state as sandbox_state
 
-        sandbox_upstream.state.latency_ms = settings.SANDBOX_LATENCY_MS
+        sandbox_state.latency_ms = settings.SANDBOX_LATENCY_MS
         key: tuple = ("sandbox", settings.SANDBOX_URL)
     else:
         base_url = model.base_url or settings.OPENAI_BASE_URL or None
