@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.db.models import DecimalField, Value
 
 USD_FIELD = {"max_digits": 20, "decimal_places": 10}  # amounts: the ledger's 10 places
+LEDGER_PLACES = Decimal("0.0000000001")  # what amounts are rounded to: USD_FIELD's places
 PRICE_FIELD = {"max_digits": 12, "decimal_places": 4}  # USD per 1M tokens; 4 places keep cost exact
 # What a sum of amounts is when there is nothing to sum: Coalesce(Sum(...), ZERO).
 ZERO = Value(Decimal("0"), output_field=DecimalField(**USD_FIELD))

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from huntaze.money import LEDGER_PLACES
 from routing.batch_results import (
     item_from_cache,
     job_refresh,
@@ -40,7 +41,7 @@ from routing.models import (
     ProviderBatch,
     ProviderBatchState,
 )
-from routing.pricing import LEDGER_PLACES, batch_prices_per_mtok
+from routing.pricing import batch_prices_per_mtok
 from routing.providers.batch import (
     BatchInfo,
     BatchProviderError,

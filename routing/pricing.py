@@ -4,8 +4,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Protocol
 
+from huntaze.money import LEDGER_PLACES
+
 MTOK = Decimal(1_000_000)
-LEDGER_PLACES = Decimal("0.0000000001")  # the ledger's 10 decimal places
 
 
 def call_cost_usd(

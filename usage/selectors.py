@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncHour
 
-from huntaze.money import ZERO
+from huntaze.money import LEDGER_PLACES, ZERO
 from routing.pricing import savings_percent
 from routing.quality import QaSpend
 from routing.whatif import LeftOut
@@ -140,7 +140,6 @@ def replay_left_out(*, start: datetime, end: datetime) -> dict[str, LeftOut]:
 
 # --- Rollup readers: the dashboard and the monthly report never scan the ledger. ---
 
-LEDGER_PLACES = Decimal("0.0000000001")
 WINDOWS = ("hour", "today", "month")
 
 
