@@ -15,8 +15,8 @@ from django.views.decorators.http import require_GET
 
 from huntaze.money import decimal_str
 from routing.quality_selectors import quality_panel
+from usage.dashboard_selectors import WINDOWS, dashboard_metrics
 from usage.metrics import metrics_render
-from usage.selectors import WINDOWS, dashboard_metrics
 
 
 class PlainDecimalEncoder(DjangoJSONEncoder):

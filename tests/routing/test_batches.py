@@ -449,7 +449,7 @@ def test_dashboard_shows_the_batch_layer_from_rollups(
     api_client, batch_on, django_capture_on_commit_callbacks
 ):
     # given collected batch rows, rolled up by the beat's refresh
-    from usage.selectors import dashboard_metrics
+    from usage.dashboard_selectors import dashboard_metrics
     from usage.services import usage_rollup_refresh
 
     _post(api_client, {"requests": THREE}, django_capture_on_commit_callbacks)
