@@ -28,8 +28,7 @@ from routing.gateway.http import (
     event_stream_response,
     method_not_allowed,
 )
-from routing.idempotent import HEADER as IDEMPOTENCY_HEADER
-from routing.idempotent import idempotent
+from routing.gateway.idempotency import IDEMPOTENCY_HEADER, idempotent
 from routing.json_input import InvalidJson, InvalidText, is_json_media_type, json_body_parse
 from routing.schema import USER_MESSAGE_REQUIRED, error_responses
 from routing.selectors import api_key_remembered

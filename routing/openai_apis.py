@@ -22,8 +22,7 @@ from routing.gateway.admission import BudgetExceeded, RateLimited, rate_limit_ch
 from routing.gateway.call import CompletionFailed, CompletionRequest, CompletionResult
 from routing.gateway.completion import completion_create, completion_stream
 from routing.gateway.http import bearer_token, event_stream_response, method_not_allowed
-from routing.idempotent import HEADER as IDEMPOTENCY_HEADER
-from routing.idempotent import idempotent
+from routing.gateway.idempotency import IDEMPOTENCY_HEADER, idempotent
 from routing.openai_input import AUTO, OpenAIError, body_parse, completion_request_parse, invalid
 from routing.selectors import api_key_get_by_plaintext, api_key_remembered, policy_get
 
