@@ -50,7 +50,12 @@ class BatchJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             .annotate(
                 n_items=Count("items"),
                 n_succeeded=Count("items", filter=Q(items__status=BatchItemStatus.SUCCEEDED)),
-                n_failed=Count("items", filter=~Q(items__status__in=["pending", "succeeded"])),
+                n_failed=Count(
+                    "items",
+                    filter=~Q(
+                        items__status__in=[BatchItemStatus.PENDING, BatchItemStatus.SUCCEEDED]
+                    ),
+                ),
             )
         )
 
