@@ -172,8 +172,9 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connections
 
+    from usage.dashboard_selectors import dashboard_metrics
     from usage.exports import report_csv, report_xlsx
-    from usage.selectors import dashboard_metrics, monthly_cost_report, usage_summary
+    from usage.selectors import monthly_cost_report, usage_summary
     from usage.services import usage_rollup_rebuild, usage_rollup_refresh
 
     try:

@@ -64,7 +64,7 @@ def main() -> None:
     if stub_script.exists():
         stub_cmd = [PYTHON, str(stub_script), "--port", str(stub_port), "--no-uvloop"]
     else:
-        stub_cmd = [PYTHON, "-m", "routing.sandbox", "--port", str(stub_port)]
+        stub_cmd = [PYTHON, "-m", "routing.providers.sandbox", "--port", str(stub_port)]
     router_cmd = [
         PYTHON,
         "-m",

@@ -301,9 +301,9 @@ CIRCUIT_FAILURE_THRESHOLD = env.int("CIRCUIT_FAILURE_THRESHOLD", default=5)
 CIRCUIT_WINDOW_S = env.int("CIRCUIT_WINDOW_S", default=30)
 CIRCUIT_COOLDOWN_S = env.int("CIRCUIT_COOLDOWN_S", default=30)
 SANDBOX_LATENCY_MS = env.int("SANDBOX_LATENCY_MS", default=0)
-# The sandbox as one HTTP server (`python -m routing.sandbox`) that every process calls, so
-# a batch submitted by the web server is polled by the worker on the same sandbox (`make
-# run` sets it); empty: each process answers with a sandbox of its own, in memory.
+# The sandbox as one HTTP server (`python -m routing.providers.sandbox`) that every process
+# calls, so a batch submitted by the web server is polled by the worker on the same sandbox
+# (`make run` sets it); empty: each process answers with a sandbox of its own, in memory.
 SANDBOX_URL = env("SANDBOX_URL", default="")
 # tiktoken's BPE files, looked up here for every entry point (manage.py, the ASGI server,
 # Celery, tests): TIKTOKEN_CACHE_DIR, else ../shared/tiktoken beside the checkout. Without

@@ -1,10 +1,10 @@
 """REST API: one class per operation: validate, call one service, serialize."""
 
 import logging
+import time
 
-from django.conf import settings
 from django.db import DatabaseError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
@@ -15,24 +15,23 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from huntaze.money import decimal_str
 from routing.auth import ApiKeyAuthentication
 from routing.db import db_call
 from routing.engine import RoutingError
-from routing.idempotent import HEADER as IDEMPOTENCY_HEADER
-from routing.idempotent import idempotent
+from routing.gateway.admission import BudgetExceeded, RateLimited, rate_limit_check
+from routing.gateway.call import CompletionFailed, CompletionRequest, route_plan
+from routing.gateway.completion import completion_create, completion_stream
+from routing.gateway.http import (
+    bearer_token,
+    body_size_error,
+    event_stream_response,
+    method_not_allowed,
+)
+from routing.gateway.idempotency import IDEMPOTENCY_HEADER, idempotent
 from routing.json_input import InvalidJson, InvalidText, is_json_media_type, json_body_parse
 from routing.schema import USER_MESSAGE_REQUIRED, error_responses
 from routing.selectors import api_key_remembered
-from routing.services import (
-    BudgetExceeded,
-    CompletionFailed,
-    CompletionRequest,
-    RateLimited,
-    completion_create,
-    completion_stream,
-    rate_limit_check,
-    route_plan,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -85,11 +84,9 @@ class RouteInputSerializer(serializers.Serializer):
 
 
 def _check_body_size(request: HttpRequest) -> None:
-    length = request.META.get("CONTENT_LENGTH") or "0"
-    if length.isdigit() and int(length) > settings.API_MAX_BODY_BYTES:
-        raise PayloadTooLarge(
-            f"Request body is {length} bytes; the limit is {settings.API_MAX_BODY_BYTES}."
-        )
+    too_large = body_size_error(request)
+    if too_large is not None:
+        raise PayloadTooLarge(too_large)
 
 
 class JsonBodyParser(JSONParser):
@@ -113,10 +110,6 @@ class SizeLimitedApiView(APIView):
     def initial(self, request: Request, *args, **kwargs) -> None:
         _check_body_size(request)
         super().initial(request, *args, **kwargs)
-
-
-def _decimal(value) -> str:
-    return format(value, "f")
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -149,9 +142,9 @@ class CompletionCreateApi(View):
                     "cached_tokens": result.cached_tokens,
                 },
                 "latency_ms": result.latency_ms,
-                "cost_usd": _decimal(result.cost_usd),
-                "estimated_cost_usd": _decimal(decision.estimated_cost_usd),
-                "baseline_cost_usd": _decimal(result.baseline_cost_usd),
+                "cost_usd": decimal_str(result.cost_usd),
+                "estimated_cost_usd": decimal_str(decision.estimated_cost_usd),
+                "baseline_cost_usd": decimal_str(result.baseline_cost_usd),
                 "policy_version": decision.policy_version,
                 "sandbox": result.sandbox,
                 "cache_hit": result.cache_hit,
@@ -173,7 +166,7 @@ class CompletionCreateApi(View):
                 start = await completion_stream(
                     api_key=api_key, request=completion, include_usage=include_usage
                 )
-                return _event_stream(start)
+                return event_stream_response(start.events, headers={"X-Request-Id": start.id})
         except Exception as exc:  # noqa: BLE001 - every error becomes the documented JSON shape
             return _json_error(exc)
 
@@ -191,30 +184,22 @@ class CompletionCreateApi(View):
         return await idempotent(request, api_key=api_key, body=body, produce=produce, refuse=refuse)
 
     def http_method_not_allowed(self, request: HttpRequest, *args, **kwargs):
-        allowed = ", ".join(self._allowed_methods())
-        message = f"Method {request.method} is not allowed here; use {allowed}."
-        response = JsonResponse(
-            _error_body("method_not_allowed", message), status=405, headers={"Allow": allowed}
-        )
+        def error(message: str) -> HttpResponse:
+            return JsonResponse(_error_body("method_not_allowed", message), status=405)
 
-        async def answer() -> HttpResponse:  # an async view's handlers are awaited
-            return response
-
-        return answer()
+        return method_not_allowed(self, request, error)
 
 
 async def _api_key_from(request: HttpRequest):
-    scheme, _, plaintext = request.headers.get("Authorization", "").partition(" ")
-    remembered = (
-        api_key_remembered(plaintext=plaintext.strip()) if scheme.lower() == "bearer" else None
-    )
+    plaintext = bearer_token(request)
+    remembered = api_key_remembered(plaintext=plaintext) if plaintext else None
     if remembered is not None:
-        await rate_limit_check(api_key=remembered)
+        await rate_limit_check(api_key=remembered, now=time.time())
         return remembered
     authenticated = await db_call(ApiKeyAuthentication().authenticate, request)
     if authenticated is None:
         raise exceptions.NotAuthenticated()
-    await rate_limit_check(api_key=authenticated[0])
+    await rate_limit_check(api_key=authenticated[0], now=time.time())
     return authenticated[0]
 
 
@@ -231,14 +216,6 @@ def _validated(serializer_class, body: object) -> dict:
     serializer = serializer_class(data=body)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
-
-
-def _event_stream(start) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(start.events, content_type="text/event-stream")
-    response["X-Request-Id"] = start.id
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
 
 
 def _json_error(exc: Exception) -> JsonResponse:

@@ -4,18 +4,13 @@ from django.contrib import admin
 from django.db.models import Count, Q
 from django.http import HttpRequest
 
+from huntaze.read_only_admin import ReadOnlyAdminMixin
 from routing.models import BatchItem, BatchItemStatus, BatchJob, ProviderBatch
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 class ProviderBatchInline(ReadOnlyInline):
@@ -37,7 +32,7 @@ class BatchItemInline(ReadOnlyInline):
 
 
 @admin.register(BatchJob)
-class BatchJobAdmin(admin.ModelAdmin):
+class BatchJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "public_id", "api_key", "status", "requests", "succeeded", "failed", "created_at",
         "completed_at",
@@ -55,7 +50,12 @@ class BatchJobAdmin(admin.ModelAdmin):
             .annotate(
                 n_items=Count("items"),
                 n_succeeded=Count("items", filter=Q(items__status=BatchItemStatus.SUCCEEDED)),
-                n_failed=Count("items", filter=~Q(items__status__in=["pending", "succeeded"])),
+                n_failed=Count(
+                    "items",
+                    filter=~Q(
+                        items__status__in=[BatchItemStatus.PENDING, BatchItemStatus.SUCCEEDED]
+                    ),
+                ),
             )
         )
 
@@ -70,9 +70,3 @@ class BatchJobAdmin(admin.ModelAdmin):
     @admin.display(description="failed, expired or cancelled")
     def failed(self, obj: BatchJob) -> int:
         return obj.n_failed
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

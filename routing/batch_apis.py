@@ -11,11 +11,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from huntaze.money import decimal_str
 from routing.apis import RouteInputSerializer, SizeLimitedApiView, api_exception_handler
 from routing.batches import BatchRefused, BatchRequest, batch_job_create, batch_job_get
+from routing.gateway.call import CompletionRequest
 from routing.models import BatchItemStatus, BatchJob
 from routing.schema import error_responses
-from routing.services import CompletionRequest
 
 
 def _refusal(status: int, code: str, message: str, field: str | None = None) -> Response:
@@ -44,7 +45,7 @@ class BatchJobOutputSerializer(serializers.Serializer):
             "completed_at": job.completed_at.isoformat() if job.completed_at else None,
             "metadata": job.metadata,
             "request_counts": {"total": len(items), **counts},
-            "cost_usd": format(sum((i.cost_usd for i in items), Decimal("0")), "f"),
+            "cost_usd": decimal_str(sum((i.cost_usd for i in items), Decimal("0"))),
             "provider_batches": [
                 {
                     "model": part.model,
@@ -75,7 +76,7 @@ def _item(item) -> dict:
         "content": item.content if item.status == BatchItemStatus.SUCCEEDED else None,
         "finish_reason": item.finish_reason or None,
         "usage": {"input_tokens": item.input_tokens, "output_tokens": item.output_tokens},
-        "cost_usd": format(item.cost_usd, "f"),
+        "cost_usd": decimal_str(item.cost_usd),
         "error": error,
     }
 

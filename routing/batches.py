@@ -4,8 +4,8 @@ A job is routed item by item like live requests, then split into one provider ba
 model (a batch file holds one model). Each provider batch moves pending -> submitting ->
 submitted -> collected; the state and a lease (`next_action_at`) live in its row, so any
 worker, after any restart, resumes it, and a conditional update lets only one worker act on
-it at a time. Collection writes every item's one ledger row in one transaction, under a row
-lock, and only once (a second poll finds the batch collected).
+it at a time. Polling and collection, which writes every item's one ledger row once, are in
+routing.batch_results.
 """
 
 import json
@@ -21,47 +21,39 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from routing.batch_provider import (
-    BatchInfo,
-    BatchProviderError,
-    Endpoint,
-    batch_create,
-    batch_file_content,
-    batch_file_upload,
-    batch_find,
-    batch_retrieve,
+from huntaze.money import LEDGER_PLACES
+from routing.batch_results import (
+    item_from_cache,
+    job_refresh,
+    provider_batch_collect,
+    provider_endpoint,
 )
 from routing.engine import RoutingError
+from routing.gateway.call import CompletionRequest, RoutePlan, request_route_plan
+from routing.gateway.outcome import decided_columns
+from routing.gateway.response_cache import response_cache_key, response_cache_read
 from routing.models import (
     ApiKey,
     BatchItem,
-    BatchItemStatus,
     BatchJob,
     BatchStatus,
-    BudgetPeriod,
-    ModelProfile,
     PolicyVersion,
     ProviderBatch,
     ProviderBatchState,
 )
-from routing.pricing import LEDGER_PLACES, batch_prices_per_mtok, call_cost_usd
+from routing.pricing import batch_prices_per_mtok
+from routing.providers.batch import (
+    BatchInfo,
+    BatchProviderError,
+    batch_create,
+    batch_file_upload,
+    batch_find,
+)
 from routing.rollout import rollout_subject
 from routing.selectors import policy_get
-from routing.services import (
-    CompletionRequest,
-    RoutePlan,
-    _response_cache_key,
-    budget_period_locked,
-    response_cache_read,
-    route_plan,
-)
-from routing.shared_cache import shared_cache
-from usage.models import Status, TokenSource
-from usage.services import usage_record
 
 logger = logging.getLogger(__name__)
 
-PROVIDER_FINAL = {"completed", "failed", "expired", "cancelled"}
 METADATA_KEY = "huntaze_part"  # finds a batch whose create answer was lost
 
 
@@ -83,17 +75,8 @@ class BatchRequest:
 
 
 def _plan_item(*, index: int, item: BatchRequest, api_key: ApiKey) -> RoutePlan:
-    request = item.request
     try:
-        plan = route_plan(
-            messages=request.messages,
-            category=request.category,
-            complexity=request.complexity,
-            critical=request.critical,
-            max_tokens=request.max_tokens,
-            user=request.user,
-            api_key_id=api_key.pk,
-        )
+        plan = request_route_plan(request=item.request, api_key_id=api_key.pk)
     except RoutingError as error:
         field = f"requests[{index}].{error.field}" if error.field else f"requests[{index}]"
         raise RoutingError(error.code, f"requests[{index}]: {error.message}", field) from error
@@ -135,27 +118,14 @@ def _item_ledger(
     estimate = (decision.estimated_cost_usd * factor).quantize(LEDGER_PLACES, ROUND_HALF_EVEN)
     store_text = settings.USAGE_STORE_TEXT
     row = dict(
+        **decided_columns(decision, model=model),
         api_key_id=api_key.pk,
         end_user=request.user,
-        category=decision.category,
-        category_source=decision.category_source,
-        complexity=decision.complexity,
-        complexity_source=decision.complexity_source,
-        critical=decision.critical,
-        tier=model.tier.value,
-        model=model.name,
-        reason_code=decision.reason_code,
-        policy_version_id=decision.policy_version,
         estimated_cost_usd=estimate,
         estimate_source=plan.token_source,
-        baseline_model=baseline.name,
         price_input_per_mtok_usd=input_price,
         price_cached_input_per_mtok_usd=input_price,  # no cache discount inside a batch
         price_output_per_mtok_usd=output_price,
-        arm=decision.arm.value,
-        prefix_fingerprint=decision.rule.prefix_fingerprint,
-        router_artifact=decision.router_artifact,
-        explanation=decision.explanation,
         metadata=request.metadata,
         prompt_text=plan.text[: settings.USAGE_STORE_TEXT_MAX_CHARS] if store_text else "",
     )
@@ -208,7 +178,7 @@ def batch_job_create(
         items, answered = [], []
         for index, (item, plan) in enumerate(zip(requests, plans, strict=True)):
             # The category's response cache serves batches as it serves live calls.
-            key = _response_cache_key(plan=plan, request=item.request, api_key=api_key)
+            key = response_cache_key(plan=plan, request=item.request, api_key=api_key)
             if key and key not in hits:
                 hits[key] = response_cache_read(key)
             name = plan.decision.model.name
@@ -239,19 +209,12 @@ def batch_job_create(
             batch_item.provider_batch = parts[name]
         BatchItem.objects.bulk_create(items)
         for batch_item, hit in answered:
-            _item_from_cache(batch_item, hit, now=now)
+            item_from_cache(batch_item, hit, now=now)
         if not parts:
-            _job_refresh(job.pk, now=now)
+            job_refresh(job.pk, now=now)
         part_ids = [part.pk for part in parts.values()]
         transaction.on_commit(lambda: _submit_enqueue(part_ids))
     return job
-
-
-def _cache_write(key: str, value: dict, ttl_s: int) -> None:
-    try:
-        shared_cache().set(key, value, ttl_s)
-    except Exception:
-        logger.warning("response cache unavailable (write); batch answer not cached")
 
 
 def _submit_enqueue(part_ids: list[int]) -> None:
@@ -265,14 +228,6 @@ def _submit_enqueue(part_ids: list[int]) -> None:
 
 
 # --- submit ----------------------------------------------------------------------------
-
-
-def _endpoint(model_name: str) -> Endpoint:
-    profile = ModelProfile.objects.filter(name=model_name).values("base_url", "api_key_env")
-    row = profile.first() or {}
-    return Endpoint(
-        base_url=row.get("base_url", ""), api_key_env=row.get("api_key_env", "OPENAI_API_KEY")
-    )
 
 
 def _marker(part: ProviderBatch) -> str:
@@ -311,7 +266,7 @@ def provider_batch_submit(*, provider_batch_id: int, now: datetime) -> str:
     part = ProviderBatch.objects.select_related("job").get(pk=provider_batch_id)
     if not claimed:
         return part.state
-    endpoint = _endpoint(part.model)
+    endpoint = provider_endpoint(part.model)
     try:
         info = None
         if part.submit_attempts > 1:
@@ -365,287 +320,6 @@ def _submit_failed(part: ProviderBatch, error: BatchProviderError, *, now: datet
         failure_code="batch_submit_failed",
     )
     return ProviderBatchState.COLLECTED
-
-
-# --- poll and collect ------------------------------------------------------------------
-
-
-def provider_batch_poll(*, provider_batch_id: int, now: datetime) -> str:
-    """Ask the provider about one submitted batch if it is due; collect it once final.
-
-    Returns the provider's status. Idempotent: a collected batch is never polled again, and
-    a failed poll or download is simply retried at the next due time."""
-    claimed = ProviderBatch.objects.filter(
-        pk=provider_batch_id, state=ProviderBatchState.SUBMITTED, next_action_at__lte=now
-    ).update(
-        next_action_at=now + timedelta(seconds=settings.BATCH_POLL_INTERVAL_S),
-        poll_count=F("poll_count") + 1,
-    )
-    part = ProviderBatch.objects.get(pk=provider_batch_id)
-    if not claimed:
-        return part.provider_status
-    endpoint = _endpoint(part.model)
-    try:
-        info = batch_retrieve(endpoint=endpoint, batch_id=part.provider_batch_id)
-        output = error = ""
-        if info.status in PROVIDER_FINAL:
-            if info.output_file_id:
-                output = batch_file_content(endpoint=endpoint, file_id=info.output_file_id)
-            if info.error_file_id:
-                error = batch_file_content(endpoint=endpoint, file_id=info.error_file_id)
-    except BatchProviderError as failure:
-        ProviderBatch.objects.filter(pk=part.pk).update(last_error=failure.message[:500])
-        return part.provider_status
-    if info.status not in PROVIDER_FINAL:
-        ProviderBatch.objects.filter(pk=part.pk).update(provider_status=info.status, last_error="")
-        return info.status
-    provider_batch_collect(
-        provider_batch_id=part.pk, info=info, output_text=output, error_text=error, now=now
-    )
-    return info.status
-
-
-def _lines_by_custom_id(text: str) -> dict[str, dict]:
-    lines = {}
-    for raw in text.splitlines():
-        if raw.strip():
-            line = json.loads(raw)
-            lines[line.get("custom_id", "")] = line
-    return lines
-
-
-# What an item without an answer line became, by the provider batch's final status.
-_UNANSWERED = {
-    "expired": (BatchItemStatus.EXPIRED, "batch_expired"),
-    "cancelled": (BatchItemStatus.CANCELLED, "batch_cancelled"),
-    "failed": (BatchItemStatus.FAILED, "batch_failed"),
-    "completed": (BatchItemStatus.FAILED, "batch_result_missing"),
-}
-
-
-def provider_batch_collect(
-    *,
-    provider_batch_id: int,
-    info: BatchInfo,
-    output_text: str,
-    error_text: str,
-    now: datetime,
-    failure_code: str = "",
-) -> int:
-    """Record every pending item of a final provider batch, once; return rows written."""
-    answers = _lines_by_custom_id(output_text)
-    answers.update(_lines_by_custom_id(error_text))
-    written = 0
-    with transaction.atomic():
-        part = ProviderBatch.objects.select_for_update().get(pk=provider_batch_id)
-        if part.state == ProviderBatchState.COLLECTED:
-            return 0  # another poller got here first
-        pending = part.items.select_for_update().filter(status=BatchItemStatus.PENDING)
-        settled: dict[str, BatchItem] = {}
-        for item in sorted(pending, key=lambda i: (i.follows != "", i.index)):
-            if item.follows:
-                first = settled.get(item.follows) or part.items.get(custom_id=item.follows)
-                _item_follow(item, first, now=now)
-            else:
-                _item_settle(item, answers.get(item.custom_id), info, failure_code, now=now)
-                settled[item.custom_id] = item
-            written += 1
-        part.state = ProviderBatchState.COLLECTED
-        part.provider_status = info.status
-        part.output_file_id, part.error_file_id = info.output_file_id, info.error_file_id
-        part.last_error = (info.errors or part.last_error)[:500]
-        part.collected_at = now
-        part.save()
-        _job_refresh(part.job_id, now=now)
-    return written
-
-
-def _item_settle(
-    item: BatchItem, line: dict | None, info: BatchInfo, failure_code: str, *, now: datetime
-) -> None:
-    response = (line or {}).get("response") or {}
-    body = response.get("body") or {}
-    if line is not None and response.get("status_code") == 200 and body.get("usage"):
-        usage = body["usage"]
-        details = usage.get("prompt_tokens_details") or {}
-        choice = (body.get("choices") or [{}])[0]
-        item.status = BatchItemStatus.SUCCEEDED
-        item.content = (choice.get("message") or {}).get("content") or ""
-        item.finish_reason = choice.get("finish_reason") or ""
-        tokens = (usage["prompt_tokens"], details.get("cached_tokens") or 0)
-        tokens += (usage["completion_tokens"],)
-        row = _ledger_row(item, tokens=tokens, billed=True, now=now)
-        answer_cache = item.ledger_fields.get("cache")
-        if answer_cache:
-            value = {
-                "content": item.content,
-                "input_tokens": row["input_tokens"],
-                "output_tokens": row["output_tokens"],
-                "finish_reason": item.finish_reason,
-                "sandbox": row["sandbox"],
-                "cost_usd": str(row["cost_usd"]),
-            }
-            key, ttl_s = answer_cache["key"], answer_cache["ttl_s"]
-            transaction.on_commit(lambda: _cache_write(key, value, ttl_s))
-    else:
-        if line is not None:
-            error = line.get("error") or body.get("error") or {}
-            item.status = BatchItemStatus.FAILED
-            item.error_code = "batch_item_failed"
-            item.error_message = str(error.get("message") or "")[:500]
-        else:
-            item.status, item.error_code = _UNANSWERED.get(
-                info.status, (BatchItemStatus.FAILED, "batch_failed")
-            )
-            item.error_code = failure_code or item.error_code
-            item.error_message = info.errors[:500]
-        row = _ledger_row(item, tokens=None, billed=False, now=now)
-    _item_record(item, row, now=now)
-
-
-def _item_from_cache(item: BatchItem, hit: dict, *, now: datetime) -> None:
-    """Answer an item from the response cache: nothing billed, the first answer's bill avoided."""
-    item.status = BatchItemStatus.SUCCEEDED
-    item.content, item.finish_reason = hit["content"], hit.get("finish_reason", "stop")
-    tokens = (hit["input_tokens"], 0, hit["output_tokens"])
-    avoided = Decimal(hit["cost_usd"])
-    _item_record(
-        item, _ledger_row(item, tokens=tokens, billed=True, now=now, avoided=avoided), now=now
-    )
-
-
-def _item_follow(item: BatchItem, first: BatchItem, *, now: datetime) -> None:
-    """An identical item sent once: it shares the first one's answer, or its failure."""
-    if first.status == BatchItemStatus.SUCCEEDED:
-        hit = {
-            "content": first.content,
-            "finish_reason": first.finish_reason,
-            "input_tokens": first.input_tokens,
-            "output_tokens": first.output_tokens,
-            "cost_usd": first.cost_usd,
-        }
-        _item_from_cache(item, hit, now=now)
-        return
-    item.status, item.error_code = first.status, first.error_code
-    item.error_message = first.error_message
-    _item_record(item, _ledger_row(item, tokens=None, billed=False, now=now), now=now)
-
-
-def _item_record(item: BatchItem, row: dict, *, now: datetime) -> None:
-    """Save the item's outcome and write its one ledger row."""
-    item.input_tokens, item.output_tokens = row["input_tokens"], row["output_tokens"]
-    item.cost_usd = row["cost_usd"]
-    item.save()
-    if row["cost_usd"]:  # first: a new budget period counts the ledger as it was before this row
-        _budget_spend(row["api_key_id"], row["cost_usd"], now=now)
-    usage_record(**row)
-
-
-def _ledger_row(
-    item: BatchItem,
-    *,
-    tokens: tuple | None,
-    billed: bool,
-    now: datetime,
-    avoided: Decimal | None = None,
-) -> dict:
-    """The item's one ledger row: batch price billed, list price as `uncached`, so on batch
-    rows uncached - cost is the batch layer and baseline - uncached the routing layer.
-
-    `avoided` (a response-cache answer): nothing billed, the first answer's bill avoided."""
-    row = dict(item.ledger_fields["row"])
-    prices = item.ledger_fields["prices"]
-    for key in ("price_input_per_mtok_usd", "price_cached_input_per_mtok_usd"):
-        row[key] = Decimal(row[key])
-    row["price_output_per_mtok_usd"] = Decimal(row["price_output_per_mtok_usd"])
-    row["estimated_cost_usd"] = Decimal(row["estimated_cost_usd"])
-    if billed:
-        input_tokens, cached_tokens, output_tokens = tokens
-        billed_cost = call_cost_usd(
-            input_per_mtok_usd=row["price_input_per_mtok_usd"],
-            cached_input_per_mtok_usd=row["price_cached_input_per_mtok_usd"],
-            output_per_mtok_usd=row["price_output_per_mtok_usd"],
-            input_tokens=input_tokens,
-            cached_tokens=cached_tokens,
-            output_tokens=output_tokens,
-        )
-        list_cost = call_cost_usd(
-            input_per_mtok_usd=Decimal(prices["list_input"]),
-            cached_input_per_mtok_usd=Decimal(prices["list_input"]),
-            output_per_mtok_usd=Decimal(prices["list_output"]),
-            input_tokens=input_tokens,
-            cached_tokens=0,
-            output_tokens=output_tokens,
-        )
-        baseline = call_cost_usd(
-            input_per_mtok_usd=Decimal(prices["baseline_input"]),
-            cached_input_per_mtok_usd=Decimal(prices["baseline_input"]),
-            output_per_mtok_usd=Decimal(prices["baseline_output"]),
-            input_tokens=input_tokens,
-            cached_tokens=0,
-            output_tokens=output_tokens,
-        )
-        token_source, status, error_code = TokenSource.PROVIDER, Status.OK, ""
-        if avoided is not None:
-            billed_cost = Decimal("0")
-    else:
-        # Nothing billed: the row keeps the prompt estimate and costs nothing.
-        input_tokens, cached_tokens, output_tokens = prices["prompt_tokens"], 0, 0
-        billed_cost = list_cost = baseline = Decimal("0")
-        token_source, status, error_code = (
-            prices["token_source"],
-            Status.UPSTREAM_ERROR,
-            item.error_code,
-        )
-    store_text = settings.USAGE_STORE_TEXT
-    row.update(
-        request_id=item.request_id,
-        created_at=now,  # billed when collected: the rollup refresh sees it at once
-        input_tokens=input_tokens,
-        cached_tokens=cached_tokens,
-        output_tokens=output_tokens,
-        token_source=token_source,
-        latency_ms=0,  # a batch turnaround is hours: kept on the job, out of live latency
-        cost_usd=billed_cost,
-        uncached_cost_usd=list_cost,
-        avoided_cost_usd=avoided or Decimal("0"),
-        cache_hit=avoided is not None,
-        baseline_cost_usd=baseline,
-        status=status,
-        error_code=error_code,
-        sandbox=settings.UPSTREAM_MODE == "sandbox",
-        batch=True,
-        response_text=item.content[: settings.USAGE_STORE_TEXT_MAX_CHARS] if store_text else "",
-    )
-    return row
-
-
-def _budget_spend(api_key_id: int, cost_usd: Decimal, *, now: datetime) -> None:
-    """Count batch spend in the key's month, for keys with a budget (no reservation: the job
-    was accepted up front, and it bills only what the provider answered)."""
-    if not ApiKey.objects.filter(pk=api_key_id, monthly_budget_usd__isnull=False).exists():
-        return
-    with transaction.atomic():
-        period = budget_period_locked(api_key_id, now.date().replace(day=1))
-        BudgetPeriod.objects.filter(pk=period.pk).update(spent_usd=F("spent_usd") + cost_usd)
-
-
-def _job_refresh(job_id: int, *, now: datetime) -> None:
-    """Close the job once every provider batch is collected, with a status from its items."""
-    job = BatchJob.objects.select_for_update().get(pk=job_id)
-    if job.provider_batches.exclude(state=ProviderBatchState.COLLECTED).exists():
-        return
-    statuses = set(job.items.values_list("status", flat=True))
-    if BatchItemStatus.EXPIRED in statuses:
-        job.status = BatchStatus.EXPIRED
-    elif BatchItemStatus.CANCELLED in statuses:
-        job.status = BatchStatus.CANCELLED
-    elif BatchItemStatus.SUCCEEDED not in statuses:
-        job.status = BatchStatus.FAILED
-    else:
-        job.status = BatchStatus.COMPLETED
-    job.completed_at = now
-    job.save(update_fields=["status", "completed_at"])
 
 
 # --- reads ----------------------------------------------------------------------------

@@ -4,13 +4,12 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from huntaze.money import PRICE_FIELD
+
 
 class Tier(models.TextChoices):
     MINI = "mini", "mini (cheap tier)"
     FULL = "full", "full (premium tier)"
-
-
-PRICE_FIELD = {"max_digits": 12, "decimal_places": 4}  # USD per 1M tokens; 4 places keep cost exact
 
 
 class ModelProfile(models.Model):
@@ -341,7 +340,7 @@ class IdempotencyRecord(models.Model):
     """The first answer to an Idempotency-Key, replayed to retries of the same request.
 
     Nothing here is readable without the client's key: the key is kept as its SHA-256 and the
-    answer encrypted with a key derived from it and SECRET_KEY (routing.services). An
+    answer encrypted with a key derived from it and SECRET_KEY (routing.gateway.idempotency). An
     in-flight claim holds until `lease_until`; a retry after that takes it over."""
 
     IN_FLIGHT, DONE = "in_flight", "done"

@@ -1,9 +1,12 @@
 """Pure Decimal money math. Prices are USD per 1M tokens; amounts never pass through float."""
 
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Protocol
+
+from huntaze.money import LEDGER_PLACES
 
 MTOK = Decimal(1_000_000)
-LEDGER_PLACES = Decimal("0.0000000001")  # the ledger's 10 decimal places
 
 
 def call_cost_usd(
@@ -37,6 +40,72 @@ def baseline_cost_usd(
     """Return what the same tokens cost on the premium model with no cache discount."""
     total = input_tokens * input_per_mtok_usd + output_tokens * output_per_mtok_usd
     return (total / MTOK).quantize(LEDGER_PLACES, rounding=ROUND_HALF_EVEN)
+
+
+class Priced(Protocol):
+    """A model's USD prices per 1M tokens (routing.engine.ModelSpec is one)."""
+
+    input_per_mtok_usd: Decimal
+    cached_input_per_mtok_usd: Decimal
+    output_per_mtok_usd: Decimal
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Prices that are no model's own, e.g. a batch's discounted ones."""
+
+    input_per_mtok_usd: Decimal
+    cached_input_per_mtok_usd: Decimal
+    output_per_mtok_usd: Decimal
+
+
+@dataclass(frozen=True)
+class LedgerCosts:
+    """A ledger row's three amounts for the same tokens."""
+
+    cost_usd: Decimal  # what was billed
+    uncached_cost_usd: Decimal  # the listed prices without any discount
+    baseline_cost_usd: Decimal  # the premium model's prices without any discount
+
+
+NOT_BILLED = LedgerCosts(Decimal("0"), Decimal("0"), Decimal("0"))
+
+
+def ledger_costs(
+    *,
+    billed: Priced,
+    listed: Priced,
+    baseline: Priced,
+    input_tokens: int,
+    cached_tokens: int,
+    output_tokens: int,
+    free: bool = False,
+) -> LedgerCosts:
+    """Return a row's cost at the `billed` prices (nothing when `free`: a response-cache
+    answer), and the same tokens at the `listed` and the `baseline` prices, undiscounted."""
+    uncached = baseline_cost_usd(
+        input_per_mtok_usd=listed.input_per_mtok_usd,
+        output_per_mtok_usd=listed.output_per_mtok_usd,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+    )
+    cost = Decimal("0")
+    if not free:
+        cost = call_cost_usd(
+            input_per_mtok_usd=billed.input_per_mtok_usd,
+            cached_input_per_mtok_usd=billed.cached_input_per_mtok_usd,
+            output_per_mtok_usd=billed.output_per_mtok_usd,
+            input_tokens=input_tokens,
+            cached_tokens=cached_tokens,
+            output_tokens=output_tokens,
+        )
+    baseline_usd = baseline_cost_usd(
+        input_per_mtok_usd=baseline.input_per_mtok_usd,
+        output_per_mtok_usd=baseline.output_per_mtok_usd,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+    )
+    return LedgerCosts(cost, uncached, baseline_usd)
 
 
 def savings_percent(*, cost_usd: Decimal, baseline_usd: Decimal) -> Decimal:

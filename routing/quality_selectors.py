@@ -5,9 +5,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, DecimalField, Max, Q, Sum, Value
+from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import Coalesce
 
+from huntaze.money import ZERO
 from routing.models import TaskCategory
 from routing.quality import (
     BANDS,
@@ -24,8 +25,6 @@ from routing.quality import (
 from routing.selectors import policy_get, replay_groups
 from routing.whatif import DAYS_PER_MONTH, replay
 from usage.models import QualityEvaluation, UsageRecord
-
-ZERO = Value(Decimal("0"), output_field=DecimalField(max_digits=20, decimal_places=10))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Retry timing and fallback order: pure functions (the loop itself is in services)."""
+"""Retry timing and fallback order: pure functions (the loop itself is routing.gateway.upstream)."""
 
 import random
 

@@ -20,7 +20,7 @@ from routing.rollout import FlagRule
 from routing.shared_cache import RedisUnavailable, shared_cache
 from routing.tokens import TOKENS_PER_MESSAGE, count_text_tokens
 from routing.whatif import ReplayGroup, WhatIf, against_current, replay
-from usage.models import QualityEvaluation, UsageRecord
+from usage.models import QualityEvaluation, Status, UsageRecord
 from usage.selectors import replay_left_out
 
 LATENCY_SAMPLE = 50_000
@@ -252,7 +252,7 @@ def replay_groups(
     cost nothing either way, no failures, no quality-assurance calls), grouped by what the
     engine decides on."""
     rows = UsageRecord.objects.filter(
-        created_at__gte=start, created_at__lt=end, status="ok", cache_hit=False, qa=False
+        created_at__gte=start, created_at__lt=end, status=Status.OK, cache_hit=False, qa=False
     )
     if category is not None:
         rows = rows.filter(category=category)
@@ -260,7 +260,7 @@ def replay_groups(
         rows.values("category", "complexity", "reason_code")
         .annotate(
             requests=Count("id"),
-            mini_requests=Count("id", filter=Q(tier="mini")),
+            mini_requests=Count("id", filter=Q(tier=Tier.MINI)),
             input_tokens=Sum("input_tokens"),
             cached_tokens=Sum("cached_tokens"),
             output_tokens=Sum("output_tokens"),
@@ -343,8 +343,8 @@ def router_artifact_metrics(*, start: datetime, end: datetime) -> dict[str, dict
 def _metrics_by(rows, field: str) -> dict[str, dict]:
     totals = rows.values(field).annotate(
         requests=Count("id"),
-        mini=Count("id", filter=Q(tier="mini")),
-        errors=Count("id", filter=~Q(status="ok")),
+        mini=Count("id", filter=Q(tier=Tier.MINI)),
+        errors=Count("id", filter=~Q(status=Status.OK)),
         cost=Sum("cost_usd"),
         baseline=Sum("baseline_cost_usd"),
     )

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
@@ -28,8 +29,9 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from routing.engine import Arm, ModelSpec, Tier
-from routing.pricing import baseline_cost_usd, call_cost_usd
-from routing.provider import ProviderError, ProviderResult, achat_complete, clients_close
+from routing.gateway.outcome import LedgerRow
+from routing.pricing import NOT_BILLED, ledger_costs
+from routing.providers.chat import ProviderError, ProviderResult, achat_complete, clients_close
 from routing.quality import (
     JUDGE_MAX_OUTPUT_TOKENS,
     JUDGE_ORDERS,
@@ -113,6 +115,15 @@ def shadow_offer(*, call, outcome) -> None:
         temperature=call.request.temperature,
     )
     shadow_dispatch(shadow_encrypt(job))
+
+
+def shadow_offer_after(call, outcome) -> Callable[[object], Awaitable[None]]:
+    """Return the step that offers the answer once its ledger row is written."""
+
+    async def offer(row: object) -> None:
+        shadow_offer(call=call, outcome=outcome)  # a sampled cheap answer is judged off-path
+
+    return offer
 
 
 # Background hand-off: the request only pays for a submit. Small on purpose: shadowing is a
@@ -304,31 +315,17 @@ def _qa_record(job: ShadowJob, call: _QaCall, *, premium: ModelSpec, unreadable:
     """Write the ledger row of one shadow or judge call, flagged qa, billed at its prices."""
     model = call.model
     if call.result is not None:
-        tokens = {
-            "input_tokens": call.result.input_tokens,
-            "cached_tokens": call.result.cached_tokens,
-            "output_tokens": call.result.output_tokens,
-        }
+        input_tokens = call.result.input_tokens
+        cached_tokens = call.result.cached_tokens
+        output_tokens = call.result.output_tokens
         token_source = TokenSource.PROVIDER
-        prices = {
-            "input_per_mtok_usd": model.input_per_mtok_usd,
-            "output_per_mtok_usd": model.output_per_mtok_usd,
-            "input_tokens": tokens["input_tokens"],
-            "output_tokens": tokens["output_tokens"],
-        }
-        cost = call_cost_usd(
-            **prices,
-            cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
-            cached_tokens=tokens["cached_tokens"],
-        )
-        uncached = call_cost_usd(
-            **prices, cached_input_per_mtok_usd=model.input_per_mtok_usd, cached_tokens=0
-        )
-        baseline = baseline_cost_usd(
-            input_per_mtok_usd=premium.input_per_mtok_usd,
-            output_per_mtok_usd=premium.output_per_mtok_usd,
-            input_tokens=tokens["input_tokens"],
-            output_tokens=tokens["output_tokens"],
+        costs = ledger_costs(
+            billed=model,
+            listed=model,
+            baseline=premium,
+            input_tokens=input_tokens,
+            cached_tokens=cached_tokens,
+            output_tokens=output_tokens,
         )
         status = Status.OK
         error_code = "judge_unreadable" if unreadable else ""
@@ -336,15 +333,15 @@ def _qa_record(job: ShadowJob, call: _QaCall, *, premium: ModelSpec, unreadable:
     else:
         # Nothing billed: the prompt estimate, at no cost, with the error.
         input_tokens, token_source = count_message_tokens(call.messages)
-        tokens = {"input_tokens": input_tokens, "cached_tokens": 0, "output_tokens": 0}
-        cost = uncached = baseline = Decimal("0")
+        cached_tokens = output_tokens = 0
+        costs = NOT_BILLED
         status = _FAILURE_STATUS.get(call.error.code, Status.UPSTREAM_ERROR)
         error_code = call.error.code
         sandbox = settings.UPSTREAM_MODE == "sandbox"
     metadata = {"qa": call.kind, "qa_of": job.request_id}
     if call.order:
         metadata["judge_order"] = call.order
-    return usage_record(
+    row = LedgerRow(
         request_id=f"qa{call.kind[0]}_{uuid.uuid4().hex}",
         created_at=timezone.now(),
         api_key_id=job.api_key_id,
@@ -358,14 +355,16 @@ def _qa_record(job: ShadowJob, call: _QaCall, *, premium: ModelSpec, unreadable:
         model=model.name,
         reason_code=f"qa:{call.kind}",
         policy_version_id=job.policy_version,
-        **tokens,
+        input_tokens=input_tokens,
+        cached_tokens=cached_tokens,
+        output_tokens=output_tokens,
         token_source=token_source,
         latency_ms=call.latency_ms,
-        cost_usd=cost,
-        uncached_cost_usd=uncached,
-        estimated_cost_usd=cost,
+        cost_usd=costs.cost_usd,
+        uncached_cost_usd=costs.uncached_cost_usd,
+        estimated_cost_usd=costs.cost_usd,
         estimate_source=token_source,
-        baseline_cost_usd=baseline,
+        baseline_cost_usd=costs.baseline_cost_usd,
         baseline_model=premium.name,
         price_input_per_mtok_usd=model.input_per_mtok_usd,
         price_cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
@@ -376,3 +375,4 @@ def _qa_record(job: ShadowJob, call: _QaCall, *, premium: ModelSpec, unreadable:
         qa=True,
         metadata=metadata,
     )
+    return usage_record(**row.fields())

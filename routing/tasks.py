@@ -1,8 +1,10 @@
 from celery import shared_task
 from django.utils import timezone
 
-from routing.batches import provider_batch_poll, provider_batch_submit, provider_batches_due
-from routing.services import idempotency_purge, inflight_sweep
+from routing.batch_results import provider_batch_poll
+from routing.batches import provider_batch_submit, provider_batches_due
+from routing.gateway.admission import inflight_sweep
+from routing.gateway.idempotency import idempotency_purge
 from routing.shadow import shadow_evaluate
 
 

@@ -35,7 +35,7 @@ def _tiktoken_cache_dir() -> str:
 
     try:
         return settings.TIKTOKEN_CACHE_DIR
-    except ImproperlyConfigured:  # `python -m routing.sandbox`, outside Django
+    except ImproperlyConfigured:  # `python -m routing.providers.sandbox`, outside Django
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "huntaze.settings")
         return settings.TIKTOKEN_CACHE_DIR
 

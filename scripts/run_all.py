@@ -8,7 +8,7 @@ Procfile runner: one prefixed log, and when one process stops or Ctrl-C comes, a
   web      uvicorn huntaze.asgi:application on HOST:PORT: the API, admin, dashboard
   worker   celery worker: batch jobs, shadow evaluations and what the beat sends
   beat     celery beat: dashboard rollups (every ROLLUP_TICK_S), batch sweeps, purges
-  sandbox  python -m routing.sandbox: the one upstream that web and worker call
+  sandbox  python -m routing.providers.sandbox: the one upstream that web and worker call
 
 Without Redis they share state as production's processes do through it, in SHARED_STATE_DIR
 (default var/): the file cache (policy version, flags, response cache, breaker) and the
@@ -68,7 +68,13 @@ def processes(*, host: str, port: int, sandbox_port: int) -> tuple[dict[str, lis
     }
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if settings.UPSTREAM_MODE == "sandbox":
-        commands["sandbox"] = [python, "-m", "routing.sandbox", "--port", str(sandbox_port)]
+        commands["sandbox"] = [
+            python,
+            "-m",
+            "routing.providers.sandbox",
+            "--port",
+            str(sandbox_port),
+        ]
         commands["sandbox"] += ["--latency-ms", str(settings.SANDBOX_LATENCY_MS)]
         env["SANDBOX_URL"] = f"http://127.0.0.1:{sandbox_port}/v1"
     return commands, env

@@ -7,8 +7,8 @@ def _sandbox_upstream(settings):
     starts from an empty cache (Redis in CI outlives test databases, whose ids restart)."""
     from django.core.cache import cache
 
-    from routing import sandbox
     from routing.circuit import circuit_reset_local
+    from routing.providers import sandbox_chat
     from routing.selectors import api_key_cache_clear, policy_cache_clear
     from routing.shared_cache import redis_switch_reset
 
@@ -26,12 +26,12 @@ def _sandbox_upstream(settings):
     # Tests make an event loop per call: httpx's clients need no closing when it ends
     # (test_provider runs the production transport, aiohttp, and closes its clients).
     settings.UPSTREAM_HTTP_CLIENT = "httpx"
-    sandbox.state.reset()
+    sandbox_chat.state.reset()
     policy_cache_clear()
     api_key_cache_clear()
     circuit_reset_local()
     yield
-    sandbox.state.reset()
+    sandbox_chat.state.reset()
     policy_cache_clear()
 
 
@@ -64,7 +64,7 @@ def api_client(api_key):
 def http_upstream(settings):
     """The sandbox as a real HTTP server on 127.0.0.1, called in live mode: timeouts, resets
     and HTTP errors are real (an injected timeout hangs 5 s)."""
-    from routing import sandbox
+    from routing.providers import sandbox
 
     server = sandbox.serve()
     settings.UPSTREAM_MODE = "live"
@@ -77,9 +77,9 @@ def http_upstream(settings):
 
 @pytest.fixture
 def sandbox_state():
-    from routing import sandbox
+    from routing.providers import sandbox_chat
 
-    return sandbox.state
+    return sandbox_chat.state
 
 
 @pytest.fixture

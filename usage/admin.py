@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from rest_framework.exceptions import ValidationError
 
+from huntaze.read_only_admin import ReadOnlyAdminMixin
 from usage.apis import month_parse
 from usage.exports import CONTENT_TYPES, report_file
 from usage.models import MonthlyReport, QualityEvaluation, UsageRecord
@@ -16,9 +17,10 @@ from usage.selectors import monthly_cost_report
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The ledger is append-only: readable here, never edited."""
 
+    deletable = False
     change_list_template = "admin/usage/usagerecord/change_list.html"
     list_display = [
         "created_at",
@@ -49,15 +51,6 @@ class UsageRecordAdmin(admin.ModelAdmin):
     search_fields = ["request_id", "end_user"]
     date_hierarchy = "created_at"
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -118,7 +111,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
 
 @admin.register(MonthlyReport)
-class MonthlyReportAdmin(admin.ModelAdmin):
+class MonthlyReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Stored month-end reports, written by the beat task; downloadable, never edited."""
 
     list_display = ["__str__", "year", "month", "format", "size_bytes", "sha256", "download"]
@@ -166,17 +159,12 @@ class MonthlyReportAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = 'attachment; filename="huntaze-cost-reports.zip"'
         return response
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
 
 @admin.register(QualityEvaluation)
-class QualityEvaluationAdmin(admin.ModelAdmin):
+class QualityEvaluationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Shadow evaluations: read-only, like the ledger they are billed in (rows flagged qa)."""
 
+    deletable = False
     list_display = [
         "created_at",
         "request_id",
@@ -194,15 +182,6 @@ class QualityEvaluationAdmin(admin.ModelAdmin):
     list_filter = ["verdict", "category", "sandbox"]
     search_fields = ["request_id"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 from usage import reconciliation_admin  # noqa: E402, F401 - registers the reconciliation admin

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from openpyxl import Workbook
 
+from huntaze.money import decimal_str
 from usage.selectors import MonthlyCostReport, ReportLine
 
 COLUMNS = [
@@ -81,11 +82,11 @@ def report_csv(report: MonthlyCostReport) -> bytes:
             writer.writerow(
                 [
                     section,
-                    *(format(v, "f") if not isinstance(v, str | int) else v for v in _values(line)),
+                    *(decimal_str(v) if not isinstance(v, str | int) else v for v in _values(line)),
                 ]
             )
     for name, value in _notes(report):
-        writer.writerow(["note", name, value if isinstance(value, str) else format(value, "f")])
+        writer.writerow(["note", name, value if isinstance(value, str) else decimal_str(value)])
     return out.getvalue().encode()
 
 

@@ -1,9 +1,7 @@
 from django.db import models
 
+from huntaze.money import PRICE_FIELD, USD_FIELD
 from routing.models import ApiKey, PolicyVersion, Tier
-
-USD_FIELD = {"max_digits": 20, "decimal_places": 10}
-PRICE_FIELD = {"max_digits": 12, "decimal_places": 4}
 
 
 class Status(models.TextChoices):

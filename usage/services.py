@@ -7,10 +7,11 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDay, TruncMinute
 from django.utils import timezone
 
+from huntaze.money import ZERO
 from usage.exports import report_csv, report_xlsx
 from usage.metrics import call_observe
 from usage.models import (
@@ -26,7 +27,6 @@ from usage.models import (
 )
 from usage.selectors import month_range, monthly_cost_report
 
-ZERO = Value(Decimal("0"), output_field=DecimalField(max_digits=20, decimal_places=10))
 # Rows reach the ledger when a call ends, so the minute refresh looks back this far: as far
 # as the rows the in-flight sweep writes (dated at their start: deadline + 10 min of grace,
 # + up to a minute between sweeps). A row later still (a stream longer than that, which

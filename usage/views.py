@@ -13,10 +13,11 @@ from django.utils import timezone
 from django.utils.html import json_script
 from django.views.decorators.http import require_GET
 
+from huntaze.money import decimal_str
 from routing.quality_selectors import quality_panel
+from usage.dashboard_selectors import WINDOWS, dashboard_metrics
 from usage.metrics import metrics_render
 from usage.reconciliation import reconciliation_alerts
-from usage.selectors import WINDOWS, dashboard_metrics
 
 
 class PlainDecimalEncoder(DjangoJSONEncoder):
@@ -24,7 +25,7 @@ class PlainDecimalEncoder(DjangoJSONEncoder):
 
     def default(self, o):
         if isinstance(o, Decimal):
-            return format(o, "f")
+            return decimal_str(o)
         return super().default(o)
 
 

@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from routing.api_keys import api_key_create
 from routing.circuit import circuit_states
+from routing.gateway.admission import inflight_sweep
 from routing.models import ApiKey, BudgetPeriod, InFlightRequest, TaskCategory
 from routing.policy_versions import policy_version_create
-from routing.services import inflight_sweep
 from tests.waits import after_response_settled
 from usage.models import UsageRecord
 

@@ -10,9 +10,10 @@ import pytest
 from django.db import OperationalError
 from django.utils import timezone
 
-from routing import after_response, services
+from routing import after_response
+from routing.gateway import ledger
+from routing.gateway.admission import inflight_sweep
 from routing.models import InFlightRequest
-from routing.services import inflight_sweep
 from tests.waits import after_response_settled
 from usage.models import UsageRecord
 
@@ -25,13 +26,13 @@ HELLO = {"model": "auto", "messages": [{"role": "user", "content": "hello there"
 def held_ledger_writes(monkeypatch):
     """Ledger writes wait until the test releases them."""
     release = threading.Event()
-    write = services._call_record
+    write = ledger.call_record
 
     def held(call, fields):
         assert release.wait(timeout=10), "the test never released the write"
         return write(call, fields)
 
-    monkeypatch.setattr(services, "_call_record", held)
+    monkeypatch.setattr(ledger, "call_record", held)
     yield release
     release.set()
 
@@ -75,8 +76,8 @@ def test_a_stream_ends_before_its_ledger_row_is_written(
 
 def test_a_failed_deferred_write_is_retried(asgi_server, policy, api_key, monkeypatch):
     # given a database that refuses the first two writes
-    monkeypatch.setattr(services, "LEDGER_WRITE_RETRY_WAITS_S", (0.01, 0.01, 0.01))
-    write, failures = services._call_record, []
+    monkeypatch.setattr(ledger, "LEDGER_WRITE_RETRY_WAITS_S", (0.01, 0.01, 0.01))
+    write, failures = ledger.call_record, []
 
     def flaky(call, fields):
         if len(failures) < 2:
@@ -84,7 +85,7 @@ def test_a_failed_deferred_write_is_retried(asgi_server, policy, api_key, monkey
             raise OperationalError("server closed the connection unexpectedly")
         return write(call, fields)
 
-    monkeypatch.setattr(services, "_call_record", flaky)
+    monkeypatch.setattr(ledger, "call_record", flaky)
     # when
     response = _post(f"{asgi_server}/api/v1/completions", api_key[1], HELLO)
     # then
@@ -99,12 +100,12 @@ def test_a_row_that_cannot_be_written_is_left_whole_for_the_sweep(
 ):
     # given a ledger that refuses every write (the in-flight store still answers)
     settings.REDIS_URL = ""  # the in-flight record in the table, which this test reads
-    monkeypatch.setattr(services, "LEDGER_WRITE_RETRY_WAITS_S", (0.01,))
+    monkeypatch.setattr(ledger, "LEDGER_WRITE_RETRY_WAITS_S", (0.01,))
 
     def refused(call, fields):
         raise OperationalError("could not write")
 
-    monkeypatch.setattr(services, "_call_record", refused)
+    monkeypatch.setattr(ledger, "call_record", refused)
     response = _post(f"{asgi_server}/api/v1/completions", api_key[1], HELLO)
     assert response.status_code == 200
     after_response_settled()

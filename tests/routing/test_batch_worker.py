@@ -18,9 +18,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from routing import sandbox
 from routing.models import BatchJob, FeatureFlag, ProviderBatch
 from routing.policy_versions import policy_version_create
+from routing.providers import sandbox_batches
 from usage.models import UsageRecord
 
 BROKER_URL = "redis://127.0.0.1:6379/14"  # a database of its own, flushed by this test
@@ -158,17 +158,17 @@ def worker(transactional_db, broker, http_upstream, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _batch_sandbox():
-    sandbox.batches.reset()
+    sandbox_batches.batches.reset()
     yield
-    sandbox.batches.reset()
+    sandbox_batches.batches.reset()
 
 
 def test_batch_round_trip_with_a_real_worker_survives_a_worker_crash(worker, policy, api_client):
     # given the batch feature on, a provider that holds the batch and fails item "b"
     FeatureFlag.objects.filter(name="batch").update(enabled=True)
     policy_version_create(actor="test", comment="batch on")
-    sandbox.batches.hold = True
-    sandbox.batches.fail_ids = {"b"}
+    sandbox_batches.batches.hold = True
+    sandbox_batches.batches.fail_ids = {"b"}
     worker.start()
     requests = [
         {
@@ -194,7 +194,7 @@ def test_batch_round_trip_with_a_real_worker_survives_a_worker_crash(worker, pol
     worker.kill()
     assert BatchJob.objects.get(public_id=job_id).status == "in_progress"
     assert UsageRecord.objects.count() == 0
-    sandbox.batches.hold = False
+    sandbox_batches.batches.hold = False
     worker.start()
     _wait(
         lambda: BatchJob.objects.get(public_id=job_id).completed_at is not None,
@@ -211,5 +211,5 @@ def test_batch_round_trip_with_a_real_worker_survives_a_worker_crash(worker, pol
     assert rows.count() == 3 == UsageRecord.objects.count()
     assert all(row.batch for row in rows)
     assert sorted(rows.values_list("status", flat=True)) == ["ok", "ok", "upstream_error"]
-    assert sandbox.batches.creates == 1  # the restart did not submit it again
+    assert sandbox_batches.batches.creates == 1  # the restart did not submit it again
     assert ProviderBatch.objects.get(pk=part.pk).state == "collected"

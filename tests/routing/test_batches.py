@@ -8,13 +8,13 @@ import pytest
 from django.utils import timezone
 
 from routing import batches as batch_services
-from routing import sandbox
 from routing.api_keys import api_key_create
-from routing.batch_provider import BatchProviderError
-from routing.batches import provider_batch_collect, provider_batch_poll
+from routing.batch_results import provider_batch_collect, provider_batch_poll
 from routing.models import BatchItem, BatchJob, FeatureFlag, ProviderBatch
 from routing.policy_versions import policy_version_create
 from routing.pricing import batch_prices_per_mtok, call_cost_usd
+from routing.providers import sandbox_batches, sandbox_chat
+from routing.providers.batch import BatchProviderError
 from routing.tasks import batch_advance_due
 from usage.models import UsageRecord
 from usage.selectors import savings_by_layer
@@ -42,11 +42,11 @@ THREE = [
 
 @pytest.fixture(autouse=True)
 def _batch_sandbox(settings):
-    sandbox.batches.reset()
+    sandbox_batches.batches.reset()
     settings.BATCH_POLL_INTERVAL_S = 0  # every sweep polls: the tests drive the clock
     settings.BATCH_SUBMIT_RETRY_S = 0
     yield
-    sandbox.batches.reset()
+    sandbox_batches.batches.reset()
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_batch_round_trip_routes_submits_and_bills_at_batch_price(
     assert created["status"] == "queued"  # submitted by a worker once the job is committed
     assert {p["model"] for p in created["provider_batches"]} == {"gpt-4o-mini", "gpt-4o"}
     assert _get(api_client, created["id"])["status"] == "in_progress"
-    assert sandbox.batches.creates == 2  # one provider batch per model
+    assert sandbox_batches.batches.creates == 2  # one provider batch per model
     # when the beat polls until the provider is done
     _advance()
     # then every result is back, routed like a live request
@@ -176,7 +176,7 @@ def test_partial_failure_records_the_failed_item_unbilled_and_the_rest_billed(
     api_client, batch_on, django_capture_on_commit_callbacks
 ):
     # given the provider fails item "b" (an error-file line)
-    sandbox.batches.fail_ids = {"b"}
+    sandbox_batches.batches.fail_ids = {"b"}
     response = _post(api_client, {"requests": THREE}, django_capture_on_commit_callbacks)
     # when
     _advance()
@@ -200,8 +200,8 @@ def test_expired_batch_keeps_what_came_back_and_records_the_rest_expired(
     api_client, batch_on, django_capture_on_commit_callbacks
 ):
     # given the provider's 24 h window runs out after answering one request per batch
-    sandbox.batches.outcome = "expired"
-    sandbox.batches.expire_keep = 1
+    sandbox_batches.batches.outcome = "expired"
+    sandbox_batches.batches.expire_keep = 1
     response = _post(api_client, {"requests": THREE}, django_capture_on_commit_callbacks)
     # when
     _advance()
@@ -219,7 +219,7 @@ def test_whole_batch_failed_at_the_provider_is_visible_and_recorded(
     api_client, batch_on, django_capture_on_commit_callbacks
 ):
     # given
-    sandbox.batches.outcome = "failed"
+    sandbox_batches.batches.outcome = "failed"
     response = _post(api_client, {"requests": THREE[:2]}, django_capture_on_commit_callbacks)
     # when
     _advance()
@@ -236,7 +236,7 @@ def test_provider_error_on_upload_is_retried_and_shown_meanwhile(
     api_client, batch_on, django_capture_on_commit_callbacks
 ):
     # given the provider answers 500 to the first upload
-    sandbox.state.inject("500")
+    sandbox_chat.state.inject("500")
     response = _post(api_client, {"requests": THREE[:2]}, django_capture_on_commit_callbacks)
     body = _get(api_client, response.json()["id"])
     assert body["status"] == "queued"
@@ -257,7 +257,7 @@ def test_provider_error_on_create_after_the_last_attempt_fails_every_item_once(
     # given two attempts, each upload fine and each create answered 503
     settings.BATCH_SUBMIT_MAX_ATTEMPTS = 2
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sandbox.state, "next_fault", _faults_on_creates("503"))
+        patch.setattr(sandbox_chat.state, "next_fault", _faults_on_creates("503"))
         response = _post(api_client, {"requests": THREE[:2]}, django_capture_on_commit_callbacks)
         _advance()
     # then
@@ -267,7 +267,7 @@ def test_provider_error_on_create_after_the_last_attempt_fails_every_item_once(
     assert body["provider_batches"][0]["last_error"] == "batch create: HTTP 503"
     assert {r["error"]["code"] for r in body["results"]} == {"batch_submit_failed"}
     assert UsageRecord.objects.filter(error_code="batch_submit_failed").count() == 2
-    assert sandbox.batches.uploads == 1  # the uploaded file is reused by the retry
+    assert sandbox_batches.batches.uploads == 1  # the uploaded file is reused by the retry
 
 
 def _faults_on_creates(fault: str):
@@ -299,7 +299,7 @@ def test_a_create_whose_answer_was_lost_is_found_not_made_twice(
     # when the retry runs
     _advance()
     # then it adopted the batch it had made
-    assert sandbox.batches.creates == 1
+    assert sandbox_batches.batches.creates == 1
     assert len(calls) == 1
     assert _get(api_client, response.json()["id"])["status"] == "completed"
     assert UsageRecord.objects.count() == 2
@@ -332,7 +332,7 @@ def test_a_held_batch_stays_in_progress_until_the_provider_finishes(
     api_client, batch_on, django_capture_on_commit_callbacks
 ):
     # given
-    sandbox.batches.hold = True
+    sandbox_batches.batches.hold = True
     response = _post(api_client, {"requests": THREE[:1]}, django_capture_on_commit_callbacks)
     # when
     _advance(5)
@@ -341,7 +341,7 @@ def test_a_held_batch_stays_in_progress_until_the_provider_finishes(
     assert body["status"] == "in_progress"
     assert body["provider_batches"][0]["provider_status"] == "in_progress"
     assert UsageRecord.objects.count() == 0
-    sandbox.batches.hold = False
+    sandbox_batches.batches.hold = False
     _advance()
     assert _get(api_client, response.json()["id"])["status"] == "completed"
 
@@ -449,7 +449,7 @@ def test_dashboard_shows_the_batch_layer_from_rollups(
     api_client, batch_on, django_capture_on_commit_callbacks
 ):
     # given collected batch rows, rolled up by the beat's refresh
-    from usage.selectors import dashboard_metrics
+    from usage.dashboard_selectors import dashboard_metrics
     from usage.services import usage_rollup_refresh
 
     _post(api_client, {"requests": THREE}, django_capture_on_commit_callbacks)
@@ -478,7 +478,7 @@ def test_identical_items_are_sent_once_and_share_the_answer(
     # when
     _advance()
     # then the provider saw two lines, and "b" has "a"'s answer, billed nothing
-    sent = sandbox.batches.files[ProviderBatch.objects.get().input_file_id].splitlines()
+    sent = sandbox_batches.batches.files[ProviderBatch.objects.get().input_file_id].splitlines()
     assert [json.loads(line)["custom_id"] for line in sent] == ["a", "c"]
     results = {r["custom_id"]: r for r in _get(api_client, response.json()["id"])["results"]}
     assert results["b"]["status"] == "succeeded"
@@ -515,7 +515,7 @@ def test_a_cached_answer_serves_a_later_batch_without_the_provider(
     assert body["status"] == "completed"
     assert body["provider_batches"] == []
     assert body["results"][0]["content"] == live["content"]
-    assert sandbox.batches.creates == 0
+    assert sandbox_batches.batches.creates == 0
     row = UsageRecord.objects.get(request_id=body["results"][0]["request_id"])
     assert (row.cost_usd, row.cache_hit, row.avoided_cost_usd) == (
         Decimal("0"), True, Decimal(live["cost_usd"]),

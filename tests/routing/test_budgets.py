@@ -2,6 +2,7 @@
 
 import json
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
@@ -12,15 +13,11 @@ from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
+from routing.gateway.admission import BudgetExceeded, RateLimited, inflight_sweep, rate_limit_check
+from routing.gateway.call import CompletionRequest
+from routing.gateway.completion import call_prepare, completion_create
 from routing.models import BudgetPeriod, InFlightRequest
 from routing.selectors import api_key_cache_clear
-from routing.services import (
-    BudgetExceeded,
-    CompletionRequest,
-    _call_prepare,
-    completion_create,
-    inflight_sweep,
-)
 from tests.waits import minute_with_room
 from usage.models import UsageRecord
 
@@ -108,12 +105,28 @@ def test_rate_limit_is_a_429_with_retry_after(api_client, api_key, policy):
 
 
 @pytest.mark.django_db
+def test_rate_limit_counts_per_minute_and_names_the_next_one(api_key):
+    # given a key allowed one request a minute, and a minute of its own (the counter is shared)
+    key = api_key[0]
+    key.rate_limit_per_minute = 1
+    minute_s = (10**9 + uuid.uuid4().int % 10**9) * 60
+    check = async_to_sync(rate_limit_check)
+    check(api_key=key, now=minute_s + 15)
+    # when a second request comes in the same minute
+    with pytest.raises(RateLimited) as limited:
+        check(api_key=key, now=minute_s + 20)
+    # then it waits for the next minute, which has room again
+    assert limited.value.retry_after_s == 40
+    check(api_key=key, now=minute_s + 60)
+
+
+@pytest.mark.django_db
 def test_a_lost_worker_leaves_an_abandoned_row_and_no_reservation(api_key, policy):
     # given a request admitted (reserved) whose worker dies before recording it
     key = api_key[0]
     key.monthly_budget_usd = Decimal("5")
     key.save()
-    call = _call_prepare(api_key=key, request=CompletionRequest(messages=HELLO))
+    call = call_prepare(api_key=key, request=CompletionRequest(messages=HELLO))
     assert BudgetPeriod.objects.get().reserved_usd > 0
     # when the sweeper runs before and after the deadline
     assert inflight_sweep(now=timezone.now()) == 0
@@ -155,7 +168,7 @@ def test_with_redis_a_lost_call_without_budget_is_swept_from_redis(api_key, poli
     if not settings.REDIS_URL:
         pytest.skip("needs REDIS_URL (the PostgreSQL + Redis pass of .ci/run)")
     # given a request admitted for a key without a budget, whose worker dies
-    call = _call_prepare(api_key=api_key[0], request=CompletionRequest(messages=HELLO))
+    call = call_prepare(api_key=api_key[0], request=CompletionRequest(messages=HELLO))
     assert call.remembered_in == "redis"
     assert InFlightRequest.objects.count() == 0
     # when the sweeper runs before and after the deadline
@@ -171,7 +184,7 @@ def test_with_redis_a_lost_call_without_budget_is_swept_from_redis(api_key, poli
 @pytest.mark.django_db
 def test_without_redis_in_flight_records_use_the_table(api_key, policy, settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens: Redis is "down"
-    call = _call_prepare(api_key=api_key[0], request=CompletionRequest(messages=HELLO))
+    call = call_prepare(api_key=api_key[0], request=CompletionRequest(messages=HELLO))
     assert call.remembered_in == "table"
     assert InFlightRequest.objects.filter(request_id=call.request_id).exists()
 

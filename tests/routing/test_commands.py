@@ -185,7 +185,7 @@ def test_simulate_with_shadowing_shows_premium_wins_an_alert_and_a_suggestion(
     # every time (the judge's draws are seeded already).
     request_ids = random.Random(11)
     monkeypatch.setattr(
-        "routing.services.uuid.uuid4",
+        "routing.gateway.completion.uuid.uuid4",
         lambda: uuid.UUID(int=request_ids.getrandbits(128), version=4),
     )
     out = StringIO()

@@ -9,9 +9,7 @@ import pytest
 from django.db import IntegrityError, OperationalError, connection
 from django.utils import timezone
 
-from routing.models import IdempotencyRecord, TaskCategory
-from routing.policy_versions import policy_version_create
-from routing.services import (
+from routing.gateway.idempotency import (
     IDEMPOTENCY_LEASE_MARGIN,
     IdempotencyError,
     idempotency_claim,
@@ -20,6 +18,8 @@ from routing.services import (
     idempotency_release,
     idempotency_store,
 )
+from routing.models import IdempotencyRecord, TaskCategory
+from routing.policy_versions import policy_version_create
 from tests.waits import after_response_settled
 from usage.models import UsageRecord
 

@@ -13,9 +13,12 @@ from django.db import OperationalError, connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from routing import services
+from routing.gateway.admission import inflight_sweep
+from routing.gateway.call import CompletionRequest
+from routing.gateway.completion import call_prepare, completion_create
+from routing.gateway.ledger import call_record, leave_for_sweep
+from routing.gateway.outcome import Outcome, ledger_row
 from routing.models import BudgetPeriod, InFlightRequest
-from routing.services import CompletionRequest, _call_prepare, completion_create, inflight_sweep
 from usage.metrics import metrics_render
 from usage.models import UsageRecord
 
@@ -113,7 +116,7 @@ def test_text_the_database_refuses_is_recorded_cleaned_not_lost(api_key, policy)
 def test_one_bad_in_flight_record_never_stops_the_sweep(admin_client, api_key, policy):
     # given a request lost by its worker (budgeted: its record in the table) and, older, a
     # record that is not a row at all
-    call = _call_prepare(api_key=_budgeted(api_key), request=CompletionRequest(messages=HELLO))
+    call = call_prepare(api_key=_budgeted(api_key), request=CompletionRequest(messages=HELLO))
     InFlightRequest.objects.create(
         request_id="req_broken",
         api_key=api_key[0],
@@ -149,7 +152,7 @@ def test_in_redis_a_nul_is_swept_cleaned_and_a_broken_record_quarantined(api_key
     redis.delete(DATA_KEY, DEADLINES_KEY, QUARANTINE_KEY)
     # given a lost request of a key without a budget (in Redis), and beside it, older, one
     # with a NUL in its row and one that is not JSON
-    call = _call_prepare(api_key=api_key[0], request=CompletionRequest(messages=HELLO))
+    call = call_prepare(api_key=api_key[0], request=CompletionRequest(messages=HELLO))
     assert call.remembered_in == "redis"
     row = json.loads(redis.hget(DATA_KEY, call.request_id))
     past = (timezone.now() - timedelta(hours=1)).timestamp()
@@ -177,18 +180,18 @@ def test_in_redis_a_nul_is_swept_cleaned_and_a_broken_record_quarantined(api_key
 def test_a_stream_that_outlives_the_sweep_replaces_its_abandoned_row(api_key, policy):
     # given a budgeted request swept as lost while it was in fact still running
     key = _budgeted(api_key)
-    call = _call_prepare(api_key=key, request=CompletionRequest(messages=HELLO))
+    call = call_prepare(api_key=key, request=CompletionRequest(messages=HELLO))
     assert inflight_sweep(now=timezone.now() + timedelta(hours=1)) == 1
     assert UsageRecord.objects.get().status == "abandoned"
     # when its real row arrives
-    outcome = services._Outcome(input_tokens=1000, output_tokens=500, streamed=True)
-    fields = services._ledger_fields(call, outcome)
-    services._call_record(call, fields)
+    outcome = Outcome(input_tokens=1000, output_tokens=500, streamed=True)
+    real = ledger_row(call, outcome)
+    call_record(call, real)
     # then it replaces the estimate, and the budget counts its real cost
     row = UsageRecord.objects.get()
-    assert (row.status, row.output_tokens, row.cost_usd) == ("ok", 500, fields["cost_usd"])
+    assert (row.status, row.output_tokens, row.cost_usd) == ("ok", 500, real.cost_usd)
     period = BudgetPeriod.objects.get()
-    assert (period.reserved_usd, period.spent_usd) == (0, fields["cost_usd"])
+    assert (period.reserved_usd, period.spent_usd) == (0, real.cost_usd)
 
 
 @pytest.mark.django_db
@@ -199,20 +202,20 @@ def test_an_answered_row_left_in_redis_while_the_database_is_down_is_swept_at_it
         pytest.skip("needs REDIS_URL (the PostgreSQL + Redis pass of .ci/run)")
     # given a budgeted request, answered, whose row and in-flight record cannot be written
     key = _budgeted(api_key)
-    call = _call_prepare(api_key=key, request=CompletionRequest(messages=HELLO))
-    fields = services._ledger_fields(call, services._Outcome(input_tokens=900, output_tokens=90))
+    call = call_prepare(api_key=key, request=CompletionRequest(messages=HELLO))
+    real = ledger_row(call, Outcome(input_tokens=900, output_tokens=90))
 
     def database_down(*args, **kwargs):
         raise OperationalError("the database is down")
 
     with monkeypatch.context() as patched:
         patched.setattr(QuerySet, "update", database_down)
-        assert services._leave_for_sweep(call, fields) is True  # into Redis
+        assert leave_for_sweep(call, real) is True  # into Redis
     # when the database is back and the sweep runs past the deadline
     assert inflight_sweep(now=timezone.now() + timedelta(hours=1)) == 1
     # then the row is the answered call at its price, and the reservation became that spend
     row = UsageRecord.objects.get()
-    assert (row.status, row.cost_usd) == ("ok", fields["cost_usd"])
+    assert (row.status, row.cost_usd) == ("ok", real.cost_usd)
     period = BudgetPeriod.objects.get()
-    assert (period.reserved_usd, period.spent_usd) == (0, fields["cost_usd"])
+    assert (period.reserved_usd, period.spent_usd) == (0, real.cost_usd)
     assert inflight_sweep(now=timezone.now() + timedelta(hours=2)) == 0

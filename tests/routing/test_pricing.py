@@ -4,7 +4,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.pricing import baseline_cost_usd, call_cost_usd, savings_percent
+from routing.pricing import (
+    Prices,
+    baseline_cost_usd,
+    call_cost_usd,
+    ledger_costs,
+    savings_percent,
+)
 
 MINI = {
     "input_per_mtok_usd": Decimal("0.15"),
@@ -77,3 +83,37 @@ def test_cost_never_exceeds_uncached_cost_and_is_exact(input_tokens, cached_shar
 def test_savings_percent():
     assert savings_percent(cost_usd=Decimal("17"), baseline_usd=Decimal("100")) == Decimal("83.0")
     assert savings_percent(cost_usd=Decimal("0"), baseline_usd=Decimal("0")) == Decimal("0.0")
+
+
+def test_ledger_costs_bill_the_cache_discount_and_keep_both_undiscounted_amounts():
+    # given a mini call with half its prompt cached, against the full model as baseline
+    mini, full = Prices(**MINI), Prices(**FULL)
+    # when
+    costs = ledger_costs(
+        billed=mini,
+        listed=mini,
+        baseline=full,
+        input_tokens=2000,
+        cached_tokens=1000,
+        output_tokens=500,
+    )
+    # then: 1000 x 0.15 + 1000 x 0.075 + 500 x 0.60, 2000 x 0.15 + 500 x 0.60, 2000 x 2.5 + 500 x 10
+    assert costs.cost_usd == Decimal("0.0005250000")
+    assert costs.uncached_cost_usd == Decimal("0.0006000000")
+    assert costs.baseline_cost_usd == Decimal("0.0100000000")
+
+
+def test_a_free_answer_costs_nothing_but_keeps_what_it_would_have_cost():
+    mini, full = Prices(**MINI), Prices(**FULL)
+    costs = ledger_costs(
+        billed=mini,
+        listed=mini,
+        baseline=full,
+        input_tokens=1000,
+        cached_tokens=0,
+        output_tokens=500,
+        free=True,
+    )
+    assert costs.cost_usd == 0
+    assert costs.uncached_cost_usd == Decimal("0.0004500000")
+    assert costs.baseline_cost_usd == Decimal("0.0075000000")

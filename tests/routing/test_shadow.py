@@ -10,12 +10,13 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from routing import shadow
+from routing.gateway.call import CompletionRequest
+from routing.gateway.completion import completion_stream
 from routing.models import FeatureFlag, TaskCategory
 from routing.policy_versions import policy_version_create
-from routing.provider import ProviderError, ProviderResult
+from routing.providers.chat import ProviderError, ProviderResult
 from routing.quality import JUDGE_MARKER
 from routing.selectors import policy_get
-from routing.services import CompletionRequest, completion_stream
 from routing.shadow import ShadowJob, shadow_decrypt, shadow_evaluate
 from usage.models import QualityEvaluation, UsageRecord
 

@@ -11,9 +11,10 @@ from asgiref.sync import async_to_sync
 
 from routing.api_keys import api_key_create
 from routing.circuit import circuit_states
+from routing.gateway.call import CompletionFailed, CompletionRequest
+from routing.gateway.completion import completion_create
 from routing.models import TaskCategory
 from routing.policy_versions import policy_version_create
-from routing.services import CompletionFailed, CompletionRequest, completion_create
 from tests.waits import after_response_settled
 from usage.models import UsageRecord
 

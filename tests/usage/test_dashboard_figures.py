@@ -11,8 +11,8 @@ from django.db.models import Count, F, Q, Sum
 from routing.models import ApiKey
 from tests.factories import UsageRecordFactory
 from tests.usage.conftest import ledger_rows
+from usage.dashboard_selectors import dashboard_metrics
 from usage.models import LATENCY_BOUNDS_MS, UsageRecord
-from usage.selectors import dashboard_metrics
 from usage.services import usage_rollup_rebuild
 
 pytestmark = pytest.mark.django_db

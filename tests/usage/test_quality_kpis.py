@@ -9,14 +9,9 @@ from prometheus_client import REGISTRY
 
 from routing.selectors import category_traffic_share, rollout_arm_metrics, whatif_report
 from tests.factories import ApiKeyFactory, PolicyVersionFactory, UsageRecordFactory
+from usage.dashboard_selectors import dashboard_metrics
 from usage.models import UsageEndUserDay, UsageRecord
-from usage.selectors import (
-    dashboard_metrics,
-    monthly_cost_report,
-    savings_by_layer,
-    usage_by_category,
-    usage_summary,
-)
+from usage.selectors import monthly_cost_report, savings_by_layer, usage_by_category, usage_summary
 from usage.services import usage_record, usage_rollup_rebuild
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from routing import sandbox
+from routing.providers import sandbox, sandbox_usage
 from tests.factories import UsageRecordFactory
 from usage.models import ProviderUsage, Reconciliation, ReconciliationStatus
 from usage.provider_export import (
@@ -132,7 +132,7 @@ def test_two_percent_skew_on_one_model_is_a_mismatch(api_client, policy, export_
     # given
     _traffic(api_client)
     today = timezone.now().date()
-    sandbox.usage_log.skew(day=today, model="gpt-4o-mini", percent="2")
+    sandbox_usage.usage_log.skew(day=today, model="gpt-4o-mini", percent="2")
     # when
     result = provider_usage_reconcile_range(start=today, end=today, now=timezone.now())
     # then
@@ -150,7 +150,7 @@ def test_day_dropped_by_the_provider_is_missing_there(api_client, policy, export
     # given
     _traffic(api_client)
     today = timezone.now().date()
-    sandbox.usage_log.drop_day(today)
+    sandbox_usage.usage_log.drop_day(today)
     # when
     provider_usage_reconcile_range(start=today, end=today, now=timezone.now())
     # then
@@ -209,16 +209,16 @@ def test_beat_run_does_nothing_without_an_export_or_an_imported_bill(settings):
 
 def test_export_client_follows_pages_and_keeps_cost_digits():
     # given: two daily buckets per page, three days with usage
-    sandbox.usage_log.prices["m"] = (Decimal("1"), Decimal("0.5"), Decimal("3"))
+    sandbox_usage.usage_log.prices["m"] = (Decimal("1"), Decimal("0.5"), Decimal("3"))
     days = [date(2026, 11, d) for d in (1, 2, 3)]
     usage = {"prompt_tokens": 1234, "completion_tokens": 7,
              "prompt_tokens_details": {"cached_tokens": 1024}}  # fmt: skip
     for day in days:
-        sandbox.usage_log.days[(day, "m")] = sandbox.SandboxUsage._empty()
-        sandbox.usage_log.days[(day, "m")]["requests"] = 1
-        sandbox.usage_log.days[(day, "m")]["input_tokens"] = usage["prompt_tokens"]
-        sandbox.usage_log.days[(day, "m")]["input"] = Decimal("0.000210")
-        sandbox.usage_log.days[(day, "m")]["output"] = Decimal("0.0000000021")
+        sandbox_usage.usage_log.days[(day, "m")] = sandbox_usage.SandboxUsage._empty()
+        sandbox_usage.usage_log.days[(day, "m")]["requests"] = 1
+        sandbox_usage.usage_log.days[(day, "m")]["input_tokens"] = usage["prompt_tokens"]
+        sandbox_usage.usage_log.days[(day, "m")]["input"] = Decimal("0.000210")
+        sandbox_usage.usage_log.days[(day, "m")]["output"] = Decimal("0.0000000021")
     client = OpenAIUsageClient(
         base_url="http://sandbox/v1", admin_key="k", timeout_s=5, transport=sandbox.transport()
     )

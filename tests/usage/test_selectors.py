@@ -78,8 +78,9 @@ from datetime import UTC, datetime  # noqa: E402
 from django.db.models import Count, Q, Sum  # noqa: E402
 
 from tests.usage.conftest import OCTOBER  # noqa: E402
+from usage.dashboard_selectors import dashboard_metrics  # noqa: E402
 from usage.models import UsageRecord  # noqa: E402
-from usage.selectors import dashboard_metrics, monthly_cost_report  # noqa: E402
+from usage.selectors import monthly_cost_report  # noqa: E402
 from usage.services import usage_rollup_rebuild  # noqa: E402
 
 RAW = {

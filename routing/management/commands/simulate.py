@@ -20,6 +20,7 @@ from routing.pricing import savings_percent
 from routing.quality import percent_label
 from routing.quality_selectors import calibration_report, quality_panel
 from routing.shadow import shadow_drain
+from usage.models import Status
 from usage.selectors import (
     SavingsByLayer,
     UsageSummary,
@@ -339,7 +340,7 @@ def _batch_print(stdout, api_key) -> None:
 
     rows = UsageRecord.objects.filter(api_key=api_key, batch=True).aggregate(
         n=Count("id"),
-        ok=Count("id", filter=Q(status="ok")),
+        ok=Count("id", filter=Q(status=Status.OK)),
         cached=Count("id", filter=Q(cache_hit=True)),
         sent_cost=total("cost_usd", cache_hit=False),
         sent_list=total("uncached_cost_usd", cache_hit=False),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import openai
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 START_TIMEOUT_S = 30
 
 
@@ -21,9 +21,9 @@ def _first_line(process: subprocess.Popen) -> str:
 
 
 def test_python_m_routing_sandbox_answers_a_chat_completion_over_http():
-    # given the sandbox started as `python -m routing.sandbox` on a free port of 127.0.0.1
+    # given the sandbox started as `python -m routing.providers.sandbox` on a free port of 127.0.0.1
     process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "routing.sandbox", "--port", "0"],
+        [sys.executable, "-m", "routing.providers.sandbox", "--port", "0"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,

@@ -3,7 +3,7 @@ evaluation would see them (premium wins more on harder requests and categories).
 
 import json
 
-from routing import sandbox
+from routing.providers import sandbox_chat
 from routing.quality import (
     JUDGE_ORDERS,
     Verdict,
@@ -31,7 +31,7 @@ def _judged(*, category: str, request: str, cheap: str, premium: str) -> Verdict
             request_text=request, answer_a=answer_a, answer_b=answer_b, category=category
         )
         body = {"model": "gpt-4o", "messages": messages, "temperature": 0}
-        status, _, payload = sandbox.handle("/v1/chat/completions", json.dumps(body).encode())
+        status, _, payload = sandbox_chat.handle("/v1/chat/completions", json.dumps(body).encode())
         assert status == 200
         reply = judge_parse(json.loads(payload)["choices"][0]["message"]["content"])
         verdicts.append(order_verdict(order=order, choice=reply.choice))

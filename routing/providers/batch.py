@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import openai
 from django.conf import settings
 
-from routing.provider import SANDBOX_BASE_URL
+from routing.providers.chat import SANDBOX_BASE_URL
 
 CHAT_ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"
@@ -47,7 +47,7 @@ def _client(endpoint: Endpoint) -> openai.OpenAI:
     if settings.UPSTREAM_MODE == "sandbox":
         import httpx2
 
-        from routing import sandbox
+        from routing.providers import sandbox
 
         http_client = httpx2.Client(transport=sandbox.transport())
         return openai.OpenAI(

@@ -1,4 +1,4 @@
-"""The only module that talks to model providers: one call, a typed result, typed errors."""
+"""Chat completions from model providers: one call, a typed result, typed errors."""
 
 import asyncio
 import json
@@ -110,9 +110,9 @@ _async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = (
 def _endpoint_key(model: ModelSpec) -> tuple[tuple, bool]:
     sandbox = settings.UPSTREAM_MODE == "sandbox"
     if sandbox:
-        from routing import sandbox as sandbox_upstream
+        from routing.providers.sandbox_chat import state as sandbox_state
 
-        sandbox_upstream.state.latency_ms = settings.SANDBOX_LATENCY_MS
+        sandbox_state.latency_ms = settings.SANDBOX_LATENCY_MS
         key: tuple = ("sandbox", settings.SANDBOX_URL)
     else:
         base_url = model.base_url or settings.OPENAI_BASE_URL or None
@@ -136,12 +136,12 @@ async def clients_close() -> None:
 
 
 def _build_client(key: tuple, sandbox: bool) -> openai.AsyncOpenAI:
-    # The SDK's own retries are off: the router's retry loop (services) is the only one.
+    # The SDK's own retries are off: our retry loop (routing.gateway.upstream) is the only one.
     options = {"timeout": settings.UPSTREAM_TIMEOUT_S, "max_retries": 0}
     if sandbox and key[1]:  # the sandbox server every process shares (`make run`)
         return openai.AsyncOpenAI(api_key="sandbox", base_url=key[1], **options)
     if sandbox:
-        from routing import sandbox as sandbox_upstream
+        from routing.providers import sandbox as sandbox_upstream
 
         http_client = httpx2.AsyncClient(transport=sandbox_upstream.transport())
         return openai.AsyncOpenAI(

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from routing.engine import ModelSpec, Tier
-from routing.provider import (
+from routing.providers.chat import (
     ProviderBadResponse,
     ProviderError,
     ProviderRateLimited,
@@ -56,11 +56,11 @@ def test_sandbox_answer_is_deterministic_and_marked():
 
 def test_shared_sandbox_server_is_called_over_http_and_still_marked(settings):
     # given the sandbox as one HTTP server that every process calls (`make run`)
-    from routing import sandbox
+    from routing.providers import sandbox, sandbox_chat
 
     server = sandbox.serve()
     settings.SANDBOX_URL = f"http://127.0.0.1:{server.server_port}/v1"
-    calls_before = sandbox.state.calls
+    calls_before = sandbox_chat.state.calls
 
     # when the router calls its sandbox, then once that server is gone
     answer = chat_complete(model=MODEL, messages=MESSAGES, max_tokens=50)
@@ -71,7 +71,7 @@ def test_shared_sandbox_server_is_called_over_http_and_still_marked(settings):
 
     # then the calls went over HTTP to that server, and its answer is marked sandbox
     assert answer.sandbox is True and answer.content
-    assert sandbox.state.calls == calls_before + 1
+    assert sandbox_chat.state.calls == calls_before + 1
 
 
 def test_max_tokens_bounds_the_sandbox_answer():

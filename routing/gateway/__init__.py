@@ -1,0 +1,1 @@
+"""The request path: one concern a module (see each module's docstring)."""

@@ -1,0 +1,255 @@
+"""What came back from a call, and the ledger row and answer it makes: pure functions of the
+call and its outcome."""
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+
+from routing.engine import Arm, Decision, ModelSpec
+from routing.gateway.call import Call, CompletionResult
+from routing.gateway.upstream import UpstreamFailed
+from routing.pricing import NOT_BILLED, ledger_costs
+from routing.providers.chat import ProviderResult
+from usage.models import Status, TokenSource
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What came back: billed tokens, or a cached answer, or a failure."""
+
+    content: str = ""
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    token_source: str = TokenSource.PROVIDER
+    finish_reason: str = "stop"
+    sandbox: bool = False
+    cache_hit: bool = False
+    avoided_cost_usd: Decimal = Decimal("0")
+    streamed: bool = False
+    status: str = Status.OK
+    error_code: str = ""
+    billed: bool = True
+    model: ModelSpec | None = None  # the model that answered, when not the one decided
+    attempts: int = 1
+
+
+def outcome_from_result(
+    result: ProviderResult, *, model: ModelSpec, attempts: int, streamed: bool = False
+) -> Outcome:
+    """Return the outcome of an upstream answer, billed as the provider counted it."""
+    return Outcome(
+        model=model,
+        attempts=attempts,
+        content=result.content,
+        input_tokens=result.input_tokens,
+        cached_tokens=result.cached_tokens,
+        output_tokens=result.output_tokens,
+        finish_reason=result.finish_reason,
+        sandbox=result.sandbox,
+        streamed=streamed,
+    )
+
+
+def outcome_from_cache(hit: dict, *, streamed: bool = False) -> Outcome:
+    """Return the outcome of a response-cache answer: nothing billed, its bill avoided."""
+    return Outcome(
+        content=hit["content"],
+        input_tokens=hit["input_tokens"],
+        output_tokens=hit["output_tokens"],
+        finish_reason=hit["finish_reason"],
+        sandbox=hit["sandbox"],
+        cache_hit=True,
+        avoided_cost_usd=Decimal(hit["cost_usd"]),
+        streamed=streamed,
+    )
+
+
+_FAILURE_STATUS = {
+    "upstream_timeout": Status.UPSTREAM_TIMEOUT,
+    "upstream_rate_limited": Status.UPSTREAM_RATE_LIMITED,
+    "upstream_bad_response": Status.UPSTREAM_BAD_RESPONSE,
+    "request_refused_by_model": Status.REQUEST_REFUSED,
+}
+
+
+def outcome_from_error(call: Call, failure: UpstreamFailed) -> Outcome:
+    """Return the outcome of a failed call: nothing billed, its status and error."""
+    error = failure.error
+    return replace(
+        outcome_not_called(call, status=_FAILURE_STATUS.get(error.code, Status.UPSTREAM_ERROR)),
+        model=failure.model,
+        attempts=failure.attempts,
+        error_code=error.code,
+    )
+
+
+def outcome_not_called(call: Call, *, status: str) -> Outcome:
+    """Return the outcome of a call never made: the prompt estimate at $0."""
+    # Nothing was billed: the row keeps the prompt estimate and costs nothing.
+    return Outcome(
+        attempts=0,
+        input_tokens=call.plan.prompt_tokens,
+        token_source=call.plan.token_source,
+        sandbox=settings.UPSTREAM_MODE == "sandbox",
+        status=status,
+        billed=False,
+    )
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One ledger row (usage.models.UsageRecord), as every writer hands it to usage_record:
+    the request path, batch collection and shadow evaluation."""
+
+    request_id: str
+    created_at: datetime
+    api_key_id: int
+    end_user: str
+    category: str
+    category_source: str
+    complexity: float
+    complexity_source: str
+    critical: bool
+    tier: str
+    model: str
+    reason_code: str
+    policy_version_id: int
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    token_source: str
+    latency_ms: int
+    cost_usd: Decimal
+    uncached_cost_usd: Decimal
+    estimated_cost_usd: Decimal
+    estimate_source: str
+    baseline_cost_usd: Decimal
+    baseline_model: str
+    price_input_per_mtok_usd: Decimal
+    price_cached_input_per_mtok_usd: Decimal
+    price_output_per_mtok_usd: Decimal
+    status: str
+    error_code: str = ""
+    sandbox: bool = False
+    avoided_cost_usd: Decimal = Decimal("0")
+    cache_hit: bool = False
+    streamed: bool = False
+    batch: bool = False
+    qa: bool = False
+    arm: str = Arm.ROUTED.value
+    attempts: int = 1
+    fallback_from: str = ""
+    prefix_fingerprint: str = ""
+    router_artifact: str = ""
+    explanation: Mapping = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    prompt_text: str = ""
+    response_text: str = ""
+
+    def fields(self) -> dict:
+        """Return the row as usage_record's keyword arguments (values not copied)."""
+        return {column.name: getattr(self, column.name) for column in dataclass_fields(self)}
+
+
+def decided_columns(decision: Decision, *, model: ModelSpec) -> dict:
+    """Return the row's columns that the routing decision sets, `model` being the one billed
+    (live and batch rows alike)."""
+    return dict(
+        category=decision.category,
+        category_source=decision.category_source,
+        complexity=decision.complexity,
+        complexity_source=decision.complexity_source,
+        critical=decision.critical,
+        tier=model.tier.value,
+        model=model.name,
+        reason_code=decision.reason_code,
+        policy_version_id=decision.policy_version,
+        baseline_model=decision.baseline_model.name,
+        arm=decision.arm.value,
+        prefix_fingerprint=decision.rule.prefix_fingerprint,
+        router_artifact=decision.router_artifact,
+        explanation=decision.explanation,
+    )
+
+
+def ledger_row(call: Call, outcome: Outcome) -> LedgerRow:
+    """Return the call's one ledger row: the answering model billed, or $0 when not called."""
+    decision = call.decision
+    model = outcome.model or decision.model
+    costs = NOT_BILLED
+    if outcome.billed:
+        costs = ledger_costs(
+            billed=model,
+            listed=model,
+            baseline=decision.baseline_model,
+            input_tokens=outcome.input_tokens,
+            cached_tokens=outcome.cached_tokens,
+            output_tokens=outcome.output_tokens,
+            free=outcome.cache_hit,
+        )
+    store_text = settings.USAGE_STORE_TEXT
+    limit = settings.USAGE_STORE_TEXT_MAX_CHARS
+    return LedgerRow(
+        request_id=call.request_id,
+        created_at=call.started_at,
+        api_key_id=call.api_key.pk,
+        end_user=call.request.user,
+        **decided_columns(decision, model=model),
+        input_tokens=outcome.input_tokens,
+        cached_tokens=outcome.cached_tokens,
+        output_tokens=outcome.output_tokens,
+        token_source=outcome.token_source,
+        latency_ms=round((time.perf_counter() - call.started) * 1000),
+        cost_usd=costs.cost_usd,
+        uncached_cost_usd=costs.uncached_cost_usd,
+        avoided_cost_usd=outcome.avoided_cost_usd,
+        estimated_cost_usd=decision.estimated_cost_usd,
+        estimate_source=call.plan.token_source,
+        baseline_cost_usd=costs.baseline_cost_usd,
+        price_input_per_mtok_usd=model.input_per_mtok_usd,
+        price_cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
+        price_output_per_mtok_usd=model.output_per_mtok_usd,
+        status=outcome.status,
+        error_code=outcome.error_code,
+        sandbox=outcome.sandbox,
+        cache_hit=outcome.cache_hit,
+        streamed=outcome.streamed,
+        attempts=outcome.attempts,
+        fallback_from=decision.model.name if model != decision.model else "",
+        metadata=call.request.metadata,
+        prompt_text=call.plan.text[:limit] if store_text else "",
+        response_text=outcome.content[:limit] if store_text else "",
+    )
+
+
+def completion_result(call: Call, outcome: Outcome, row: LedgerRow) -> CompletionResult:
+    """Return the answer as the APIs give it, naming the model that answered."""
+    decision = call.decision
+    if outcome.model is not None and outcome.model != decision.model:
+        decision = replace(
+            decision,
+            model=outcome.model,
+            tier=outcome.model.tier,
+            reason_text=f"{decision.reason_text} Fell back to {outcome.model.name} after "
+            f"{outcome.attempts} attempts.",
+        )
+    return CompletionResult(
+        id=call.request_id,
+        content=outcome.content,
+        decision=decision,
+        input_tokens=row.input_tokens,
+        output_tokens=row.output_tokens,
+        cached_tokens=row.cached_tokens,
+        latency_ms=row.latency_ms,
+        cost_usd=row.cost_usd,
+        baseline_cost_usd=row.baseline_cost_usd,
+        sandbox=row.sandbox,
+        cache_hit=outcome.cache_hit,
+        finish_reason=outcome.finish_reason,
+    )

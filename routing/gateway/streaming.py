@@ -1,0 +1,154 @@
+"""Streams: relay the upstream's events, replay a cached answer, and record however the
+stream ends."""
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+from routing.engine import ModelSpec
+from routing.gateway.call import Call
+from routing.gateway.ledger import ledger_record
+from routing.gateway.outcome import LedgerRow, Outcome
+from routing.gateway.response_cache import response_cache_keep
+from routing.providers.chat import ProviderError
+from routing.shadow import shadow_offer_after
+from routing.tokens import count_text_tokens
+from usage.models import Status, TokenSource
+
+STREAM_DONE = b"data: [DONE]\n\n"
+
+
+def sse(payload: dict) -> bytes:
+    """Return one server-sent event carrying the payload as JSON."""
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def stream_relay(
+    call: Call, upstream, model: ModelSpec, attempts: int, *, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """Forward upstream chunks as they arrive; write the ledger row however the stream ends.
+
+    Ends: normally (usage from the final chunk), client gone (status client_cancelled), or
+    upstream broken after the first byte (an OpenAI-shaped error event, then the stream
+    closes without [DONE]). The last two bill estimated tokens so far, marked as estimates.
+    """
+    parts: list[str] = []
+    usage = None
+    finish_reason = ""
+    finished = False
+    try:
+        async for chunk in upstream.chunks:
+            data = chunk.data
+            if data.get("usage"):
+                usage = data["usage"]
+            choices = data.get("choices")
+            if choices:
+                choice = choices[0]
+                content = (choice.get("delta") or {}).get("content")
+                if content:
+                    parts.append(content)
+                finish_reason = choice.get("finish_reason") or finish_reason
+            elif not include_usage:
+                continue  # the usage chunk we asked for on our own account
+            if not include_usage and data.get("usage"):
+                yield sse({**data, "usage": None})
+                continue
+            yield b"data: " + chunk.raw + b"\n\n"
+        # Priced before [DONE]; written after the response ends where the handler allows it.
+        outcome = stream_outcome(call, upstream.sandbox, parts, usage, finish_reason)
+        outcome = replace(outcome, model=model, attempts=attempts)
+        finished = True
+        await asyncio.shield(stream_finish(call, outcome, upstream))
+        yield STREAM_DONE
+    except ProviderError as error:
+        outcome = stream_outcome(
+            call, upstream.sandbox, parts, None, "", error_code="upstream_stream_broken"
+        )
+        outcome = replace(outcome, model=model, attempts=attempts)
+        finished = True
+        await asyncio.shield(stream_finish(call, outcome, upstream))
+        body = {"message": error.message, "type": "server_error", "code": error.code}
+        yield sse({"error": {**body, "param": None}})
+    finally:
+        if not finished:  # the client went away (cancelled, or closed the generator)
+            outcome = stream_outcome(
+                call, upstream.sandbox, parts, None, "", status=Status.CLIENT_CANCELLED
+            )
+            outcome = replace(outcome, model=model, attempts=attempts)
+            await asyncio.shield(stream_finish(call, outcome, upstream))
+
+
+async def stream_finish(call: Call, outcome: Outcome, upstream) -> None:
+    """Record the stream's row; close the upstream if it ended early, else cache the answer."""
+    row = await ledger_record(call, outcome, then=shadow_offer_after(call, outcome))
+    if outcome.status != Status.OK:
+        await upstream.close()
+    elif call.cache_key and outcome.model in (None, call.decision.model):
+        await response_cache_keep(call, outcome, row)
+
+
+def stream_outcome(
+    call: Call,
+    sandbox: bool,
+    parts: list[str],
+    usage,
+    finish_reason: str,
+    *,
+    status: str = Status.OK,
+    error_code: str = "",
+) -> Outcome:
+    """Return the outcome of a stream: usage as reported, or estimates when cut short."""
+    content = "".join(parts)
+    if usage is not None:
+        details = usage.get("prompt_tokens_details") or {}
+        return Outcome(
+            content=content,
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            cached_tokens=int(details.get("cached_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+            finish_reason=finish_reason,
+            sandbox=sandbox,
+            streamed=True,
+            status=status,
+            error_code=error_code,
+        )
+    # No usage chunk (cut short): the prompt count and the text so far, marked as estimates.
+    return Outcome(
+        content=content,
+        input_tokens=call.plan.prompt_tokens,
+        output_tokens=count_text_tokens(content)[0] if content else 0,
+        token_source=TokenSource.ESTIMATE,
+        finish_reason=finish_reason,
+        sandbox=sandbox,
+        streamed=True,
+        status=Status.UPSTREAM_ERROR if error_code else status,
+        error_code=error_code,
+    )
+
+
+async def stream_replay(
+    call: Call, outcome: Outcome, row: LedgerRow, *, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """Serve a cached answer (already recorded) as a stream: one content chunk, finish,
+    usage, [DONE]."""
+    base = {
+        "id": "chatcmpl-" + call.request_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": call.decision.model.name,
+    }
+    delta = {"role": "assistant", "content": outcome.content}
+    yield sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    finish = {"index": 0, "delta": {}, "finish_reason": outcome.finish_reason}
+    yield sse({**base, "choices": [finish]})
+    if include_usage:
+        usage = {
+            "prompt_tokens": row.input_tokens,
+            "completion_tokens": row.output_tokens,
+            "total_tokens": row.input_tokens + row.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        }
+        yield sse({**base, "choices": [], "usage": usage})
+    yield STREAM_DONE
