@@ -76,6 +76,18 @@ def http_upstream(settings):
 
 
 @pytest.fixture
+def minute_start(time_machine):
+    """Move the wall clock back to the start of the current minute, ticking on from there:
+    rate-limit counts are per wall-clock minute, and one that straddled two would restart.
+    (time-machine moves time.time and datetime; monotonic clocks and sleeps stay real.)"""
+    import time
+
+    now = time.time()
+    time_machine.move_to(now - now % 60 + 0.5, tick=True)
+    return time_machine
+
+
+@pytest.fixture
 def sandbox_state():
     from routing.providers import sandbox_chat
 

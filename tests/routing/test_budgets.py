@@ -18,7 +18,6 @@ from routing.gateway.call import CompletionRequest
 from routing.gateway.completion import call_prepare, completion_create
 from routing.models import BudgetPeriod, InFlightRequest
 from routing.selectors import api_key_cache_clear
-from tests.waits import minute_with_room
 from usage.models import UsageRecord
 
 HELLO = [{"role": "user", "content": "hey there"}]
@@ -91,11 +90,10 @@ def test_concurrent_requests_cannot_overshoot_the_budget(api_key, policy, settin
 
 
 @pytest.mark.django_db
-def test_rate_limit_is_a_429_with_retry_after(api_client, api_key, policy):
+def test_rate_limit_is_a_429_with_retry_after(api_client, api_key, policy, minute_start):
     key = api_key[0]
     key.rate_limit_per_minute = 2
     key.save()
-    minute_with_room(10)
     statuses = [_post(api_client, {"messages": HELLO}).status_code for _ in range(3)]
     assert statuses[:2] == [200, 200]
     limited = _post(api_client, {"messages": HELLO})

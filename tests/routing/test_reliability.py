@@ -108,9 +108,10 @@ def test_a_hanging_upstream_cannot_hold_a_request_past_the_deadline(
 
 @pytest.mark.django_db
 def test_circuit_opens_after_the_threshold_then_probes_after_cooldown(
-    api_client, policy, sandbox_state, settings
+    api_client, policy, sandbox_state, settings, time_machine
 ):
     # given a breaker that opens after 2 failures for 1 second; legal has no fallback
+    time_machine.move_to(time.time(), tick=True)
     settings.CIRCUIT_FAILURE_THRESHOLD = 2
     settings.CIRCUIT_COOLDOWN_S = 1
     sandbox_state.inject("500", "500")
@@ -123,8 +124,8 @@ def test_circuit_opens_after_the_threshold_then_probes_after_cooldown(
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_unreachable"
     assert sandbox_state.calls == calls
-    # then after the cooldown one probe goes through and closes it
-    time.sleep(1.1)
+    # then after the cooldown (the wall clock moved on) one probe goes through and closes it
+    time_machine.shift(1.1)
     assert _post(api_client, legal).status_code == 200
     assert _post(api_client, legal).status_code == 200
     assert UsageRecord.objects.filter(status="ok").count() == 2

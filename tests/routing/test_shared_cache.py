@@ -12,7 +12,6 @@ from prometheus_client import REGISTRY
 
 from routing.models import InFlightRequest
 from routing.shared_cache import RedisUnavailable, redis_call
-from tests.waits import minute_with_room
 from usage.models import UsageRecord
 
 
@@ -26,7 +25,7 @@ def _redis_connections_received(settings) -> int | None:
 
 @pytest.mark.django_db(transaction=True)
 def test_requests_share_one_cache_backend_and_its_connections(
-    asgi_server, policy, api_key, settings, monkeypatch
+    asgi_server, policy, api_key, settings, monkeypatch, minute_start
 ):
     # given a key allowed 20 requests a minute (a counter per request), a category whose
     # answers are cached (a read and a write per request) and a count of backends made
@@ -38,7 +37,6 @@ def test_requests_share_one_cache_backend_and_its_connections(
     monkeypatch.setattr(caches, "create_connection", lambda name: made.append(name) or create(name))
     connections_before = _redis_connections_received(settings)
     client = openai.OpenAI(api_key=api_key[1], base_url=f"{asgi_server}/v1", max_retries=0)
-    minute_with_room(20)
     # when it asks 20 different questions through the OpenAI-compatible endpoint, then one more
     for number in range(20):
         client.chat.completions.create(
