@@ -1,15 +1,18 @@
 """Parameter compatibility end to end: a strict (newer) model behind the router takes the
 requests callers already send, once its profile says how to shape them."""
 
+import json
+
 import httpx2
 import openai
 import pytest
 from django.contrib.auth import get_user_model
 
 from routing.gateway.outcome import PARAM_CHANGES_KEY
-from routing.models import ModelProfile, PolicyVersion
+from routing.models import BatchItem, FeatureFlag, ModelProfile, PolicyVersion
 from routing.policy_versions import policy_version_create
-from routing.providers import sandbox
+from routing.providers import sandbox, sandbox_batches
+from routing.tasks import batch_advance_due
 from tests.waits import after_response_settled
 from usage.models import UsageRecord
 
@@ -193,3 +196,30 @@ def test_seeded_models_keep_todays_parameters(policy, sandbox_state):
         assert profile.fixed_temperature is None
         assert profile.unsupported_params == []
         assert profile.reasoning_effort == ""
+
+
+@pytest.mark.django_db
+def test_a_batch_item_is_shaped_for_its_strict_model(
+    api_client, policy, sandbox_state, django_capture_on_commit_callbacks, settings
+):
+    # given batches on, and the cheap model strict with its rules
+    sandbox_batches.batches.reset()
+    settings.BATCH_POLL_INTERVAL_S = 0
+    FeatureFlag.objects.filter(name="batch").update(enabled=True)
+    sandbox_state.strict_model("gpt-4o-mini")
+    _profile_set("gpt-4o-mini", **STRICT_RULES)
+    request = {"custom_id": "a", "category": "analytics", "messages": HELLO, "temperature": 0.2}
+    # when a job is submitted and collected
+    with django_capture_on_commit_callbacks(execute=True):
+        body = json.dumps({"requests": [request]})
+        response = api_client.post("/api/v1/batches", data=body, content_type="application/json")
+    assert response.status_code == 202
+    for _ in range(3):
+        batch_advance_due()
+    # then the item was sent in the form the model takes, and answered
+    item = BatchItem.objects.get(custom_id="a")
+    assert "max_tokens" not in item.body
+    assert (item.body["temperature"], item.body["model"]) == (1.0, "gpt-4o-mini")
+    assert "max_completion_tokens" in item.body
+    assert UsageRecord.objects.get().status == "ok"
+    sandbox_batches.batches.reset()
