@@ -49,6 +49,7 @@ from routing.providers.batch import (
     batch_file_upload,
     batch_find,
 )
+from routing.providers.compat import param_rules_for, request_for_model
 from routing.rollout import rollout_subject
 from routing.selectors import policy_get
 
@@ -100,6 +101,10 @@ def _item_body(plan: RoutePlan, request: CompletionRequest) -> dict:
         body["temperature"] = request.temperature
     if request.user:
         body["user"] = request.user
+    # Shaped now, for the model the item is batched on: the body is sent as stored.
+    body, changes = request_for_model(body, param_rules_for(plan.decision.model.name))
+    if changes:
+        logger.debug("batch item shaped for %s: %s", body["model"], ", ".join(changes))
     return body
 
 

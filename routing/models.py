@@ -1,5 +1,6 @@
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -10,6 +11,24 @@ from huntaze.money import PRICE_FIELD
 class Tier(models.TextChoices):
     MINI = "mini", "mini (cheap tier)"
     FULL = "full", "full (premium tier)"
+
+
+class TokenLimitParam(models.TextChoices):
+    MAX_TOKENS = "max_tokens", "max_tokens (older chat models)"
+    MAX_COMPLETION_TOKENS = "max_completion_tokens", "max_completion_tokens (newer models)"
+
+
+class ReasoningEffort(models.TextChoices):
+    MINIMAL = "minimal"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+def validate_param_names(value: object) -> None:
+    """A list of request parameter names."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValidationError('A list of parameter names, e.g. ["logprobs", "presence_penalty"].')
 
 
 class ModelProfile(models.Model):
@@ -40,6 +59,32 @@ class ModelProfile(models.Model):
         default=True, help_text="Send a per-category prompt_cache_key (OpenAI supports it)."
     )
     shutdown_on = models.DateField(null=True, blank=True, help_text="Provider retirement date.")
+    # Parameter compatibility: how a request is shaped for this model before it is sent.
+    token_limit_param = models.CharField(
+        max_length=24,
+        choices=TokenLimitParam.choices,
+        default=TokenLimitParam.MAX_TOKENS,
+        help_text="The output limit's name this model takes; the router renames the other.",
+    )
+    fixed_temperature = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(2)],
+        help_text="The only temperature the model takes (1 for reasoning models): another "
+        "one is replaced and top_p dropped. Blank = any.",
+    )
+    unsupported_params = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_param_names],
+        help_text='Parameters dropped before the call, e.g. ["logprobs", "presence_penalty"].',
+    )
+    reasoning_effort = models.CharField(
+        max_length=8,
+        choices=ReasoningEffort.choices,
+        blank=True,
+        help_text="Sent to a reasoning model when the caller sets none; blank = never sent.",
+    )
     active = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -35,6 +35,10 @@ def _model_snapshot(profile: ModelProfile) -> dict:
         "batch_discount_percent": str(profile.batch_discount_percent),
         "active": profile.active,
         "supports_prompt_cache_key": profile.supports_prompt_cache_key,
+        "token_limit_param": profile.token_limit_param,
+        "fixed_temperature": profile.fixed_temperature,
+        "unsupported_params": list(profile.unsupported_params),
+        "reasoning_effort": profile.reasoning_effort,
     }
 
 
@@ -163,6 +167,10 @@ def policy_version_restore(*, version: PolicyVersion, actor: str) -> PolicyVersi
                 "batch_discount_percent": Decimal(data["batch_discount_percent"]),
                 "active": data["active"],
                 "supports_prompt_cache_key": data.get("supports_prompt_cache_key", True),
+                "token_limit_param": data.get("token_limit_param", "max_tokens"),
+                "fixed_temperature": data.get("fixed_temperature"),
+                "unsupported_params": data.get("unsupported_params", []),
+                "reasoning_effort": data.get("reasoning_effort", ""),
             },
         )
     models = {m.name: m for m in ModelProfile.objects.all()}

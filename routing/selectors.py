@@ -16,6 +16,7 @@ from routing.learned.model import ArtifactError
 from routing.learned.runtime import current_artifact_id, router_get, router_status
 from routing.models import ApiKey, PolicyVersion
 from routing.prompts import prefix_fingerprint
+from routing.providers.compat import param_rules_from_snapshot, param_rules_set
 from routing.rollout import FlagRule
 from routing.shared_cache import RedisUnavailable, shared_cache
 from routing.tokens import TOKENS_PER_MESSAGE, count_text_tokens
@@ -85,7 +86,10 @@ def _policy_load() -> Policy:
         pass  # skipped after a failure, logged where it failed
     except Exception:
         logger.warning("cache unavailable; policy version not shared")
-    return policy_from_snapshot(version=version, snapshot=snapshot)
+    policy = policy_from_snapshot(version=version, snapshot=snapshot)
+    # The calls this process makes are shaped for the models of the policy it routes with.
+    param_rules_set(param_rules_from_snapshot(snapshot["models"]))
+    return policy
 
 
 def policy_cache_expire() -> None:
@@ -102,6 +106,7 @@ def policy_cache_clear() -> None:
     with _memo_lock:
         _memo.clear()
         _checked_at.clear()
+    param_rules_set({})
 
 
 def _model_from(data: dict) -> ModelSpec:

@@ -37,6 +37,7 @@ class Outcome:
     billed: bool = True
     model: ModelSpec | None = None  # the model that answered, when not the one decided
     attempts: int = 1
+    param_changes: tuple[str, ...] = ()  # how the request was shaped for the model
 
 
 def outcome_from_result(
@@ -53,6 +54,7 @@ def outcome_from_result(
         finish_reason=result.finish_reason,
         sandbox=result.sandbox,
         streamed=streamed,
+        param_changes=result.param_changes,
     )
 
 
@@ -222,10 +224,21 @@ def ledger_row(call: Call, outcome: Outcome) -> LedgerRow:
         streamed=outcome.streamed,
         attempts=outcome.attempts,
         fallback_from=decision.model.name if model != decision.model else "",
-        metadata=call.request.metadata,
+        metadata=_metadata(call, outcome),
         prompt_text=call.plan.text[:limit] if store_text else "",
         response_text=outcome.content[:limit] if store_text else "",
     )
+
+
+PARAM_CHANGES_KEY = "router_param_changes"
+
+
+def _metadata(call: Call, outcome: Outcome) -> dict:
+    """The caller's metadata, plus how the request was reshaped for the model, if it was (so
+    a row shows why the model saw other parameters than the caller sent)."""
+    if not outcome.param_changes:
+        return call.request.metadata
+    return {**call.request.metadata, PARAM_CHANGES_KEY: list(outcome.param_changes)}
 
 
 def completion_result(call: Call, outcome: Outcome, row: LedgerRow) -> CompletionResult:

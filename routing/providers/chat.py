@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,6 +14,9 @@ from django.conf import settings
 
 from routing.engine import ModelSpec
 from routing.prompts import prompt_cache_key
+from routing.providers.compat import param_rules_for, request_for_model
+
+logger = logging.getLogger(__name__)
 
 SANDBOX_BASE_URL = "http://sandbox.invalid/v1"
 
@@ -26,6 +30,7 @@ class ProviderResult:
     finish_reason: str
     upstream_id: str
     sandbox: bool
+    param_changes: tuple[str, ...] = ()  # how the request was shaped for the model
 
 
 class ProviderError(Exception):
@@ -165,7 +170,8 @@ def _request_params(
     user: str = "",
     cache_key_category: str | None = None,
     sampling: dict | None = None,
-) -> dict:
+) -> tuple[dict, tuple[str, ...]]:
+    """Return the request body, shaped for the model, and the changes shaping made."""
     params: dict = {"model": model.name, "messages": messages, "max_tokens": max_tokens}
     params.update(sampling or {})
     if temperature is not None:
@@ -174,7 +180,10 @@ def _request_params(
         params["user"] = user
     if cache_key_category and model.supports_prompt_cache_key:
         params["prompt_cache_key"] = prompt_cache_key(cache_key_category)
-    return params
+    params, changes = request_for_model(params, param_rules_for(model.name))
+    if changes:
+        logger.debug("request shaped for %s: %s", model.name, ", ".join(changes))
+    return params, changes
 
 
 def _request_options(options: dict) -> dict:
@@ -257,7 +266,9 @@ async def achat_complete(
     """Return the upstream's answer for one chat completion, or raise a ProviderError."""
     client, sandbox = _async_client_for(model)
     request_options = _request_options(options)
-    params = _request_params(model=model, messages=messages, max_tokens=max_tokens, **options)
+    params, changes = _request_params(
+        model=model, messages=messages, max_tokens=max_tokens, **options
+    )
     try:
         # The SDK's request (auth, headers, errors) without its typed layer: walking the
         # params' TypedDicts and building pydantic models was a third of the gateway's CPU,
@@ -271,7 +282,7 @@ async def achat_complete(
         response = json.loads(raw)
     except SDK_ERRORS as exc:
         raise _provider_error(exc, model) from exc
-    return _result_from(response, model=model, sandbox=sandbox)
+    return _result_from(response, model=model, sandbox=sandbox, param_changes=changes)
 
 
 class UpstreamChunk(NamedTuple):
@@ -297,7 +308,7 @@ async def achat_stream_open(
     """Open a streamed completion (asking for the usage chunk); errors before any byte raise."""
     client, sandbox = _async_client_for(model)
     request_options = _request_options(options)
-    params = _request_params(model=model, messages=messages, max_tokens=max_tokens, **options)
+    params, _ = _request_params(model=model, messages=messages, max_tokens=max_tokens, **options)
     params.update(stream=True, stream_options={"include_usage": True})
     try:
         # The raw response: its events are passed on as the upstream wrote them, parsed once
@@ -337,7 +348,9 @@ async def achat_stream_open(
     return UpstreamStream(chunks=chunks(), sandbox=sandbox, close=response.aclose)
 
 
-def _result_from(response: dict, *, model: ModelSpec, sandbox: bool) -> ProviderResult:
+def _result_from(
+    response: dict, *, model: ModelSpec, sandbox: bool, param_changes: tuple[str, ...] = ()
+) -> ProviderResult:
     try:
         choice = response["choices"][0]
         usage = response["usage"]
@@ -350,6 +363,7 @@ def _result_from(response: dict, *, model: ModelSpec, sandbox: bool) -> Provider
             finish_reason=choice.get("finish_reason") or "",
             upstream_id=response.get("id") or "",
             sandbox=sandbox,
+            param_changes=param_changes,
         )
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
         raise ProviderBadResponse(f"{model.name} sent a response without choices or usage") from exc

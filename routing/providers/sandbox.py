@@ -89,6 +89,11 @@ class _Handler(BaseHTTPRequestHandler):
             state.inject(*json.loads(raw or b"{}").get("faults", []))
             self._send(204, {}, b"")
             return
+        if self.path == "/_sandbox/strict":  # {"model": "gpt-5", "strict": true}
+            control = json.loads(raw or b"{}")
+            state.strict_model(control["model"], bool(control.get("strict", True)))
+            self._send(204, {}, b"")
+            return
         if self.path == "/_sandbox/usage":
             usage_log_configure(json.loads(raw or b"{}"))
             self._send(204, {}, b"")

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 
-from routing.providers.sandbox_chat import answer, api_error, state
+from routing.providers.sandbox_chat import answer, api_error, state, strict_refusal
 
 
 class SandboxBatches:
@@ -99,8 +99,11 @@ class SandboxBatches:
         for index, line in enumerate(answered):
             custom_id = line["custom_id"]
             request_id = f"req-sbx-{batch['id']}-{index}"
-            if custom_id in self.fail_ids:
+            refused = strict_refusal(line["body"])
+            if custom_id in self.fail_ids or refused is not None:
                 error = {"message": "sandbox: item failed", "type": "invalid_request_error"}
+                if refused is not None:
+                    error.update(param=refused[0], code=refused[1], message=refused[2])
                 body = {"error": error}
                 response = {"status_code": 400, "request_id": request_id, "body": body}
                 errors.append({"id": f"batch_req_{index}", "custom_id": custom_id,

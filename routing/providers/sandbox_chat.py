@@ -3,8 +3,9 @@ injected faults, latency and an imitated prompt-prefix cache (its state shared b
 
 It imitates provider prefix caching (a prompt prefix of 1,024 tokens or more seen recently is
 reported as cached, in 128-token steps) and takes injected faults: "429", "500", "timeout",
-"malformed", applied one per request in the order given. As a judge (shadow evaluation) it
-gives synthetic verdicts (routing.providers.sandbox_judge).
+"malformed", applied one per request in the order given. A model can be made strict, as newer
+models are: it refuses `max_tokens` and a temperature other than the default. As a judge
+(shadow evaluation) it gives synthetic verdicts (routing.providers.sandbox_judge).
 """
 
 import hashlib
@@ -64,6 +65,7 @@ class SandboxState:
         self._random_kinds: tuple[str, ...] = ()
         self._rng = random.Random(0)  # noqa: S311 - fault drills, not security
         self._model_faults: dict[str, str] = {}
+        self._strict_models: set[str] = set()
         self.judge_seed = 0  # another seed draws another sample of judge verdicts
 
     def inject(self, *faults: str) -> None:
@@ -93,8 +95,20 @@ class SandboxState:
             else:
                 self._model_faults[model] = fault
 
+    def strict_model(self, model: str, strict: bool = True) -> None:
+        """Make one model refuse the old parameter forms, as newer models do (False: lenient)."""
+        with self._lock:
+            if strict:
+                self._strict_models.add(model)
+            else:
+                self._strict_models.discard(model)
+
+    def is_strict(self, model: str) -> bool:
+        return model in self._strict_models
+
     def reset(self) -> None:
         with self._lock:
+            self._strict_models.clear()
             self._random_rate, self._random_kinds = 0.0, ()
             self._model_faults.clear()
             self._faults.clear()
@@ -161,6 +175,29 @@ def _refused_parameter(body: dict) -> tuple[str, str] | None:
     return None
 
 
+def strict_refusal(body: dict) -> tuple[str, str, str] | None:
+    """(parameter, code, message) of the old form the body's model refuses if it was made
+    strict, or None; the messages are OpenAI's."""
+    if not state.is_strict(str(body.get("model"))):
+        return None
+    if "max_tokens" in body:
+        return (
+            "max_tokens",
+            "unsupported_parameter",
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead.",
+        )
+    temperature = body.get("temperature")
+    if temperature is not None and temperature != 1:
+        return (
+            "temperature",
+            "unsupported_value",
+            f"Unsupported value: 'temperature' does not support {temperature} with this "
+            "model. Only the default (1) value is supported.",
+        )
+    return None
+
+
 def handle(path: str, raw_body: bytes) -> tuple[int, dict, bytes | SandboxStream]:
     """Answer one request: (status, headers, body or stream). Raises SandboxTimeout."""
     if not path.endswith("/chat/completions"):
@@ -179,6 +216,10 @@ def handle(path: str, raw_body: bytes) -> tuple[int, dict, bytes | SandboxStream
     if refused is not None:  # as a real model validates its parameters
         param, message = refused
         return api_error(400, message, "invalid_request_error", "invalid_value", param)
+    refused_as_strict = strict_refusal(body)
+    if refused_as_strict is not None:
+        param, code, message = refused_as_strict
+        return api_error(400, message, "invalid_request_error", code, param)
     if fault == "429":
         status, headers, payload = api_error(429, "Rate limit reached", "requests", "rate_limit")
         return status, {**headers, "retry-after": "0"}, payload
