@@ -6,6 +6,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db import models
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -120,6 +121,8 @@ class ModelProfileAdmin(PolicyVersionedAdmin):
         "circuit",
     ]
     list_filter = ["tier", "active"]
+    # A provider endpoint typed without a scheme is HTTPS (Django 6's default for URLField).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     search_fields = ["name"]
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
