@@ -40,15 +40,7 @@ class WordVectors:
 
     def piece_ids(self, words: Iterable[str]) -> list[int]:
         """Return the word-piece ids of the words, in order."""
-        found: list[int] = []
-        starts = self._starts
-        for word in words:
-            whole = starts.get(word)
-            if whole is not None:
-                found.append(whole)
-            else:
-                found.extend(self._word_pieces(word))
-        return found
+        return self.pieces_by_word(words)[0]
 
     def pieces_by_word(self, words: Iterable[str]) -> tuple[list[int], list[int], list[str]]:
         """Return the piece ids, for each piece the index of its word among the distinct words,

@@ -130,11 +130,15 @@ class Router:
             ids, values = self._vector(text, words)
         rows = self.weights[ids]  # per feature: 9 class weights, safety, needs premium
         parts = rows * values[:, None]
-        names = [self.feature_names[i] for i in ids.tolist()]
+        meaning_names: list[str] = []
         if words and self.meaning is not None:
             meaning_parts, meaning_names = self._meaning_parts(words)
             parts = np.vstack([parts, meaning_parts])
-            names += meaning_names
+        count, feature_names = len(ids), self.feature_names
+
+        def names(i: int) -> str:  # only the few explained features are named
+            return feature_names[ids[i]] if i < count else meaning_names[i - count]
+
         sums = parts.sum(axis=0)
         logits = (sums[:_CLASSES] + self.category_bias) / self.category_temperature
         probabilities = np.exp(logits - logits.max())
@@ -153,14 +157,14 @@ class Router:
             unsafe_probability=unsafe,
             unsafe=unsafe >= self.safety_threshold,
             needs_premium=needs_premium,
-            category_features=_named_top(category_parts, category_parts, names.__getitem__),
+            category_features=_named_top(category_parts, category_parts, names),
             safety_features=_named_top(
                 parts[:, _SAFETY] * (1 if unsafe >= 0.5 else -1),
                 parts[:, _SAFETY],
-                names.__getitem__,
+                names,
             ),
             premium_features=self._top_premium(
-                names, parts[:, _PREMIUM], signal_parts, needs_premium
+                names, len(parts), parts[:, _PREMIUM], signal_parts, needs_premium
             ),
             estimate=estimate,
         )
@@ -238,17 +242,16 @@ class Router:
         values /= np.sqrt(values @ values)
         return ids, values
 
-    def _top_premium(self, names, parts, signal_parts, needs_premium: float) -> tuple:
+    def _top_premium(self, names, count: int, parts, signal_parts, needs_premium: float):
         """The n-grams and signals that moved needs-premium most, in its direction."""
         sign = 1.0 if needs_premium >= 0.5 else -1.0
         if not self.premium_uses_ngrams:
             return _named_top(sign * signal_parts, signal_parts, SIGNAL_NAMES.__getitem__)
         every = np.concatenate([parts, signal_parts])
-        count = len(names)
         return _named_top(
             sign * every,
             every,
-            lambda i: names[i] if i < count else SIGNAL_NAMES[i - count],
+            lambda i: names(i) if i < count else SIGNAL_NAMES[i - count],
         )
 
 
