@@ -44,6 +44,7 @@ def test_red_alert_leads_to_the_difference_and_a_bill_is_uploaded(
     # when: its link
     alert.find_element(By.LINK_TEXT, "See each day's difference").click()
     # then: the admin list of differences, filtered to mismatches
+    _loaded(browser, By.ID, "result_list")
     rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
     assert len(rows) == 1
     assert "gpt-4o-mini" in rows[0].text and "0.0000168" in rows[0].text
@@ -55,13 +56,23 @@ def test_red_alert_leads_to_the_difference_and_a_bill_is_uploaded(
     browser.find_element(By.NAME, "file").send_keys(str(bill))
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
     # then
-    assert "row 2: cost_usd '-1'" in browser.find_element(By.CLASS_NAME, "import-errors").text
+    assert "row 2: cost_usd '-1'" in _loaded(browser, By.CLASS_NAME, "import-errors").text
     assert not ProviderUsage.objects.filter(model="other-model").exists()
     bill.write_text(header + f"{yesterday},other-model,2,300,0,20,0.001\n")
     browser.find_element(By.NAME, "file").send_keys(str(bill))
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    assert "Imported 1 row(s)" in browser.find_element(By.CSS_SELECTOR, ".messagelist").text
+    assert "Imported 1 row(s)" in _loaded(browser, By.CSS_SELECTOR, ".messagelist").text
     assert Reconciliation.objects.get(model="other-model").status == "missing_ledger"
+
+
+def _loaded(browser, by: str, value: str):
+    """The element once the page a click led to has it (a click does not wait for the load)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 15).until(
+        expected_conditions.presence_of_element_located((by, value))
+    )
 
 
 def _rgb(css: str) -> tuple[int, ...]:
