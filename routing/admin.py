@@ -1,4 +1,5 @@
 import json
+import time
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -127,7 +128,7 @@ class ModelProfileAdmin(PolicyVersionedAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
         names = list(ModelProfile.objects.values_list("name", flat=True))
-        self._circuits = circuit_states(names)
+        self._circuits = circuit_states(names, now=time.time())
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="circuit")

@@ -6,6 +6,7 @@ numbers are right behind gunicorn or several uvicorn workers. Values are float64
 monitoring; the ledger stays the record of money.
 """
 
+import time
 from decimal import Decimal
 
 from prometheus_client import (
@@ -92,7 +93,7 @@ class CircuitCollector:
             "huntaze_circuit_open", "Circuit breaker per model (1 open).", labels=["model"]
         )
         names = list(ModelProfile.objects.filter(active=True).values_list("name", flat=True))
-        for model, state in circuit_states(names).items():
+        for model, state in circuit_states(names, now=time.time()).items():
             if state in self.VALUES:
                 gauge.add_metric([model], self.VALUES[state])
         yield gauge
