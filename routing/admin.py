@@ -18,7 +18,7 @@ from django.utils.html import format_html, format_html_join
 from huntaze.read_only_admin import ReadOnlyAdminMixin
 from routing.circuit import circuit_states
 from routing.engine import RoutingError
-from routing.learned.runtime import router_overview
+from routing.learned.overview import router_overview
 from routing.models import (
     FeatureFlag,
     Flag,
