@@ -60,14 +60,14 @@ SCENARIOS = (
 )
 
 
-def post(url: str, key: str, body: dict) -> tuple[int, bytes]:
+def post(url: str, key: str, body: dict, *, timeout_s: float = 10) -> tuple[int, bytes]:
     request = urllib.request.Request(  # noqa: S310 (loopback URLs only)
         url,
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
@@ -401,7 +401,8 @@ def main() -> None:
 
         hello = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}]}
         for name, url in routers.items():
-            status, body = post(url, key, hello)
+            # The first request loads the router model: slow on a busy host.
+            status, body = post(url, key, hello, timeout_s=60)
             bad_status, _ = post(url, "hz_not-a-key", hello)
             print(f"{name}: smoke request {status}, bad key {bad_status}")
             if status != 200:

@@ -72,8 +72,8 @@ class JsonBodyParser(JSONParser):
 
 class SizeLimitedApiView(APIView):
     """The front door's body checks for a DRF view: a body over API_MAX_BODY_BYTES or not sent
-    as JSON is refused before anything is parsed; a body without a Content-Type reads as JSON,
-    as at the completion endpoints."""
+    as JSON is refused before it is parsed; a body without a Content-Type reads as JSON, as at
+    the completion endpoints."""
 
     parser_classes = [JsonBodyParser]
 
@@ -83,9 +83,10 @@ class SizeLimitedApiView(APIView):
         return super().initialize_request(request, *args, **kwargs)
 
     def initial(self, request: Request, *args, **kwargs) -> None:
+        # The front door's order: size, key (DRF's authentication and permissions), media type.
         body_size_check(request)
-        media_type_check(request)
         super().initial(request, *args, **kwargs)
+        media_type_check(request)
 
 
 class CompletionCreateApi(CompletionDoor):

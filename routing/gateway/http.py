@@ -5,10 +5,10 @@ meets it.
 1. The body limit, before anything is read: `BodyLimit`, the ASGI middleware of the API paths,
    answers 413 from a Content-Length over API_MAX_BODY_BYTES, or as soon as a chunked body
    (no Content-Length) passes it. It has to sit in front of Django, whose ASGI handler reads a
-   whole body before any view runs. Views check Content-Length again (`body_size_check`) for
-   the servers that call them directly (the test client, WSGI).
+   whole body before any view runs. Views check Content-Length again first (`body_size_check`)
+   for the servers that call them directly (the test client, WSGI).
 2. The Bearer key (`api_key_authenticate`), then the key's rate limit.
-3. The body: JSON only (415 otherwise), a JSON object, storable text (`json_object_read`).
+3. The body: sent as JSON (415 otherwise), a JSON object, storable text (`json_object_read`).
 4. The completion, answered or streamed (`CompletionDoor`), idempotent on request.
 5. Every failure mapped once (routing.gateway.wire) and written in the door's wire shape.
 
@@ -99,8 +99,8 @@ def media_type_check(request: HttpRequest) -> None:
 
 
 def json_object_read(request: HttpRequest) -> dict:
-    """Return the body as a JSON object: within the size limit, JSON, storable text."""
-    body_size_check(request)
+    """Return the body as a JSON object of storable text, sent as JSON (its size is checked
+    first of all, before the key: `body_size_check`)."""
     media_type_check(request)
     body = json_body_parse(request.body)  # InvalidJson / InvalidText: refusal_from maps them
     if not isinstance(body, dict):
@@ -153,6 +153,7 @@ class CompletionDoor(DoorView):
 
     async def post(self, request: HttpRequest) -> HttpResponse:
         try:
+            body_size_check(request)  # first, as BodyLimit does in front of Django
             api_key = await api_key_authenticate(request)
             await rate_limit_check(api_key=api_key, now=time.time())
             body = json_object_read(request)
