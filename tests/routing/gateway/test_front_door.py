@@ -206,3 +206,18 @@ def test_the_openai_sdk_raises_its_own_exceptions_for_the_doors_refusals(
         right.models.retrieve("no-such-model")
     assert (missing.value.code, missing.value.param) == ("model_not_found", "model")
     _nothing_happened(sandbox_state)
+
+
+@pytest.mark.parametrize("door_name", DOORS.keys())
+def test_every_door_checks_size_then_key_then_media_type(client, policy, settings, door_name):
+    """Without the ASGI body limit in front (Django's test client calls the views), each view
+    keeps the front door's order: a body too large is a 413 whoever sends it, and a bad key
+    is a 401 whatever its body."""
+    path, body, _ = DOORS[door_name]
+    bad_key = {"Authorization": "Bearer hz_not-a-key"}
+    settings.API_MAX_BODY_BYTES = 10
+    too_large = client.post(path, data=body, content_type="application/json", headers=bad_key)
+    settings.API_MAX_BODY_BYTES = 1_000_000
+    as_text = client.post(path, data=json.dumps(body), content_type="text/plain", headers=bad_key)
+    assert (too_large.status_code, too_large.json()["error"]["code"]) == (413, "payload_too_large")
+    assert (as_text.status_code, as_text.json()["error"]["code"]) == (401, "invalid_api_key")
