@@ -6,7 +6,7 @@ the category's always_full, or one of the category's trigger terms.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 
@@ -85,6 +85,16 @@ class Policy:
     # Another artifact deciding for a sticky share of routed subjects (an A/B of two routers).
     trial_router: Router | None = field(default=None, compare=False)
     trial_router_percent: Decimal = Decimal("0")
+    # A running experiment (on the published policy only), and the arm a policy plays in one.
+    experiment: "ExperimentSplit | None" = field(default=None, compare=False)
+    experiment_id: int | None = None
+    experiment_arm: str = ""  # "control" | "treatment" | "" (no experiment)
+
+    def for_subject(self, subject: str) -> "Policy":
+        """Return the policy that decides for this subject: an experiment arm's, else this."""
+        if self.experiment is None:
+            return self
+        return self.experiment.arm_policy(subject)
 
     def feature_on(self, name: str, *, subject: str, api_key_id: int) -> bool:
         """Return whether a feature flag is on for this subject and key."""
@@ -149,6 +159,45 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class ExperimentSplit:
+    """A running experiment: the control and treatment policies, each tagged with its arm,
+    and the treatment's sticky share of subjects."""
+
+    experiment_id: int
+    treatment_percent: Decimal
+    salt: str  # per experiment, so each picks its own subjects ("" for the staged rollout)
+    control: Policy
+    treatment: Policy
+
+    def in_treatment(self, subject: str) -> bool:
+        """Return whether the subject is on the treatment arm (raising the share only adds)."""
+        if self.treatment_percent >= 100:
+            return True
+        return in_share(subject=self.salt + subject, percent=self.treatment_percent)
+
+    def arm_policy(self, subject: str) -> Policy:
+        """Return the arm's policy that decides and prices this subject's requests."""
+        return self.treatment if self.in_treatment(subject) else self.control
+
+
+def experiment_split(
+    *, experiment_id: int, percent: Decimal, salt: str, control: Policy, treatment: Policy
+) -> Policy:
+    """Return `control` (the published policy) carrying a running experiment against
+    `treatment`, with both arms precomputed so the request path only hashes the subject."""
+    split = ExperimentSplit(
+        experiment_id=experiment_id,
+        treatment_percent=percent,
+        salt=salt,
+        control=replace(control, experiment_id=experiment_id, experiment_arm="control"),
+        treatment=replace(
+            treatment, experiment=None, experiment_id=experiment_id, experiment_arm="treatment"
+        ),
+    )
+    return replace(control, experiment=split)
+
+
+@dataclass(frozen=True)
 class RouteRequest:
     text: str
     prompt_tokens: int  # the caller's messages; the category's system prompt is added to it
@@ -185,6 +234,8 @@ class Decision:
     arm: Arm = Arm.ROUTED
     router_artifact: str = ""  # "" when the keyword classifier decided (fallback)
     explanation: Mapping = field(default_factory=dict)  # top features of each model
+    experiment_id: int | None = None
+    experiment_arm: str = ""  # the experiment arm whose policy version decided and priced it
 
 
 class RoutingError(Exception):
@@ -309,7 +360,9 @@ def _pinned_model(name: str, policy: Policy) -> ModelSpec:
 
 
 def route(*, request: RouteRequest, policy: Policy) -> Decision:
-    """Return the full routing decision for one request under one policy snapshot."""
+    """Return the full routing decision for one request under one policy snapshot (the
+    subject's experiment arm's, while an experiment runs)."""
+    policy = policy.for_subject(request.subject)
     needs_models = request.category is None or request.complexity is None
     router = policy.router_for(subject=request.subject) if needs_models else None
     category_known = request.category is not None
@@ -343,11 +396,15 @@ def route(*, request: RouteRequest, policy: Policy) -> Decision:
         )
     elif arm is Arm.CONTROL:
         model = rule.full
+        share = (
+            f"experiment {policy.experiment_id}"
+            if policy.experiment_id is not None
+            else f"routing on for {policy.routed_percent:g}% of users"
+        )
         choice = TierChoice(
             Tier.FULL,
             "control:legacy",
-            f"Control arm (routing on for {policy.routed_percent:g}% of users): the legacy "
-            "behaviour, premium model, no routing.",
+            f"Control arm ({share}): the legacy behaviour, premium model, no routing.",
         )
     else:
         choice = decide(rule=rule, complexity=complexity, critical_by=critical_by, trigger=trigger)
@@ -390,6 +447,8 @@ def route(*, request: RouteRequest, policy: Policy) -> Decision:
             fallback=needs_models and policy.router is None,
             category_known=category_known,
         ),
+        experiment_id=policy.experiment_id,
+        experiment_arm=policy.experiment_arm,
     )
 
 
