@@ -22,6 +22,7 @@ from routing.experiments import (
     experiment_stop,
 )
 from routing.models import Experiment, PolicyVersion
+from routing.quality import percent_label
 
 MOVES = {
     "step": experiment_step,
@@ -89,7 +90,7 @@ class ExperimentAdmin(admin.ModelAdmin):
 
     @admin.display(description="treatment share")
     def treatment_share(self, obj: Experiment) -> str:
-        return f"{obj.treatment_percent:g}%"
+        return f"{percent_label(obj.treatment_percent)}%"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # started through the start page, by the service
@@ -148,7 +149,8 @@ class ExperimentAdmin(admin.ModelAdmin):
         else:
             self.message_user(
                 request,
-                f"Experiment {done.pk} is {done.status}, treatment on {done.treatment_percent:g}%.",
+                f"Experiment {done.pk} is {done.status}, treatment on "
+                f"{percent_label(done.treatment_percent)}%.",
                 messages.SUCCESS,
             )
         return HttpResponseRedirect(target)

@@ -22,6 +22,7 @@ from routing.policy_versions import (
     policy_version_create,
     snapshot_changes,
 )
+from routing.quality import percent_label
 from routing.selectors import deep_merge, policy_from_snapshot, published_versions
 
 STEPS = (Decimal("10"), Decimal("50"), Decimal("100"))
@@ -155,7 +156,8 @@ def experiment_start(
         # hash it always had, so nobody changes arm when it becomes an experiment.
         experiment.salt = f"experiment-{experiment.pk}:"
         experiment.save(update_fields=["salt"])
-    _publish(actor, f"experiment {experiment.pk} started: v{treatment.pk} on {percent:g}%")
+    share = percent_label(percent)
+    _publish(actor, f"experiment {experiment.pk} started: v{treatment.pk} on {share}%")
     return experiment
 
 
@@ -199,7 +201,8 @@ def _experiment_move(
     move = "step" if percent > before else "back"
     _history_add(experiment, actor=actor, move=move, comment=comment)
     experiment.save(update_fields=["treatment_percent", "history"])
-    _publish(actor, comment or f"experiment {experiment.pk}: {before:g}% -> {percent:g}%")
+    move_note = f"{percent_label(before)}% -> {percent_label(percent)}%"
+    _publish(actor, comment or f"experiment {experiment.pk}: {move_note}")
     return experiment
 
 
@@ -281,4 +284,5 @@ def rollout_set_percentage(*, percent: Decimal, actor: str, comment: str = "") -
     before = setting.routed_percent
     setting.routed_percent = percent
     setting.save(update_fields=["routed_percent", "updated_at"])
-    return _publish(actor, comment or f"rollout {before:g}% -> {percent:g}%")
+    move_note = f"{percent_label(before)}% -> {percent_label(percent)}%"
+    return _publish(actor, comment or f"rollout {move_note}")

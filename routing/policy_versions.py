@@ -116,7 +116,7 @@ def _experiment_label(section: dict | None) -> str:
         return "none"
     return (
         f"{section['id']} (treatment v{section['treatment_version']} "
-        f"on {Decimal(section['treatment_percent']):g}%)"
+        f"on {Decimal(section['treatment_percent']).normalize():f}%)"
     )
 
 

@@ -14,6 +14,7 @@ from routing.experiments import (
     experiment_stop,
 )
 from routing.models import Experiment, PolicyVersion
+from routing.quality import percent_label
 
 
 def _percent(text: str) -> Decimal:
@@ -105,10 +106,11 @@ class Command(BaseCommand):
         return running
 
     def _report(self, experiment: Experiment) -> None:
+        share = percent_label(experiment.treatment_percent)
         self.stdout.write(
             f"experiment {experiment.pk} '{experiment.name}': {experiment.status}, treatment "
-            f"v{experiment.treatment_version_id} on {experiment.treatment_percent:g}%, control "
-            f"the published policy (v{experiment.control_version_id} at the start)"
+            f"v{experiment.treatment_version_id} on {share}%, control the published policy "
+            f"(v{experiment.control_version_id} at the start)"
         )
         report = experiment_report(experiment=experiment)
         self.stdout.write(
