@@ -10,8 +10,8 @@ from django.core.management.base import CommandError
 
 from routing.experiments import experiment_start
 from routing.models import PolicyVersion
-from routing.rollout import in_share
 from tests.factories import ApiKeyFactory, UsageRecordFactory
+from tests.routing.test_experiments import users_by_arm
 from tests.waits import after_response_settled
 from usage.models import QualityEvaluation, UsageRecord
 
@@ -33,18 +33,6 @@ def _cost(row: UsageRecord, input_usd: str, cached_usd: str, output_usd: str) ->
     return (total / MTOK).quantize(Decimal("0.0000000001"))
 
 
-def _users_by_arm(experiment) -> dict[str, str]:
-    """One end user on each arm, found with the experiment's own salted assignment."""
-    found = {}
-    for n in range(200):
-        user = f"fan-{n}"
-        treated = in_share(
-            subject=f"{experiment.salt}user:{user}", percent=experiment.treatment_percent
-        )
-        found.setdefault("treatment" if treated else "control", user)
-    return found
-
-
 def test_each_arm_is_answered_and_billed_under_its_own_policy_version(asgi_server, policy, api_key):
     # given an experiment moving the chatbot to the successor for half of the users
     experiment = experiment_start(
@@ -53,7 +41,7 @@ def test_each_arm_is_answered_and_billed_under_its_own_policy_version(asgi_serve
         draft=SUCCESSOR_DRAFT,
         percent=Decimal("50"),
     )
-    users = _users_by_arm(experiment)
+    users = users_by_arm(experiment)
     client = openai.OpenAI(
         api_key=api_key[1], base_url=f"{asgi_server}/v1", max_retries=0, timeout=10
     )

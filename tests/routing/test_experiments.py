@@ -245,3 +245,33 @@ def test_a_partial_rollout_waits_for_another_running_experiment(started):
 
     with pytest.raises(ExperimentError, match="is running"):
         rollout_set_percentage(percent=Decimal("10"), actor="ops")
+
+
+@pytest.mark.django_db
+def test_feature_flags_follow_the_subjects_arm(policy):
+    from routing.experiments import experiment_start
+    from routing.gateway.call import route_plan
+
+    experiment = experiment_start(
+        name="no streaming",
+        actor="ops",
+        draft={"flags": {"streaming": {"enabled": False}}},
+        percent=Decimal("50"),
+    )
+    split = users_by_arm(experiment)
+
+    def streaming_for(user: str) -> bool:
+        plan = route_plan(messages=[{"role": "user", "content": "hi"}], user=user, api_key_id=1)
+        return plan.feature_on("streaming")
+
+    assert streaming_for(split["control"]) and not streaming_for(split["treatment"])
+
+
+def users_by_arm(experiment) -> dict[str, str]:
+    """One end user on each arm, found with the experiment's own salted assignment."""
+    found = {}
+    for n in range(200):
+        subject = f"user:fan-{n}"
+        treated = in_share(subject=experiment.salt + subject, percent=experiment.treatment_percent)
+        found.setdefault("treatment" if treated else "control", f"fan-{n}")
+    return found
