@@ -6,7 +6,7 @@ the category's always_full, or one of the category's trigger terms.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
@@ -14,7 +14,7 @@ from routing.classifier import CategoryKeywords, classify, find_trigger
 from routing.complexity import ComplexitySignal, estimate_complexity
 from routing.learned.model import Router, RouterPrediction
 from routing.pricing import call_cost_usd
-from routing.rollout import FlagRule, flag_on, in_share
+from routing.rollout import ExperimentSplit, FlagRule, flag_on, in_share
 
 # Features that are on when no flag row says otherwise (the others must be switched on).
 FLAGS_ON_BY_DEFAULT = frozenset({"routing", "response_cache", "prompt_cache_key", "streaming"})
@@ -86,7 +86,7 @@ class Policy:
     trial_router: Router | None = field(default=None, compare=False)
     trial_router_percent: Decimal = Decimal("0")
     # A running experiment (on the published policy only), and the arm a policy plays in one.
-    experiment: "ExperimentSplit | None" = field(default=None, compare=False)
+    experiment: ExperimentSplit | None = field(default=None, compare=False)
     experiment_id: int | None = None
     experiment_arm: str = ""  # "control" | "treatment" | "" (no experiment)
 
@@ -156,45 +156,6 @@ class Policy:
             trial_router if router is not None else None,
             trial_router_percent,
         )
-
-
-@dataclass(frozen=True)
-class ExperimentSplit:
-    """A running experiment: the control and treatment policies, each tagged with its arm,
-    and the treatment's sticky share of subjects."""
-
-    experiment_id: int
-    treatment_percent: Decimal
-    salt: str  # per experiment, so each picks its own subjects ("" for the staged rollout)
-    control: Policy
-    treatment: Policy
-
-    def in_treatment(self, subject: str) -> bool:
-        """Return whether the subject is on the treatment arm (raising the share only adds)."""
-        if self.treatment_percent >= 100:
-            return True
-        return in_share(subject=self.salt + subject, percent=self.treatment_percent)
-
-    def arm_policy(self, subject: str) -> Policy:
-        """Return the arm's policy that decides and prices this subject's requests."""
-        return self.treatment if self.in_treatment(subject) else self.control
-
-
-def experiment_split(
-    *, experiment_id: int, percent: Decimal, salt: str, control: Policy, treatment: Policy
-) -> Policy:
-    """Return `control` (the published policy) carrying a running experiment against
-    `treatment`, with both arms precomputed so the request path only hashes the subject."""
-    split = ExperimentSplit(
-        experiment_id=experiment_id,
-        treatment_percent=percent,
-        salt=salt,
-        control=replace(control, experiment_id=experiment_id, experiment_arm="control"),
-        treatment=replace(
-            treatment, experiment=None, experiment_id=experiment_id, experiment_arm="treatment"
-        ),
-    )
-    return replace(control, experiment=split)
 
 
 @dataclass(frozen=True)

@@ -12,24 +12,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from routing.experiment_selectors import experiment_report
-from routing.experiments import (
-    STEPS,
-    ExperimentError,
-    experiment_back,
-    experiment_finish,
-    experiment_start,
-    experiment_step,
-    experiment_stop,
-)
+from routing.experiments import EXPERIMENT_MOVES, STEPS, ExperimentError, experiment_start
 from routing.models import Experiment, PolicyVersion
 from routing.quality import percent_label
-
-MOVES = {
-    "step": experiment_step,
-    "back": experiment_back,
-    "stop": experiment_stop,
-    "finish": experiment_finish,
-}
 
 
 class ExperimentStartForm(forms.Form):
@@ -133,7 +118,7 @@ class ExperimentAdmin(admin.ModelAdmin):
     def move_view(self, request: HttpRequest, pk: int):
         """POST (with CSRF): step, step back, stop or finish the running experiment."""
         target = reverse("admin:routing_experiment_change", args=[pk])
-        move = MOVES.get(request.POST.get("move", ""))
+        move = EXPERIMENT_MOVES.get(request.POST.get("move", ""))
         if request.method != "POST" or move is None or not self._can_change(request):
             return HttpResponseRedirect(target)
         running = get_object_or_404(Experiment, pk=pk)

@@ -286,3 +286,12 @@ def rollout_set_percentage(*, percent: Decimal, actor: str, comment: str = "") -
     setting.save(update_fields=["routed_percent", "updated_at"])
     move_note = f"{percent_label(before)}% -> {percent_label(percent)}%"
     return _publish(actor, comment or f"rollout {move_note}")
+
+
+# The moves after the start, by name (the admin buttons and `manage.py experiment`).
+EXPERIMENT_MOVES = {
+    "step": experiment_step,
+    "back": experiment_back,
+    "stop": experiment_stop,
+    "finish": experiment_finish,
+}

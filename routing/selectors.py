@@ -11,20 +11,13 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import Count, Q, Sum
 
-from routing.engine import (
-    CategoryRule,
-    ModelSpec,
-    Policy,
-    RoutingError,
-    Tier,
-    experiment_split,
-)
+from routing.engine import CategoryRule, ModelSpec, Policy, RoutingError, Tier
 from routing.learned.model import ArtifactError
 from routing.learned.runtime import current_artifact_id, router_get, router_status
 from routing.models import ApiKey, PolicyVersion
 from routing.prompts import prefix_fingerprint
 from routing.providers.compat import param_rules_from_snapshot, param_rules_set
-from routing.rollout import FlagRule
+from routing.rollout import FlagRule, experiment_split
 from routing.shared_cache import RedisUnavailable, shared_cache
 from routing.tokens import TOKENS_PER_MESSAGE, count_text_tokens
 from routing.whatif import ReplayGroup, WhatIf, against_current, replay

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.engine import ModelSpec, Policy, RouteRequest, Tier, experiment_split, route
-from routing.rollout import in_share
+from routing.engine import ModelSpec, Policy, RouteRequest, Tier, route
+from routing.rollout import experiment_split, in_share
 from tests.routing.test_engine import RULES
 
 SUBJECTS = [f"user:fan-{n}" for n in range(4000)]

@@ -6,12 +6,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from routing.experiment_selectors import experiment_report, experiment_running
 from routing.experiments import (
+    EXPERIMENT_MOVES,
     ExperimentError,
-    experiment_back,
-    experiment_finish,
     experiment_start,
     experiment_step,
-    experiment_stop,
 )
 from routing.models import Experiment, PolicyVersion
 from routing.quality import percent_label
@@ -57,13 +55,8 @@ class Command(BaseCommand):
             elif move == "step":
                 to = _percent(options["to"]) if options["to"] else None
                 experiment = experiment_step(actor=actor, percent=to, comment=comment)
-            elif move in ("back", "stop", "finish"):
-                service = {
-                    "back": experiment_back,
-                    "stop": experiment_stop,
-                    "finish": experiment_finish,
-                }[move]
-                experiment = service(actor=actor, comment=comment)
+            elif move in EXPERIMENT_MOVES:
+                experiment = EXPERIMENT_MOVES[move](actor=actor, comment=comment)
             else:
                 experiment = self._shown(options.get("id"))
         except ExperimentError as exc:
