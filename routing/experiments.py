@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from routing.engine import RoutingError
+from routing.engine import RoutingError, Tier
 from routing.learned.model import ArtifactError
 from routing.models import Experiment, ExperimentStatus, PolicyVersion, RolloutSetting
 from routing.policy_versions import (
@@ -80,13 +80,22 @@ def _draft_version_create(*, current: dict, draft: dict, actor: str, name: str) 
 
 
 def _loadable(snapshot: dict) -> None:
-    """Raise ExperimentError unless the engine can route with this snapshot."""
+    """Raise ExperimentError unless the engine can route with this snapshot, each enabled
+    category on active models of the right tiers (as the category form demands)."""
     try:
-        policy_from_snapshot(version=0, snapshot=snapshot)
+        policy = policy_from_snapshot(version=0, snapshot=snapshot)
     except (KeyError, TypeError, ValueError, ArithmeticError, ArtifactError, RoutingError) as exc:
         raise ExperimentError(
             "invalid_treatment", f"The treatment does not fit the policy: {exc!r}"
         ) from exc
+    for rule in policy.categories.values():
+        for tier, model in ((Tier.MINI, rule.mini), (Tier.FULL, rule.full)):
+            if rule.enabled and (model.tier is not tier or not model.active):
+                raise ExperimentError(
+                    "invalid_treatment",
+                    f"Category '{rule.slug}' would use {model.name} as its {tier} model: "
+                    f"it is {'inactive' if not model.active else f'a {model.tier} model'}.",
+                )
 
 
 def _history_add(experiment: Experiment, *, actor: str, move: str, comment: str) -> None:
@@ -139,6 +148,7 @@ def experiment_start(
         name=name,
         control_version=control,
         treatment_version=treatment,
+        treatment_changes=draft,
         treatment_percent=percent,
         is_rollout=is_rollout,
         started_at=timezone.now(),
@@ -259,16 +269,12 @@ def rollout_set_percentage(*, percent: Decimal, actor: str, comment: str = "") -
         return published_versions().first()
     if running is None and Decimal("0") < percent < Decimal("100"):
         setting, _ = RolloutSetting.objects.select_for_update().get_or_create(pk=1)
-        _, current = _published_snapshot()
-        treatment = _draft_version_create(
-            current=current, draft=ROLLOUT_DRAFT, actor=actor, name=ROLLOUT_NAME
-        )
         setting.routed_percent = Decimal("0")  # the control: the legacy behaviour
         setting.save(update_fields=["routed_percent", "updated_at"])
         experiment_start(
             name=ROLLOUT_NAME,
             actor=actor,
-            treatment=treatment,
+            draft=ROLLOUT_DRAFT,
             percent=percent,
             comment=comment,
             is_rollout=True,

@@ -337,6 +337,13 @@ class Experiment(models.Model):
         help_text="The published policy when it started (later edits to it are the control too).",
     )
     treatment_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="+")
+    treatment_changes = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The treatment as changes to the published policy: it follows edits made "
+        "during the experiment (each edit stores it again as a draft version). Blank: a fixed "
+        "stored version.",
+    )
     treatment_percent = models.DecimalField(
         max_digits=5,
         decimal_places=2,

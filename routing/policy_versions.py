@@ -18,7 +18,12 @@ from routing.models import (
     RolloutSetting,
     TaskCategory,
 )
-from routing.selectors import POLICY_VERSION_CACHE_KEY, policy_cache_expire, published_versions
+from routing.selectors import (
+    POLICY_VERSION_CACHE_KEY,
+    deep_merge,
+    policy_cache_expire,
+    published_versions,
+)
 from routing.shared_cache import shared_cache
 
 logger = logging.getLogger(__name__)
@@ -156,6 +161,7 @@ def snapshot_changes(before: dict, after: dict) -> list[str]:
 def policy_version_create(*, actor: str, comment: str = "") -> PolicyVersion:
     """Record the current policy as a new version (or return the latest if nothing changed)."""
     latest = published_versions().select_for_update().first()
+    _treatment_follow(actor=actor)
     snapshot = policy_snapshot_build()
     changes = snapshot_changes(latest.snapshot if latest else {}, snapshot)
     if latest is not None and not changes:
@@ -167,6 +173,34 @@ def policy_version_create(*, actor: str, comment: str = "") -> PolicyVersion:
     policy_cache_expire()
     transaction.on_commit(lambda: _policy_version_publish(version.pk))
     return version
+
+
+def _treatment_follow(*, actor: str) -> None:
+    """A running experiment's treatment given as changes is the published policy plus those
+    changes: after an edit, store it again (a draft version), so both arms get the edit."""
+    running = (
+        Experiment.objects.select_for_update()
+        .select_related("treatment_version")
+        .filter(status=ExperimentStatus.RUNNING, treatment_changes__isnull=False)
+        .first()
+    )
+    if running is None:
+        return
+    current = policy_snapshot_build()
+    current.pop("experiment", None)
+    treatment = deep_merge(current, running.treatment_changes)
+    before = running.treatment_version.snapshot
+    if treatment == before:
+        return
+    version = PolicyVersion.objects.create(
+        actor=actor,
+        comment=f"treatment of experiment {running.pk}, with the published policy's edit",
+        changes=snapshot_changes(before, treatment),
+        snapshot=treatment,
+        draft=True,
+    )
+    running.treatment_version = version
+    running.save(update_fields=["treatment_version"])
 
 
 def _policy_version_publish(version_id: int) -> None:

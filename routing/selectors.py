@@ -98,9 +98,14 @@ def _policy_load() -> Policy:
     if running:
         # Read once per version, like the rest: the request path only hashes the subject.
         treatment_snapshot = PolicyVersion.objects.get(pk=running["treatment_version"]).snapshot
-        treatment = policy_from_snapshot(
-            version=running["treatment_version"], snapshot=treatment_snapshot
-        )
+        try:
+            treatment = policy_from_snapshot(
+                version=running["treatment_version"], snapshot=treatment_snapshot
+            )
+        except (KeyError, TypeError, ValueError, ArithmeticError, ArtifactError) as error:
+            # A treatment that no longer loads must not stop routing: everyone on control.
+            logger.error("experiment %s: treatment not loaded (%r)", running["id"], error)
+            return _policy_with_rules(policy, models)
         policy = experiment_split(
             experiment_id=running["id"],
             percent=Decimal(running["treatment_percent"]),
@@ -109,6 +114,10 @@ def _policy_load() -> Policy:
             treatment=treatment,
         )
         models = {**treatment_snapshot["models"], **models}
+    return _policy_with_rules(policy, models)
+
+
+def _policy_with_rules(policy: Policy, models: dict) -> Policy:
     # The calls this process makes are shaped for the models of the policies it routes with.
     param_rules_set(param_rules_from_snapshot(models))
     return policy

@@ -34,6 +34,7 @@ class Migration(migrations.Migration):
                 ('history', models.JSONField(default=list, help_text='Each move: when, who, from and to which share, and why.')),
                 ('control_version', models.ForeignKey(help_text='The published policy when it started (later edits to it are the control too).', on_delete=django.db.models.deletion.PROTECT, related_name='+', to='routing.policyversion')),
                 ('treatment_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='routing.policyversion')),
+                ('treatment_changes', models.JSONField(blank=True, help_text="The treatment as changes to the published policy: it follows edits made during the experiment (each edit stores it again as a draft version). Blank: a fixed stored version.", null=True)),
             ],
             options={
                 'ordering': ['-id'],

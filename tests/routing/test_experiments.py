@@ -152,6 +152,8 @@ def test_a_second_experiment_is_refused_and_writes_nothing(started):
     [
         ({"categories": {"strategy": {"mini_model": "no-such-model"}}}, "invalid_treatment"),
         ({"categories": {"strategy": {"full_from_complexity": 7}}}, "same_policy"),
+        ({"categories": {"chatbot": {"mini_model": "gpt-5.4-mini"}}}, "invalid_treatment"),
+        ({"categories": {"chatbot": {"mini_model": "gpt-4o"}}}, "invalid_treatment"),
     ],
 )
 def test_a_treatment_that_cannot_route_or_changes_nothing_is_refused(policy, draft, code):
@@ -223,7 +225,8 @@ def test_stop_keeps_the_control_for_everyone(started):
 @pytest.mark.django_db
 def test_the_rollout_moves_as_an_experiment_and_100_percent_finishes_it(policy):
     from routing.experiments import rollout_set_percentage
-    from routing.models import Experiment, RolloutSetting
+    from routing.models import Experiment, RolloutSetting, TaskCategory
+    from routing.policy_versions import policy_version_create
     from routing.selectors import policy_get
 
     rollout_set_percentage(percent=Decimal("10"), actor="ops")
@@ -231,12 +234,17 @@ def test_the_rollout_moves_as_an_experiment_and_100_percent_finishes_it(policy):
     assert rollout.is_rollout and rollout.salt == "" and rollout.running
     assert RolloutSetting.objects.get().routed_percent == 0  # the control: routing off
     assert policy_get().experiment.treatment.routed_percent == 100
+    # an edit during the rollout reaches the routed users (the treatment) at once
+    TaskCategory.objects.filter(slug="code").update(full_from_complexity=6)
+    policy_version_create(actor="ops", comment="code at 6")
+    assert policy_get().experiment.treatment.categories["code"].full_from == 6
     rollout_set_percentage(percent=Decimal("50"), actor="ops")
     assert Experiment.objects.get().treatment_percent == 50
     rollout_set_percentage(percent=Decimal("100"), actor="ops")
     assert Experiment.objects.get().status == "finished"
     assert RolloutSetting.objects.get().routed_percent == 100
     assert policy_get().experiment is None and policy_get().routed_percent == 100
+    assert policy_get().categories["code"].full_from == 6
 
 
 @pytest.mark.django_db
@@ -275,3 +283,52 @@ def users_by_arm(experiment) -> dict[str, str]:
         treated = in_share(subject=experiment.salt + subject, percent=experiment.treatment_percent)
         found.setdefault("treatment" if treated else "control", f"fan-{n}")
     return found
+
+
+@pytest.mark.django_db
+def test_an_edit_during_a_draft_experiment_reaches_both_arms_and_finish_keeps_it(started):
+    from routing.experiments import experiment_finish
+    from routing.models import Experiment, TaskCategory
+    from routing.policy_versions import policy_version_create
+    from routing.selectors import policy_get
+
+    # given an edit to the published policy while the experiment runs
+    TaskCategory.objects.filter(slug="code").update(full_from_complexity=6)
+    policy_version_create(actor="ops", comment="code at 6")
+    # then the treatment is stored again: the published policy plus its own change
+    treatment = Experiment.objects.get().treatment_version
+    assert treatment.pk != started.treatment_version_id and treatment.draft
+    assert treatment.changes == ["categories.code.full_from_complexity: 7 -> 6"]
+    split = policy_get().experiment
+    assert split.treatment.categories["code"].full_from == 6
+    assert split.treatment.categories["strategy"].full_from == 5
+    assert split.control.categories["code"].full_from == 6
+    # and finishing publishes both the change tried and the edit
+    experiment_finish(actor="ops")
+    rows = dict(TaskCategory.objects.values_list("slug", "full_from_complexity"))
+    assert (rows["code"], rows["strategy"]) == (6, 5)
+
+
+@pytest.mark.django_db
+def test_a_stored_treatment_version_stays_as_it_was(started):
+    from routing.experiments import experiment_start, experiment_stop
+    from routing.models import Experiment, TaskCategory
+    from routing.policy_versions import policy_version_create
+
+    experiment_stop(actor="ops")
+    fixed = experiment_start(name="fixed", actor="ops", treatment=started.treatment_version)
+    TaskCategory.objects.filter(slug="code").update(full_from_complexity=6)
+    policy_version_create(actor="ops", comment="code at 6")
+    assert Experiment.objects.get(pk=fixed.pk).treatment_version_id == fixed.treatment_version_id
+
+
+@pytest.mark.django_db
+def test_a_treatment_that_no_longer_loads_puts_everyone_on_control(started):
+    from routing.selectors import policy_cache_clear, policy_get
+
+    treatment = started.treatment_version
+    treatment.snapshot["categories"]["strategy"]["mini_model"] = "deleted-model"
+    treatment.save(update_fields=["snapshot"])
+    policy_cache_clear()
+    assert policy_get().experiment is None
+    assert policy_get().categories["strategy"].full_from == 7
