@@ -63,7 +63,10 @@ def test_a_second_experiment_is_refused_with_the_running_ones_name(staff_client,
     _start(staff_client)
     response = _start(staff_client, name="another", draft='{"rollout": {"routed_percent": "50"}}')
     assert response.status_code == 400
-    assert b"Experiment 1 (&#x27;strategy at 5&#x27;) is running" in response.content
+    running = Experiment.objects.get()
+    assert f"Experiment {running.pk} (&#x27;strategy at 5&#x27;) is running".encode() in (
+        response.content
+    )
     assert Experiment.objects.count() == 1
 
 
@@ -81,7 +84,7 @@ def test_move_buttons_step_back_and_finish(staff_client, policy):
     staff_client.post(move, {"move": "finish", "comment": "fine"})
     assert Experiment.objects.get().status == "finished"
     response = staff_client.post(move, {"move": "stop"}, follow=True)
-    assert b"Experiment 1 is finished" in response.content
+    assert f"Experiment {experiment.pk} is finished".encode() in response.content
 
 
 @pytest.mark.django_db
