@@ -18,6 +18,8 @@ from django.utils.html import format_html, format_html_join
 from huntaze.read_only_admin import ReadOnlyAdminMixin
 from routing.circuit import circuit_states
 from routing.engine import RoutingError
+from routing.experiment_selectors import experiment_running, rollout_percent
+from routing.experiments import ExperimentError, rollout_set_percentage
 from routing.learned.overview import router_overview
 from routing.models import (
     FeatureFlag,
@@ -31,7 +33,6 @@ from routing.policy_versions import (
     category_snapshot,
     policy_version_create,
     policy_version_restore,
-    rollout_set_percentage,
     router_artifact_set,
     router_trial_set,
 )
@@ -411,12 +412,14 @@ class RolloutSettingAdmin(admin.ModelAdmin):
         hours = WINDOWS_H.get(window, 24)
         now = timezone.now()
         arms = rollout_arm_metrics(start=now - timedelta(hours=hours), end=now)
-        current = setting.routed_percent
+        current = rollout_percent()
         context = {
             **self.admin_site.each_context(request),
             "title": "Staged rollout",
             "opts": self.model._meta,
             "setting": setting,
+            "routed_percent": current,
+            "experiment": experiment_running(),
             "arms": arms,
             "window": window,
             "windows": list(WINDOWS_H),
@@ -480,7 +483,7 @@ class RolloutSettingAdmin(admin.ModelAdmin):
         """GET asks for confirmation; POST (with CSRF) moves the rollout and audits it."""
         if not request.user.has_perm("routing.change_rolloutsetting"):
             return HttpResponseRedirect(reverse("admin:routing_rolloutsetting_changelist"))
-        setting, _ = RolloutSetting.objects.get_or_create(pk=1)
+        current = rollout_percent()
         source = request.POST if request.method == "POST" else request.GET
         try:
             target = Decimal(source.get("to", "")).quantize(Decimal("0.01"))
@@ -491,22 +494,26 @@ class RolloutSettingAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(reverse("admin:routing_rolloutsetting_changelist"))
         if request.method == "POST" and source.get("confirm") == "yes":
             comment = source.get("comment", "")[:500]
-            rollout_set_percentage(
-                percent=target, actor=request.user.get_username(), comment=comment
-            )
-            self.message_user(
-                request,
-                f"Routing is now on for {target:g}% of users (was {setting.routed_percent:g}%).",
-                messages.SUCCESS,
-            )
+            try:
+                rollout_set_percentage(
+                    percent=target, actor=request.user.get_username(), comment=comment
+                )
+            except ExperimentError as error:
+                self.message_user(request, error.message, messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"Routing is now on for {target:g}% of users (was {current:g}%).",
+                    messages.SUCCESS,
+                )
             return HttpResponseRedirect(reverse("admin:routing_rolloutsetting_changelist"))
         context = {
             **self.admin_site.each_context(request),
             "title": "Confirm the rollout change",
             "opts": self.model._meta,
-            "setting": setting,
+            "routed_percent": current,
             "target": target,
-            "direction": "advance" if target > setting.routed_percent else "step back",
+            "direction": "advance" if target > current else "step back",
         }
         return TemplateResponse(request, "admin/routing/rollout_confirm.html", context)
 
@@ -565,4 +572,4 @@ class FeatureFlagAdmin(PolicyVersionedAdmin):
 
 
 # The other admin modules register on import: keys, budgets and in-flight requests; batches.
-from routing import batch_admin, key_admin  # noqa: E402, F401
+from routing import batch_admin, experiment_admin, key_admin  # noqa: E402, F401

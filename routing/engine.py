@@ -14,7 +14,7 @@ from routing.classifier import CategoryKeywords, classify, find_trigger
 from routing.complexity import ComplexitySignal, estimate_complexity
 from routing.learned.model import Router, RouterPrediction
 from routing.pricing import call_cost_usd
-from routing.rollout import FlagRule, flag_on, in_share
+from routing.rollout import ExperimentSplit, FlagRule, flag_on, in_share
 
 # Features that are on when no flag row says otherwise (the others must be switched on).
 FLAGS_ON_BY_DEFAULT = frozenset({"routing", "response_cache", "prompt_cache_key", "streaming"})
@@ -85,6 +85,16 @@ class Policy:
     # Another artifact deciding for a sticky share of routed subjects (an A/B of two routers).
     trial_router: Router | None = field(default=None, compare=False)
     trial_router_percent: Decimal = Decimal("0")
+    # A running experiment (on the published policy only), and the arm a policy plays in one.
+    experiment: ExperimentSplit | None = field(default=None, compare=False)
+    experiment_id: int | None = None
+    experiment_arm: str = ""  # "control" | "treatment" | "" (no experiment)
+
+    def for_subject(self, subject: str) -> "Policy":
+        """Return the policy that decides for this subject: an experiment arm's, else this."""
+        if self.experiment is None:
+            return self
+        return self.experiment.arm_policy(subject)
 
     def feature_on(self, name: str, *, subject: str, api_key_id: int) -> bool:
         """Return whether a feature flag is on for this subject and key."""
@@ -185,6 +195,8 @@ class Decision:
     arm: Arm = Arm.ROUTED
     router_artifact: str = ""  # "" when the keyword classifier decided (fallback)
     explanation: Mapping = field(default_factory=dict)  # top features of each model
+    experiment_id: int | None = None
+    experiment_arm: str = ""  # the experiment arm whose policy version decided and priced it
 
 
 class RoutingError(Exception):
@@ -309,7 +321,9 @@ def _pinned_model(name: str, policy: Policy) -> ModelSpec:
 
 
 def route(*, request: RouteRequest, policy: Policy) -> Decision:
-    """Return the full routing decision for one request under one policy snapshot."""
+    """Return the full routing decision for one request under one policy snapshot (the
+    subject's experiment arm's, while an experiment runs)."""
+    policy = policy.for_subject(request.subject)
     needs_models = request.category is None or request.complexity is None
     router = policy.router_for(subject=request.subject) if needs_models else None
     category_known = request.category is not None
@@ -343,11 +357,15 @@ def route(*, request: RouteRequest, policy: Policy) -> Decision:
         )
     elif arm is Arm.CONTROL:
         model = rule.full
+        share = (
+            f"experiment {policy.experiment_id}"
+            if policy.experiment_id is not None
+            else f"routing on for {policy.routed_percent:g}% of users"
+        )
         choice = TierChoice(
             Tier.FULL,
             "control:legacy",
-            f"Control arm (routing on for {policy.routed_percent:g}% of users): the legacy "
-            "behaviour, premium model, no routing.",
+            f"Control arm ({share}): the legacy behaviour, premium model, no routing.",
         )
     else:
         choice = decide(rule=rule, complexity=complexity, critical_by=critical_by, trigger=trigger)
@@ -390,6 +408,8 @@ def route(*, request: RouteRequest, policy: Policy) -> Decision:
             fallback=needs_models and policy.router is None,
             category_known=category_known,
         ),
+        experiment_id=policy.experiment_id,
+        experiment_arm=policy.experiment_arm,
     )
 
 

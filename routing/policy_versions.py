@@ -9,6 +9,8 @@ from django.db import transaction
 from routing.learned.runtime import available_artifacts, current_artifact_id, router_status
 from routing.models import (
     ApiKey,
+    Experiment,
+    ExperimentStatus,
     FeatureFlag,
     Flag,
     ModelProfile,
@@ -16,7 +18,12 @@ from routing.models import (
     RolloutSetting,
     TaskCategory,
 )
-from routing.selectors import POLICY_VERSION_CACHE_KEY, policy_cache_expire
+from routing.selectors import (
+    POLICY_VERSION_CACHE_KEY,
+    deep_merge,
+    policy_cache_expire,
+    published_versions,
+)
 from routing.shared_cache import shared_cache
 
 logger = logging.getLogger(__name__)
@@ -74,7 +81,7 @@ def policy_snapshot_build() -> dict:
     default = next((c.slug for c in categories if c.is_default), "")
     rollout = RolloutSetting.objects.first()
     flags = FeatureFlag.objects.prefetch_related("api_keys")
-    return {
+    snapshot = {
         "default_category": default,
         "models": {p.name: _model_snapshot(p) for p in ModelProfile.objects.all()},
         "categories": {c.slug: category_snapshot(c) for c in categories},
@@ -96,10 +103,36 @@ def policy_snapshot_build() -> dict:
             for flag in flags
         },
     }
+    running = Experiment.objects.filter(status=ExperimentStatus.RUNNING).first()
+    if running is not None:
+        # The published policy is the control; this says who gets the treatment instead.
+        snapshot["experiment"] = {
+            "id": running.pk,
+            "name": running.name,
+            "treatment_version": running.treatment_version_id,
+            "treatment_percent": str(running.treatment_percent),
+            "salt": running.salt,
+        }
+    return snapshot
 
 
-def _snapshot_changes(before: dict, after: dict) -> list[str]:
+def _experiment_label(section: dict | None) -> str:
+    if not section:
+        return "none"
+    return (
+        f"{section['id']} (treatment v{section['treatment_version']} "
+        f"on {Decimal(section['treatment_percent']).normalize():f}%)"
+    )
+
+
+def snapshot_changes(before: dict, after: dict) -> list[str]:
+    """Return what differs from `before` to `after`, one line per field."""
     changes = []
+    if before.get("experiment") != after.get("experiment"):
+        changes.append(
+            f"experiment: {_experiment_label(before.get('experiment'))} -> "
+            f"{_experiment_label(after.get('experiment'))}"
+        )
     if before.get("default_category") != after["default_category"]:
         changes.append(
             f"default_category: {before.get('default_category')} -> {after['default_category']}"
@@ -127,9 +160,10 @@ def _snapshot_changes(before: dict, after: dict) -> list[str]:
 @transaction.atomic
 def policy_version_create(*, actor: str, comment: str = "") -> PolicyVersion:
     """Record the current policy as a new version (or return the latest if nothing changed)."""
-    latest = PolicyVersion.objects.select_for_update().order_by("-id").first()
+    latest = published_versions().select_for_update().first()
+    _treatment_follow(actor=actor)
     snapshot = policy_snapshot_build()
-    changes = _snapshot_changes(latest.snapshot if latest else {}, snapshot)
+    changes = snapshot_changes(latest.snapshot if latest else {}, snapshot)
     if latest is not None and not changes:
         return latest
     version = PolicyVersion.objects.create(
@@ -139,6 +173,34 @@ def policy_version_create(*, actor: str, comment: str = "") -> PolicyVersion:
     policy_cache_expire()
     transaction.on_commit(lambda: _policy_version_publish(version.pk))
     return version
+
+
+def _treatment_follow(*, actor: str) -> None:
+    """A running experiment's treatment given as changes is the published policy plus those
+    changes: after an edit, store it again (a draft version), so both arms get the edit."""
+    running = (
+        Experiment.objects.select_for_update()
+        .select_related("treatment_version")
+        .filter(status=ExperimentStatus.RUNNING, treatment_changes__isnull=False)
+        .first()
+    )
+    if running is None:
+        return
+    current = policy_snapshot_build()
+    current.pop("experiment", None)
+    treatment = deep_merge(current, running.treatment_changes)
+    before = running.treatment_version.snapshot
+    if treatment == before:
+        return
+    version = PolicyVersion.objects.create(
+        actor=actor,
+        comment=f"treatment of experiment {running.pk}, with the published policy's edit",
+        changes=snapshot_changes(before, treatment),
+        snapshot=treatment,
+        draft=True,
+    )
+    running.treatment_version = version
+    running.save(update_fields=["treatment_version"])
 
 
 def _policy_version_publish(version_id: int) -> None:
@@ -152,7 +214,14 @@ def _policy_version_publish(version_id: int) -> None:
 @transaction.atomic
 def policy_version_restore(*, version: PolicyVersion, actor: str) -> PolicyVersion:
     """Put the rows back as an earlier version had them, recorded as a new version."""
-    snapshot = version.snapshot
+    comment = policy_rows_apply(snapshot=version.snapshot)
+    return policy_version_create(actor=actor, comment=f"restored version {version.pk}{comment}")
+
+
+def policy_rows_apply(*, snapshot: dict) -> str:
+    """Write the policy rows as `snapshot` has them (no version recorded: the caller does);
+    returns a note for the version's comment when something could not come back."""
+    comment = ""
     for name, data in snapshot["models"].items():
         ModelProfile.objects.update_or_create(
             name=name,
@@ -204,11 +273,10 @@ def policy_version_restore(*, version: PolicyVersion, actor: str) -> PolicyVersi
             create_defaults={**rule, "name": slug.replace("_", " ").capitalize()},
         )
     TaskCategory.objects.filter(slug=snapshot["default_category"]).update(is_default=True)
-    comment = f"restored version {version.pk}"
     # The router artifact that version used comes back with it, if it is still on disk.
     artifact = snapshot.get("router", {}).get("artifact", "")
     if artifact and router_status(artifact):
-        comment += f" (its router {artifact} no longer loads: the current one kept)"
+        comment = f" (its router {artifact} no longer loads: the current one kept)"
         artifact = ""
     if "rollout" in snapshot:
         RolloutSetting.objects.update_or_create(
@@ -231,20 +299,8 @@ def policy_version_restore(*, version: PolicyVersion, actor: str) -> PolicyVersi
             },
         )
         flag.api_keys.set(ApiKey.objects.filter(pk__in=data["api_key_ids"]))
-    return policy_version_create(actor=actor, comment=comment)
-
-
-@transaction.atomic
-def rollout_set_percentage(*, percent: Decimal, actor: str, comment: str = "") -> PolicyVersion:
-    """Move the staged rollout to a new routed share; returns the policy version it made."""
-    if not Decimal("0") <= percent <= Decimal("100"):
-        raise ValueError(f"rollout percentage {percent} outside 0-100")
-    setting, _ = RolloutSetting.objects.select_for_update().get_or_create(pk=1)
-    before = setting.routed_percent
-    setting.routed_percent = percent
-    setting.save(update_fields=["routed_percent", "updated_at"])
-    note = comment or f"rollout {before:g}% -> {percent:g}%"
-    return policy_version_create(actor=actor, comment=note)
+    # A running experiment is not restored either: it lives in its own row.
+    return comment
 
 
 @transaction.atomic

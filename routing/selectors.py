@@ -17,7 +17,7 @@ from routing.learned.runtime import current_artifact_id, router_get, router_stat
 from routing.models import ApiKey, PolicyVersion
 from routing.prompts import prefix_fingerprint
 from routing.providers.compat import param_rules_from_snapshot, param_rules_set
-from routing.rollout import FlagRule
+from routing.rollout import FlagRule, experiment_split
 from routing.shared_cache import RedisUnavailable, shared_cache
 from routing.tokens import TOKENS_PER_MESSAGE, count_text_tokens
 from routing.whatif import ReplayGroup, WhatIf, against_current, replay
@@ -71,12 +71,18 @@ def _latest_version_id() -> int | None:
         logger.warning("cache unavailable for the policy version; reading the database")
         latest_id = None
     if latest_id is None:
-        latest_id = PolicyVersion.objects.order_by("-id").values_list("id", flat=True).first()
+        latest_id = published_versions().values_list("id", flat=True).first()
     return latest_id
 
 
+def published_versions():
+    """Return policy versions that were published (drafts tried in experiments left out),
+    newest first: the first one routes."""
+    return PolicyVersion.objects.filter(draft=False).order_by("-id")
+
+
 def _policy_load() -> Policy:
-    latest = PolicyVersion.objects.order_by("-id").values_list("id", "snapshot").first()
+    latest = published_versions().values_list("id", "snapshot").first()
     if latest is None:
         raise RoutingError("no_policy", "No routing policy is configured: run seed_policy.")
     version, snapshot = latest
@@ -87,8 +93,33 @@ def _policy_load() -> Policy:
     except Exception:
         logger.warning("cache unavailable; policy version not shared")
     policy = policy_from_snapshot(version=version, snapshot=snapshot)
-    # The calls this process makes are shaped for the models of the policy it routes with.
-    param_rules_set(param_rules_from_snapshot(snapshot["models"]))
+    models = snapshot["models"]
+    running = snapshot.get("experiment")
+    if running:
+        # Read once per version, like the rest: the request path only hashes the subject.
+        treatment_snapshot = PolicyVersion.objects.get(pk=running["treatment_version"]).snapshot
+        try:
+            treatment = policy_from_snapshot(
+                version=running["treatment_version"], snapshot=treatment_snapshot
+            )
+        except (KeyError, TypeError, ValueError, ArithmeticError, ArtifactError) as error:
+            # A treatment that no longer loads must not stop routing: everyone on control.
+            logger.error("experiment %s: treatment not loaded (%r)", running["id"], error)
+            return _policy_with_rules(policy, models)
+        policy = experiment_split(
+            experiment_id=running["id"],
+            percent=Decimal(running["treatment_percent"]),
+            salt=running["salt"],
+            control=policy,
+            treatment=treatment,
+        )
+        models = {**treatment_snapshot["models"], **models}
+    return _policy_with_rules(policy, models)
+
+
+def _policy_with_rules(policy: Policy, models: dict) -> Policy:
+    # The calls this process makes are shaped for the models of the policies it routes with.
+    param_rules_set(param_rules_from_snapshot(models))
     return policy
 
 
@@ -240,11 +271,12 @@ def api_key_cache_clear() -> None:
     _known_keys.clear()
 
 
-def _deep_merge(base: dict, draft: dict) -> dict:
+def deep_merge(base: dict, draft: dict) -> dict:
+    """Return `base` with `draft`'s values put in, section by section (a policy draft)."""
     merged = dict(base)
     for key, value in draft.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merged[key] = _deep_merge(base[key], value)
+            merged[key] = deep_merge(base[key], value)
         else:
             merged[key] = value
     return merged
@@ -284,11 +316,11 @@ def whatif_report(*, draft: dict, days: int, now: datetime) -> WhatIf:
      "models": {"gpt-4o": {"input_per_mtok_usd": "2.00"}}, "rollout": {"routed_percent": "50"}}.
     Cache hits (which cost nothing either way) and failures are left out.
     """
-    latest = PolicyVersion.objects.order_by("-id").values_list("id", "snapshot").first()
+    latest = published_versions().values_list("id", "snapshot").first()
     if latest is None:
         raise RoutingError("no_policy", "No routing policy is configured: run seed_policy.")
     try:
-        policy = policy_from_snapshot(version=latest[0], snapshot=_deep_merge(latest[1], draft))
+        policy = policy_from_snapshot(version=latest[0], snapshot=deep_merge(latest[1], draft))
     except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
         raise RoutingError("invalid_draft", f"The draft does not fit the policy: {exc!r}") from exc
     groups = replay_groups(start=now - timedelta(days=days), end=now)
@@ -312,7 +344,7 @@ def rollout_arm_metrics(*, start: datetime, end: datetime) -> dict[str, dict]:
     Latency percentiles are over the latest LATENCY_SAMPLE rows of each arm in the window.
     """
     rows = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end, qa=False)
-    metrics = _metrics_by(rows, "arm")
+    metrics = ledger_metrics_by(rows, "arm")
     routed, control = metrics.get("routed"), metrics.get("control")
     if routed and control and control["cost_per_1k_usd"]:
         saving = 1 - routed["cost_per_1k_usd"] / control["cost_per_1k_usd"]
@@ -326,7 +358,7 @@ def router_artifact_metrics(*, start: datetime, end: datetime) -> dict[str, dict
     rows = UsageRecord.objects.filter(
         created_at__gte=start, created_at__lt=end, qa=False, arm="routed"
     ).exclude(router_artifact="")
-    metrics = _metrics_by(rows, "router_artifact")
+    metrics = ledger_metrics_by(rows, "router_artifact")
     verdicts = (
         QualityEvaluation.objects.filter(created_at__gte=start, created_at__lt=end)
         .values("features__artifact")
@@ -345,7 +377,9 @@ def router_artifact_metrics(*, start: datetime, end: datetime) -> dict[str, dict
     return metrics
 
 
-def _metrics_by(rows, field: str) -> dict[str, dict]:
+def ledger_metrics_by(rows, field: str) -> dict[str, dict]:
+    """Return per value of `field`: requests, cheap share, error rate, cost, baseline, cost
+    per 1,000 and p50/p95 latency (over the latest LATENCY_SAMPLE rows of each)."""
     totals = rows.values(field).annotate(
         requests=Count("id"),
         mini=Count("id", filter=Q(tier=Tier.MINI)),
@@ -366,6 +400,7 @@ def _metrics_by(rows, field: str) -> dict[str, dict]:
             "mini_percent": (Decimal(row["mini"]) * 100 / n).quantize(Decimal("0.1")),
             "error_percent": (Decimal(row["errors"]) * 100 / n).quantize(Decimal("0.01")),
             "cost_usd": row["cost"],
+            "baseline_cost_usd": row["baseline"],
             "cost_per_1k_usd": (row["cost"] * 1000 / n).quantize(Decimal("0.0001")),
             "p50_latency_ms": latencies[len(latencies) // 2] if latencies else None,
             "p95_latency_ms": latencies[int(len(latencies) * 0.95)] if latencies else None,

@@ -1,7 +1,7 @@
 from django.db import models
 
 from huntaze.money import PRICE_FIELD, USD_FIELD
-from routing.models import ApiKey, PolicyVersion, Tier
+from routing.models import ApiKey, Experiment, ExperimentArm, PolicyVersion, Tier
 
 
 class Status(models.TextChoices):
@@ -74,6 +74,15 @@ class UsageRecord(models.Model):
         default=False, help_text="Quality-assurance spend (shadow, judge): kept out of KPIs."
     )
     arm = models.CharField(max_length=8, choices=Arm.choices, default=Arm.ROUTED)
+    experiment = models.ForeignKey(
+        Experiment, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    experiment_arm = models.CharField(
+        max_length=10,
+        choices=ExperimentArm.choices,
+        blank=True,
+        help_text="Which policy version decided and priced it ('' outside an experiment).",
+    )
     attempts = models.PositiveSmallIntegerField(default=1)
     fallback_from = models.CharField(
         max_length=100, blank=True, help_text="The model first chosen, when another answered."
@@ -96,6 +105,7 @@ class UsageRecord(models.Model):
         indexes = [
             models.Index(fields=["api_key", "created_at"]),
             models.Index(fields=["category", "created_at"]),
+            models.Index(fields=["experiment", "experiment_arm"]),
         ]
 
     def __str__(self) -> str:

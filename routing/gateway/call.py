@@ -97,8 +97,9 @@ def route_plan(
     api_key_id: int = 0,
 ) -> RoutePlan:
     """Return the decision and the prompt to send, without calling any model."""
-    policy = policy_get()
     subject = rollout_subject(end_user=user, api_key_id=api_key_id)
+    # The subject's experiment arm: its flags as well as its rules and prices apply.
+    policy = policy_get().for_subject(subject)
     text = routable_text(messages)
     caller_tokens, token_source = count_message_tokens(messages)
     request = RouteRequest(

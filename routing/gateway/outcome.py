@@ -145,6 +145,8 @@ class LedgerRow:
     batch: bool = False
     qa: bool = False
     arm: str = Arm.ROUTED.value
+    experiment_id: int | None = None
+    experiment_arm: str = ""
     attempts: int = 1
     fallback_from: str = ""
     prefix_fingerprint: str = ""
@@ -174,6 +176,8 @@ def decided_columns(decision: Decision, *, model: ModelSpec) -> dict:
         policy_version_id=decision.policy_version,
         baseline_model=decision.baseline_model.name,
         arm=decision.arm.value,
+        experiment_id=decision.experiment_id,
+        experiment_arm=decision.experiment_arm,
         prefix_fingerprint=decision.rule.prefix_fingerprint,
         router_artifact=decision.router_artifact,
         explanation=decision.explanation,

@@ -226,7 +226,7 @@ def test_restoring_a_version_brings_the_rules_back(staff_client, policy):
 
 
 def test_rollout_advance_asks_confirmation_then_moves_users(staff_client, policy, api_client):
-    from routing.policy_versions import rollout_set_percentage
+    from routing.experiments import rollout_set_percentage
 
     rollout_set_percentage(percent=Decimal("0"), actor="ops")
     before = _complete(api_client, category="chatbot", user="fan-9")

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from routing.policy_versions import rollout_set_percentage
+from routing.experiments import rollout_set_percentage
 from routing.selectors import rollout_arm_metrics
 from tests.factories import UsageRecordFactory
 from tests.waits import element_after_click

@@ -118,7 +118,7 @@ def test_whatif_command_projects_a_draft_and_saves_nothing(policy, api_client):
 
 def test_whatif_command_sets_the_draft_against_the_current_policy_and_the_bill(policy, api_client):
     # given two cheap-tier calls and a response-cache hit, then the rollout cut to 0%
-    from routing.policy_versions import rollout_set_percentage
+    from routing.experiments import rollout_set_percentage
     from routing.selectors import whatif_compare
 
     body = {"messages": [{"role": "user", "content": "is this spam?"}], "category": "moderation"}

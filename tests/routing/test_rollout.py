@@ -80,7 +80,7 @@ def test_routing_flag_off_puts_everyone_in_control():
 
 @pytest.mark.django_db
 def test_rollout_percentage_reaches_the_api_and_the_ledger(api_client, policy):
-    from routing.policy_versions import rollout_set_percentage
+    from routing.experiments import rollout_set_percentage
     from usage.models import UsageRecord
 
     # given routing for 0% of users
@@ -126,7 +126,7 @@ def test_streaming_flag_off_refuses_streams(api_client, policy):
 def test_policy_change_reaches_a_worker_through_the_shared_version(policy, settings):
     from django.core.cache import cache
 
-    from routing.policy_versions import rollout_set_percentage
+    from routing.experiments import rollout_set_percentage
     from routing.selectors import POLICY_VERSION_CACHE_KEY, policy_cache_clear, policy_get
 
     # given a worker that read the policy and checks again only after POLICY_REFRESH_S
@@ -135,7 +135,8 @@ def test_policy_change_reaches_a_worker_through_the_shared_version(policy, setti
     # when another process publishes a new version (simulated: memo kept, cache updated)
     version = rollout_set_percentage(percent=Decimal("10"), actor="ops")
     cache.set(POLICY_VERSION_CACHE_KEY, version.pk)
-    # then this process sees it (it made the change) and a fresh one reads it once
-    assert policy_get().routed_percent == Decimal("10")
+    # then this process sees it (it made the change: the rollout is an experiment at 10%)
+    # and a fresh one reads it once
+    assert policy_get().experiment.treatment_percent == Decimal("10")
     policy_cache_clear()
     assert policy_get().version == version.pk

@@ -296,7 +296,7 @@ def _batch_run(client: Client, api_key, bodies: list[dict]) -> list[str]:
     subject = rollout_subject(end_user="", api_key_id=api_key.pk)
     before = None
     if not policy_get().feature_on("batch", subject=subject, api_key_id=api_key.pk):
-        before = PolicyVersion.objects.order_by("-id").first()
+        before = PolicyVersion.objects.filter(draft=False).order_by("-id").first()
         flag, _ = FeatureFlag.objects.update_or_create(
             name=Flag.BATCH, defaults={"enabled": True, "percent": None}
         )
@@ -370,7 +370,7 @@ def _shadow_start(percent: Decimal | None):
         return None
     if not Decimal("0") < percent <= Decimal("100"):
         raise CommandError("--shadow-percent must be above 0 and at most 100")
-    before = PolicyVersion.objects.order_by("-id").first()
+    before = PolicyVersion.objects.filter(draft=False).order_by("-id").first()
     TaskCategory.objects.filter(private=False).update(shadow_sample_percent=percent)
     FeatureFlag.objects.update_or_create(
         name=Flag.QUALITY_SAMPLING, defaults={"enabled": True, "percent": None}
