@@ -118,7 +118,7 @@ def test_a_partial_rollout_during_another_experiment_is_an_admin_error(staff_cli
 def test_experiment_page_in_a_browser_shows_the_arms_and_steps(staff_browser, live_server, policy):
     from selenium.webdriver.common.by import By
 
-    from tests.usage.test_reconciliation_browser import _loaded
+    from tests.waits import element_after_click
 
     # given a running experiment with traffic on both arms
     experiment = experiment_start(
@@ -146,7 +146,8 @@ def test_experiment_page_in_a_browser_shows_the_arms_and_steps(staff_browser, li
     assert "costs 233.3% per 1,000" in staff_browser.find_element(By.ID, "cost-change").text
     # and stepping takes the treatment to 50%
     staff_browser.find_element(By.ID, "move-step").click()
-    assert "treatment on 50%" in _loaded(staff_browser, By.CSS_SELECTOR, ".messagelist").text
+    message = element_after_click(staff_browser, By.CSS_SELECTOR, ".messagelist")
+    assert "treatment on 50%" in message.text
     assert staff_browser.find_element(By.ID, "experiment-percent").text == "50%"
     assert Experiment.objects.get().treatment_percent == 50
 
