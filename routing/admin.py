@@ -564,4 +564,4 @@ class FeatureFlagAdmin(PolicyVersionedAdmin):
 
 
 # The other admin modules register on import: keys, budgets and in-flight requests; batches.
-from routing import batch_admin, key_admin  # noqa: E402, F401
+from routing import batch_admin, key_admin, model_migration_admin  # noqa: E402, F401

@@ -71,6 +71,16 @@ class CategoryRule:
 
 
 @dataclass(frozen=True)
+class Qualification:
+    """A successor answering a sampled share of its predecessor's live traffic, off-path."""
+
+    migration_id: int
+    successor: str
+    sample_percent: Decimal
+    categories: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Policy:
     version: int
     categories: Mapping[str, CategoryRule]
@@ -85,6 +95,8 @@ class Policy:
     # Another artifact deciding for a sticky share of routed subjects (an A/B of two routers).
     trial_router: Router | None = field(default=None, compare=False)
     trial_router_percent: Decimal = Decimal("0")
+    # Successors being qualified, by the name of the model they replace (migration assistant).
+    qualifications: Mapping[str, Qualification] = field(default_factory=dict)
 
     def feature_on(self, name: str, *, subject: str, api_key_id: int) -> bool:
         """Return whether a feature flag is on for this subject and key."""
@@ -125,6 +137,7 @@ class Policy:
         router_artifact: str = "",
         trial_router: Router | None = None,
         trial_router_percent: Decimal = Decimal("0"),
+        qualifications: Mapping[str, Qualification] | None = None,
     ) -> "Policy":
         """Return a policy with the classifier's input precomputed from enabled categories."""
         classifier_input = tuple(
@@ -145,6 +158,7 @@ class Policy:
             router_artifact if router is not None else "",
             trial_router if router is not None else None,
             trial_router_percent,
+            qualifications or {},
         )
 
 

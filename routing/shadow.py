@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from routing.engine import Arm, ModelSpec, Tier
 from routing.gateway.outcome import LedgerRow
+from routing.model_migration_models import SuccessorVerdict
 from routing.pricing import NOT_BILLED, ledger_costs
 from routing.providers.chat import ProviderError, ProviderResult, achat_complete, clients_close
 from routing.quality import (
@@ -75,6 +76,8 @@ class ShadowJob:
     cheap_answer: str
     max_tokens: int
     temperature: float | None
+    qualifying: int = 0  # a migration's id: replay on successor_model (routing.qualification)
+    successor_model: str = ""
 
 
 # --- hot path ---------------------------------------------------------------------------
@@ -121,7 +124,10 @@ def shadow_offer_after(call, outcome) -> Callable[[object], Awaitable[None]]:
     """Return the step that offers the answer once its ledger row is written."""
 
     async def offer(row: object) -> None:
+        from routing.qualification import qualification_offer
+
         shadow_offer(call=call, outcome=outcome)  # a sampled cheap answer is judged off-path
+        qualification_offer(call=call, outcome=outcome)  # and a successor is tried off-path
 
     return offer
 
@@ -204,7 +210,7 @@ class _QaCall:
     order: str = ""
 
 
-async def _qa_call(
+async def qa_call(
     kind: str, model: ModelSpec, messages: list[dict], max_tokens: int, **options
 ) -> _QaCall:
     started = time.perf_counter()
@@ -223,28 +229,33 @@ async def _qa_call(
     return _QaCall(kind, model, messages, latency_ms, result, error)
 
 
-async def _replay_and_judge(
-    job: ShadowJob, premium: ModelSpec, judge: ModelSpec
+async def replay_and_judge(
+    job: ShadowJob, target: ModelSpec, judge: ModelSpec
 ) -> tuple[_QaCall, list[_QaCall]]:
-    shadow = await _qa_call(
-        "shadow", premium, job.messages, job.max_tokens, temperature=job.temperature
-    )
-    if shadow.result is None:
-        return shadow, []
+    """Replay the job on `target`, then ask the judge in both orders.
+
+    Shadow evaluation measures the cheap answer against the premium replay; a successor's
+    qualification (job.qualifying) measures the successor's replay against today's answer,
+    so its verdicts read from the successor's point of view."""
+    kind = "qualify" if job.qualifying else "shadow"
+    replay = await qa_call(kind, target, job.messages, job.max_tokens, temperature=job.temperature)
+    if replay.result is None:
+        return replay, []
+    measured, reference = job.cheap_answer, replay.result.content
+    if job.qualifying:
+        measured, reference = reference, measured
     request_text = job.request_text[:JUDGE_REQUEST_MAX_CHARS]
     calls = []
     for order in JUDGE_ORDERS:
-        answer_a, answer_b = judge_pair(
-            order=order, cheap=job.cheap_answer, premium=shadow.result.content
-        )
+        answer_a, answer_b = judge_pair(order=order, cheap=measured, premium=reference)
         messages = judge_messages(
             request_text=request_text, answer_a=answer_a, answer_b=answer_b, category=job.category
         )
-        calls.append(_judge_call(judge, messages, order))
-    return shadow, list(await asyncio.gather(*calls))
+        calls.append(judge_call(judge, messages, order))
+    return replay, list(await asyncio.gather(*calls))
 
 
-async def _closing_clients(coroutine):
+async def closing_clients(coroutine):
     # The loop ends with the task: its HTTP clients must be closed before it does.
     try:
         return await coroutine
@@ -252,13 +263,14 @@ async def _closing_clients(coroutine):
         await clients_close()
 
 
-async def _judge_call(judge: ModelSpec, messages: list[dict], order: str) -> _QaCall:
-    call = await _qa_call("judge", judge, messages, JUDGE_MAX_OUTPUT_TOKENS, temperature=0)
+async def judge_call(judge: ModelSpec, messages: list[dict], order: str) -> _QaCall:
+    call = await qa_call("judge", judge, messages, JUDGE_MAX_OUTPUT_TOKENS, temperature=0)
     return replace(call, order=order)
 
 
-def shadow_evaluate(*, token: str) -> QualityEvaluation | None:
-    """Replay one sampled request on the premium model, judge both orders, record it all.
+def shadow_evaluate(*, token: str) -> QualityEvaluation | SuccessorVerdict | None:
+    """Replay one sampled request on the premium model, judge both orders, record it all
+    (a successor's qualification job goes to routing.qualification instead).
 
     Every shadow and judge call is a ledger row flagged qa (failures included). No verdict
     is invented: a failed or unreadable call leaves the request without an evaluation."""
@@ -266,6 +278,10 @@ def shadow_evaluate(*, token: str) -> QualityEvaluation | None:
     if job is None:
         logger.warning("shadow job expired or unreadable: dropped")
         return None
+    if job.qualifying:
+        from routing.qualification import qualification_evaluate
+
+        return qualification_evaluate(job=job)
     existing = QualityEvaluation.objects.filter(request_id=job.request_id).first()
     if existing is not None:
         return existing  # a redelivered task: evaluated already
@@ -275,23 +291,11 @@ def shadow_evaluate(*, token: str) -> QualityEvaluation | None:
     if premium is None or judge is None:
         logger.error("shadow evaluation of %s: premium or judge model unknown", job.request_id)
         return None
-    shadow, judges = asyncio.run(_closing_clients(_replay_and_judge(job, premium, judge)))
-    replies = {
-        call.order: judge_parse(call.result.content) if call.result else None for call in judges
-    }
+    shadow, judges = asyncio.run(closing_clients(replay_and_judge(job, premium, judge)))
     with transaction.atomic():
-        rows = [_qa_record(job, shadow, premium=premium)]
-        rows += [
-            _qa_record(job, call, premium=premium, unreadable=replies[call.order] is None)
-            for call in judges
-        ]
-        if len(judges) != len(JUDGE_ORDERS) or any(r is None for r in replies.values()):
+        judgement = judgement_record(job, shadow, judges, premium=premium)
+        if judgement is None:
             return None
-        verdicts = {
-            order: order_verdict(order=order, choice=reply.choice)
-            for order, reply in replies.items()
-        }
-        reasoning = " | ".join(f"{order}: {replies[order].reason}" for order in JUDGE_ORDERS)
         return quality_evaluation_record(
             request_id=job.request_id,
             created_at=timezone.now(),
@@ -301,17 +305,56 @@ def shadow_evaluate(*, token: str) -> QualityEvaluation | None:
             cheap_model=job.cheap_model,
             premium_model=premium.name,
             judge_model=judge.name,
-            verdict=combine_verdicts(verdicts["ab"], verdicts["ba"]).value,
-            verdict_ab=verdicts["ab"].value,
-            verdict_ba=verdicts["ba"].value,
-            reasoning=reasoning[:REASONING_MAX_CHARS],
-            extra_cost_usd=sum((row.cost_usd for row in rows), Decimal("0")),
+            verdict=judgement.verdict,
+            verdict_ab=judgement.verdict_ab,
+            verdict_ba=judgement.verdict_ba,
+            reasoning=judgement.reasoning,
+            extra_cost_usd=judgement.qa_cost_usd,
             sandbox=shadow.result.sandbox,
             features=policy.router.hashed_features(job.request_text) if policy.router else {},
         )
 
 
-def _qa_record(job: ShadowJob, call: _QaCall, *, premium: ModelSpec, unreadable: bool = False):
+@dataclass(frozen=True)
+class Judgement:
+    """The combined verdict of one replay and its judge calls, and what they all cost."""
+
+    verdict: str
+    verdict_ab: str
+    verdict_ba: str
+    reasoning: str
+    qa_cost_usd: Decimal
+
+
+def judgement_record(
+    job: ShadowJob, replay: _QaCall, judges: list[_QaCall], *, premium: ModelSpec
+) -> Judgement | None:
+    """Write the QA ledger rows of a replay and its judge calls (inside the caller's
+    transaction); return the verdict, or None when a call failed or a reply is unreadable."""
+    replies = {
+        call.order: judge_parse(call.result.content) if call.result else None for call in judges
+    }
+    rows = [qa_record(job, replay, premium=premium)]
+    rows += [
+        qa_record(job, call, premium=premium, unreadable=replies[call.order] is None)
+        for call in judges
+    ]
+    if len(judges) != len(JUDGE_ORDERS) or any(r is None for r in replies.values()):
+        return None
+    verdicts = {
+        order: order_verdict(order=order, choice=reply.choice) for order, reply in replies.items()
+    }
+    reasoning = " | ".join(f"{order}: {replies[order].reason}" for order in JUDGE_ORDERS)
+    return Judgement(
+        verdict=combine_verdicts(verdicts["ab"], verdicts["ba"]).value,
+        verdict_ab=verdicts["ab"].value,
+        verdict_ba=verdicts["ba"].value,
+        reasoning=reasoning[:REASONING_MAX_CHARS],
+        qa_cost_usd=sum((row.cost_usd for row in rows), Decimal("0")),
+    )
+
+
+def qa_record(job: ShadowJob, call: _QaCall, *, premium: ModelSpec, unreadable: bool = False):
     """Write the ledger row of one shadow or judge call, flagged qa, billed at its prices."""
     model = call.model
     if call.result is not None:
@@ -341,6 +384,8 @@ def _qa_record(job: ShadowJob, call: _QaCall, *, premium: ModelSpec, unreadable:
     metadata = {"qa": call.kind, "qa_of": job.request_id}
     if call.order:
         metadata["judge_order"] = call.order
+    if job.qualifying:
+        metadata["qualification"] = job.qualifying
     row = LedgerRow(
         request_id=f"qa{call.kind[0]}_{uuid.uuid4().hex}",
         created_at=timezone.now(),

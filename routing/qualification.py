@@ -1,0 +1,121 @@
+"""Shadow qualification of a successor model (the migration assistant).
+
+A sampled share of the live answers of a model being replaced is also sent to its successor,
+off the request path, and the two answers are judged pairwise in both orders, exactly as
+shadow evaluation judges cheap against premium (routing.shadow: the same encrypted job, the
+same background hand-off, the same QA ledger rows). Here the successor's answer takes the
+place of the one whose quality is measured and today's answer is the reference, so
+"cheap_better" or "tie" means the successor keeps today's quality. Private categories are
+never sampled, like in shadow evaluation.
+"""
+
+import asyncio
+import logging
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from routing.engine import Arm
+from routing.model_migration_models import ModelMigration, SuccessorVerdict
+from routing.rollout import in_share
+from routing.selectors import policy_get
+from routing.shadow import (
+    ShadowJob,
+    closing_clients,
+    judgement_record,
+    replay_and_judge,
+    shadow_dispatch,
+    shadow_encrypt,
+)
+from usage.models import Status
+
+logger = logging.getLogger(__name__)
+
+
+def qualification_sampled(*, request_id: str, percent: Decimal) -> bool:
+    """Return whether this request is in a qualification's sample (stable per request, and
+    drawn apart from the shadow-evaluation sample)."""
+    return percent > 0 and in_share(subject=f"qualify:{request_id}", percent=percent)
+
+
+def qualification_offer(*, call, outcome) -> None:
+    """Hand a live answer of a model being replaced to its successor when it is sampled.
+
+    Pure checks on the policy the request was decided with (no database read): an answer of
+    the routed arm, not pinned, not a cache hit, from the model under qualification, in one
+    of the moving categories, the category not private, the request id in the sample."""
+    decision = call.decision
+    qualification = call.plan.policy.qualifications.get(decision.model.name)
+    if qualification is None or decision.rule.private or decision.arm is not Arm.ROUTED:
+        return
+    if (
+        outcome.status != Status.OK
+        or outcome.cache_hit
+        or outcome.model not in (None, decision.model)
+    ):
+        return
+    if decision.category not in qualification.categories or decision.reason_code.startswith(
+        "pinned:"
+    ):
+        return
+    if not qualification_sampled(request_id=call.request_id, percent=qualification.sample_percent):
+        return
+    job = ShadowJob(
+        request_id=call.request_id,
+        api_key_id=call.api_key.pk,
+        policy_version=decision.policy_version,
+        category=decision.category,
+        complexity=decision.complexity,
+        complexity_source=decision.complexity_source,
+        cheap_model=decision.model.name,
+        premium_model=decision.rule.full.name,
+        messages=call.plan.messages,
+        request_text=call.plan.text,
+        cheap_answer=outcome.content,
+        max_tokens=decision.max_output_tokens,
+        temperature=call.request.temperature,
+        qualifying=qualification.migration_id,
+        successor_model=qualification.successor,
+    )
+    shadow_dispatch(shadow_encrypt(job))
+
+
+def qualification_evaluate(*, job: ShadowJob) -> SuccessorVerdict | None:
+    """Replay one sampled answer on the successor, judge both orders, record it all.
+
+    Every call is a QA ledger row (failures included) tagged with the migration; no verdict
+    is invented when a call fails or the judge cannot be read."""
+    migration = ModelMigration.objects.filter(pk=job.qualifying).first()
+    if migration is None:
+        return None
+    existing = migration.verdicts.filter(request_id=job.request_id).first()
+    if existing is not None:
+        return existing  # a redelivered task
+    policy = policy_get()
+    successor = policy.models.get(job.successor_model)
+    baseline = policy.models.get(job.premium_model)
+    judge = policy.models.get(settings.QUALITY_JUDGE_MODEL or job.premium_model)
+    if successor is None or judge is None or baseline is None:
+        logger.error("qualification of %s: successor or judge model unknown", job.request_id)
+        return None
+    replay, judges = asyncio.run(closing_clients(replay_and_judge(job, successor, judge)))
+    with transaction.atomic():
+        judgement = judgement_record(job, replay, judges, premium=baseline)
+        if judgement is None:
+            return None
+        return SuccessorVerdict.objects.create(
+            migration=migration,
+            request_id=job.request_id,
+            created_at=timezone.now(),
+            category=job.category,
+            complexity=job.complexity,
+            judge_model=judge.name,
+            verdict=judgement.verdict,
+            verdict_ab=judgement.verdict_ab,
+            verdict_ba=judgement.verdict_ba,
+            reasoning=judgement.reasoning,
+            qa_cost_usd=judgement.qa_cost_usd,
+            sandbox=replay.result.sandbox,
+        )
