@@ -81,7 +81,8 @@ class ModelMigrationAdmin(admin.ModelAdmin):
                     categories=migration.categories,
                     now=now,
                 )
-                entry["qualification"] = qualification_results(migration=migration)
+            # Kept for closed ones too: what the switch was decided on.
+            entry["qualification"] = qualification_results(migration=migration)
             migrations.append(entry)
         open_models = {m.old_model_id for m in ModelMigration.objects.filter(state__in=OPEN_STATES)}
         choices = [
