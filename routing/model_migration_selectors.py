@@ -1,8 +1,8 @@
 """Migration assistant reads: shutdowns ahead, the last days re-priced on a successor, and
 what shadow qualification has found so far."""
 
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -11,10 +11,10 @@ from django.db.models.functions import Coalesce
 
 from huntaze.money import ZERO
 from routing.model_migration_models import OPEN_STATES, MigrationState, ModelMigration
-from routing.models import ModelProfile, TaskCategory
+from routing.models import ModelProfile, TaskCategory, Tier
 from routing.quality import Retained, at_least_as_good
-from routing.selectors import whatif_compare
-from routing.whatif import CategoryProjection, WhatIf
+from routing.selectors import policy_get, replay_groups
+from routing.whatif import CategoryProjection, against_current, replay
 from usage.models import UsageRecord
 
 REPRICE_DAYS = 30
@@ -76,24 +76,33 @@ class Repricing:
 def migration_repricing(
     *, old_model: ModelProfile, successor: ModelProfile, categories: list[str], now: datetime
 ) -> Repricing:
-    """Return the last 30 days of `categories` re-priced on the successor.
+    """Return the last 30 days of `categories` that were billed on the old model's tier,
+    replayed under today's policy and with the successor in the old model's slot.
 
-    The one place the migration assistant prices a successor: the what-if replay with the
-    successor in the old model's tier slot (the price book replaces the model's three prices
-    here when it lands)."""
-    slot = "mini_model" if old_model.tier == "mini" else "full_model"
-    draft = {"categories": {slug: {slot: successor.name} for slug in categories}}
-    whatif: WhatIf = whatif_compare(draft=draft, days=REPRICE_DAYS, now=now)
-    rows = [row for row in whatif.categories if row.category in categories]
-    total = CategoryProjection("TOTAL")
-    for row in rows:
-        total.requests += row.requests
-        total.actual_cost_usd += row.actual_cost_usd
-        total.current_cost_usd += row.current_cost_usd
-        total.projected_cost_usd += row.projected_cost_usd
-        total.cache_hits += row.cache_hits
-        total.failed += row.failed
-    return Repricing(days=REPRICE_DAYS, categories=rows, total=total)
+    The one place the migration assistant prices a successor (the what-if replay; the price
+    book's rules replace the model's three prices here when it lands). Requests billed on the
+    other tier do not move and are left out, so each column is the moving traffic alone."""
+    policy = policy_get()
+    target = policy.models[successor.name]
+    slot = "mini" if old_model.tier == Tier.MINI else "full"
+    moved = {
+        slug: replace(rule, **{slot: target})
+        for slug, rule in policy.categories.items()
+        if slug in categories
+    }
+    groups = [
+        group
+        for group in replay_groups(start=now - timedelta(days=REPRICE_DAYS), end=now)
+        if group.category in moved
+        and group.mini_requests == (group.requests if slot == "mini" else 0)
+    ]
+    draft = replace(policy, categories={**policy.categories, **moved})
+    whatif = against_current(
+        draft=replay(groups=groups, policy=draft, days=REPRICE_DAYS),
+        current=replay(groups=groups, policy=policy, days=REPRICE_DAYS),
+        left_out={},
+    )
+    return Repricing(days=REPRICE_DAYS, categories=whatif.categories, total=whatif.total)
 
 
 @dataclass(frozen=True)
