@@ -28,6 +28,7 @@ from routing.shadow import (
     replay_and_judge,
     shadow_dispatch,
     shadow_encrypt,
+    shadow_job,
 )
 from usage.models import Status
 
@@ -62,20 +63,10 @@ def qualification_offer(*, call, outcome) -> None:
         return
     if not qualification_sampled(request_id=call.request_id, percent=qualification.sample_percent):
         return
-    job = ShadowJob(
-        request_id=call.request_id,
-        api_key_id=call.api_key.pk,
-        policy_version=decision.policy_version,
-        category=decision.category,
-        complexity=decision.complexity,
-        complexity_source=decision.complexity_source,
-        cheap_model=decision.model.name,
+    job = shadow_job(
+        call=call,
+        outcome=outcome,
         premium_model=decision.rule.full.name,
-        messages=call.plan.messages,
-        request_text=call.plan.text,
-        cheap_answer=outcome.content,
-        max_tokens=decision.max_output_tokens,
-        temperature=call.request.temperature,
         qualifying=qualification.migration_id,
         successor_model=qualification.successor,
     )
@@ -102,8 +93,8 @@ def qualification_evaluate(*, job: ShadowJob) -> SuccessorVerdict | None:
         return None
     replay, judges = asyncio.run(closing_clients(replay_and_judge(job, successor, judge)))
     with transaction.atomic():
-        judgement = judgement_record(job, replay, judges, premium=baseline)
-        if judgement is None:
+        verdict, qa_cost_usd = judgement_record(job, replay, judges, premium=baseline)
+        if verdict is None:
             return None
         return SuccessorVerdict.objects.create(
             migration=migration,
@@ -112,10 +103,10 @@ def qualification_evaluate(*, job: ShadowJob) -> SuccessorVerdict | None:
             category=job.category,
             complexity=job.complexity,
             judge_model=judge.name,
-            verdict=judgement.verdict,
-            verdict_ab=judgement.verdict_ab,
-            verdict_ba=judgement.verdict_ba,
-            reasoning=judgement.reasoning,
-            qa_cost_usd=judgement.qa_cost_usd,
+            verdict=verdict.verdict,
+            verdict_ab=verdict.verdict_ab,
+            verdict_ba=verdict.verdict_ba,
+            reasoning=verdict.reasoning,
+            qa_cost_usd=qa_cost_usd,
             sandbox=replay.result.sandbox,
         )

@@ -36,11 +36,11 @@ from routing.providers.chat import ProviderError, ProviderResult, achat_complete
 from routing.quality import (
     JUDGE_MAX_OUTPUT_TOKENS,
     JUDGE_ORDERS,
-    combine_verdicts,
+    Judgement,
     judge_messages,
     judge_pair,
     judge_parse,
-    order_verdict,
+    judgement,
     shadow_sampled,
 )
 from routing.selectors import policy_get
@@ -102,7 +102,14 @@ def shadow_offer(*, call, outcome) -> None:
         return
     if not shadow_sampled(request_id=call.request_id, percent=rule.shadow_sample_percent):
         return
-    job = ShadowJob(
+    job = shadow_job(call=call, outcome=outcome, premium_model=rule.full.name)
+    shadow_dispatch(shadow_encrypt(job))
+
+
+def shadow_job(*, call, outcome, premium_model: str, **qualification) -> ShadowJob:
+    """Return the job of one answered request: what its evaluation needs, nothing more."""
+    decision = call.decision
+    return ShadowJob(
         request_id=call.request_id,
         api_key_id=call.api_key.pk,
         policy_version=decision.policy_version,
@@ -110,14 +117,14 @@ def shadow_offer(*, call, outcome) -> None:
         complexity=decision.complexity,
         complexity_source=decision.complexity_source,
         cheap_model=decision.model.name,
-        premium_model=rule.full.name,
+        premium_model=premium_model,
         messages=call.plan.messages,
         request_text=call.plan.text,
         cheap_answer=outcome.content,
         max_tokens=decision.max_output_tokens,
         temperature=call.request.temperature,
+        **qualification,
     )
-    shadow_dispatch(shadow_encrypt(job))
 
 
 def shadow_offer_after(call, outcome) -> Callable[[object], Awaitable[None]]:
@@ -293,8 +300,8 @@ def shadow_evaluate(*, token: str) -> QualityEvaluation | SuccessorVerdict | Non
         return None
     shadow, judges = asyncio.run(closing_clients(replay_and_judge(job, premium, judge)))
     with transaction.atomic():
-        judgement = judgement_record(job, shadow, judges, premium=premium)
-        if judgement is None:
+        verdict, qa_cost_usd = judgement_record(job, shadow, judges, premium=premium)
+        if verdict is None:
             return None
         return quality_evaluation_record(
             request_id=job.request_id,
@@ -305,32 +312,22 @@ def shadow_evaluate(*, token: str) -> QualityEvaluation | SuccessorVerdict | Non
             cheap_model=job.cheap_model,
             premium_model=premium.name,
             judge_model=judge.name,
-            verdict=judgement.verdict,
-            verdict_ab=judgement.verdict_ab,
-            verdict_ba=judgement.verdict_ba,
-            reasoning=judgement.reasoning,
-            extra_cost_usd=judgement.qa_cost_usd,
+            verdict=verdict.verdict,
+            verdict_ab=verdict.verdict_ab,
+            verdict_ba=verdict.verdict_ba,
+            reasoning=verdict.reasoning,
+            extra_cost_usd=qa_cost_usd,
             sandbox=shadow.result.sandbox,
             features=policy.router.hashed_features(job.request_text) if policy.router else {},
         )
 
 
-@dataclass(frozen=True)
-class Judgement:
-    """The combined verdict of one replay and its judge calls, and what they all cost."""
-
-    verdict: str
-    verdict_ab: str
-    verdict_ba: str
-    reasoning: str
-    qa_cost_usd: Decimal
-
-
 def judgement_record(
     job: ShadowJob, replay: _QaCall, judges: list[_QaCall], *, premium: ModelSpec
-) -> Judgement | None:
+) -> tuple[Judgement | None, Decimal]:
     """Write the QA ledger rows of a replay and its judge calls (inside the caller's
-    transaction); return the verdict, or None when a call failed or a reply is unreadable."""
+    transaction); return the verdict (None: a call failed or a reply is unreadable) and
+    what the calls cost."""
     replies = {
         call.order: judge_parse(call.result.content) if call.result else None for call in judges
     }
@@ -339,19 +336,8 @@ def judgement_record(
         qa_record(job, call, premium=premium, unreadable=replies[call.order] is None)
         for call in judges
     ]
-    if len(judges) != len(JUDGE_ORDERS) or any(r is None for r in replies.values()):
-        return None
-    verdicts = {
-        order: order_verdict(order=order, choice=reply.choice) for order, reply in replies.items()
-    }
-    reasoning = " | ".join(f"{order}: {replies[order].reason}" for order in JUDGE_ORDERS)
-    return Judgement(
-        verdict=combine_verdicts(verdicts["ab"], verdicts["ba"]).value,
-        verdict_ab=verdicts["ab"].value,
-        verdict_ba=verdicts["ba"].value,
-        reasoning=reasoning[:REASONING_MAX_CHARS],
-        qa_cost_usd=sum((row.cost_usd for row in rows), Decimal("0")),
-    )
+    cost_usd = sum((row.cost_usd for row in rows), Decimal("0"))
+    return judgement(replies, max_chars=REASONING_MAX_CHARS), cost_usd
 
 
 def qa_record(job: ShadowJob, call: _QaCall, *, premium: ModelSpec, unreadable: bool = False):

@@ -17,7 +17,7 @@ from routing.model_migration import (
     migration_stage_set,
     stage_categories,
 )
-from routing.model_migration_models import ModelMigration, SuccessorVerdict
+from routing.model_migration_models import ModelMigration
 from routing.model_migration_selectors import (
     migration_repricing,
     qualification_results,
@@ -26,7 +26,7 @@ from routing.model_migration_selectors import (
 from routing.models import ModelProfile, PolicyVersion, TaskCategory
 from routing.quality import wilson_interval
 from routing.selectors import policy_get
-from tests.factories import UsageRecordFactory
+from tests.factories import SuccessorVerdictFactory, UsageRecordFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -231,10 +231,9 @@ def test_qualification_results_give_retained_with_its_wilson_interval(policy, se
     settings.QUALITY_MIN_SAMPLES = 5
     migration = _migration(MOVING)
     verdicts = ["tie"] * 6 + ["cheap_better"] * 2 + ["premium_better"] * 2
-    for i, verdict in enumerate(verdicts):
-        _verdict(migration, f"c{i}", "chatbot", verdict)
-    for i in range(3):
-        _verdict(migration, f"m{i}", "marketing", "tie")
+    for verdict in verdicts:
+        SuccessorVerdictFactory(migration=migration, category="chatbot", verdict=verdict)
+    SuccessorVerdictFactory.create_batch(3, migration=migration, category="marketing")
     # when
     results = qualification_results(migration=migration)
     # then
@@ -250,21 +249,6 @@ def test_qualification_results_give_retained_with_its_wilson_interval(policy, se
     assert not marketing.retained.enough
     assert results.status == "below floor"
     assert (results.overall.good, results.overall.n) == (11, 13)
-
-
-def _verdict(migration, request_id, category, verdict) -> SuccessorVerdict:
-    return SuccessorVerdict.objects.create(
-        migration=migration,
-        request_id=request_id,
-        created_at=timezone.now(),
-        category=category,
-        complexity=1.0,
-        judge_model="gpt-4o",
-        verdict=verdict,
-        verdict_ab=verdict,
-        verdict_ba=verdict,
-        qa_cost_usd=Decimal("0"),
-    )
 
 
 # --- manage.py migrate_model -----------------------------------------------------------------

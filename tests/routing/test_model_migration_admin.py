@@ -9,9 +9,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from routing.model_migration import migration_create, migration_qualify_start
-from routing.model_migration_models import ModelMigration, SuccessorVerdict
+from routing.model_migration_models import ModelMigration
 from routing.models import ModelProfile, PolicyVersion
-from tests.factories import UsageRecordFactory
+from tests.factories import SuccessorVerdictFactory, UsageRecordFactory
 from tests.waits import click_and_load
 from usage.models import UsageRecord
 
@@ -140,18 +140,7 @@ def test_the_page_shows_retained_per_category_and_qa_spend_apart(staff_client, p
     migration = _draft()
     migration_qualify_start(migration=migration, actor="ops")
     for i, verdict in enumerate(["tie", "tie", "cheap_better", "premium_better"]):
-        SuccessorVerdict.objects.create(
-            migration=migration,
-            request_id=f"r{i}",
-            created_at=migration.created_at,
-            category="chatbot",
-            complexity=1,
-            judge_model="gpt-4o",
-            verdict=verdict,
-            verdict_ab=verdict,
-            verdict_ba=verdict,
-            qa_cost_usd=Decimal("0"),
-        )
+        SuccessorVerdictFactory(migration=migration, request_id=f"r{i}", verdict=verdict)
     UsageRecordFactory.create_batch(
         2,
         qa=True,
