@@ -112,12 +112,14 @@ def stage_categories(*, categories: list[str], shares: dict[str, Decimal], perce
         return []
     if percent >= 100:
         return list(categories)
-    quietest = sorted(categories, key=lambda slug: (shares.get(slug, Decimal("0")), slug))
     total = sum((shares.get(slug, Decimal("0")) for slug in categories), Decimal("0"))
+    if not total:  # no traffic to weigh by: each category counts the same
+        shares, total = {slug: Decimal("1") for slug in categories}, Decimal(len(categories))
+    quietest = sorted(categories, key=lambda slug: (shares.get(slug, Decimal("0")), slug))
     moved, running = [quietest[0]], shares.get(quietest[0], Decimal("0"))
     for slug in quietest[1:]:
         running += shares.get(slug, Decimal("0"))
-        if total and running * 100 > percent * total:
+        if running * 100 > percent * total:
             break
         moved.append(slug)
     return moved

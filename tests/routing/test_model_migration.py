@@ -176,6 +176,12 @@ def test_stage_categories_moves_the_quietest_first_and_at_least_one():
     )
 
 
+def test_without_traffic_each_category_weighs_the_same():
+    slugs = ["a", "b", "c", "d"]
+    assert stage_categories(categories=slugs, shares={}, percent=Decimal("10")) == ["a"]
+    assert stage_categories(categories=slugs, shares={}, percent=Decimal("50")) == ["a", "b"]
+
+
 def test_a_stage_moves_categories_and_stepping_back_returns_them(policy):
     # given chatbot busier than marketing over the last 30 days
     UsageRecordFactory.create_batch(3, category="chatbot", policy_version=policy)
