@@ -67,7 +67,10 @@ def _shutdown_warning() -> str | None:
         for model, slugs in sorted(users.items(), key=lambda item: item[0].name)
     )
     # A word first: admin capitalises the first letter of a message (Gpt-4o).
-    return f"Model shutdown ahead: {models}. Switch these categories to a successor."
+    return (
+        f"Model shutdown ahead: {models}. Switch these categories to a successor "
+        "(Routing › Model migrations)."
+    )
 
 
 class CommentedForm(forms.ModelForm):
