@@ -25,3 +25,14 @@ def click_and_load(browser, element) -> None:
     wait = WebDriverWait(browser, 15)
     wait.until(expected_conditions.staleness_of(old_page))
     wait.until(lambda driver: driver.execute_script("return document.readyState") == "complete")
+
+
+def element_after_click(browser, by: str, value: str, timeout_s: float = 15):
+    """Return the element once the page a click led to has it: a click returns before the
+    next page has loaded, and a find right after it may still search the old page."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout_s).until(
+        expected_conditions.presence_of_element_located((by, value))
+    )

@@ -13,13 +13,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from huntaze.money import LEDGER_PLACES
 from routing.pricing import batch_prices_per_mtok
+from routing.providers.sandbox_wire import api_error
+from routing.seed_data import DEFAULT_MODELS
 
 # --- what the sandbox answered, served back as the provider's usage and costs exports ------
 
 
 def _seeded_prices() -> dict[str, tuple[Decimal, Decimal, Decimal]]:
-    from routing.seed_data import DEFAULT_MODELS
-
     return {
         m["name"]: (
             m["input_per_mtok_usd"],
@@ -176,8 +176,6 @@ def handle_usage_export(method: str, target: str) -> tuple[int, dict, bytes] | N
     kind = EXPORT_PATHS.get(url.path.rstrip("/"))
     if kind is None or method != "GET":
         return None
-    from routing.providers.sandbox_chat import api_error  # sandbox_chat records into this
-
     query = parse_qs(url.query)
     try:
         start = datetime.fromtimestamp(int(query["start_time"][0]), UTC)
