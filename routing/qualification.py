@@ -11,8 +11,10 @@ never sampled, like in shadow evaluation.
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
+from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -26,9 +28,11 @@ from routing.shadow import (
     closing_clients,
     judgement_record,
     replay_and_judge,
+    shadow_decrypt,
     shadow_dispatch,
     shadow_encrypt,
     shadow_job,
+    shadow_offer_after,
 )
 from usage.models import Status
 
@@ -70,7 +74,31 @@ def qualification_offer(*, call, outcome) -> None:
         qualifying=qualification.migration_id,
         successor_model=qualification.successor,
     )
-    shadow_dispatch(shadow_encrypt(job))
+    shadow_dispatch(shadow_encrypt(job), task=successor_qualify)
+
+
+def qa_offer_after(call, outcome) -> Callable[[object], Awaitable[None]]:
+    """Return the step that offers an answer, once its ledger row is written, to shadow
+    evaluation and to a successor's qualification (each decides with pure checks)."""
+    shadow_offer_step = shadow_offer_after(call, outcome)
+
+    async def offer(row: object) -> None:
+        await shadow_offer_step(row)
+        qualification_offer(call=call, outcome=outcome)  # a successor is tried off-path
+
+    return offer
+
+
+# Beside the service that queues it; routing.tasks lists it with the rest.
+@shared_task(name="routing.tasks.successor_qualify")
+def successor_qualify(token: str) -> int | None:
+    """Replay one sampled answer on the successor and judge it (the job is encrypted)."""
+    job = shadow_decrypt(token)
+    if job is None or not job.qualifying:
+        logger.warning("qualification job expired, unreadable or not one: dropped")
+        return None
+    verdict = qualification_evaluate(job=job)
+    return verdict.pk if verdict else None
 
 
 def qualification_evaluate(*, job: ShadowJob) -> SuccessorVerdict | None:

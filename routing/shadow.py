@@ -31,7 +31,6 @@ from django.utils import timezone
 
 from routing.engine import Arm, ModelSpec, Tier
 from routing.gateway.outcome import LedgerRow
-from routing.model_migration_models import SuccessorVerdict
 from routing.pricing import NOT_BILLED, ledger_costs
 from routing.providers.chat import ProviderError, ProviderResult, achat_complete, clients_close
 from routing.quality import (
@@ -132,10 +131,7 @@ def shadow_offer_after(call, outcome) -> Callable[[object], Awaitable[None]]:
     """Return the step that offers the answer once its ledger row is written."""
 
     async def offer(row: object) -> None:
-        from routing.qualification import qualification_offer
-
         shadow_offer(call=call, outcome=outcome)  # a sampled cheap answer is judged off-path
-        qualification_offer(call=call, outcome=outcome)  # and a successor is tried off-path
 
     return offer
 
@@ -147,9 +143,14 @@ _pending: set[Future] = set()
 _pending_lock = threading.Lock()
 
 
-def shadow_dispatch(token: str) -> Future:
-    """Enqueue the evaluation of one encrypted job off the request path."""
-    future = _executor.submit(_dispatch_run, token)
+def shadow_dispatch(token: str, *, task=None) -> Future:
+    """Enqueue the evaluation of one encrypted job off the request path (by `task`: shadow
+    evaluation's unless another is given, e.g. a successor's qualification)."""
+    future = (
+        _executor.submit(_dispatch_run, token)
+        if task is None
+        else _executor.submit(_dispatch_run, token, task)
+    )
     with _pending_lock:
         _pending.add(future)
     future.add_done_callback(_forget)
@@ -161,10 +162,10 @@ def _forget(future: Future) -> None:
         _pending.discard(future)
 
 
-def _dispatch_run(token: str) -> None:
+def _dispatch_run(token: str, task=None) -> None:
     try:
         # A broker publish; with eager Celery the evaluation itself, in this thread.
-        quality_shadow_evaluate.delay(token)
+        (task or quality_shadow_evaluate).delay(token)
     except Exception:
         logger.exception("shadow evaluation could not be enqueued or failed")
     finally:
@@ -283,9 +284,8 @@ async def judge_call(judge: ModelSpec, messages: list[dict], order: str) -> _QaC
     return replace(call, order=order)
 
 
-def shadow_evaluate(*, token: str) -> QualityEvaluation | SuccessorVerdict | None:
-    """Replay one sampled request on the premium model, judge both orders, record it all
-    (a successor's qualification job goes to routing.qualification instead).
+def shadow_evaluate(*, token: str) -> QualityEvaluation | None:
+    """Replay one sampled request on the premium model, judge both orders, record it all.
 
     Every shadow and judge call is a ledger row flagged qa (failures included). No verdict
     is invented: a failed or unreadable call leaves the request without an evaluation."""
@@ -294,9 +294,8 @@ def shadow_evaluate(*, token: str) -> QualityEvaluation | SuccessorVerdict | Non
         logger.warning("shadow job expired or unreadable: dropped")
         return None
     if job.qualifying:
-        from routing.qualification import qualification_evaluate
-
-        return qualification_evaluate(job=job)
+        logger.error("a qualification job reached shadow evaluation: dropped")
+        return None
     existing = QualityEvaluation.objects.filter(request_id=job.request_id).first()
     if existing is not None:
         return existing  # a redelivered task: evaluated already

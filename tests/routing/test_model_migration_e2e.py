@@ -21,7 +21,7 @@ from routing.model_migration_selectors import (
 )
 from routing.models import ModelProfile, PolicyVersion
 from routing.providers.sandbox_chat import state
-from routing.tasks import quality_shadow_evaluate
+from routing.tasks import successor_qualify
 from usage.models import UsageRecord
 from usage.selectors import usage_summary
 
@@ -81,8 +81,9 @@ def _ledger_is_exact() -> int:
 def test_the_seeded_pair_moves_to_successors_end_to_end(policy, api_client, monkeypatch):
     # given the seeded pair serving traffic, and a strict premium successor
     jobs: list[str] = []
-    monkeypatch.setattr(shadow, "shadow_dispatch", jobs.append)
-    monkeypatch.setattr(qualification, "shadow_dispatch", jobs.append)
+    shadow_jobs: list[str] = []
+    monkeypatch.setattr(shadow, "shadow_dispatch", shadow_jobs.append)
+    monkeypatch.setattr(qualification, "shadow_dispatch", lambda token, task: jobs.append(token))
     ModelProfile.objects.create(
         name="gpt-5.4",
         tier="full",
@@ -126,8 +127,9 @@ def test_the_seeded_pair_moves_to_successors_end_to_end(policy, api_client, monk
     migration_qualify_start(migration=full, sample_percent=Decimal("100"), actor="ops")
     _send(api_client, 1)
     for token in jobs:
-        quality_shadow_evaluate.delay(token).get()
+        successor_qualify.delay(token).get()
     # then every answer was replayed on its successor and judged, QA spend apart
+    assert shadow_jobs == []  # quality_sampling is off: shadow evaluation sent nothing
     mini_results = qualification_results(migration=mini)
     full_results = qualification_results(migration=full)
     assert mini_results.overall.n == 3  # chatbot, marketing, moderation on gpt-4o-mini

@@ -14,7 +14,7 @@ from routing.models import ModelProfile, TaskCategory
 from routing.pricing import call_cost_usd
 from routing.qualification import qualification_sampled
 from routing.shadow import shadow_decrypt
-from routing.tasks import quality_shadow_evaluate
+from routing.tasks import quality_shadow_evaluate, successor_qualify
 from usage.models import QualityEvaluation, UsageRecord
 from usage.selectors import usage_summary
 
@@ -28,7 +28,7 @@ def dispatched(monkeypatch, policy):
     """Encrypted jobs handed off by the hot path, collected instead of run."""
     tokens: list[str] = []
     monkeypatch.setattr(shadow, "shadow_dispatch", tokens.append)
-    monkeypatch.setattr(qualification, "shadow_dispatch", tokens.append)
+    monkeypatch.setattr(qualification, "shadow_dispatch", lambda token, task: tokens.append(token))
     return tokens
 
 
@@ -118,7 +118,7 @@ def test_the_successor_answers_in_the_sandbox_and_the_judge_compares(dispatched,
     body = _complete(api_client, category="legal")
     assert body["model"] == "gpt-4o"
     # when the task runs (eager Celery), as the background hand-off would run it
-    verdict_id = quality_shadow_evaluate.delay(dispatched[0]).get()
+    verdict_id = successor_qualify.delay(dispatched[0]).get()
     # then a verdict from the successor's point of view, from the sandbox's judge
     verdict = SuccessorVerdict.objects.get(pk=verdict_id)
     assert verdict.migration == migration and verdict.request_id == body["id"]
@@ -149,11 +149,31 @@ def test_the_successor_answers_in_the_sandbox_and_the_judge_compares(dispatched,
     assert (summary.requests, summary.cost_usd) == (1, product.cost_usd)
 
 
+def test_a_qualification_job_is_never_taken_for_shadow_evaluation(dispatched, api_client):
+    _qualifying(categories=["chatbot"])
+    _complete(api_client, category="chatbot")
+    assert quality_shadow_evaluate.delay(dispatched[0]).get() is None
+    assert not UsageRecord.objects.filter(qa=True).exists()
+
+
+def test_the_hot_path_queues_the_qualification_task(policy, api_client, monkeypatch):
+    # given the real hand-off, with the task's publish recorded instead of run
+    queued = []
+    monkeypatch.setattr(successor_qualify, "delay", queued.append)
+    migration = _qualifying(categories=["chatbot"])
+    # when
+    body = _complete(api_client, category="chatbot")
+    shadow.shadow_drain(timeout_s=30)
+    # then
+    assert [shadow_decrypt(t).request_id for t in queued] == [body["id"]]
+    assert shadow_decrypt(queued[0]).qualifying == migration.pk
+
+
 def test_a_redelivered_qualification_job_is_not_judged_twice(dispatched, api_client):
     migration = _qualifying(categories=["chatbot"])
     _complete(api_client, category="chatbot")
-    first = quality_shadow_evaluate.delay(dispatched[0]).get()
-    second = quality_shadow_evaluate.delay(dispatched[0]).get()
+    first = successor_qualify.delay(dispatched[0]).get()
+    second = successor_qualify.delay(dispatched[0]).get()
     assert first == second
     assert UsageRecord.objects.filter(metadata__qualification=migration.pk).count() == 3
 
@@ -164,7 +184,7 @@ def test_a_failing_successor_is_a_qa_row_and_no_verdict(dispatched, api_client):
     migration = _qualifying(categories=["chatbot"])
     _complete(api_client, category="chatbot")
     state.fail_model("gpt-5.4-mini", "500")
-    assert quality_shadow_evaluate.delay(dispatched[0]).get() is None
+    assert successor_qualify.delay(dispatched[0]).get() is None
     rows = UsageRecord.objects.filter(metadata__qualification=migration.pk)
     assert [(r.reason_code, r.cost_usd) for r in rows] == [("qa:qualify", Decimal("0"))]
     assert rows[0].status != "ok"
