@@ -69,7 +69,10 @@ def _shutdown_warning() -> str | None:
         for model, slugs in sorted(users.items(), key=lambda item: item[0].name)
     )
     # A word first: admin capitalises the first letter of a message (Gpt-4o).
-    return f"Model shutdown ahead: {models}. Switch these categories to a successor."
+    return (
+        f"Model shutdown ahead: {models}. Switch these categories to a successor "
+        "(Routing › Model migrations)."
+    )
 
 
 class CommentedForm(forms.ModelForm):
@@ -572,4 +575,9 @@ class FeatureFlagAdmin(PolicyVersionedAdmin):
 
 
 # The other admin modules register on import: keys, budgets and in-flight requests; batches.
-from routing import batch_admin, experiment_admin, key_admin  # noqa: E402, F401
+from routing import (  # noqa: E402, F401
+    batch_admin,
+    experiment_admin,
+    key_admin,
+    model_migration_admin,
+)

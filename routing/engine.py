@@ -71,6 +71,16 @@ class CategoryRule:
 
 
 @dataclass(frozen=True)
+class Qualification:
+    """A successor answering a sampled share of its predecessor's live traffic, off-path."""
+
+    migration_id: int
+    successor: str
+    sample_percent: Decimal
+    categories: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Policy:
     version: int
     categories: Mapping[str, CategoryRule]
@@ -95,6 +105,9 @@ class Policy:
         if self.experiment is None:
             return self
         return self.experiment.arm_policy(subject)
+
+    # Successors being qualified, by the name of the model they replace (migration assistant).
+    qualifications: Mapping[str, Qualification] = field(default_factory=dict)
 
     def feature_on(self, name: str, *, subject: str, api_key_id: int) -> bool:
         """Return whether a feature flag is on for this subject and key."""
@@ -135,6 +148,7 @@ class Policy:
         router_artifact: str = "",
         trial_router: Router | None = None,
         trial_router_percent: Decimal = Decimal("0"),
+        qualifications: Mapping[str, Qualification] | None = None,
     ) -> "Policy":
         """Return a policy with the classifier's input precomputed from enabled categories."""
         classifier_input = tuple(
@@ -143,18 +157,19 @@ class Policy:
             if rule.enabled and rule.keywords
         )
         return cls(
-            version,
-            categories,
-            default_category,
-            min_confidence,
-            models or {},
-            routed_percent,
-            flags or {},
-            classifier_input,
-            router,
-            router_artifact if router is not None else "",
-            trial_router if router is not None else None,
-            trial_router_percent,
+            version=version,
+            categories=categories,
+            default_category=default_category,
+            min_confidence=min_confidence,
+            models=models or {},
+            routed_percent=routed_percent,
+            flags=flags or {},
+            classifier_input=classifier_input,
+            router=router,
+            router_artifact=router_artifact if router is not None else "",
+            trial_router=trial_router if router is not None else None,
+            trial_router_percent=trial_router_percent,
+            qualifications=qualifications or {},
         )
 
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from routing.learned.runtime import available_artifacts, current_artifact_id, router_status
+from routing.model_migration_models import MigrationState, ModelMigration
 from routing.models import (
     ApiKey,
     Experiment,
@@ -102,6 +103,7 @@ def policy_snapshot_build() -> dict:
             }
             for flag in flags
         },
+        "qualifications": _qualifications_snapshot(),
     }
     running = Experiment.objects.filter(status=ExperimentStatus.RUNNING).first()
     if running is not None:
@@ -114,6 +116,24 @@ def policy_snapshot_build() -> dict:
             "salt": running.salt,
         }
     return snapshot
+
+
+def _qualifications_snapshot() -> dict:
+    """The successors being qualified, by the model they replace: the hot path samples from
+    the policy alone (no database read per request)."""
+    qualifying = ModelMigration.objects.filter(
+        state__in=[MigrationState.QUALIFYING, MigrationState.STAGED]
+    ).select_related("old_model", "successor")
+    return {
+        migration.old_model.name: {
+            "migration": migration.pk,
+            "successor": migration.successor.name,
+            "sample_percent": str(migration.sample_percent),
+            "categories": sorted(migration.categories),
+        }
+        for migration in qualifying
+        if migration.sample_percent > 0
+    }
 
 
 def _experiment_label(section: dict | None) -> str:
@@ -142,8 +162,8 @@ def snapshot_changes(before: dict, after: dict) -> list[str]:
             old = before.get(section, {}).get(key)
             if old != after[section][key]:
                 changes.append(f"{section}.{key}: {old!r} -> {after[section][key]!r}")
-    for section in ("models", "categories", "flags"):
-        old, new = before.get(section, {}), after[section]
+    for section in ("models", "categories", "flags", "qualifications"):
+        old, new = before.get(section, {}), after.get(section, {})
         for name in sorted(old.keys() - new.keys()):
             changes.append(f"{section}.{name}: removed")
         for name in sorted(new.keys() - old.keys()):

@@ -132,6 +132,26 @@ def combine_verdicts(first: Verdict, second: Verdict) -> Verdict:
     return Verdict.TIE
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """Both orders' verdicts, their combination and the judge's reasons."""
+
+    verdict: str
+    verdict_ab: str
+    verdict_ba: str
+    reasoning: str
+
+
+def judgement(replies: dict[str, JudgeReply | None], *, max_chars: int) -> Judgement | None:
+    """Return the verdict of one pair judged in both orders, or None when an order's reply
+    is missing or unreadable (no verdict is invented)."""
+    if set(replies) != set(JUDGE_ORDERS) or any(reply is None for reply in replies.values()):
+        return None
+    ab, ba = (order_verdict(order=order, choice=replies[order].choice) for order in JUDGE_ORDERS)
+    reasoning = " | ".join(f"{order}: {replies[order].reason}" for order in JUDGE_ORDERS)
+    return Judgement(combine_verdicts(ab, ba).value, ab.value, ba.value, reasoning[:max_chars])
+
+
 def at_least_as_good(verdict: str) -> bool:
     return verdict in (Verdict.CHEAP_BETTER, Verdict.TIE)
 

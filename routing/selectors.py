@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import Count, Q, Sum
 
-from routing.engine import CategoryRule, ModelSpec, Policy, RoutingError, Tier
+from routing.engine import CategoryRule, ModelSpec, Policy, Qualification, RoutingError, Tier
 from routing.learned.model import ArtifactError
 from routing.learned.runtime import current_artifact_id, router_get, router_status
 from routing.models import ApiKey, PolicyVersion
@@ -218,6 +218,16 @@ def policy_from_snapshot(*, version: int, snapshot: dict) -> Policy:
                 api_key_ids=frozenset(data["api_key_ids"]),
             )
             for name, data in snapshot.get("flags", {}).items()
+        },
+        qualifications={
+            old: Qualification(
+                migration_id=data["migration"],
+                successor=data["successor"],
+                sample_percent=Decimal(data["sample_percent"]),
+                categories=frozenset(data["categories"]),
+            )
+            for old, data in snapshot.get("qualifications", {}).items()
+            if data["successor"] in models
         },
     )
 

@@ -36,11 +36,11 @@ from routing.providers.chat import ProviderError, ProviderResult, achat_complete
 from routing.quality import (
     JUDGE_MAX_OUTPUT_TOKENS,
     JUDGE_ORDERS,
-    combine_verdicts,
+    Judgement,
     judge_messages,
     judge_pair,
     judge_parse,
-    order_verdict,
+    judgement,
     shadow_sampled,
 )
 from routing.selectors import policy_get
@@ -76,6 +76,8 @@ class ShadowJob:
     cheap_answer: str
     max_tokens: int
     temperature: float | None
+    qualifying: int = 0  # a migration's id: replay on successor_model (routing.qualification)
+    successor_model: str = ""
 
 
 # --- hot path ---------------------------------------------------------------------------
@@ -100,7 +102,14 @@ def shadow_offer(*, call, outcome) -> None:
         return
     if not shadow_sampled(request_id=call.request_id, percent=rule.shadow_sample_percent):
         return
-    job = ShadowJob(
+    job = shadow_job(call=call, outcome=outcome, premium_model=rule.full.name)
+    shadow_dispatch(shadow_encrypt(job))
+
+
+def shadow_job(*, call, outcome, premium_model: str, **qualification) -> ShadowJob:
+    """Return the job of one answered request: what its evaluation needs, nothing more."""
+    decision = call.decision
+    return ShadowJob(
         request_id=call.request_id,
         api_key_id=call.api_key.pk,
         policy_version=decision.policy_version,
@@ -108,14 +117,14 @@ def shadow_offer(*, call, outcome) -> None:
         complexity=decision.complexity,
         complexity_source=decision.complexity_source,
         cheap_model=decision.model.name,
-        premium_model=rule.full.name,
+        premium_model=premium_model,
         messages=call.plan.messages,
         request_text=call.plan.text,
         cheap_answer=outcome.content,
         max_tokens=decision.max_output_tokens,
         temperature=call.request.temperature,
+        **qualification,
     )
-    shadow_dispatch(shadow_encrypt(job))
 
 
 def shadow_offer_after(call, outcome) -> Callable[[object], Awaitable[None]]:
@@ -134,9 +143,14 @@ _pending: set[Future] = set()
 _pending_lock = threading.Lock()
 
 
-def shadow_dispatch(token: str) -> Future:
-    """Enqueue the evaluation of one encrypted job off the request path."""
-    future = _executor.submit(_dispatch_run, token)
+def shadow_dispatch(token: str, *, task=None) -> Future:
+    """Enqueue the evaluation of one encrypted job off the request path (by `task`: shadow
+    evaluation's unless another is given, e.g. a successor's qualification)."""
+    future = (
+        _executor.submit(_dispatch_run, token)
+        if task is None
+        else _executor.submit(_dispatch_run, token, task)
+    )
     with _pending_lock:
         _pending.add(future)
     future.add_done_callback(_forget)
@@ -148,10 +162,10 @@ def _forget(future: Future) -> None:
         _pending.discard(future)
 
 
-def _dispatch_run(token: str) -> None:
+def _dispatch_run(token: str, task=None) -> None:
     try:
         # A broker publish; with eager Celery the evaluation itself, in this thread.
-        quality_shadow_evaluate.delay(token)
+        (task or quality_shadow_evaluate).delay(token)
     except Exception:
         logger.exception("shadow evaluation could not be enqueued or failed")
     finally:
@@ -212,7 +226,7 @@ class _QaCall:
     order: str = ""
 
 
-async def _qa_call(
+async def qa_call(
     kind: str, model: ModelSpec, messages: list[dict], max_tokens: int, **options
 ) -> _QaCall:
     started = time.perf_counter()
@@ -231,28 +245,33 @@ async def _qa_call(
     return _QaCall(kind, model, messages, latency_ms, result, error)
 
 
-async def _replay_and_judge(
-    job: ShadowJob, premium: ModelSpec, judge: ModelSpec
+async def replay_and_judge(
+    job: ShadowJob, target: ModelSpec, judge: ModelSpec
 ) -> tuple[_QaCall, list[_QaCall]]:
-    shadow = await _qa_call(
-        "shadow", premium, job.messages, job.max_tokens, temperature=job.temperature
-    )
-    if shadow.result is None:
-        return shadow, []
+    """Replay the job on `target`, then ask the judge in both orders.
+
+    Shadow evaluation measures the cheap answer against the premium replay; a successor's
+    qualification (job.qualifying) measures the successor's replay against today's answer,
+    so its verdicts read from the successor's point of view."""
+    kind = "qualify" if job.qualifying else "shadow"
+    replay = await qa_call(kind, target, job.messages, job.max_tokens, temperature=job.temperature)
+    if replay.result is None:
+        return replay, []
+    measured, reference = job.cheap_answer, replay.result.content
+    if job.qualifying:
+        measured, reference = reference, measured
     request_text = job.request_text[:JUDGE_REQUEST_MAX_CHARS]
     calls = []
     for order in JUDGE_ORDERS:
-        answer_a, answer_b = judge_pair(
-            order=order, cheap=job.cheap_answer, premium=shadow.result.content
-        )
+        answer_a, answer_b = judge_pair(order=order, cheap=measured, premium=reference)
         messages = judge_messages(
             request_text=request_text, answer_a=answer_a, answer_b=answer_b, category=job.category
         )
-        calls.append(_judge_call(judge, messages, order))
-    return shadow, list(await asyncio.gather(*calls))
+        calls.append(judge_call(judge, messages, order))
+    return replay, list(await asyncio.gather(*calls))
 
 
-async def _closing_clients(coroutine):
+async def closing_clients(coroutine):
     # The loop ends with the task: its HTTP clients must be closed before it does.
     try:
         return await coroutine
@@ -260,8 +279,8 @@ async def _closing_clients(coroutine):
         await clients_close()
 
 
-async def _judge_call(judge: ModelSpec, messages: list[dict], order: str) -> _QaCall:
-    call = await _qa_call("judge", judge, messages, JUDGE_MAX_OUTPUT_TOKENS, temperature=0)
+async def judge_call(judge: ModelSpec, messages: list[dict], order: str) -> _QaCall:
+    call = await qa_call("judge", judge, messages, JUDGE_MAX_OUTPUT_TOKENS, temperature=0)
     return replace(call, order=order)
 
 
@@ -274,6 +293,9 @@ def shadow_evaluate(*, token: str) -> QualityEvaluation | None:
     if job is None:
         logger.warning("shadow job expired or unreadable: dropped")
         return None
+    if job.qualifying:
+        logger.error("a qualification job reached shadow evaluation: dropped")
+        return None
     existing = QualityEvaluation.objects.filter(request_id=job.request_id).first()
     if existing is not None:
         return existing  # a redelivered task: evaluated already
@@ -283,23 +305,11 @@ def shadow_evaluate(*, token: str) -> QualityEvaluation | None:
     if premium is None or judge is None:
         logger.error("shadow evaluation of %s: premium or judge model unknown", job.request_id)
         return None
-    shadow, judges = asyncio.run(_closing_clients(_replay_and_judge(job, premium, judge)))
-    replies = {
-        call.order: judge_parse(call.result.content) if call.result else None for call in judges
-    }
+    shadow, judges = asyncio.run(closing_clients(replay_and_judge(job, premium, judge)))
     with transaction.atomic():
-        rows = [_qa_record(job, shadow, premium=premium)]
-        rows += [
-            _qa_record(job, call, premium=premium, unreadable=replies[call.order] is None)
-            for call in judges
-        ]
-        if len(judges) != len(JUDGE_ORDERS) or any(r is None for r in replies.values()):
+        verdict, qa_cost_usd = judgement_record(job, shadow, judges, premium=premium)
+        if verdict is None:
             return None
-        verdicts = {
-            order: order_verdict(order=order, choice=reply.choice)
-            for order, reply in replies.items()
-        }
-        reasoning = " | ".join(f"{order}: {replies[order].reason}" for order in JUDGE_ORDERS)
         return quality_evaluation_record(
             request_id=job.request_id,
             created_at=timezone.now(),
@@ -309,17 +319,35 @@ def shadow_evaluate(*, token: str) -> QualityEvaluation | None:
             cheap_model=job.cheap_model,
             premium_model=premium.name,
             judge_model=judge.name,
-            verdict=combine_verdicts(verdicts["ab"], verdicts["ba"]).value,
-            verdict_ab=verdicts["ab"].value,
-            verdict_ba=verdicts["ba"].value,
-            reasoning=reasoning[:REASONING_MAX_CHARS],
-            extra_cost_usd=sum((row.cost_usd for row in rows), Decimal("0")),
+            verdict=verdict.verdict,
+            verdict_ab=verdict.verdict_ab,
+            verdict_ba=verdict.verdict_ba,
+            reasoning=verdict.reasoning,
+            extra_cost_usd=qa_cost_usd,
             sandbox=shadow.result.sandbox,
             features=policy.router.hashed_features(job.request_text) if policy.router else {},
         )
 
 
-def _qa_record(job: ShadowJob, call: _QaCall, *, premium: ModelSpec, unreadable: bool = False):
+def judgement_record(
+    job: ShadowJob, replay: _QaCall, judges: list[_QaCall], *, premium: ModelSpec
+) -> tuple[Judgement | None, Decimal]:
+    """Write the QA ledger rows of a replay and its judge calls (inside the caller's
+    transaction); return the verdict (None: a call failed or a reply is unreadable) and
+    what the calls cost."""
+    replies = {
+        call.order: judge_parse(call.result.content) if call.result else None for call in judges
+    }
+    rows = [qa_record(job, replay, premium=premium)]
+    rows += [
+        qa_record(job, call, premium=premium, unreadable=replies[call.order] is None)
+        for call in judges
+    ]
+    cost_usd = sum((row.cost_usd for row in rows), Decimal("0"))
+    return judgement(replies, max_chars=REASONING_MAX_CHARS), cost_usd
+
+
+def qa_record(job: ShadowJob, call: _QaCall, *, premium: ModelSpec, unreadable: bool = False):
     """Write the ledger row of one shadow or judge call, flagged qa, billed at its prices."""
     model = call.model
     if call.result is not None:
@@ -349,6 +377,8 @@ def _qa_record(job: ShadowJob, call: _QaCall, *, premium: ModelSpec, unreadable:
     metadata = {"qa": call.kind, "qa_of": job.request_id}
     if call.order:
         metadata["judge_order"] = call.order
+    if job.qualifying:
+        metadata["qualification"] = job.qualifying
     row = LedgerRow(
         request_id=f"qa{call.kind[0]}_{uuid.uuid4().hex}",
         created_at=timezone.now(),

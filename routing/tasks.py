@@ -6,7 +6,8 @@ from routing.batches import provider_batch_submit_run, provider_batches_due
 from routing.gateway.admission import inflight_sweep
 from routing.gateway.idempotency import idempotency_purge
 
-# The two tasks a service queues itself are defined beside it; listed here with the rest.
+# The tasks a service queues itself are defined beside it; listed here with the rest.
+from routing.qualification import successor_qualify  # noqa: F401
 from routing.shadow import quality_shadow_evaluate  # noqa: F401
 
 

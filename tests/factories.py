@@ -3,7 +3,7 @@ from decimal import Decimal
 import factory
 from django.utils import timezone
 
-from routing.models import ApiKey, PolicyVersion
+from routing.models import ApiKey, PolicyVersion, SuccessorVerdict
 from usage.models import UsageRecord
 
 
@@ -59,3 +59,20 @@ class UsageRecordFactory(factory.django.DjangoModelFactory):
     price_cached_input_per_mtok_usd = Decimal("0.075")
     price_output_per_mtok_usd = Decimal("0.60")
     status = "ok"
+
+
+class SuccessorVerdictFactory(factory.django.DjangoModelFactory):
+    """A qualification verdict on a chatbot request: a tie in both orders."""
+
+    class Meta:
+        model = SuccessorVerdict
+
+    request_id = factory.Sequence(lambda n: f"req_q{n:031x}")
+    created_at = factory.LazyFunction(timezone.now)
+    category = "chatbot"
+    complexity = 1.0
+    judge_model = "gpt-4o"
+    verdict = "tie"
+    verdict_ab = factory.SelfAttribute("verdict")
+    verdict_ba = factory.SelfAttribute("verdict")
+    qa_cost_usd = Decimal("0")

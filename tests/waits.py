@@ -14,6 +14,19 @@ def after_response_settled(timeout_s: float = 10) -> None:
     assert not after_response.pending(), "deferred ledger writes did not finish"
 
 
+def click_and_load(browser, element) -> None:
+    """Click something that loads another page (a submit, a link) and return once that page
+    has loaded: a click does not wait for it, and the old page may hold what a test looks for."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old_page = browser.find_element("tag name", "html")
+    element.click()
+    wait = WebDriverWait(browser, 15)
+    wait.until(expected_conditions.staleness_of(old_page))
+    wait.until(lambda driver: driver.execute_script("return document.readyState") == "complete")
+
+
 def element_after_click(browser, by: str, value: str, timeout_s: float = 15):
     """Return the element once the page a click led to has it: a click returns before the
     next page has loaded, and a find right after it may still search the old page."""

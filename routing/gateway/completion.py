@@ -36,7 +36,7 @@ from routing.gateway.streaming import stream_finish, stream_outcome, stream_rela
 from routing.gateway.upstream import UpstreamFailed, upstream_attempt
 from routing.models import ApiKey
 from routing.providers.chat import ProviderResult, achat_complete, achat_stream_open
-from routing.shadow import shadow_offer_after
+from routing.qualification import qa_offer_after
 from usage.models import Status
 
 
@@ -95,7 +95,7 @@ async def _completion_run(
     outcome = outcome_from_result(result, model=model, attempts=attempts)
     if client_gone.is_set():  # answered and billed, but no one took the answer
         outcome = replace(outcome, status=Status.CLIENT_CANCELLED)
-    row = await ledger_record(call, outcome, then=shadow_offer_after(call, outcome))
+    row = await ledger_record(call, outcome, then=qa_offer_after(call, outcome))
     if call.cache_key and model == call.decision.model:
         await response_cache_keep(call, outcome, row)  # before the answer: a repeat hits
     return completion_result(call, outcome, row)

@@ -13,7 +13,7 @@ from routing.gateway.ledger import ledger_record
 from routing.gateway.outcome import LedgerRow, Outcome
 from routing.gateway.response_cache import response_cache_keep
 from routing.providers.chat import ProviderError
-from routing.shadow import shadow_offer_after
+from routing.qualification import qa_offer_after
 from routing.tokens import count_text_tokens
 from usage.models import Status, TokenSource
 
@@ -82,7 +82,7 @@ async def stream_relay(
 
 async def stream_finish(call: Call, outcome: Outcome, upstream) -> None:
     """Record the stream's row; close the upstream if it ended early, else cache the answer."""
-    row = await ledger_record(call, outcome, then=shadow_offer_after(call, outcome))
+    row = await ledger_record(call, outcome, then=qa_offer_after(call, outcome))
     if outcome.status != Status.OK:
         await upstream.close()
     elif call.cache_key and outcome.model in (None, call.decision.model):

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('routing', '0015_experiments'),
+        ('routing', '0016_experiments'),
         ('usage', '0009_provider_reconciliation'),
     ]
 

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('routing', '0014_model_param_compat'),
+        ('routing', '0015_model_migrations'),
     ]
 
     operations = [
