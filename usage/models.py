@@ -1,7 +1,8 @@
 from django.db import models
 
 from huntaze.money import PRICE_FIELD, USD_FIELD
-from routing.models import ApiKey, PolicyVersion, Tier
+from routing.models import ApiKey, ModelPrice, PolicyVersion, Tier
+from routing.pricing import LINE_ITEMS, ServiceTier
 
 
 class Status(models.TextChoices):
@@ -26,6 +27,11 @@ class TokenSource(models.TextChoices):
     ESTIMATE = "estimate", "estimate (no tokenizer)"
 
 
+SERVICE_TIERS = [(t.value, t.value) for t in ServiceTier]
+# The ledger's and the rollups' line-item columns, in pricing.LINE_ITEMS order.
+LINE_ITEM_COLUMNS = tuple(f"cost_{item}_usd" for item in LINE_ITEMS)
+
+
 class UsageRecord(models.Model):
     """One row per request that reached routing, success or failure. Append-only."""
 
@@ -46,6 +52,14 @@ class UsageRecord(models.Model):
     input_tokens = models.PositiveIntegerField()
     cached_tokens = models.PositiveIntegerField()
     output_tokens = models.PositiveIntegerField()
+    # Parts of input_tokens written to the prompt cache, per cache lifetime, and the part of
+    # output_tokens the model spent reasoning: each has its own price in the price book.
+    cache_write_5m_tokens = models.PositiveIntegerField(default=0)
+    cache_write_1h_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    service_tier = models.CharField(
+        max_length=10, choices=SERVICE_TIERS, default=ServiceTier.DEFAULT.value
+    )
     token_source = models.CharField(max_length=12, choices=TokenSource.choices)
     latency_ms = models.PositiveIntegerField()
     cost_usd = models.DecimalField(**USD_FIELD)
@@ -64,6 +78,22 @@ class UsageRecord(models.Model):
     price_input_per_mtok_usd = models.DecimalField(**PRICE_FIELD)
     price_cached_input_per_mtok_usd = models.DecimalField(**PRICE_FIELD)
     price_output_per_mtok_usd = models.DecimalField(**PRICE_FIELD)
+    price = models.ForeignKey(
+        ModelPrice,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="usage_records",
+        help_text="The price book row that billed this row.",
+    )
+    # cost_usd line by line (they sum to it exactly); rows from before the price book: all 0.
+    cost_input_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_cached_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_cache_write_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_output_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_reasoning_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_long_context_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_tier_usd = models.DecimalField(**USD_FIELD, default=0)
     status = models.CharField(max_length=24, choices=Status.choices)
     error_code = models.CharField(max_length=40, blank=True)
     sandbox = models.BooleanField(default=False)
@@ -145,6 +175,8 @@ class UsageRollup(models.Model):
     input_tokens = models.BigIntegerField()
     cached_tokens = models.BigIntegerField()
     output_tokens = models.BigIntegerField()
+    cache_write_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
     latency_ms_sum = models.BigIntegerField()
     latency_cumulative = models.JSONField(
         default=list, help_text="Calls with latency <= each of LATENCY_BOUNDS_MS."
@@ -155,6 +187,13 @@ class UsageRollup(models.Model):
     baseline_cost_usd = models.DecimalField(**USD_FIELD)
     prompt_cache_savings_usd = models.DecimalField(**USD_FIELD)
     batch_savings_usd = models.DecimalField(**USD_FIELD)
+    cost_input_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_cached_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_cache_write_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_output_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_reasoning_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_long_context_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_tier_usd = models.DecimalField(**USD_FIELD, default=0)
 
     class Meta:
         ordering = ["granularity", "bucket_start"]
@@ -333,9 +372,7 @@ class Reconciliation(models.Model):
     ledger_cached_tokens = models.BigIntegerField()
     provider_cached_tokens = models.BigIntegerField()
     cached_tokens_difference = models.BigIntegerField()
-    ledger_cache_write_tokens = models.BigIntegerField(
-        help_text="Always 0 until the ledger records cache writes."
-    )
+    ledger_cache_write_tokens = models.BigIntegerField()
     provider_cache_write_tokens = models.BigIntegerField()
     cache_write_tokens_difference = models.BigIntegerField()
     ledger_output_tokens = models.BigIntegerField()

@@ -12,9 +12,10 @@ from routing.api_keys import api_key_create
 from routing.batch_results import provider_batch_collect, provider_batch_poll
 from routing.models import BatchItem, BatchJob, FeatureFlag, ProviderBatch
 from routing.policy_versions import policy_version_create
-from routing.pricing import batch_prices_per_mtok, call_cost_usd
+from routing.pricing import ServiceTier, TokenUsage, price_tokens, tier_prices_per_mtok
 from routing.providers import sandbox_batches, sandbox_chat
 from routing.providers.batch import BatchProviderError
+from routing.seed_data import seeded_price_rows
 from routing.tasks import batch_advance_due
 from usage.models import UsageRecord
 from usage.selectors import savings_by_layer
@@ -150,23 +151,18 @@ def test_batch_savings_are_their_own_layer(
     assert layers.total_usd == sum(r.baseline_cost_usd - r.cost_usd for r in rows)
 
 
-def test_batch_prices_come_from_the_discount_percent():
+def test_batch_prices_come_from_the_price_rows_batch_multiplier():
+    # given gpt-4o's row: 2.50 in, 1.25 cached, 10.00 out, batch at 0.5
+    price = seeded_price_rows("gpt-4o")[-1]
     # when
-    prices = batch_prices_per_mtok(
-        input_per_mtok_usd=Decimal("2.50"),
-        output_per_mtok_usd=Decimal("10.00"),
-        discount_percent=Decimal("50"),
-    )
-    # then
-    assert prices == (Decimal("1.2500"), Decimal("5.0000"))
-    assert call_cost_usd(
-        input_per_mtok_usd=prices[0],
-        cached_input_per_mtok_usd=prices[0],
-        output_per_mtok_usd=prices[1],
-        input_tokens=1000,
-        cached_tokens=0,
-        output_tokens=1000,
-    ) == Decimal("0.00625")
+    prices = tier_prices_per_mtok(price, ServiceTier.BATCH)
+    # then: a batch reads the cache at the (halved) input price
+    assert prices == (Decimal("1.2500"), Decimal("1.2500"), Decimal("5.0000"))
+    lines = price_tokens(price, TokenUsage(1000, 1000), tier=ServiceTier.BATCH)
+    # 1000 x 2.50 + 1000 x 10.00 = 0.0125 listed, the tier line takes half of it off
+    assert (lines.input_usd, lines.output_usd) == (Decimal("0.0025"), Decimal("0.01"))
+    assert lines.tier_usd == Decimal("-0.00625")
+    assert lines.total_usd == Decimal("0.00625")
 
 
 # --- failures ---------------------------------------------------------------------------
