@@ -16,6 +16,7 @@ from usage.exports import report_csv, report_xlsx
 from usage.metrics import call_observe
 from usage.models import (
     LATENCY_BOUNDS_MS,
+    LINE_ITEM_COLUMNS,
     Granularity,
     MonthlyReport,
     QualityEvaluation,
@@ -142,6 +143,9 @@ def _rollup_measures() -> dict:
         "baseline_cost_usd": _sum("baseline_cost_usd"),
         "prompt_cache_savings_usd": _sum(remainder, filter=Q(batch=False)),
         "batch_savings_usd": _sum(remainder, filter=Q(batch=True)),
+        "cache_write_tokens": Sum(F("cache_write_5m_tokens") + F("cache_write_1h_tokens")),
+        "reasoning_tokens": Sum("reasoning_tokens"),
+        **{column: _sum(column) for column in LINE_ITEM_COLUMNS},
     }
     for i, bound in enumerate(LATENCY_BOUNDS_MS):
         measures[f"le_{i}"] = Count("id", filter=Q(latency_ms__lte=bound))
