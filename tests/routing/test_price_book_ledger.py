@@ -7,12 +7,16 @@ from decimal import Decimal
 
 import openai
 import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
 from django.utils import timezone
 
 from routing.models import ModelPrice, ModelProfile
 from routing.policy_versions import policy_version_create
+from tests.factories import UsageRecordFactory
 from tests.waits import after_response_settled
 from usage.models import UsageRecord
+from usage.services import usage_rollup_rebuild
 
 D = Decimal
 MTOK = D(1_000_000)
@@ -163,3 +167,37 @@ def test_a_new_price_row_bills_from_its_day(client, rich_model, time_machine):
     assert after.cost_cache_write_usd == (
         after.cache_write_5m_tokens * D("1.00") / MTOK  # no write price: as input
     ).quantize(D("0.0000000001"))
+
+
+def test_report_and_dashboard_show_each_line_item_summing_to_the_cent(client, rich_model):
+    # given billed rows of every kind, and one row from before the price book (no breakdown)
+    _ask(client, "One.")
+    _ask(client, "Two.", service_tier="flex")
+    _ask(client, "Three.", service_tier="priority")
+    rows = _rows()
+    old = UsageRecordFactory(api_key=rows[0].api_key, cost_usd=D("0.0002700000"))
+    now = timezone.now()
+    usage_rollup_rebuild(start=now - timedelta(hours=1), end=now + timedelta(minutes=1))
+    staff = Client()
+    staff.force_login(
+        get_user_model().objects.create_superuser("ops", "ops@example.com", "pw-for-tests")
+    )
+    ledger = {n: sum(getattr(r, f"cost_{n}_usd") for r in rows) for n in _line_items(rows[0])}
+    total = sum(r.cost_usd for r in rows) + old.cost_usd
+    # when the month's report and today's dashboard are read
+    report = staff.get("/admin/usage/usagerecord/cost-report/")
+    data = staff.get("/dashboard/data.json", {"window": "today"}).json()
+    # then both list every line item, equal to the ledger's, adding up to the total
+    shown = {i.key: i.cost_usd for i in report.context["report"].line_items}
+    assert shown == {**ledger, "unitemised": old.cost_usd}
+    assert sum(shown.values()) == total == report.context["report"].total.cost_usd
+    assert all(shown[k] for k in ("cache_write", "reasoning", "long_context", "cached"))
+    assert shown["tier"] != 0  # flex and priority together
+    page = report.content.decode()
+    assert 'data-item="cache_write"' in page and "long-context surcharge" in page
+    dashboard = {i["key"]: D(i["cost_usd"]) for i in data["cost_by_line_item"]}
+    assert dashboard == shown
+    assert D(data["cost_usd"]) == total
+    csv = staff.get(f"/admin/usage/usagerecord/cost-report/{now:%Y-%m}.csv").content.decode()
+    items = [line.split(",") for line in csv.splitlines() if line.startswith("line_item,")]
+    assert {cells[1]: D(cells[6]) for cells in items} == shown
