@@ -19,7 +19,7 @@ from routing.price_book_io import (
     price_book_import,
 )
 from routing.price_models import ModelPrice
-from routing.pricing import price_on
+from routing.pricing import PRICE_COLUMNS, price_on
 
 
 def current_prices_text(profile: ModelProfile) -> str:
@@ -59,21 +59,7 @@ class PriceBookImportForm(forms.Form):
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
     change_list_template = "admin/routing/modelprice/change_list.html"
-    list_display = [
-        "model",
-        "effective_from",
-        "input_per_mtok_usd",
-        "cached_input_per_mtok_usd",
-        "output_per_mtok_usd",
-        "cache_write_5m_per_mtok_usd",
-        "cache_write_1h_per_mtok_usd",
-        "reasoning_per_mtok_usd",
-        "long_context_threshold_tokens",
-        "batch_multiplier",
-        "flex_multiplier",
-        "priority_multiplier",
-        "billed",
-    ]
+    list_display = ["model", "effective_from", *PRICE_COLUMNS, "billed"]
     list_filter = ["model"]
     search_fields = ["model__name", "note"]
     date_hierarchy = "effective_from"

@@ -32,7 +32,23 @@ SERVICE_TIERS = [(t.value, t.value) for t in ServiceTier]
 LINE_ITEM_COLUMNS = tuple(f"cost_{item}_usd" for item in LINE_ITEMS)
 
 
-class UsageRecord(models.Model):
+class CostLineItems(models.Model):
+    """cost_usd line by line (pricing.LINE_ITEMS; they sum to it exactly): on each ledger row,
+    and summed in the rollups. Rows from before the price book have them all 0."""
+
+    cost_input_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_cached_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_cache_write_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_output_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_reasoning_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_long_context_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_tier_usd = models.DecimalField(**USD_FIELD, default=0)
+
+    class Meta:
+        abstract = True
+
+
+class UsageRecord(CostLineItems):
     """One row per request that reached routing, success or failure. Append-only."""
 
     request_id = models.CharField(max_length=40, unique=True)
@@ -86,14 +102,6 @@ class UsageRecord(models.Model):
         related_name="usage_records",
         help_text="The price book row that billed this row.",
     )
-    # cost_usd line by line (they sum to it exactly); rows from before the price book: all 0.
-    cost_input_usd = models.DecimalField(**USD_FIELD, default=0)
-    cost_cached_usd = models.DecimalField(**USD_FIELD, default=0)
-    cost_cache_write_usd = models.DecimalField(**USD_FIELD, default=0)
-    cost_output_usd = models.DecimalField(**USD_FIELD, default=0)
-    cost_reasoning_usd = models.DecimalField(**USD_FIELD, default=0)
-    cost_long_context_usd = models.DecimalField(**USD_FIELD, default=0)
-    cost_tier_usd = models.DecimalField(**USD_FIELD, default=0)
     status = models.CharField(max_length=24, choices=Status.choices)
     error_code = models.CharField(max_length=40, blank=True)
     sandbox = models.BooleanField(default=False)
@@ -154,7 +162,7 @@ LATENCY_BOUNDS_MS = (
 ROLLUP_DIMENSIONS = ["granularity", "bucket_start", "api_key", "category", "tier", "model", "qa"]
 
 
-class UsageRollup(models.Model):
+class UsageRollup(CostLineItems):
     """Ledger totals per minute or per day and per key, category, tier, model and QA flag.
 
     Derived data, rebuilt from the ledger for any window by usage_rollup_rebuild(); the
@@ -187,13 +195,6 @@ class UsageRollup(models.Model):
     baseline_cost_usd = models.DecimalField(**USD_FIELD)
     prompt_cache_savings_usd = models.DecimalField(**USD_FIELD)
     batch_savings_usd = models.DecimalField(**USD_FIELD)
-    cost_input_usd = models.DecimalField(**USD_FIELD, default=0)
-    cost_cached_usd = models.DecimalField(**USD_FIELD, default=0)
-    cost_cache_write_usd = models.DecimalField(**USD_FIELD, default=0)
-    cost_output_usd = models.DecimalField(**USD_FIELD, default=0)
-    cost_reasoning_usd = models.DecimalField(**USD_FIELD, default=0)
-    cost_long_context_usd = models.DecimalField(**USD_FIELD, default=0)
-    cost_tier_usd = models.DecimalField(**USD_FIELD, default=0)
 
     class Meta:
         ordering = ["granularity", "bucket_start"]

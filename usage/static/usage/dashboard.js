@@ -114,6 +114,9 @@
         });
       return row;
     }));
+    var total = document.getElementById("line-items-total");
+    total.textContent = show("usd4", data.cost_usd);
+    total.dataset.value = String(data.cost_usd);
     document.getElementById("updated-at").textContent = String(data.now).slice(11, 19);
     document.body.dataset.refreshes = String(parseInt(document.body.dataset.refreshes || "0", 10) + 1);
     document.body.dataset.chartsReady = "true";
