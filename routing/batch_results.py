@@ -24,7 +24,14 @@ from routing.models import (
     ProviderBatch,
     ProviderBatchState,
 )
-from routing.pricing import NOT_BILLED, ServiceTier, TokenUsage, ledger_costs, price_row_from_json
+from routing.pricing import (
+    NOT_BILLED,
+    PriceRow,
+    ServiceTier,
+    TokenUsage,
+    ledger_costs,
+    price_row_from_json,
+)
 from routing.providers.batch import (
     BatchInfo,
     BatchProviderError,
@@ -233,11 +240,14 @@ def _ledger_row(
     row = dict(item.ledger_fields["row"])
     prices = item.ledger_fields["prices"]
     row["estimated_cost_usd"] = Decimal(row["estimated_cost_usd"])
-    price = price_row_from_json(prices["price"])
+    # Items stored before the price book kept their batch prices in the row.
+    legacy = {k: row.pop(f"price_{k}_per_mtok_usd", None) for k in ("input", "cached_input")}
+    row.pop("price_output_per_mtok_usd", None)
+    price, baseline = _item_prices(prices, legacy_batch_input=legacy["input"])
     if billed:
         costs = ledger_costs(
             price=price,
-            baseline=price_row_from_json(prices["baseline"]),
+            baseline=baseline,
             usage=tokens,
             tier=ServiceTier.BATCH,
             free=avoided is not None,
@@ -266,6 +276,20 @@ def _ledger_row(
         sandbox=settings.UPSTREAM_MODE == "sandbox",
         batch=True,
         response_text=item.content[: settings.USAGE_STORE_TEXT_MAX_CHARS] if store_text else "",
+    )
+
+
+def _item_prices(prices: dict, *, legacy_batch_input: str | None) -> tuple[PriceRow, PriceRow]:
+    """The item's price rows; an item stored before the price book has the list and batch
+    prices instead (the batch multiplier is their ratio)."""
+    if "price" in prices:
+        return price_row_from_json(prices["price"]), price_row_from_json(prices["baseline"])
+    listed = [Decimal(prices[k]) for k in ("list_input", "list_output")]
+    batch_input = Decimal(legacy_batch_input or listed[0])
+    batch = batch_input / listed[0] if listed[0] else Decimal(1)
+    return (
+        PriceRow(listed[0], listed[0], listed[1], batch_multiplier=batch),
+        PriceRow(Decimal(prices["baseline_input"]), Decimal(0), Decimal(prices["baseline_output"])),
     )
 
 

@@ -18,7 +18,7 @@ from routing.models import (
     TaskCategory,
 )
 from routing.price_book import price_row
-from routing.pricing import price_row_json
+from routing.pricing import PRICE_COLUMNS, price_row_json
 from routing.selectors import POLICY_VERSION_CACHE_KEY, policy_cache_expire
 from routing.shared_cache import shared_cache
 
@@ -104,6 +104,23 @@ def policy_snapshot_build() -> dict:
     }
 
 
+def _price_changes(prefix: str, before: dict, after: dict) -> list[str]:
+    """A model's price book rows added, corrected or removed, named by their dates."""
+    old = {row["effective_from"]: row for row in before.get("prices", [])}
+    new = {row["effective_from"]: row for row in after["prices"]}
+    changes = []
+    for day in sorted(old.keys() | new.keys()):
+        if day not in old:
+            row = new[day]
+            prices = "/".join(row[c] for c in PRICE_COLUMNS[:3])
+            changes.append(f"{prefix}.prices: row from {day} added (in/cached/out {prices})")
+        elif day not in new:
+            changes.append(f"{prefix}.prices: row from {day} removed")
+        elif old[day] != new[day]:
+            changes.append(f"{prefix}.prices: row from {day} corrected")
+    return changes
+
+
 def _snapshot_changes(before: dict, after: dict) -> list[str]:
     changes = []
     if before.get("default_category") != after["default_category"]:
@@ -123,7 +140,9 @@ def _snapshot_changes(before: dict, after: dict) -> list[str]:
             changes.append(f"{section}.{name}: added")
         for name in sorted(old.keys() & new.keys()):
             for key in sorted(new[name]):
-                if old[name].get(key) != new[name][key]:
+                if key == "prices":
+                    changes += _price_changes(f"{section}.{name}", old[name], new[name])
+                elif old[name].get(key) != new[name][key]:
                     changes.append(
                         f"{section}.{name}.{key}: {old[name].get(key)!r} -> {new[name][key]!r}"
                     )

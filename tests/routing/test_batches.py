@@ -516,3 +516,30 @@ def test_a_cached_answer_serves_a_later_batch_without_the_provider(
     assert (row.cost_usd, row.cache_hit, row.avoided_cost_usd) == (
         Decimal("0"), True, Decimal(live["cost_usd"]),
     )  # fmt: skip
+
+
+def test_an_item_stored_before_the_price_book_bills_at_its_stored_batch_prices():
+    from routing.batch_results import _ledger_row
+
+    # given an item as batch_job_create stored it before the price book (prices in the row)
+    row = {
+        "category": "analytics", "category_source": "caller", "complexity": 2.0,
+        "complexity_source": "caller", "critical": False, "tier": "mini",
+        "model": "gpt-4o-mini", "reason_code": "default:mini", "policy_version_id": 1,
+        "baseline_model": "gpt-4o", "arm": "routed", "prefix_fingerprint": "",
+        "router_artifact": "", "explanation": {}, "api_key_id": 1, "end_user": "",
+        "estimated_cost_usd": "0.0001", "estimate_source": "tiktoken",
+        "price_input_per_mtok_usd": "0.0750", "price_cached_input_per_mtok_usd": "0.0750",
+        "price_output_per_mtok_usd": "0.3000", "metadata": {}, "prompt_text": "",
+    }  # fmt: skip
+    prices = {"list_input": "0.15", "list_output": "0.60", "baseline_input": "2.50",
+              "baseline_output": "10.00", "prompt_tokens": 10,
+              "token_source": "tiktoken"}  # fmt: skip
+    item = BatchItem(request_id="req_old", ledger_fields={"row": row, "prices": prices})
+    # when its result is collected
+    ledger = _ledger_row(item, tokens=TokenUsage(1000, 1000), billed=True, now=timezone.now())
+    # then: 1000 x 0.075 + 1000 x 0.30; list 1000 x 0.15 + 1000 x 0.60; 2.50 + 10.00 baseline
+    assert ledger.cost_usd == Decimal("0.000375")
+    assert ledger.uncached_cost_usd == Decimal("0.00075")
+    assert ledger.baseline_cost_usd == Decimal("0.0125")
+    assert ledger.price_input_per_mtok_usd == Decimal("0.0750") and ledger.price_id is None

@@ -73,6 +73,9 @@ def test_a_new_row_from_admin_is_a_new_policy_version(staff):
     assert PolicyVersion.objects.count() == versions + 1
     prices = latest.snapshot["models"]["gpt-4o-mini"]["prices"]
     assert [p["effective_from"] for p in prices] == ["2024-07-18", "2027-02-01"]
+    assert latest.changes == [
+        "models.gpt-4o-mini.prices: row from 2027-02-01 added (in/cached/out 0.1000/0.0500/0.4000)"
+    ]
     # a cached price above the input price is refused
     bad = staff.post(f"{URL}add/", {**form, "effective_from": "2027-03-01",
                                     "cached_input_per_mtok_usd": "0.50"})  # fmt: skip
