@@ -56,6 +56,8 @@ def usage_record(**fields) -> UsageRecord:
             cost_usd=record.cost_usd,
             baseline_cost_usd=record.baseline_cost_usd,
             cache_hit=record.cache_hit,
+            cache_write_tokens=record.cache_write_5m_tokens + record.cache_write_1h_tokens,
+            reasoning_tokens=record.reasoning_tokens,
         )
     )
     return record
