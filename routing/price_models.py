@@ -17,8 +17,10 @@ class ModelPrice(models.Model):
     new row; a row the ledger has billed can be neither edited nor deleted (the ledger row
     keeps a reference to it). USD per 1M tokens."""
 
+    # A model deleted takes its unbilled rows along; a billed row (the ledger PROTECTs it)
+    # keeps the model from being deleted.
     model = models.ForeignKey(
-        "routing.ModelProfile", on_delete=models.PROTECT, related_name="prices"
+        "routing.ModelProfile", on_delete=models.CASCADE, related_name="prices"
     )
     effective_from = models.DateField(help_text="UTC day from which requests bill at this row.")
     input_per_mtok_usd = models.DecimalField(**PRICE_FIELD, validators=PRICE_VALIDATORS)

@@ -74,7 +74,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='modelprice',
             name='model',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='prices', to='routing.modelprofile'),
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='prices', to='routing.modelprofile'),
         ),
         migrations.AddConstraint(
             model_name='modelprice',

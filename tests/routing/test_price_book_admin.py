@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
+from django.db.models import ProtectedError
 
 from routing.models import ModelPrice, PolicyVersion
 from tests.factories import UsageRecordFactory
@@ -158,3 +159,13 @@ def test_the_command_exports_and_imports(policy, tmp_path):
     bad.write_text('[{"model": "nope"}]')
     with pytest.raises(CommandError, match="row 1: unknown model"):
         call_command("price_book", "import", str(bad))
+
+
+def test_a_model_with_billed_prices_cannot_be_deleted_one_without_takes_its_rows(policy):
+    mini = ModelPrice.objects.get(model__name="gpt-4o-mini")
+    UsageRecordFactory(price=mini)
+    with pytest.raises(ProtectedError):
+        mini.model.delete()
+    nano = ModelPrice.objects.get(model__name="gpt-5.4-nano")
+    nano.model.delete()
+    assert not ModelPrice.objects.filter(pk=nano.pk).exists()
