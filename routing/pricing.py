@@ -54,11 +54,11 @@ class PriceRow:
     priority_multiplier: Decimal = ONE
 
     def tier_multiplier(self, tier: ServiceTier) -> Decimal:
-        return {
-            ServiceTier.BATCH: self.batch_multiplier,
-            ServiceTier.FLEX: self.flex_multiplier,
-            ServiceTier.PRIORITY: self.priority_multiplier,
-        }.get(tier, ONE)
+        if tier is ServiceTier.DEFAULT:
+            return ONE
+        if tier is ServiceTier.BATCH:
+            return self.batch_multiplier
+        return self.flex_multiplier if tier is ServiceTier.FLEX else self.priority_multiplier
 
     def cached_price(self, tier: ServiceTier) -> Decimal:
         """Cache reads' price before the tier multiplier: a batch bills every input token at
@@ -200,13 +200,26 @@ class CostLines:
 
     @property
     def total_usd(self) -> Decimal:
-        return sum((getattr(self, f"{item}_usd") for item in LINE_ITEMS), Decimal(0))
+        return (
+            self.input_usd
+            + self.cached_usd
+            + self.cache_write_usd
+            + self.output_usd
+            + self.reasoning_usd
+            + self.long_context_usd
+            + self.tier_usd
+        )
 
 
 NOTHING = CostLines()
 
 
+ZERO_USD = Decimal("0E-10")  # an amount of nothing, at the ledger's places
+
+
 def _usd(amount_per_mtok: Decimal) -> Decimal:
+    if not amount_per_mtok:
+        return ZERO_USD  # most calls write no cache, reason not, pay no surcharge
     return (amount_per_mtok / MTOK).quantize(LEDGER_PLACES, rounding=ROUND_HALF_EVEN)
 
 
@@ -214,48 +227,48 @@ def _or(price: Decimal | None, otherwise: Decimal) -> Decimal:
     return otherwise if price is None else price
 
 
+def _amounts(price: PriceRow, usage: TokenUsage, tier: ServiceTier) -> tuple[Decimal, ...]:
+    """The bill's items unrounded, in USD per 1M tokens, in LINE_ITEMS order."""
+    input_price = price.input_per_mtok_usd
+    cached = usage.cached_tokens * price.cached_price(tier)
+    written = usage.cache_write_5m_tokens, usage.cache_write_1h_tokens
+    plain = (usage.input_tokens - usage.cached_tokens - written[0] - written[1]) * input_price
+    cache_write = ZERO_USD
+    if written[0] or written[1]:
+        cache_write = written[0] * _or(price.cache_write_5m_per_mtok_usd, input_price) + written[
+            1
+        ] * _or(price.cache_write_1h_per_mtok_usd, input_price)
+    output = (usage.output_tokens - usage.reasoning_tokens) * price.output_per_mtok_usd
+    reasoning = ZERO_USD
+    if usage.reasoning_tokens:
+        reasoning = usage.reasoning_tokens * _or(
+            price.reasoning_per_mtok_usd, price.output_per_mtok_usd
+        )
+    input_side, output_side = plain + cached + cache_write, output + reasoning
+    surcharge = ZERO_USD
+    threshold = price.long_context_threshold_tokens
+    if threshold is not None and usage.input_tokens > threshold:
+        surcharge = input_side * (price.long_context_input_multiplier - ONE) + output_side * (
+            price.long_context_output_multiplier - ONE
+        )
+    multiplier = price.tier_multiplier(tier)
+    tier_effect = ZERO_USD
+    if multiplier != ONE:
+        tier_effect = (input_side + output_side + surcharge) * (multiplier - ONE)
+    return plain, cached, cache_write, output, reasoning, surcharge, tier_effect
+
+
 def price_tokens(
     price: PriceRow, usage: TokenUsage, *, tier: ServiceTier = ServiceTier.DEFAULT
 ) -> CostLines:
-    """Bill one request's tokens with one price row, at a service tier.
+    """Bill one request's tokens with one price row, at a service tier, line by line.
 
     Rules, in order: each kind of token at its own price; above the long-context threshold
     (input tokens) every input-side amount times the input multiplier and every output-side
     amount times the output multiplier (the surcharge line); then the whole times the service
     tier's multiplier (the tier line). A batch reads the cache at the input price
     (PriceRow.cached_price)."""
-    cached_price = price.cached_price(tier)
-    plain = usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens
-    input_side = {
-        "input": plain * price.input_per_mtok_usd,
-        "cached": usage.cached_tokens * cached_price,
-        "cache_write": usage.cache_write_5m_tokens
-        * _or(price.cache_write_5m_per_mtok_usd, price.input_per_mtok_usd)
-        + usage.cache_write_1h_tokens
-        * _or(price.cache_write_1h_per_mtok_usd, price.input_per_mtok_usd),
-    }
-    output_side = {
-        "output": (usage.output_tokens - usage.reasoning_tokens) * price.output_per_mtok_usd,
-        "reasoning": usage.reasoning_tokens
-        * _or(price.reasoning_per_mtok_usd, price.output_per_mtok_usd),
-    }
-    surcharge = Decimal(0)
-    threshold = price.long_context_threshold_tokens
-    if threshold is not None and usage.input_tokens > threshold:
-        surcharge = sum(input_side.values()) * (price.long_context_input_multiplier - ONE) + sum(
-            output_side.values()
-        ) * (price.long_context_output_multiplier - ONE)
-    listed = sum(input_side.values()) + sum(output_side.values()) + surcharge
-    tier_effect = listed * (price.tier_multiplier(tier) - ONE)
-    return CostLines(
-        input_usd=_usd(input_side["input"]),
-        cached_usd=_usd(input_side["cached"]),
-        cache_write_usd=_usd(input_side["cache_write"]),
-        output_usd=_usd(output_side["output"]),
-        reasoning_usd=_usd(output_side["reasoning"]),
-        long_context_usd=_usd(surcharge),
-        tier_usd=_usd(tier_effect),
-    )
+    return CostLines(*(_usd(amount) for amount in _amounts(price, usage, tier)))
 
 
 def call_cost_usd(
@@ -296,8 +309,9 @@ NOT_BILLED = LedgerCosts(Decimal("0"), Decimal("0"), Decimal("0"))
 def list_cost_usd(price: PriceRow, usage: TokenUsage) -> Decimal:
     """What the tokens cost at a row's list prices with no prompt cache and the default tier:
     cache-write tokens as ordinary input (no cache, nothing written), reasoning at the row's
-    reasoning price, the long-context rule applied (a price rule, not a discount)."""
-    return price_tokens(price, usage.without_cache()).total_usd
+    reasoning price, the long-context rule applied (a price rule, not a discount). One
+    amount, not itemised: rounded once."""
+    return _usd(sum(_amounts(price, usage.without_cache(), ServiceTier.DEFAULT)))
 
 
 def ledger_costs(
