@@ -46,6 +46,7 @@ test: install-dev
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports  # the import contracts in pyproject.toml
 	$(PY) manage.py makemigrations --check --dry-run
 
 simulate: install

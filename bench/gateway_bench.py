@@ -17,6 +17,7 @@ every wait is bounded, everything listens on 127.0.0.1 only.
 
     .venv/bin/python bench/gateway_bench.py --quick          # CI: proves it works (~2 min)
     .venv/bin/python bench/gateway_bench.py                  # 3 reps x 10 s per point
+    .venv/bin/python bench/gateway_bench.py --baseline-tree ../main-worktree   # A/B in one run
 """
 
 import argparse
@@ -59,14 +60,14 @@ SCENARIOS = (
 )
 
 
-def post(url: str, key: str, body: dict) -> tuple[int, bytes]:
+def post(url: str, key: str, body: dict, *, timeout_s: float = 10) -> tuple[int, bytes]:
     request = urllib.request.Request(  # noqa: S310 (loopback URLs only)
         url,
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
@@ -179,10 +180,10 @@ def _ended(samples: list, first: dict, last: dict) -> dict[int, int]:
     return {pid: t for pid, t in seen.items() if pid not in last}
 
 
-def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+def start(command: list[str], env: dict, log: Path, *, cwd: Path = ROOT) -> subprocess.Popen:
     with log.open("ab") as out:
         return subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
 
 
@@ -296,6 +297,11 @@ def main() -> None:
     parser.add_argument(
         "--env", action="append", default=[], help="KEY=VALUE for the routers (experiments)"
     )
+    parser.add_argument(
+        "--baseline-tree",
+        help="A/B: also run the routers of this checkout (e.g. a worktree of main) as base_w<N>, "
+        "on the same database, stub and key, interleaved with this tree's in every wrk round",
+    )
     parser.add_argument("--hold", type=float, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     reps, duration, warmup = (1, 2, 1) if args.quick else (args.reps, args.duration, 3)
@@ -366,30 +372,37 @@ def main() -> None:
         wait_for_port(stub_port, stub)
         targets = [f"direct=http://127.0.0.1:{stub_port}/v1/chat/completions#{stub.pid}"]
         routers = {}
+        trees = [("router", ROOT)]
+        if args.baseline_tree:
+            trees.append(("base", Path(args.baseline_tree).resolve()))
         for workers in [int(w) for w in args.workers.split(",")]:
-            port = free_port()
-            prom_dir = workdir / f"prometheus-w{workers}"
-            server_env = {
-                **env,
-                "WEB_CONCURRENCY": str(workers),
-                "BIND": f"127.0.0.1:{port}",
-                "PROMETHEUS_MULTIPROC_DIR": str(prom_dir),
-            }
-            prom_dir.mkdir()
-            server = start(
-                [GUNICORN, "-c", "huntaze/gunicorn.conf.py"],
-                server_env,
-                out_dir / f"router-w{workers}.log",
-            )
-            processes.append(server)
-            wait_for_port(port, server)
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            routers[f"router_w{workers}"] = url
-            targets.append(f"router_w{workers}={url}@{key}#{server.pid}")
+            for label, tree in trees:
+                name = f"{label}_w{workers}"
+                port = free_port()
+                prom_dir = workdir / f"prometheus-{name}"
+                server_env = {
+                    **env,
+                    "WEB_CONCURRENCY": str(workers),
+                    "BIND": f"127.0.0.1:{port}",
+                    "PROMETHEUS_MULTIPROC_DIR": str(prom_dir),
+                }
+                prom_dir.mkdir()
+                server = start(
+                    [GUNICORN, "-c", "huntaze/gunicorn.conf.py"],
+                    server_env,
+                    out_dir / f"{label}-w{workers}.log",
+                    cwd=tree,
+                )
+                processes.append(server)
+                wait_for_port(port, server)
+                url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                routers[name] = url
+                targets.append(f"{name}={url}@{key}#{server.pid}")
 
         hello = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}]}
         for name, url in routers.items():
-            status, body = post(url, key, hello)
+            # The first request loads the router model: slow on a busy host.
+            status, body = post(url, key, hello, timeout_s=60)
             bad_status, _ = post(url, "hz_not-a-key", hello)
             print(f"{name}: smoke request {status}, bad key {bad_status}")
             if status != 200:
@@ -478,7 +491,7 @@ def main() -> None:
             ".order_by()))",
         ).strip()
         print(f"\nledger rows by status: {statuses}")
-        for log in sorted(out_dir.glob("router-w*.log")):
+        for log in sorted([*out_dir.glob("router-w*.log"), *out_dir.glob("base-w*.log")]):
             lines = log.read_text().splitlines()
             errors = [line for line in lines if line.startswith("Internal Server Error")]
             causes = Counter(line for line in lines if line.startswith(ERROR_PREFIXES))

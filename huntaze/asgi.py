@@ -1,5 +1,6 @@
 """ASGI entry point: the completion endpoints on a lean handler, everything else on Django's,
-and the API paths behind a body-size limit that holds whatever way the body is sent.
+and the API paths behind the front door's body limit (routing.gateway.http.BodyLimit), which
+holds whatever way the body is sent.
 
 Under ASGI, Django runs each sync hook of every middleware (all of its built-ins) in a thread
 and back, and creates that thread for each request: a dozen thread hops per call, which was
@@ -33,7 +34,6 @@ def _router_ready() -> None:
 _router_ready()
 
 import asyncio  # noqa: E402
-import json  # noqa: E402
 
 from django.conf import settings  # noqa: E402  (after setup)
 from django.core.exceptions import RequestAborted  # noqa: E402
@@ -42,8 +42,8 @@ from django.core.handlers.exception import convert_exception_to_response  # noqa
 from django.middleware.security import SecurityMiddleware  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
 
-from huntaze.errors import API_PREFIXES  # noqa: E402
 from routing.after_response import open_jobs, run_jobs  # noqa: E402
+from routing.gateway.http import BodyLimit  # noqa: E402
 
 
 class HotPathHandler(ASGIHandler):
@@ -149,79 +149,4 @@ async def _dispatch(scope, receive, send) -> None:
     return await django_application(scope, receive, send)
 
 
-class ApiBodyLimit:
-    """ASGI middleware for the API paths: a body over API_MAX_BODY_BYTES is a 413 as soon as
-    that is known (from Content-Length, or while a chunked body arrives), without reading the
-    rest; a chunked body within the limit is handed on whole, with a Content-Length, which is
-    what Django's views (DRF's among them) go by to read a body at all."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIXES):
-            return await self.app(scope, receive, send)
-        limit = settings.API_MAX_BODY_BYTES
-        length = _header(scope, b"content-length")
-        if length is not None:
-            if length.isdigit() and int(length) > limit:
-                return await _too_large(scope, send, f"Request body is {int(length)} bytes")
-            return await self.app(scope, receive, send)
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client left before its body ended
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return await _too_large(scope, send, f"Request body is over {limit} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        headers = [(k, v) for k, v in scope["headers"] if k != b"transfer-encoding"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await self.app({**scope, "headers": headers}, _Replay(body, receive), send)
-
-
-class _Replay:
-    """An ASGI receive that gives the buffered body once, then the client's own events (its
-    disconnect)."""
-
-    def __init__(self, body: bytes, receive) -> None:
-        self.body, self.receive = body, receive
-
-    async def __call__(self) -> dict:
-        if self.body is None:
-            return await self.receive()
-        body, self.body = self.body, None
-        return {"type": "http.request", "body": body, "more_body": False}
-
-
-def _header(scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-async def _too_large(scope, send, what: str) -> None:
-    message = f"{what}; the limit is {settings.API_MAX_BODY_BYTES}."
-    if scope["path"].startswith("/v1/"):  # OpenAI's error shape, as the SDK expects there
-        error = {"message": message, "type": "invalid_request_error", "param": None}
-        body = {"error": {**error, "code": "payload_too_large"}}
-    else:
-        body = {"error": {"code": "payload_too_large", "message": message, "field": None}}
-    payload = json.dumps(body).encode()
-    # Connection: close, so the server drops the connection instead of reading the rest.
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        (b"connection", b"close"),
-    ]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
-
-
-application = ApiBodyLimit(_dispatch)
+application = BodyLimit(_dispatch)  # the front door's body limit, before Django reads a body

@@ -1,4 +1,5 @@
 import json
+import time
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -17,7 +18,7 @@ from django.utils.html import format_html, format_html_join
 from huntaze.read_only_admin import ReadOnlyAdminMixin
 from routing.circuit import circuit_states
 from routing.engine import RoutingError
-from routing.learned.runtime import router_overview
+from routing.learned.overview import router_overview
 from routing.models import (
     FeatureFlag,
     Flag,
@@ -126,7 +127,7 @@ class ModelProfileAdmin(PolicyVersionedAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
         names = list(ModelProfile.objects.values_list("name", flat=True))
-        self._circuits = circuit_states(names)
+        self._circuits = circuit_states(names, now=time.time())
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="circuit")

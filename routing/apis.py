@@ -1,48 +1,28 @@
 """REST API: one class per operation: validate, call one service, serialize."""
 
-import logging
-import time
-
-from django.db import DatabaseError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.utils.decorators import method_decorator
-from django.views import View
-from django.views.decorators.csrf import csrf_exempt
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, serializers
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from huntaze.money import decimal_str
-from routing.auth import ApiKeyAuthentication
-from routing.db import db_call
-from routing.engine import RoutingError
-from routing.gateway.admission import BudgetExceeded, RateLimited, rate_limit_check
-from routing.gateway.call import CompletionFailed, CompletionRequest, route_plan
-from routing.gateway.completion import completion_create, completion_stream
+from routing.gateway.call import CompletionRequest, CompletionResult, StreamStart, route_plan
 from routing.gateway.http import (
-    bearer_token,
-    body_size_error,
-    event_stream_response,
-    method_not_allowed,
+    CompletionDoor,
+    DoorAsk,
+    body_size_check,
+    key_missing,
+    key_refused,
+    media_type_check,
 )
-from routing.gateway.idempotency import IDEMPOTENCY_HEADER, idempotent
-from routing.json_input import InvalidJson, InvalidText, is_json_media_type, json_body_parse
+from routing.gateway.wire import NATIVE, Refusal, refusal_from
+from routing.json_input import json_body_parse
 from routing.schema import USER_MESSAGE_REQUIRED, error_responses
-from routing.selectors import api_key_remembered
-
-logger = logging.getLogger(__name__)
-
 
 MISSING_USER_MESSAGE = "missing_user_message"
-
-
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "Request body is too large."
-    default_code = "payload_too_large"
 
 
 class MessageSerializer(serializers.Serializer):
@@ -83,12 +63,6 @@ class RouteInputSerializer(serializers.Serializer):
         return metadata
 
 
-def _check_body_size(request: HttpRequest) -> None:
-    too_large = body_size_error(request)
-    if too_large is not None:
-        raise PayloadTooLarge(too_large)
-
-
 class JsonBodyParser(JSONParser):
     """DRF's JSON parser with the doors' shared checks: nesting depth, storable text."""
 
@@ -97,8 +71,9 @@ class JsonBodyParser(JSONParser):
 
 
 class SizeLimitedApiView(APIView):
-    """Refuses bodies over API_MAX_BODY_BYTES before anything is parsed; reads a body as JSON
-    (one without a Content-Type too, as the completion endpoints do)."""
+    """The front door's body checks for a DRF view: a body over API_MAX_BODY_BYTES or not sent
+    as JSON is refused before it is parsed; a body without a Content-Type reads as JSON, as at
+    the completion endpoints."""
 
     parser_classes = [JsonBodyParser]
 
@@ -108,16 +83,17 @@ class SizeLimitedApiView(APIView):
         return super().initialize_request(request, *args, **kwargs)
 
     def initial(self, request: Request, *args, **kwargs) -> None:
-        _check_body_size(request)
+        # The front door's order: size, key (DRF's authentication and permissions), media type.
+        body_size_check(request)
         super().initial(request, *args, **kwargs)
+        media_type_check(request)
 
 
-@method_decorator(csrf_exempt, name="dispatch")
-class CompletionCreateApi(View):
-    """Async (the ASGI hot path): a stream holds no worker thread. Same auth, validation and
-    error shape as the DRF views, through the same exception handler."""
+class CompletionCreateApi(CompletionDoor):
+    """The native completion door (async, the ASGI hot path: a stream holds no worker
+    thread); everything but its body and answer is the front door's."""
 
-    http_method_names = ["post"]
+    wire = NATIVE
 
     class InputSerializer(RouteInputSerializer):
         stream = serializers.BooleanField(default=False)
@@ -150,78 +126,21 @@ class CompletionCreateApi(View):
                 "cache_hit": result.cache_hit,
             }
 
-    async def post(self, request: HttpRequest) -> HttpResponse:
-        try:
-            api_key = await _api_key_from(request)
-            body = _json_body(request)
-            data = _validated(self.InputSerializer, body)
-            stream = data.pop("stream")
-            include_usage = bool(data.pop("stream_options", {}).get("include_usage"))
-            completion = CompletionRequest(**data)
-            if stream:
-                if request.headers.get(IDEMPOTENCY_HEADER) is not None:
-                    raise exceptions.ValidationError(
-                        {"stream": ["Idempotency-Key is not supported for streams."]}
-                    )
-                start = await completion_stream(
-                    api_key=api_key, request=completion, include_usage=include_usage
-                )
-                return event_stream_response(start.events, headers={"X-Request-Id": start.id})
-        except Exception as exc:  # noqa: BLE001 - every error becomes the documented JSON shape
-            return _json_error(exc)
+    def ask_parse(self, request: HttpRequest, body: dict) -> DoorAsk:
+        serializer = self.InputSerializer(data=body)
+        if not serializer.is_valid():
+            raise validation_refusal(serializer.errors)
+        data = dict(serializer.validated_data)
+        stream = data.pop("stream")
+        include_usage = bool(data.pop("stream_options", {}).get("include_usage"))
+        return DoorAsk(CompletionRequest(**data), stream=stream, include_usage=include_usage)
 
-        async def produce() -> HttpResponse:
-            try:
-                result = await completion_create(api_key=api_key, request=completion)
-            except Exception as exc:  # noqa: BLE001
-                return _json_error(exc)
-            body = self.OutputSerializer(result).data
-            return JsonResponse(body, headers={"X-Request-Id": result.id})
+    def answer(self, result: CompletionResult) -> HttpResponse:
+        body = self.OutputSerializer(result).data
+        return JsonResponse(body, headers={"X-Request-Id": result.id})
 
-        def refuse(status: int, code: str, message: str) -> HttpResponse:
-            return JsonResponse(_error_body(code, message, IDEMPOTENCY_HEADER), status=status)
-
-        return await idempotent(request, api_key=api_key, body=body, produce=produce, refuse=refuse)
-
-    def http_method_not_allowed(self, request: HttpRequest, *args, **kwargs):
-        def error(message: str) -> HttpResponse:
-            return JsonResponse(_error_body("method_not_allowed", message), status=405)
-
-        return method_not_allowed(self, request, error)
-
-
-async def _api_key_from(request: HttpRequest):
-    plaintext = bearer_token(request)
-    remembered = api_key_remembered(plaintext=plaintext) if plaintext else None
-    if remembered is not None:
-        await rate_limit_check(api_key=remembered, now=time.time())
-        return remembered
-    authenticated = await db_call(ApiKeyAuthentication().authenticate, request)
-    if authenticated is None:
-        raise exceptions.NotAuthenticated()
-    await rate_limit_check(api_key=authenticated[0], now=time.time())
-    return authenticated[0]
-
-
-def _json_body(request: HttpRequest) -> object:
-    """The body as every door reads it: within the size limit, JSON, storable text."""
-    _check_body_size(request)
-    content_type = request.headers.get("Content-Type", "")
-    if not is_json_media_type(content_type):
-        raise exceptions.UnsupportedMediaType(content_type)
-    return json_body_parse(request.body)
-
-
-def _validated(serializer_class, body: object) -> dict:
-    serializer = serializer_class(data=body)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
-def _json_error(exc: Exception) -> JsonResponse:
-    drf_response = api_exception_handler(exc, {})
-    headers = {k: v for k, v in drf_response.items() if k.lower() != "content-type"}
-    return JsonResponse(drf_response.data, status=drf_response.status_code, headers=headers)
+    def stream_headers(self, start: StreamStart) -> dict:
+        return {"X-Request-Id": start.id}
 
 
 class ComplexitySignalSerializer(serializers.Serializer):
@@ -285,11 +204,19 @@ class RoutePreviewApi(SizeLimitedApiView):
 
 # --- errors: {"error": {"code", "message", "field"}} ------------------------------------
 
-_AUTH_CODES = {"not_authenticated": "missing_api_key", "authentication_failed": "invalid_api_key"}
 
-
-def _error_body(code: str, message: str, field: str | None = None, **extra) -> dict:
-    return {"error": {"code": code, "message": message, "field": field, **extra}}
+def validation_refusal(detail) -> Refusal:
+    """The 400 for a serializer's errors: its first error, with a code a client can act on."""
+    field, message, drf_code = _first_validation_error(detail)
+    code = "missing_field" if drf_code == "required" else "invalid_field"
+    if field == "complexity" and drf_code in {"max_value", "min_value"}:
+        code = "complexity_out_of_range"
+    if field == "messages" and drf_code in {"empty", "min_length"}:
+        code = "empty_messages"
+    if drf_code == MISSING_USER_MESSAGE:
+        code = MISSING_USER_MESSAGE
+    text = f"{field}: {message}" if field and field != "non_field_errors" else message
+    return Refusal(400, code, text, field=field)
 
 
 def _first_validation_error(detail, path: str = "") -> tuple[str | None, str, str]:
@@ -315,54 +242,24 @@ def _first_validation_error(detail, path: str = "") -> tuple[str | None, str, st
     return path or None, str(detail), getattr(detail, "code", "invalid")
 
 
-def api_exception_handler(exc: Exception, context: dict) -> Response | None:
-    """Map every API error to one JSON shape with a stable code."""
-    if isinstance(exc, CompletionFailed):
-        error = exc.error
-        field = getattr(error, "param", None)  # a request the model refused may name one
-        body = _error_body(error.code, error.message, field, request_id=exc.request_id)
-        return Response(body, status=error.status, headers={"X-Request-Id": exc.request_id})
-    if isinstance(exc, BudgetExceeded | RateLimited):
-        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else {}
-        return Response(_error_body(exc.code, exc.message), status=429, headers=headers)
-    if isinstance(exc, RoutingError):
-        code_status = 503 if exc.code in {"no_policy", "no_default_category"} else 400
-        return Response(_error_body(exc.code, exc.message, exc.field), status=code_status)
-    if isinstance(exc, Http404):
-        return Response(_error_body("not_found", "Not found."), status=404)
-    if isinstance(exc, InvalidText):
-        return Response(_error_body(exc.code, exc.message, exc.field), status=400)
-    if isinstance(exc, InvalidJson):
-        return Response(_error_body(exc.code, str(exc)), status=400)
+def _drf_refusal(exc: Exception) -> Refusal | None:
+    """The refusal for DRF's own exceptions (the DRF views' parsing, auth and permissions)."""
     if isinstance(exc, exceptions.ValidationError):
-        field, message, drf_code = _first_validation_error(exc.detail)
-        code = "missing_field" if drf_code == "required" else "invalid_field"
-        if field == "complexity" and drf_code in {"max_value", "min_value"}:
-            code = "complexity_out_of_range"
-        if field == "messages" and drf_code in {"empty", "min_length"}:
-            code = "empty_messages"
-        if drf_code == MISSING_USER_MESSAGE:
-            code = MISSING_USER_MESSAGE
-        text = f"{field}: {message}" if field and field != "non_field_errors" else message
-        return Response(_error_body(code, text, field), status=400)
+        return validation_refusal(exc.detail)
     if isinstance(exc, exceptions.ParseError):
-        return Response(_error_body("invalid_json", str(exc.detail)), status=400)
-    if isinstance(exc, exceptions.UnsupportedMediaType):
-        return Response(_error_body("unsupported_media_type", str(exc.detail)), status=415)
-    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-        code = _AUTH_CODES.get(exc.default_code, "invalid_api_key")
-        return Response(
-            _error_body(code, str(exc.detail)), status=401, headers={"WWW-Authenticate": "Bearer"}
-        )
+        return Refusal(400, "invalid_json", str(exc.detail))
+    if isinstance(exc, exceptions.NotAuthenticated):
+        return key_missing()
+    if isinstance(exc, exceptions.AuthenticationFailed):
+        return key_refused()
     if isinstance(exc, exceptions.APIException):
-        headers = {}
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+        headers = {"Retry-After": str(int(exc.wait))} if getattr(exc, "wait", None) else {}
         code = exc.default_code if isinstance(exc.default_code, str) else "error"
-        return Response(_error_body(code, str(exc.detail)), status=exc.status_code, headers=headers)
-    if isinstance(exc, DatabaseError):
-        logger.error("database unavailable: %s", exc)
-        message = "The service's database is unavailable; retry shortly."
-        return Response(_error_body("database_unavailable", message), status=503)
-    logger.exception("unhandled API error", exc_info=exc)
-    return Response(_error_body("internal_error", "Internal error."), status=500)
+        return Refusal(exc.status_code, code, str(exc.detail), headers=headers)
+    return None
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response:
+    """Map every API error to one JSON shape with a stable code (the DRF views' handler)."""
+    refusal = _drf_refusal(exc) or refusal_from(exc)
+    return Response(NATIVE.body(refusal), status=refusal.status, headers=refusal.headers)

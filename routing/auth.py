@@ -1,23 +1,22 @@
-from rest_framework import authentication, exceptions
+from rest_framework import authentication
 
+from routing.gateway.http import bearer_token, key_refused
 from routing.selectors import api_key_get_by_plaintext
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
-    """`Authorization: Bearer <key>`; request.user is the ApiKey, request.auth the same."""
+    """`Authorization: Bearer <key>` for the DRF views, read by the front door's rules;
+    request.user is the ApiKey, request.auth the same."""
 
     keyword = "Bearer"
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).decode("latin-1")
-        if not header:
-            return None
-        scheme, _, plaintext = header.partition(" ")
-        if scheme.lower() != "bearer" or not plaintext.strip():
-            raise exceptions.AuthenticationFailed("Malformed Authorization header.")
-        api_key = api_key_get_by_plaintext(plaintext=plaintext.strip())
+        plaintext = bearer_token(request)  # a malformed header is refused here
+        if plaintext is None:
+            return None  # then IsAuthenticated answers 401 missing_api_key
+        api_key = api_key_get_by_plaintext(plaintext=plaintext)
         if api_key is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+            raise key_refused()
         return api_key, api_key
 
     def authenticate_header(self, request) -> str:

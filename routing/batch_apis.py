@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from huntaze.money import decimal_str
-from routing.apis import RouteInputSerializer, SizeLimitedApiView, api_exception_handler
+from routing.apis import RouteInputSerializer, SizeLimitedApiView, validation_refusal
 from routing.batches import BatchRefused, BatchRequest, batch_job_create, batch_job_get
 from routing.gateway.call import CompletionRequest
 from routing.models import BatchItemStatus, BatchJob
@@ -25,10 +25,10 @@ def _refusal(status: int, code: str, message: str, field: str | None = None) -> 
 
 def _item_invalid(index: int, errors: dict) -> Response:
     """The completion endpoint's code for the item's first error, with the item named."""
-    error = api_exception_handler(serializers.ValidationError(errors), {}).data["error"]
+    refusal = validation_refusal(errors)
     prefix = f"requests[{index}]"
-    field = f"{prefix}.{error['field']}" if error["field"] else prefix
-    return _refusal(400, error["code"], f"{prefix}.{error['message']}", field)
+    field = f"{prefix}.{refusal.field}" if refusal.field else prefix
+    return _refusal(400, refusal.code, f"{prefix}.{refusal.message}", field)
 
 
 class BatchJobOutputSerializer(serializers.Serializer):

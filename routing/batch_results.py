@@ -39,7 +39,7 @@ from routing.providers.batch import (
     batch_file_content,
     batch_retrieve,
 )
-from routing.providers.chat import usage_parse
+from routing.providers.usage_block import usage_parse
 from usage.models import Status, TokenSource
 from usage.services import usage_record
 

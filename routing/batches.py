@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN
 
+from celery import shared_task
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -204,13 +205,19 @@ def batch_job_create(
 
 
 def _submit_enqueue(part_ids: list[int]) -> None:
-    from routing.tasks import provider_batch_submit_run  # the tasks module imports this one
-
     try:
         for part_id in part_ids:
             provider_batch_submit_run.delay(part_id)
     except Exception:  # a broker outage: the job is stored, and the beat's sweep submits it
         logger.warning("batch submission not queued (broker unavailable); the sweep will")
+
+
+# Defined beside the service that queues it (under the name it always had), so this module
+# and routing.tasks, which lists every task, do not import each other.
+@shared_task(name="routing.tasks.provider_batch_submit_run")
+def provider_batch_submit_run(provider_batch_id: int) -> str:
+    """Upload and create one provider batch, if due."""
+    return provider_batch_submit(provider_batch_id=provider_batch_id, now=timezone.now())
 
 
 # --- submit ----------------------------------------------------------------------------

@@ -3,10 +3,12 @@
 After CIRCUIT_FAILURE_THRESHOLD failures within CIRCUIT_WINDOW_S a model is open (out of
 rotation) for CIRCUIT_COOLDOWN_S; then one request at a time may probe it, and a success
 closes it. Cache outages fail open: the breaker is an optimisation, never a reason to refuse.
+
+Every function takes the wall clock as `now` (seconds since the epoch), so a test moves time
+by passing a later number, and all workers compare the same kind of clock.
 """
 
 import logging
-import time
 
 from django.conf import settings
 
@@ -26,13 +28,13 @@ LOCAL_CHECK_S = 1.0  # how long a worker trusts its last look at a closed circui
 _last_closed: dict[str, float] = {}
 
 
-async def circuit_allows(model: str) -> str:
+async def circuit_allows(model: str, *, now: float) -> str:
     """Return CLOSED (go), PROBE (go: the one trial after a cooldown) or OPEN (skip)."""
-    now = time.monotonic()
-    if now - _last_closed.get(model, -LOCAL_CHECK_S) < LOCAL_CHECK_S:
+    # A clock stepped back is no reason to trust an old look for longer.
+    if 0 <= now - _last_closed.get(model, -LOCAL_CHECK_S) < LOCAL_CHECK_S:
         return CLOSED
     try:
-        state = await db_call(_circuit_look, model)
+        state = await db_call(_circuit_look, model, now=now)
     except Exception as exc:  # noqa: BLE001 - fails open, as documented
         outage_warning(
             logger, exc, "cache unavailable: circuit breaker for %s not consulted", model
@@ -43,32 +45,32 @@ async def circuit_allows(model: str) -> str:
     return state
 
 
-def _circuit_look(model: str) -> str:
+def _circuit_look(model: str, *, now: float) -> str:
     _, open_key, probe_key = _keys(model)
     cache = shared_cache()
     open_until = cache.get(open_key)
     if open_until is None:
         return CLOSED
-    if time.time() < open_until:
+    if now < open_until:
         return OPEN
     # Cooled down: half-open, one probe per cooldown slot across all workers.
     got_probe = cache.add(probe_key, 1, timeout=settings.CIRCUIT_COOLDOWN_S)
     return PROBE if got_probe else OPEN
 
 
-async def circuit_record(model: str, *, ok: bool, state: str = CLOSED) -> None:
+async def circuit_record(model: str, *, ok: bool, now: float, state: str = CLOSED) -> None:
     """Count a failure (opening the circuit at the threshold), or close it after a probe."""
     if ok and state != PROBE:
         return
     if not ok:
         _last_closed.pop(model, None)
     try:
-        await db_call(_circuit_count, model, ok=ok)
+        await db_call(_circuit_count, model, ok=ok, now=now)
     except Exception as exc:  # noqa: BLE001 - fails open, as documented
         outage_warning(logger, exc, "cache unavailable: circuit breaker for %s not updated", model)
 
 
-def _circuit_count(model: str, *, ok: bool) -> None:
+def _circuit_count(model: str, *, ok: bool, now: float) -> None:
     failures_key, open_key, probe_key = _keys(model)
     cache = shared_cache()
     if ok:  # the probe succeeded
@@ -82,7 +84,7 @@ def _circuit_count(model: str, *, ok: bool) -> None:
         failures = 1
     if failures >= settings.CIRCUIT_FAILURE_THRESHOLD:
         cooldown = settings.CIRCUIT_COOLDOWN_S
-        cache.set(open_key, time.time() + cooldown, timeout=cooldown * 10)
+        cache.set(open_key, now + cooldown, timeout=cooldown * 10)
         cache.delete(probe_key)
         logger.warning("circuit open for %s after %s failures", model, failures)
 
@@ -92,7 +94,7 @@ def circuit_reset_local() -> None:
     _last_closed.clear()
 
 
-def circuit_states(models: list[str]) -> dict[str, str]:
+def circuit_states(models: list[str], *, now: float) -> dict[str, str]:
     """Return "closed", "open" or "half-open" per model, for admin and metrics."""
     states = {}
     for model in models:
@@ -104,5 +106,5 @@ def circuit_states(models: list[str]) -> dict[str, str]:
         if open_until is None:
             states[model] = "closed"
         else:
-            states[model] = "open" if time.time() < open_until else "half-open"
+            states[model] = "open" if now < open_until else "half-open"
     return states

@@ -1,18 +1,13 @@
-"""The OpenAI wire's request side: the body read and checked as OpenAI checks it, routing
-hints from `metadata` or X-Huntaze-* headers, one CompletionRequest out; every refusal an
-OpenAIError, shaped as OpenAI's so the SDK raises its usual exceptions."""
+"""The OpenAI wire's request side: the body checked as OpenAI checks it, routing hints from
+`metadata` or X-Huntaze-* headers, one CompletionRequest out. Every refusal is a front-door
+Refusal naming its parameter, which the door writes in OpenAI's shape (routing.gateway.wire),
+so the SDK raises its usual exceptions."""
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest
 
 from routing.gateway.call import CompletionRequest
-from routing.gateway.http import body_size_error
-from routing.json_input import (
-    InvalidJson,
-    InvalidText,
-    is_json_media_type,
-    json_body_parse,
-    text_check,
-)
+from routing.gateway.wire import OPENAI, Refusal
+from routing.json_input import text_check
 
 AUTO = "auto"
 # Passed through as sent; service_tier asks for flex or priority processing (billed at the
@@ -21,40 +16,9 @@ SAMPLING_PARAMS = ("top_p", "stop", "presence_penalty", "frequency_penalty", "se
 UNSUPPORTED_PARAMS = ("tools", "functions", "tool_choice", "function_call", "audio", "modalities")
 
 
-class OpenAIError(Exception):
-    """A refusal in OpenAI's error shape: status, type, code and the parameter it names."""
-
-    def __init__(
-        self, status: int, message: str, *, kind: str, code: str, param=None, retry_after_s=None
-    ):
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-        self.status, self.message, self.kind, self.code, self.param = (
-            status,
-            message,
-            kind,
-            code,
-            param,
-        )
-
-    def response(self) -> JsonResponse:
-        body = {
-            "error": {
-                "message": self.message,
-                "type": self.kind,
-                "code": self.code,
-                "param": self.param,
-            }
-        }
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
-        if self.retry_after_s is not None:
-            headers["Retry-After"] = str(self.retry_after_s)
-        return JsonResponse(body, status=self.status, headers=headers)
-
-
-def invalid(message: str, *, code: str = "invalid_value", param=None) -> OpenAIError:
+def invalid(message: str, *, code: str = OPENAI.invalid_code, param=None) -> Refusal:
     """Return the 400 OpenAI answers a request it cannot take."""
-    return OpenAIError(400, message, kind="invalid_request_error", code=code, param=param)
+    return Refusal(400, code, message, field=param)
 
 
 ROLES = {"system", "developer", "user", "assistant"}
@@ -149,39 +113,12 @@ def _chat_request_validated(body: dict) -> dict:
     }
 
 
-def body_parse(request: HttpRequest) -> dict:
-    """Return the body as a JSON object: within the size limit, JSON, storable text."""
-    too_large = body_size_error(request)
-    if too_large is not None:
-        raise OpenAIError(413, too_large, kind="invalid_request_error", code="payload_too_large")
-    content_type = request.headers.get("Content-Type", "")
-    if not is_json_media_type(content_type):
-        raise OpenAIError(
-            415,
-            f"Unsupported media type {content_type!r}: send application/json.",
-            kind="invalid_request_error",
-            code="unsupported_media_type",
-        )
-    try:
-        body = json_body_parse(request.body)
-    except InvalidJson as exc:
-        raise invalid(str(exc), code=exc.code) from None
-    except InvalidText as exc:
-        raise invalid(exc.message, code=exc.code, param=exc.field) from None
-    if not isinstance(body, dict):
-        raise invalid("The body must be a JSON object.", code="invalid_json")
-    return body
-
-
 def _hint(request: HttpRequest, metadata: dict, name: str) -> str | None:
     header_name = f"X-Huntaze-{name.capitalize()}"
     header = request.headers.get(header_name)
     if header is None:
         return metadata.get(name)  # the body's text is checked when it is parsed
-    try:
-        return text_check(header, field=header_name)
-    except InvalidText as exc:
-        raise invalid(exc.message, code=exc.code, param=exc.field) from None
+    return text_check(header, field=header_name)  # InvalidText: the door's 400 invalid_text
 
 
 def completion_request_parse(request: HttpRequest, body: dict) -> tuple[CompletionRequest, dict]:

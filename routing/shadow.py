@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from functools import lru_cache
 
+from celery import shared_task
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.db import close_old_connections, transaction
@@ -148,8 +149,6 @@ def _forget(future: Future) -> None:
 
 
 def _dispatch_run(token: str) -> None:
-    from routing.tasks import quality_shadow_evaluate
-
     try:
         # A broker publish; with eager Celery the evaluation itself, in this thread.
         quality_shadow_evaluate.delay(token)
@@ -157,6 +156,15 @@ def _dispatch_run(token: str) -> None:
         logger.exception("shadow evaluation could not be enqueued or failed")
     finally:
         close_old_connections()
+
+
+# Defined beside the service that queues it (under the name it always had), so this module
+# and routing.tasks, which lists every task, do not import each other.
+@shared_task(name="routing.tasks.quality_shadow_evaluate")
+def quality_shadow_evaluate(token: str) -> int | None:
+    """Replay and judge one sampled cheap-tier answer (the job is encrypted)."""
+    evaluation = shadow_evaluate(token=token)
+    return evaluation.pk if evaluation else None
 
 
 def shadow_drain(*, timeout_s: float = 60.0) -> int:

@@ -32,10 +32,20 @@ from django.core.cache import DEFAULT_CACHE_ALIAS, BaseCache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-
-from usage.metrics import REDIS_FAILURES, REDIS_SKIPPED
+from prometheus_client import Counter
 
 logger = logging.getLogger(__name__)
+
+REDIS_FAILURES = Counter(
+    "huntaze_redis_failures",
+    "Redis calls that timed out or could not connect; each makes the worker skip Redis for "
+    "REDIS_BACKOFF_S.",
+)
+REDIS_SKIPPED = Counter(
+    "huntaze_redis_skipped",
+    "Redis calls not made because Redis failed within the last REDIS_BACKOFF_S: caches, "
+    "breaker and rate limit went without it (failed open).",
+)
 
 _backend: BaseCache | None = None
 _backend_lock = threading.Lock()

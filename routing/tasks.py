@@ -2,10 +2,12 @@ from celery import shared_task
 from django.utils import timezone
 
 from routing.batch_results import provider_batch_poll
-from routing.batches import provider_batch_submit, provider_batches_due
+from routing.batches import provider_batch_submit_run, provider_batches_due
 from routing.gateway.admission import inflight_sweep
 from routing.gateway.idempotency import idempotency_purge
-from routing.shadow import shadow_evaluate
+
+# The two tasks a service queues itself are defined beside it; listed here with the rest.
+from routing.shadow import quality_shadow_evaluate  # noqa: F401
 
 
 @shared_task
@@ -18,19 +20,6 @@ def inflight_sweep_run() -> int:
 def idempotency_purge_run() -> int:
     """Delete Idempotency-Keys past their 24 hours."""
     return idempotency_purge(now=timezone.now())
-
-
-@shared_task
-def quality_shadow_evaluate(token: str) -> int | None:
-    """Replay and judge one sampled cheap-tier answer (the job is encrypted)."""
-    evaluation = shadow_evaluate(token=token)
-    return evaluation.pk if evaluation else None
-
-
-@shared_task
-def provider_batch_submit_run(provider_batch_id: int) -> str:
-    """Upload and create one provider batch, if due."""
-    return provider_batch_submit(provider_batch_id=provider_batch_id, now=timezone.now())
 
 
 @shared_task

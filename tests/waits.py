@@ -12,3 +12,14 @@ def after_response_settled(timeout_s: float = 10) -> None:
     while after_response.pending() and time.monotonic() < deadline:
         time.sleep(0.005)
     assert not after_response.pending(), "deferred ledger writes did not finish"
+
+
+def element_after_click(browser, by: str, value: str, timeout_s: float = 15):
+    """Return the element once the page a click led to has it: a click returns before the
+    next page has loaded, and a find right after it may still search the old page."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout_s).until(
+        expected_conditions.presence_of_element_located((by, value))
+    )

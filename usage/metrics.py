@@ -1,4 +1,5 @@
-"""Prometheus metrics of routed calls, fed by usage_record() and served at /metrics.
+"""Prometheus metrics of routed calls, fed by usage_record(), and the reconciliation gauge;
+served at /metrics with routing's own (huntaze.metrics).
 
 With PROMETHEUS_MULTIPROC_DIR set in the environment before start-up, prometheus-client
 keeps each worker's values in files there and /metrics merges every worker's files, so the
@@ -8,15 +9,7 @@ monitoring; the ledger stays the record of money.
 
 from decimal import Decimal
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 LABELS = ["tier", "category", "model", "status"]
@@ -39,16 +32,6 @@ CACHE_HITS = Counter(
 ERRORS = Counter("huntaze_llm_errors", "Calls that did not end ok, by status.", LABELS)
 LATENCY = Histogram(
     "huntaze_llm_latency_seconds", "Call latency.", LABELS, buckets=LATENCY_BUCKETS_S
-)
-REDIS_FAILURES = Counter(
-    "huntaze_redis_failures",
-    "Redis calls that timed out or could not connect; each makes the worker skip Redis for "
-    "REDIS_BACKOFF_S.",
-)
-REDIS_SKIPPED = Counter(
-    "huntaze_redis_skipped",
-    "Redis calls not made because Redis failed within the last REDIS_BACKOFF_S: caches, "
-    "breaker and rate limit went without it (failed open).",
 )
 
 
@@ -88,50 +71,14 @@ def call_observe(
         ERRORS.labels(**labels).inc()
 
 
-class CircuitCollector:
-    """Each model's circuit breaker, read from the shared cache when scraped (so the same
-    in every worker): 1 open, 0.5 half-open (probing), 0 closed."""
-
-    VALUES = {"open": 1.0, "half-open": 0.5, "closed": 0.0}
-
-    def collect(self):
-        from routing.circuit import circuit_states
-        from routing.models import ModelProfile
-
-        gauge = GaugeMetricFamily(
-            "huntaze_circuit_open", "Circuit breaker per model (1 open).", labels=["model"]
-        )
-        names = list(ModelProfile.objects.filter(active=True).values_list("name", flat=True))
-        for model, state in circuit_states(names).items():
-            if state in self.VALUES:
-                gauge.add_metric([model], self.VALUES[state])
-        yield gauge
-
-
-class InFlightCollector:
-    """Lost requests the in-flight sweep could not record (kept aside, skipped), read from
-    the database and Redis when scraped: above 0, someone should look (admin: In-flight
-    requests, quarantined)."""
-
-    def collect(self):
-        from routing.inflight import inflight_quarantined_count
-        from routing.models import InFlightRequest
-
-        gauge = GaugeMetricFamily(
-            "huntaze_inflight_quarantined",
-            "Lost requests the in-flight sweep could not record (quarantined).",
-        )
-        in_table = InFlightRequest.objects.exclude(quarantined_at=None).count()
-        gauge.add_metric([], in_table + inflight_quarantined_count())
-        yield gauge
-
-
 class ReconciliationCollector:
     """Days and models of the last RECONCILE_ALERT_DAYS whose provider bill does not match the
     ledger, per status, read from the database when scraped: above 0, the bill needs a look
     (admin: Reconciliations)."""
 
     def collect(self):
+        # Imported when scraped, not with this module: a worker counts calls (call_observe)
+        # before Django's apps are loaded, and these are models.
         from django.utils import timezone
 
         from usage.reconciliation import reconciliation_alert_counts
@@ -144,17 +91,3 @@ class ReconciliationCollector:
         for status, count in reconciliation_alert_counts(now=timezone.now()).items():
             gauge.add_metric([status], count)
         yield gauge
-
-
-def metrics_render(*, multiprocess_dir: str) -> tuple[bytes, str]:
-    """Return the exposition text and its content type, merged across workers when needed."""
-    if multiprocess_dir:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)
-    else:
-        registry = REGISTRY
-    scraped = CollectorRegistry()  # read from the shared stores, the same in every worker
-    scraped.register(CircuitCollector())
-    scraped.register(InFlightCollector())
-    scraped.register(ReconciliationCollector())
-    return generate_latest(registry) + generate_latest(scraped), CONTENT_TYPE_LATEST

@@ -13,10 +13,10 @@ from django.utils import timezone
 from django.utils.html import json_script
 from django.views.decorators.http import require_GET
 
+from huntaze.metrics import metrics_render
 from huntaze.money import decimal_str
 from routing.quality_selectors import quality_panel
 from usage.dashboard_selectors import WINDOWS, dashboard_metrics
-from usage.metrics import metrics_render
 from usage.reconciliation import reconciliation_alerts
 
 

@@ -12,7 +12,8 @@ from routing.gateway.call import Call
 from routing.gateway.ledger import ledger_record
 from routing.gateway.outcome import LedgerRow, Outcome
 from routing.gateway.response_cache import response_cache_keep
-from routing.providers.chat import ProviderError, usage_parse
+from routing.providers.chat import ProviderError
+from routing.providers.usage_block import usage_parse
 from routing.shadow import shadow_offer_after
 from routing.tokens import count_text_tokens
 from usage.models import Status, TokenSource

@@ -37,7 +37,7 @@ async def upstream_attempt(call: Call, send) -> tuple[object, ModelSpec, int]:
     attempts = 0
     last: tuple[ProviderError, ModelSpec] | None = None  # the last model actually called
     for index, model in enumerate(chain):
-        state = await circuit_allows(model.name)
+        state = await circuit_allows(model.name, now=time.time())
         if state == CIRCUIT_OPEN:
             continue
         model_deadline = _model_deadline(deadline, later_models=len(chain) - index - 1)
@@ -52,7 +52,7 @@ async def upstream_attempt(call: Call, send) -> tuple[object, ModelSpec, int]:
                 )
             except ProviderError as error:
                 if error.model_at_fault:
-                    await circuit_record(model.name, ok=False)
+                    await circuit_record(model.name, ok=False, now=time.time())
                 last = (error, model)
                 if not error.retryable:
                     raise UpstreamFailed(error, attempts=attempts, model=model) from error
@@ -68,7 +68,7 @@ async def upstream_attempt(call: Call, send) -> tuple[object, ModelSpec, int]:
                     break  # no time to wait here: the next model, if any
                 await asyncio.sleep(wait)
                 continue
-            await circuit_record(model.name, ok=True, state=state)
+            await circuit_record(model.name, ok=True, state=state, now=time.time())
             return answer, model, attempts
     error, model = last or (
         ProviderUnreachable("every model of the chain is out of rotation"),

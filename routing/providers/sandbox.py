@@ -22,11 +22,11 @@ from routing.providers.sandbox_chat import (
     SandboxReset,
     SandboxStream,
     SandboxTimeout,
-    api_error,
     handle,
     state,
 )
 from routing.providers.sandbox_usage import handle_usage_export, usage_log_configure
+from routing.providers.sandbox_wire import api_error
 
 
 def transport():

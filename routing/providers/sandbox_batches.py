@@ -6,7 +6,8 @@ import json
 import threading
 import time
 
-from routing.providers.sandbox_chat import answer, api_error, state, strict_refusal
+from routing.providers.sandbox_chat import answer, state, strict_refusal
+from routing.providers.sandbox_wire import api_error
 
 
 class SandboxBatches:

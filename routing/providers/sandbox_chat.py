@@ -18,6 +18,7 @@ from collections import OrderedDict, deque
 from routing import tokens
 from routing.providers.sandbox_judge import judge_reply
 from routing.providers.sandbox_usage import usage_log
+from routing.providers.sandbox_wire import api_error
 from routing.quality import JUDGE_MARKER
 
 FAULTS = ("400", "429", "500", "503", "reset", "timeout", "malformed", "midstream")
@@ -151,14 +152,6 @@ class SandboxState:
 
 
 state = SandboxState()
-
-
-def api_error(
-    status: int, message: str, kind: str, code: str, param: str | None = None
-) -> tuple[int, dict, bytes]:
-    """Return an OpenAI-shaped error answer: status, headers, JSON body."""
-    body = {"error": {"message": message, "type": kind, "code": code, "param": param}}
-    return status, {"content-type": "application/json"}, json.dumps(body).encode()
 
 
 # What OpenAI's chat completions accept for the numeric sampling parameters.

@@ -22,15 +22,15 @@ from routing.pricing import (
     price_tokens,
     served_tier,
 )
-from routing.providers.chat import usage_parse
+from routing.providers.sandbox_wire import api_error
+from routing.providers.usage_block import usage_parse
+from routing.seed_data import DEFAULT_MODELS, seeded_price_rows
 
 # --- what the sandbox answered, served back as the provider's usage and costs exports ------
 
 
 def _seeded_prices() -> dict[str, PriceRow]:
     """The seeded models' newest price rows (what the sandbox bills unless told otherwise)."""
-    from routing.seed_data import DEFAULT_MODELS, seeded_price_rows
-
     return {m["name"]: seeded_price_rows(m["name"])[-1] for m in DEFAULT_MODELS}
 
 
@@ -174,8 +174,6 @@ def handle_usage_export(method: str, target: str) -> tuple[int, dict, bytes] | N
     kind = EXPORT_PATHS.get(url.path.rstrip("/"))
     if kind is None or method != "GET":
         return None
-    from routing.providers.sandbox_chat import api_error  # sandbox_chat records into this
-
     query = parse_qs(url.query)
     try:
         start = datetime.fromtimestamp(int(query["start_time"][0]), UTC)

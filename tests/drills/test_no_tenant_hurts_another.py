@@ -92,7 +92,7 @@ def test_drill_10_one_tenants_bad_requests_are_no_one_elses_outage(
     quarantined = InFlightRequest.objects.exclude(quarantined_at=None).count()
     victim_rows = UsageRecord.objects.exclude(api_key__name="product")
     models = Counter(victim_rows.values_list("model", flat=True))
-    circuits = circuit_states(["gpt-4o-mini", "gpt-4o"])
+    circuits = circuit_states(["gpt-4o-mini", "gpt-4o"], now=time.time())
     success = used.count(200) / len(used)
     print(
         f"\ndrill 10: attacker {Counter(attacked)} ({len(storm)} bad requests); victim "

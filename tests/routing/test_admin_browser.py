@@ -9,6 +9,7 @@ from django.utils import timezone
 from routing.policy_versions import rollout_set_percentage
 from routing.selectors import rollout_arm_metrics
 from tests.factories import UsageRecordFactory
+from tests.waits import element_after_click
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SCREENSHOTS = os.environ.get("SCREENSHOT_DIR")  # set it to keep PNGs of the pages
@@ -81,7 +82,8 @@ def test_rollout_page_shows_both_arms_as_the_ledger_has_them(staff_browser, live
     assert rows["routed"][5] == "400 ms"
     # and the advance button leads to a confirmation, not a change
     staff_browser.find_element("partial link text", "Advance to 50%").click()
-    assert "Yes, advance to 50%" in staff_browser.page_source
+    confirm = element_after_click(staff_browser, "css selector", "input[type=submit][value^=Yes]")
+    assert confirm.get_attribute("value") == "Yes, advance to 50%"
 
 
 def test_matrix_fits_1400_px_and_its_figures_are_the_ledgers(staff_browser, live_server, policy):
@@ -281,9 +283,11 @@ def test_whatif_inputs_read_as_fields_and_its_counts_and_costs_are_the_ledgers(
         )
         assert _contrast(placeholder, background) >= 3, (field_id, placeholder, background)
     staff_browser.find_element("css selector", "input[name=_whatif]").click()
+    row = element_after_click(
+        staff_browser, "css selector", '#whatif-result tr[data-category="chatbot"]'
+    )
     _shot(staff_browser, "whatif")
     # then the draft changes nothing: the control arm's past premium calls are not its saving
-    row = staff_browser.find_element("css selector", '#whatif-result tr[data-category="chatbot"]')
     shown = {
         c.get_attribute("data-figure"): c.get_attribute("data-value") or c.text
         for c in row.find_elements("css selector", "[data-figure]")

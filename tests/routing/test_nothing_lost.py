@@ -13,13 +13,13 @@ from django.db import OperationalError, connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from huntaze.metrics import metrics_render
 from routing.gateway.admission import inflight_sweep
 from routing.gateway.call import CompletionRequest
 from routing.gateway.completion import call_prepare, completion_create
 from routing.gateway.ledger import call_record, leave_for_sweep
 from routing.gateway.outcome import Outcome, ledger_row
 from routing.models import BudgetPeriod, InFlightRequest
-from usage.metrics import metrics_render
 from usage.models import UsageRecord
 
 HELLO = [{"role": "user", "content": "hey there"}]

@@ -45,7 +45,7 @@ def test_a_parameter_the_model_refuses_is_the_callers_400_and_no_one_elses_outag
     other = _sdk(base_url, api_key_create(name="other tenant")[1])
     answer = other.chat.completions.with_raw_response.create(model="auto:chatbot", messages=HELLO)
     assert answer.headers["x-huntaze-model"] == "gpt-4o-mini"
-    assert circuit_states(MODELS) == {"gpt-4o-mini": "closed", "gpt-4o": "closed"}
+    assert circuit_states(MODELS, now=time.time()) == {"gpt-4o-mini": "closed", "gpt-4o": "closed"}
     # one call each: no retry, no fallback to the premium model
     assert sandbox_state.calls_by_model == {"gpt-4o-mini": 6}
     after_response_settled()
@@ -75,7 +75,7 @@ def test_text_that_cannot_be_encoded_is_refused_before_any_call_and_blames_no_mo
         "request_refused_by_model",
     )
     assert sandbox_state.calls == 0
-    assert circuit_states(MODELS) == {"gpt-4o-mini": "closed", "gpt-4o": "closed"}
+    assert circuit_states(MODELS, now=time.time()) == {"gpt-4o-mini": "closed", "gpt-4o": "closed"}
     assert UsageRecord.objects.get().status == "request_refused"
 
 

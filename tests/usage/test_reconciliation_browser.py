@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from tests.factories import UsageRecordFactory
+from tests.waits import element_after_click
 from usage.models import ProviderUsage, Reconciliation
 from usage.reconciliation import provider_usage_reconcile
 
@@ -44,7 +45,7 @@ def test_red_alert_leads_to_the_difference_and_a_bill_is_uploaded(
     # when: its link
     alert.find_element(By.LINK_TEXT, "See each day's difference").click()
     # then: the admin list of differences, filtered to mismatches
-    _loaded(browser, By.ID, "result_list")
+    element_after_click(browser, By.ID, "result_list")
     rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
     assert len(rows) == 1
     assert "gpt-4o-mini" in rows[0].text and "0.0000168" in rows[0].text
@@ -56,23 +57,14 @@ def test_red_alert_leads_to_the_difference_and_a_bill_is_uploaded(
     browser.find_element(By.NAME, "file").send_keys(str(bill))
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
     # then
-    assert "row 2: cost_usd '-1'" in _loaded(browser, By.CLASS_NAME, "import-errors").text
+    errors = element_after_click(browser, By.CLASS_NAME, "import-errors")
+    assert "row 2: cost_usd '-1'" in errors.text
     assert not ProviderUsage.objects.filter(model="other-model").exists()
     bill.write_text(header + f"{yesterday},other-model,2,300,0,20,0.001\n")
     browser.find_element(By.NAME, "file").send_keys(str(bill))
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    assert "Imported 1 row(s)" in _loaded(browser, By.CSS_SELECTOR, ".messagelist").text
+    assert "Imported 1 row(s)" in element_after_click(browser, By.CSS_SELECTOR, ".messagelist").text
     assert Reconciliation.objects.get(model="other-model").status == "missing_ledger"
-
-
-def _loaded(browser, by: str, value: str):
-    """The element once the page a click led to has it (a click does not wait for the load)."""
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(browser, 15).until(
-        expected_conditions.presence_of_element_located((by, value))
-    )
 
 
 def _rgb(css: str) -> tuple[int, ...]:
