@@ -36,6 +36,7 @@ from routing.policy_versions import (
     router_artifact_set,
     router_trial_set,
 )
+from routing.price_admin import ModelPriceInline, current_prices_text
 from routing.quality import percent_label
 from routing.quality_admin import QualityAdminMixin, page_warnings
 from routing.selectors import (
@@ -117,10 +118,7 @@ class ModelProfileAdmin(PolicyVersionedAdmin):
     list_display = [
         "name",
         "tier",
-        "input_per_mtok_usd",
-        "cached_input_per_mtok_usd",
-        "output_per_mtok_usd",
-        "prices_effective_from",
+        "current_prices",
         "shutdown_on",
         "active",
         "circuit",
@@ -129,6 +127,7 @@ class ModelProfileAdmin(PolicyVersionedAdmin):
     # A provider endpoint typed without a scheme is HTTPS (Django 6's default for URLField).
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     search_fields = ["name"]
+    inlines = [ModelPriceInline]
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
         names = list(ModelProfile.objects.values_list("name", flat=True))
@@ -138,6 +137,10 @@ class ModelProfileAdmin(PolicyVersionedAdmin):
     @admin.display(description="circuit")
     def circuit(self, obj: ModelProfile) -> str:
         return self._circuits.get(obj.name, "unknown")
+
+    @admin.display(description="prices today (in / cached / out per 1M)")
+    def current_prices(self, obj: ModelProfile) -> str:
+        return current_prices_text(obj)
 
 
 class TaskCategoryForm(CommentedForm):

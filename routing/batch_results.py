@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import F
 
 from routing.gateway.admission import budget_period_locked
-from routing.gateway.outcome import LedgerRow
+from routing.gateway.outcome import LedgerRow, billed_columns
 from routing.gateway.response_cache import response_cache_value, response_cache_write
 from routing.models import (
     ApiKey,
@@ -24,7 +24,14 @@ from routing.models import (
     ProviderBatch,
     ProviderBatchState,
 )
-from routing.pricing import NOT_BILLED, Prices, ledger_costs
+from routing.pricing import (
+    NOT_BILLED,
+    PriceRow,
+    ServiceTier,
+    TokenUsage,
+    ledger_costs,
+    price_row_from_json,
+)
 from routing.providers.batch import (
     BatchInfo,
     BatchProviderError,
@@ -32,6 +39,7 @@ from routing.providers.batch import (
     batch_file_content,
     batch_retrieve,
 )
+from routing.providers.usage_block import usage_parse
 from usage.models import Status, TokenSource
 from usage.services import usage_record
 
@@ -149,13 +157,11 @@ def _item_settle(
     body = response.get("body") or {}
     if line is not None and response.get("status_code") == 200 and body.get("usage"):
         usage = body["usage"]
-        details = usage.get("prompt_tokens_details") or {}
         choice = (body.get("choices") or [{}])[0]
         item.status = BatchItemStatus.SUCCEEDED
         item.content = (choice.get("message") or {}).get("content") or ""
         item.finish_reason = choice.get("finish_reason") or ""
-        tokens = (usage["prompt_tokens"], details.get("cached_tokens") or 0)
-        tokens += (usage["completion_tokens"],)
+        tokens = TokenUsage.of(usage_parse(usage))
         row = _ledger_row(item, tokens=tokens, billed=True, now=now)
         answer_cache = item.ledger_fields.get("cache")
         if answer_cache:
@@ -184,7 +190,7 @@ def item_from_cache(item: BatchItem, hit: dict, *, now: datetime) -> None:
     """Answer an item from the response cache: nothing billed, the first answer's bill avoided."""
     item.status = BatchItemStatus.SUCCEEDED
     item.content, item.finish_reason = hit["content"], hit.get("finish_reason", "stop")
-    tokens = (hit["input_tokens"], 0, hit["output_tokens"])
+    tokens = TokenUsage(hit["input_tokens"], hit["output_tokens"])
     avoided = Decimal(hit["cost_usd"])
     _item_record(
         item, _ledger_row(item, tokens=tokens, billed=True, now=now, avoided=avoided), now=now
@@ -221,44 +227,35 @@ def _item_record(item: BatchItem, row: LedgerRow, *, now: datetime) -> None:
 def _ledger_row(
     item: BatchItem,
     *,
-    tokens: tuple | None,
+    tokens: TokenUsage | None,
     billed: bool,
     now: datetime,
     avoided: Decimal | None = None,
 ) -> LedgerRow:
-    """The item's one ledger row: batch price billed, list price as `uncached`, so on batch
-    rows uncached - cost is the batch layer and baseline - uncached the routing layer.
+    """The item's one ledger row: billed at the batch tier of the price row in force when it
+    was submitted, list price as `uncached`, so on batch rows uncached - cost is the batch
+    layer and baseline - uncached the routing layer.
 
     `avoided` (a response-cache answer): nothing billed, the first answer's bill avoided."""
     row = dict(item.ledger_fields["row"])
     prices = item.ledger_fields["prices"]
-    for key in (
-        "price_input_per_mtok_usd",
-        "price_cached_input_per_mtok_usd",
-        "price_output_per_mtok_usd",
-        "estimated_cost_usd",
-    ):
-        row[key] = Decimal(row[key])
+    row["estimated_cost_usd"] = Decimal(row["estimated_cost_usd"])
+    # Items stored before the price book kept their batch prices in the row.
+    legacy = {k: row.pop(f"price_{k}_per_mtok_usd", None) for k in ("input", "cached_input")}
+    row.pop("price_output_per_mtok_usd", None)
+    price, baseline = _item_prices(prices, legacy_batch_input=legacy["input"])
     if billed:
-        input_tokens, cached_tokens, output_tokens = tokens
         costs = ledger_costs(
-            billed=Prices(
-                row["price_input_per_mtok_usd"],
-                row["price_cached_input_per_mtok_usd"],
-                row["price_output_per_mtok_usd"],
-            ),
-            listed=_stored_prices(prices["list_input"], prices["list_output"]),
-            baseline=_stored_prices(prices["baseline_input"], prices["baseline_output"]),
-            input_tokens=input_tokens,
-            cached_tokens=cached_tokens,
-            output_tokens=output_tokens,
+            price=price,
+            baseline=baseline,
+            usage=tokens,
+            tier=ServiceTier.BATCH,
             free=avoided is not None,
         )
         token_source, status, error_code = TokenSource.PROVIDER, Status.OK, ""
     else:
         # Nothing billed: the row keeps the prompt estimate and costs nothing.
-        input_tokens, cached_tokens, output_tokens = prices["prompt_tokens"], 0, 0
-        costs = NOT_BILLED
+        tokens, costs = TokenUsage(prices["prompt_tokens"]), NOT_BILLED
         token_source, status, error_code = (
             prices["token_source"],
             Status.UPSTREAM_ERROR,
@@ -267,18 +264,13 @@ def _ledger_row(
     store_text = settings.USAGE_STORE_TEXT
     return LedgerRow(
         **row,
+        **billed_columns(price=price, usage=tokens, tier=ServiceTier.BATCH, costs=costs),
         request_id=item.request_id,
         created_at=now,  # billed when collected: the rollup refresh sees it at once
-        input_tokens=input_tokens,
-        cached_tokens=cached_tokens,
-        output_tokens=output_tokens,
         token_source=token_source,
         latency_ms=0,  # a batch turnaround is hours: kept on the job, out of live latency
-        cost_usd=costs.cost_usd,
-        uncached_cost_usd=costs.uncached_cost_usd,
         avoided_cost_usd=avoided or Decimal("0"),
         cache_hit=avoided is not None,
-        baseline_cost_usd=costs.baseline_cost_usd,
         status=status,
         error_code=error_code,
         sandbox=settings.UPSTREAM_MODE == "sandbox",
@@ -287,10 +279,17 @@ def _ledger_row(
     )
 
 
-def _stored_prices(input_per_mtok_usd: str, output_per_mtok_usd: str) -> Prices:
-    # Kept as strings in the item; undiscounted amounts read only the input and output prices.
-    return Prices(
-        Decimal(input_per_mtok_usd), Decimal(input_per_mtok_usd), Decimal(output_per_mtok_usd)
+def _item_prices(prices: dict, *, legacy_batch_input: str | None) -> tuple[PriceRow, PriceRow]:
+    """The item's price rows; an item stored before the price book has the list and batch
+    prices instead (the batch multiplier is their ratio)."""
+    if "price" in prices:
+        return price_row_from_json(prices["price"]), price_row_from_json(prices["baseline"])
+    listed = [Decimal(prices[k]) for k in ("list_input", "list_output")]
+    batch_input = Decimal(legacy_batch_input or listed[0])
+    batch = batch_input / listed[0] if listed[0] else Decimal(1)
+    return (
+        PriceRow(listed[0], listed[0], listed[1], batch_multiplier=batch),
+        PriceRow(Decimal(prices["baseline_input"]), Decimal(0), Decimal(prices["baseline_output"])),
     )
 
 

@@ -13,7 +13,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN
 
 from celery import shared_task
 from django.conf import settings
@@ -38,11 +38,10 @@ from routing.models import (
     BatchItem,
     BatchJob,
     BatchStatus,
-    PolicyVersion,
     ProviderBatch,
     ProviderBatchState,
 )
-from routing.pricing import batch_prices_per_mtok
+from routing.pricing import price_row_json
 from routing.providers.batch import (
     BatchInfo,
     BatchProviderError,
@@ -110,17 +109,14 @@ def _item_body(plan: RoutePlan, request: CompletionRequest) -> dict:
 
 
 def _item_ledger(
-    *, plan: RoutePlan, request: CompletionRequest, api_key: ApiKey, discount, cache_key: str | None
+    *, plan: RoutePlan, request: CompletionRequest, api_key: ApiKey, cache_key: str | None
 ) -> dict:
-    """The ledger row as decided now, and the prices that bill it when the result comes."""
+    """The ledger row as decided now, and the price rows that bill it when the result comes
+    (the rows in force today: a batch bills at the prices of the day it was submitted)."""
     decision = plan.decision
     model, baseline = decision.model, decision.baseline_model
-    input_price, output_price = batch_prices_per_mtok(
-        input_per_mtok_usd=model.input_per_mtok_usd,
-        output_per_mtok_usd=model.output_per_mtok_usd,
-        discount_percent=discount,
-    )
-    factor = (Decimal(100) - discount) / Decimal(100)
+    price = model.list_price
+    factor = price.batch_multiplier
     estimate = (decision.estimated_cost_usd * factor).quantize(LEDGER_PLACES, ROUND_HALF_EVEN)
     store_text = settings.USAGE_STORE_TEXT
     row = dict(
@@ -129,17 +125,12 @@ def _item_ledger(
         end_user=request.user,
         estimated_cost_usd=estimate,
         estimate_source=plan.token_source,
-        price_input_per_mtok_usd=input_price,
-        price_cached_input_per_mtok_usd=input_price,  # no cache discount inside a batch
-        price_output_per_mtok_usd=output_price,
         metadata=request.metadata,
         prompt_text=plan.text[: settings.USAGE_STORE_TEXT_MAX_CHARS] if store_text else "",
     )
     prices = {
-        "list_input": model.input_per_mtok_usd,
-        "list_output": model.output_per_mtok_usd,
-        "baseline_input": baseline.input_per_mtok_usd,
-        "baseline_output": baseline.output_per_mtok_usd,
+        "price": price_row_json(price),
+        "baseline": price_row_json(baseline.list_price),
         "prompt_tokens": plan.prompt_tokens,
         "token_source": plan.token_source,
     }
@@ -147,14 +138,6 @@ def _item_ledger(
     fields = {"row": row, "prices": prices, "cache": answer_cache if cache_key else None}
     # Stored as JSON (Decimals as strings), read back with Decimal() at collection.
     return json.loads(json.dumps(fields, cls=DjangoJSONEncoder))
-
-
-def _batch_discounts(policy_version: int) -> dict[str, Decimal]:
-    snapshot = PolicyVersion.objects.get(pk=policy_version).snapshot
-    return {
-        name: Decimal(data.get("batch_discount_percent", "0"))
-        for name, data in snapshot["models"].items()
-    }
 
 
 def batch_job_create(
@@ -169,7 +152,6 @@ def batch_job_create(
     if not policy.feature_on("batch", subject=subject, api_key_id=api_key.pk):
         raise BatchRefused(403, "batch_disabled", "Batch jobs are switched off for this key.")
     plans = [_plan_item(index=i, item=item, api_key=api_key) for i, item in enumerate(requests)]
-    discounts = _batch_discounts(plans[0].decision.policy_version)
     now = timezone.now()
     hits: dict[str, dict | None] = {}
     with transaction.atomic():
@@ -198,7 +180,6 @@ def batch_job_create(
                     plan=plan,
                     request=item.request,
                     api_key=api_key,
-                    discount=discounts.get(name, Decimal("0")),
                     cache_key=key,
                 ),
             )

@@ -7,13 +7,14 @@ the category's always_full, or one of the category's trigger terms.
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 
 from routing.classifier import CategoryKeywords, classify, find_trigger
 from routing.complexity import ComplexitySignal, estimate_complexity
 from routing.learned.model import Router, RouterPrediction
-from routing.pricing import call_cost_usd
+from routing.pricing import PriceRow, call_cost_usd, price_on
 from routing.rollout import ExperimentSplit, FlagRule, flag_on, in_share
 
 # Features that are on when no flag row says otherwise (the others must be switched on).
@@ -34,13 +35,20 @@ class Arm(StrEnum):
 class ModelSpec:
     name: str
     tier: Tier
-    input_per_mtok_usd: Decimal
-    cached_input_per_mtok_usd: Decimal
-    output_per_mtok_usd: Decimal
+    prices: tuple[PriceRow, ...] = ()  # the model's price book rows, oldest first
     base_url: str = ""
     api_key_env: str = "OPENAI_API_KEY"
     supports_prompt_cache_key: bool = True
     active: bool = True
+
+    def price_on(self, day: date) -> PriceRow:
+        """The price row a request of this UTC day bills at."""
+        return price_on(self.prices, day)
+
+    @property
+    def list_price(self) -> PriceRow:
+        """Today's prices (UTC): what estimates use."""
+        return self.price_on(datetime.now(UTC).date())
 
 
 @dataclass(frozen=True)
@@ -388,10 +396,11 @@ def route(*, request: RouteRequest, policy: Policy) -> Decision:
 
     max_output = min(request.max_tokens or rule.max_output_tokens, rule.max_output_tokens)
     expected_output = min(rule.expected_output_tokens, max_output)
+    price = model.list_price
     estimated = call_cost_usd(
-        input_per_mtok_usd=model.input_per_mtok_usd,
-        cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
-        output_per_mtok_usd=model.output_per_mtok_usd,
+        input_per_mtok_usd=price.input_per_mtok_usd,
+        cached_input_per_mtok_usd=price.cached_input_per_mtok_usd,
+        output_per_mtok_usd=price.output_per_mtok_usd,
         input_tokens=request.prompt_tokens + rule.system_prompt_tokens,
         cached_tokens=0,
         output_tokens=expected_output,

@@ -5,8 +5,6 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from huntaze.money import PRICE_FIELD
-
 
 class Tier(models.TextChoices):
     MINI = "mini", "mini (cheap tier)"
@@ -32,7 +30,8 @@ def validate_param_names(value: object) -> None:
 
 
 class ModelProfile(models.Model):
-    """A model as the provider knows it, with its tier, endpoint and list prices."""
+    """A model as the provider knows it, with its tier and endpoint; its prices are rows of
+    the price book (routing.price_models.ModelPrice, `profile.prices`)."""
 
     name = models.CharField(max_length=100, unique=True, help_text="Model name sent to the API.")
     tier = models.CharField(max_length=8, choices=Tier.choices)
@@ -41,18 +40,6 @@ class ModelProfile(models.Model):
     )
     api_key_env = models.CharField(
         max_length=64, default="OPENAI_API_KEY", help_text="Environment variable holding the key."
-    )
-    input_per_mtok_usd = models.DecimalField(**PRICE_FIELD, validators=[MinValueValidator(0)])
-    cached_input_per_mtok_usd = models.DecimalField(
-        **PRICE_FIELD, validators=[MinValueValidator(0)]
-    )
-    output_per_mtok_usd = models.DecimalField(**PRICE_FIELD, validators=[MinValueValidator(0)])
-    prices_effective_from = models.DateField()
-    batch_discount_percent = models.DecimalField(
-        max_digits=5,
-        decimal_places=2,
-        default=Decimal("50"),
-        validators=[MinValueValidator(0), MaxValueValidator(100)],
     )
     context_window_tokens = models.PositiveIntegerField(default=128_000)
     supports_prompt_cache_key = models.BooleanField(
@@ -90,12 +77,6 @@ class ModelProfile(models.Model):
 
     class Meta:
         ordering = ["tier", "name"]
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(cached_input_per_mtok_usd__lte=models.F("input_per_mtok_usd")),
-                name="cached_price_not_above_input_price",
-            )
-        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.tier})"
@@ -623,5 +604,7 @@ class BatchItem(models.Model):
         return f"{self.job} {self.custom_id}"
 
 
-# The migration assistant's rows live in their own module; Django finds them through here.
+# The migration assistant's and the price book's rows live in their own modules; Django
+# finds them through here.
 from routing.model_migration_models import ModelMigration, SuccessorVerdict  # noqa: E402, F401
+from routing.price_models import ModelPrice  # noqa: E402, F401

@@ -10,7 +10,9 @@ from routing.gateway.wire import OPENAI, Refusal
 from routing.json_input import text_check
 
 AUTO = "auto"
-SAMPLING_PARAMS = ("top_p", "stop", "presence_penalty", "frequency_penalty", "seed")
+# Passed through as sent; service_tier asks for flex or priority processing (billed at the
+# tier the answer says it was served at).
+SAMPLING_PARAMS = ("top_p", "stop", "presence_penalty", "frequency_penalty", "seed", "service_tier")
 UNSUPPORTED_PARAMS = ("tools", "functions", "tool_choice", "function_call", "audio", "modalities")
 
 

@@ -14,11 +14,14 @@ from routing.models import (
     ExperimentStatus,
     FeatureFlag,
     Flag,
+    ModelPrice,
     ModelProfile,
     PolicyVersion,
     RolloutSetting,
     TaskCategory,
 )
+from routing.price_book import price_row
+from routing.pricing import PRICE_COLUMNS, price_row_json
 from routing.selectors import (
     POLICY_VERSION_CACHE_KEY,
     deep_merge,
@@ -36,11 +39,12 @@ def _model_snapshot(profile: ModelProfile) -> dict:
         "tier": profile.tier,
         "base_url": profile.base_url,
         "api_key_env": profile.api_key_env,
-        "input_per_mtok_usd": str(profile.input_per_mtok_usd),
-        "cached_input_per_mtok_usd": str(profile.cached_input_per_mtok_usd),
-        "output_per_mtok_usd": str(profile.output_per_mtok_usd),
-        "prices_effective_from": profile.prices_effective_from.isoformat(),
-        "batch_discount_percent": str(profile.batch_discount_percent),
+        # The whole price book of the model: a request bills at the row in force on its day,
+        # so a price dated tomorrow needs no new version to start billing.
+        "prices": [
+            price_row_json(price_row(row))
+            for row in sorted(profile.prices.all(), key=lambda r: r.effective_from)
+        ],
         "active": profile.active,
         "supports_prompt_cache_key": profile.supports_prompt_cache_key,
         "token_limit_param": profile.token_limit_param,
@@ -84,7 +88,9 @@ def policy_snapshot_build() -> dict:
     flags = FeatureFlag.objects.prefetch_related("api_keys")
     snapshot = {
         "default_category": default,
-        "models": {p.name: _model_snapshot(p) for p in ModelProfile.objects.all()},
+        "models": {
+            p.name: _model_snapshot(p) for p in ModelProfile.objects.prefetch_related("prices")
+        },
         "categories": {c.slug: category_snapshot(c) for c in categories},
         "rollout": {
             "routed_percent": str(rollout.routed_percent if rollout else Decimal("100.00")),
@@ -145,6 +151,23 @@ def _experiment_label(section: dict | None) -> str:
     )
 
 
+def _price_changes(prefix: str, before: dict, after: dict) -> list[str]:
+    """A model's price book rows added, corrected or removed, named by their dates."""
+    old = {row["effective_from"]: row for row in before.get("prices", [])}
+    new = {row["effective_from"]: row for row in after["prices"]}
+    changes = []
+    for day in sorted(old.keys() | new.keys()):
+        if day not in old:
+            row = new[day]
+            prices = "/".join(row[c] for c in PRICE_COLUMNS[:3])
+            changes.append(f"{prefix}.prices: row from {day} added (in/cached/out {prices})")
+        elif day not in new:
+            changes.append(f"{prefix}.prices: row from {day} removed")
+        elif old[day] != new[day]:
+            changes.append(f"{prefix}.prices: row from {day} corrected")
+    return changes
+
+
 def snapshot_changes(before: dict, after: dict) -> list[str]:
     """Return what differs from `before` to `after`, one line per field."""
     changes = []
@@ -170,7 +193,9 @@ def snapshot_changes(before: dict, after: dict) -> list[str]:
             changes.append(f"{section}.{name}: added")
         for name in sorted(old.keys() & new.keys()):
             for key in sorted(new[name]):
-                if old[name].get(key) != new[name][key]:
+                if key == "prices":
+                    changes += _price_changes(f"{section}.{name}", old[name], new[name])
+                elif old[name].get(key) != new[name][key]:
                     changes.append(
                         f"{section}.{name}.{key}: {old[name].get(key)!r} -> {new[name][key]!r}"
                     )
@@ -249,11 +274,6 @@ def policy_rows_apply(*, snapshot: dict) -> str:
                 "tier": data["tier"],
                 "base_url": data["base_url"],
                 "api_key_env": data["api_key_env"],
-                "input_per_mtok_usd": Decimal(data["input_per_mtok_usd"]),
-                "cached_input_per_mtok_usd": Decimal(data["cached_input_per_mtok_usd"]),
-                "output_per_mtok_usd": Decimal(data["output_per_mtok_usd"]),
-                "prices_effective_from": data["prices_effective_from"],
-                "batch_discount_percent": Decimal(data["batch_discount_percent"]),
                 "active": data["active"],
                 "supports_prompt_cache_key": data.get("supports_prompt_cache_key", True),
                 "token_limit_param": data.get("token_limit_param", "max_tokens"),
@@ -377,7 +397,11 @@ def policy_seed(*, actor: str = "seed") -> PolicyVersion:
     from routing.seed_data import DEFAULT_CATEGORIES, DEFAULT_MODELS
 
     for model in DEFAULT_MODELS:
-        ModelProfile.objects.get_or_create(name=model["name"], defaults=model)
+        fields = {k: v for k, v in model.items() if k != "prices"}
+        profile, created = ModelProfile.objects.get_or_create(name=model["name"], defaults=fields)
+        if created:
+            for prices in model["prices"]:
+                ModelPrice.objects.create(model=profile, **prices)
     mini = ModelProfile.objects.get(name="gpt-4o-mini")
     full = ModelProfile.objects.get(name="gpt-4o")
     has_default = TaskCategory.objects.filter(is_default=True).exists()

@@ -3,17 +3,25 @@
 from datetime import date
 from decimal import Decimal
 
+from routing.pricing import PriceRow
+
 GPT_4O_FAMILY_SHUTDOWN = date(2027, 1, 14)
 
-# USD per 1M tokens (input, cached input, output); OpenAI list prices.
+# USD per 1M tokens (input, cached input, output); OpenAI list prices: each model's first
+# price book rows (reasoning tokens bill as output, cache writes as input, batch at half).
 DEFAULT_MODELS = [
     {
         "name": "gpt-4o-mini",
         "tier": "mini",
-        "input_per_mtok_usd": Decimal("0.15"),
-        "cached_input_per_mtok_usd": Decimal("0.075"),
-        "output_per_mtok_usd": Decimal("0.60"),
-        "prices_effective_from": date(2024, 7, 18),
+        "prices": [
+            {
+                "effective_from": date(2024, 7, 18),
+                "input_per_mtok_usd": Decimal("0.15"),
+                "cached_input_per_mtok_usd": Decimal("0.075"),
+                "output_per_mtok_usd": Decimal("0.60"),
+                "note": "OpenAI list prices",
+            }
+        ],
         "context_window_tokens": 128_000,
         "shutdown_on": GPT_4O_FAMILY_SHUTDOWN,
         "active": True,
@@ -21,10 +29,15 @@ DEFAULT_MODELS = [
     {
         "name": "gpt-4o",
         "tier": "full",
-        "input_per_mtok_usd": Decimal("2.50"),
-        "cached_input_per_mtok_usd": Decimal("1.25"),
-        "output_per_mtok_usd": Decimal("10.00"),
-        "prices_effective_from": date(2024, 10, 1),
+        "prices": [
+            {
+                "effective_from": date(2024, 10, 1),
+                "input_per_mtok_usd": Decimal("2.50"),
+                "cached_input_per_mtok_usd": Decimal("1.25"),
+                "output_per_mtok_usd": Decimal("10.00"),
+                "note": "OpenAI list prices",
+            }
+        ],
         "context_window_tokens": 128_000,
         "shutdown_on": GPT_4O_FAMILY_SHUTDOWN,
         "active": True,
@@ -33,10 +46,15 @@ DEFAULT_MODELS = [
     {
         "name": "gpt-5.4-mini",
         "tier": "mini",
-        "input_per_mtok_usd": Decimal("0.75"),
-        "cached_input_per_mtok_usd": Decimal("0.075"),
-        "output_per_mtok_usd": Decimal("4.50"),
-        "prices_effective_from": date(2026, 3, 1),
+        "prices": [
+            {
+                "effective_from": date(2026, 3, 1),
+                "input_per_mtok_usd": Decimal("0.75"),
+                "cached_input_per_mtok_usd": Decimal("0.075"),
+                "output_per_mtok_usd": Decimal("4.50"),
+                "note": "OpenAI list prices",
+            }
+        ],
         "context_window_tokens": 400_000,
         "shutdown_on": None,
         "active": False,
@@ -44,10 +62,15 @@ DEFAULT_MODELS = [
     {
         "name": "gpt-5.4-nano",
         "tier": "mini",
-        "input_per_mtok_usd": Decimal("0.20"),
-        "cached_input_per_mtok_usd": Decimal("0.02"),
-        "output_per_mtok_usd": Decimal("1.25"),
-        "prices_effective_from": date(2026, 3, 1),
+        "prices": [
+            {
+                "effective_from": date(2026, 3, 1),
+                "input_per_mtok_usd": Decimal("0.20"),
+                "cached_input_per_mtok_usd": Decimal("0.02"),
+                "output_per_mtok_usd": Decimal("1.25"),
+                "note": "OpenAI list prices",
+            }
+        ],
         "context_window_tokens": 400_000,
         "shutdown_on": None,
         "active": False,
@@ -160,3 +183,11 @@ DEFAULT_CATEGORIES = [
         + "You give careful legal information, not legal advice, and flag when to ask a lawyer.",
     },
 ]
+
+
+def seeded_price_rows(name: str) -> tuple[PriceRow, ...]:
+    """A seeded model's price rows as plain data (engine tests, the sandbox's own bill)."""
+    model = next(m for m in DEFAULT_MODELS if m["name"] == name)
+    return tuple(
+        PriceRow(**{k: v for k, v in row.items() if k != "note"}) for row in model["prices"]
+    )

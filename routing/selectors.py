@@ -15,6 +15,7 @@ from routing.engine import CategoryRule, ModelSpec, Policy, Qualification, Routi
 from routing.learned.model import ArtifactError
 from routing.learned.runtime import current_artifact_id, router_get, router_status
 from routing.models import ApiKey, PolicyVersion
+from routing.price_book import snapshot_prices
 from routing.prompts import prefix_fingerprint
 from routing.providers.compat import param_rules_from_snapshot, param_rules_set
 from routing.rollout import FlagRule, experiment_split
@@ -144,9 +145,7 @@ def _model_from(data: dict) -> ModelSpec:
     return ModelSpec(
         name=data["name"],
         tier=Tier(data["tier"]),
-        input_per_mtok_usd=Decimal(data["input_per_mtok_usd"]),
-        cached_input_per_mtok_usd=Decimal(data["cached_input_per_mtok_usd"]),
-        output_per_mtok_usd=Decimal(data["output_per_mtok_usd"]),
+        prices=snapshot_prices(data),
         base_url=data["base_url"],
         api_key_env=data["api_key_env"],
         supports_prompt_cache_key=data.get("supports_prompt_cache_key", True),

@@ -30,8 +30,8 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from routing.engine import Arm, ModelSpec, Tier
-from routing.gateway.outcome import LedgerRow
-from routing.pricing import NOT_BILLED, ledger_costs
+from routing.gateway.outcome import LedgerRow, billed_columns
+from routing.pricing import NOT_BILLED, ServiceTier, TokenUsage, ledger_costs
 from routing.providers.chat import ProviderError, ProviderResult, achat_complete, clients_close
 from routing.quality import (
     JUDGE_MAX_OUTPUT_TOKENS,
@@ -350,26 +350,23 @@ def judgement_record(
 def qa_record(job: ShadowJob, call: _QaCall, *, premium: ModelSpec, unreadable: bool = False):
     """Write the ledger row of one shadow or judge call, flagged qa, billed at its prices."""
     model = call.model
+    now = timezone.now()
+    price = model.price_on(now.date())
     if call.result is not None:
-        input_tokens = call.result.input_tokens
-        cached_tokens = call.result.cached_tokens
-        output_tokens = call.result.output_tokens
+        result = call.result
+        usage = TokenUsage.of(result)
+        tier = result.service_tier
         token_source = TokenSource.PROVIDER
         costs = ledger_costs(
-            billed=model,
-            listed=model,
-            baseline=premium,
-            input_tokens=input_tokens,
-            cached_tokens=cached_tokens,
-            output_tokens=output_tokens,
+            price=price, baseline=premium.price_on(now.date()), usage=usage, tier=tier
         )
         status = Status.OK
         error_code = "judge_unreadable" if unreadable else ""
-        sandbox = call.result.sandbox
+        sandbox = result.sandbox
     else:
         # Nothing billed: the prompt estimate, at no cost, with the error.
         input_tokens, token_source = count_message_tokens(call.messages)
-        cached_tokens = output_tokens = 0
+        usage, tier = TokenUsage(input_tokens), ServiceTier.DEFAULT
         costs = NOT_BILLED
         status = _FAILURE_STATUS.get(call.error.code, Status.UPSTREAM_ERROR)
         error_code = call.error.code
@@ -381,7 +378,7 @@ def qa_record(job: ShadowJob, call: _QaCall, *, premium: ModelSpec, unreadable: 
         metadata["qualification"] = job.qualifying
     row = LedgerRow(
         request_id=f"qa{call.kind[0]}_{uuid.uuid4().hex}",
-        created_at=timezone.now(),
+        created_at=now,
         api_key_id=job.api_key_id,
         end_user="",
         category=job.category,
@@ -393,20 +390,12 @@ def qa_record(job: ShadowJob, call: _QaCall, *, premium: ModelSpec, unreadable: 
         model=model.name,
         reason_code=f"qa:{call.kind}",
         policy_version_id=job.policy_version,
-        input_tokens=input_tokens,
-        cached_tokens=cached_tokens,
-        output_tokens=output_tokens,
+        **billed_columns(price=price, usage=usage, tier=tier, costs=costs),
         token_source=token_source,
         latency_ms=call.latency_ms,
-        cost_usd=costs.cost_usd,
-        uncached_cost_usd=costs.uncached_cost_usd,
         estimated_cost_usd=costs.cost_usd,
         estimate_source=token_source,
-        baseline_cost_usd=costs.baseline_cost_usd,
         baseline_model=premium.name,
-        price_input_per_mtok_usd=model.input_per_mtok_usd,
-        price_cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
-        price_output_per_mtok_usd=model.output_per_mtok_usd,
         status=status,
         error_code=error_code,
         sandbox=sandbox,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from routing.engine import ModelSpec, Policy, Tier, decide
-from routing.pricing import call_cost_usd
+from routing.pricing import TokenUsage, price_tokens
 
 DAYS_PER_MONTH = Decimal(30)
 
@@ -106,14 +106,10 @@ def _percent(part: Decimal, whole: int) -> Decimal:
 
 
 def _group_cost(model: ModelSpec, group: ReplayGroup) -> Decimal:
-    return call_cost_usd(
-        input_per_mtok_usd=model.input_per_mtok_usd,
-        cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
-        output_per_mtok_usd=model.output_per_mtok_usd,
-        input_tokens=group.input_tokens,
-        cached_tokens=group.cached_tokens,
-        output_tokens=group.output_tokens,
-    )
+    """The group's tokens at the model's prices of today (the whole price book's rules, the
+    group's tokens summed: a long-context surcharge is per request, so not in a replay)."""
+    usage = TokenUsage(group.input_tokens, group.output_tokens, cached_tokens=group.cached_tokens)
+    return price_tokens(model.list_price, usage).total_usd
 
 
 def _critical_by(reason_code: str) -> str | None:

@@ -44,6 +44,7 @@ class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "category",
         "category_source",
         "router_artifact",
+        "service_tier",
         "sandbox",
         "qa",
     ]

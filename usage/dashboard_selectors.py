@@ -1,6 +1,7 @@
 """The staff dashboard's figures, read from the rollups (never the ledger): a window's totals,
 per-tier series, latency percentiles and the month so far."""
 
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -9,6 +10,7 @@ from django.db.models.functions import Coalesce, TruncHour
 
 from huntaze.money import LEDGER_PLACES, ZERO
 from routing.pricing import savings_percent
+from usage.line_items import cost_line_items
 from usage.models import LATENCY_BOUNDS_MS, Granularity, UsageRollup
 from usage.selectors import (
     month_projection,
@@ -173,6 +175,7 @@ def dashboard_metrics(*, window: str, now: datetime, api_key_id: int | None = No
             "response_cache": totals["avoided_cost_usd"],
             "batch": totals["batch_savings_usd"],
         },
+        "cost_by_line_item": [asdict(item) for item in cost_line_items(rows)],
         "category_mix": [
             {
                 "category": c["category"],

@@ -72,6 +72,11 @@ def _notes(report: MonthlyCostReport) -> list[tuple[str, object]]:
     ]
 
 
+def _line_item_rows(report: MonthlyCostReport) -> list[list]:
+    """The total's cost by line item: key, label, tokens, cost (they add up to the total)."""
+    return [[i.key, i.label, i.tokens, i.cost_usd] for i in report.line_items]
+
+
 def report_csv(report: MonthlyCostReport) -> bytes:
     """Return the report as CSV: one table with a section column; money as exact decimals."""
     out = io.StringIO()
@@ -85,6 +90,10 @@ def report_csv(report: MonthlyCostReport) -> bytes:
                     *(decimal_str(v) if not isinstance(v, str | int) else v for v in _values(line)),
                 ]
             )
+    blank = [""] * (len(COLUMNS) - COLUMNS.index("cost_usd") - 1)
+    for key, _label, _tokens, cost in _line_item_rows(report):
+        # the total's cost by line item, in the cost_usd column: they add up to the total's
+        writer.writerow(["line_item", key, "", "", "", "", decimal_str(cost), *blank])
     for name, value in _notes(report):
         writer.writerow(["note", name, value if isinstance(value, str) else decimal_str(value)])
     return out.getvalue().encode()
@@ -105,6 +114,10 @@ def report_xlsx(report: MonthlyCostReport) -> bytes:
         for row in sheet.iter_rows(min_row=2, min_col=6, max_col=8):
             for cell in row:
                 cell.number_format = "#,##0.00"
+    items = workbook.create_sheet("By line item")
+    items.append(["line_item", "label", "tokens", "cost_usd"])
+    for values in _line_item_rows(report):
+        items.append(values)
     # Fixed document dates: the same report gives the same workbook metadata.
     stamp = datetime(report.year, report.month, 1)  # noqa: DTZ001 - naive is what XLSX stores
     workbook.properties.created = workbook.properties.modified = stamp

@@ -16,7 +16,12 @@ LABELS = ["tier", "category", "model", "status"]
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 20, 30, 60)
 
 REQUESTS = Counter("huntaze_llm_requests", "Routed model calls (ledger rows).", LABELS)
-TOKENS = Counter("huntaze_llm_tokens", "Tokens by kind (input, cached, output).", [*LABELS, "kind"])
+TOKENS = Counter(
+    "huntaze_llm_tokens",
+    "Tokens by kind (input, cached, output; cache_write and reasoning, parts of input and "
+    "output, where models report them).",
+    [*LABELS, "kind"],
+)
 COST = Counter("huntaze_llm_cost_usd", "Billed cost in USD.", LABELS)
 BASELINE = Counter("huntaze_llm_baseline_cost_usd", "All-premium uncached cost in USD.", LABELS)
 CACHE_HITS = Counter(
@@ -43,11 +48,16 @@ def call_observe(
     cost_usd: Decimal,
     baseline_cost_usd: Decimal,
     cache_hit: bool,
+    cache_write_tokens: int = 0,
+    reasoning_tokens: int = 0,
 ) -> None:
     """Count one ledger row in the metrics."""
     labels = {"tier": tier, "category": category, "model": model, "status": status}
     REQUESTS.labels(**labels).inc()
     tokens = {"input": input_tokens, "cached": cached_tokens, "output": output_tokens}
+    # Only where reported: most models never write the cache or reason (no idle series).
+    parts = {"cache_write": cache_write_tokens, "reasoning": reasoning_tokens}
+    tokens.update({kind: count for kind, count in parts.items() if count})
     for kind, count in tokens.items():
         TOKENS.labels(**labels, kind=kind).inc(count)
     COST.labels(**labels).inc(float(cost_usd))

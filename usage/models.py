@@ -1,7 +1,8 @@
 from django.db import models
 
 from huntaze.money import PRICE_FIELD, USD_FIELD
-from routing.models import ApiKey, Experiment, ExperimentArm, PolicyVersion, Tier
+from routing.models import ApiKey, Experiment, ExperimentArm, ModelPrice, PolicyVersion, Tier
+from routing.pricing import LINE_ITEMS, ServiceTier
 
 
 class Status(models.TextChoices):
@@ -26,7 +27,28 @@ class TokenSource(models.TextChoices):
     ESTIMATE = "estimate", "estimate (no tokenizer)"
 
 
-class UsageRecord(models.Model):
+SERVICE_TIERS = [(t.value, t.value) for t in ServiceTier]
+# The ledger's and the rollups' line-item columns, in pricing.LINE_ITEMS order.
+LINE_ITEM_COLUMNS = tuple(f"cost_{item}_usd" for item in LINE_ITEMS)
+
+
+class CostLineItems(models.Model):
+    """cost_usd line by line (pricing.LINE_ITEMS; they sum to it exactly): on each ledger row,
+    and summed in the rollups. Rows from before the price book have them all 0."""
+
+    cost_input_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_cached_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_cache_write_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_output_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_reasoning_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_long_context_usd = models.DecimalField(**USD_FIELD, default=0)
+    cost_tier_usd = models.DecimalField(**USD_FIELD, default=0)
+
+    class Meta:
+        abstract = True
+
+
+class UsageRecord(CostLineItems):
     """One row per request that reached routing, success or failure. Append-only."""
 
     request_id = models.CharField(max_length=40, unique=True)
@@ -46,6 +68,14 @@ class UsageRecord(models.Model):
     input_tokens = models.PositiveIntegerField()
     cached_tokens = models.PositiveIntegerField()
     output_tokens = models.PositiveIntegerField()
+    # Parts of input_tokens written to the prompt cache, per cache lifetime, and the part of
+    # output_tokens the model spent reasoning: each has its own price in the price book.
+    cache_write_5m_tokens = models.PositiveIntegerField(default=0)
+    cache_write_1h_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    service_tier = models.CharField(
+        max_length=10, choices=SERVICE_TIERS, default=ServiceTier.DEFAULT.value
+    )
     token_source = models.CharField(max_length=12, choices=TokenSource.choices)
     latency_ms = models.PositiveIntegerField()
     cost_usd = models.DecimalField(**USD_FIELD)
@@ -64,6 +94,14 @@ class UsageRecord(models.Model):
     price_input_per_mtok_usd = models.DecimalField(**PRICE_FIELD)
     price_cached_input_per_mtok_usd = models.DecimalField(**PRICE_FIELD)
     price_output_per_mtok_usd = models.DecimalField(**PRICE_FIELD)
+    price = models.ForeignKey(
+        ModelPrice,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="usage_records",
+        help_text="The price book row that billed this row.",
+    )
     status = models.CharField(max_length=24, choices=Status.choices)
     error_code = models.CharField(max_length=40, blank=True)
     sandbox = models.BooleanField(default=False)
@@ -134,7 +172,7 @@ LATENCY_BOUNDS_MS = (
 ROLLUP_DIMENSIONS = ["granularity", "bucket_start", "api_key", "category", "tier", "model", "qa"]
 
 
-class UsageRollup(models.Model):
+class UsageRollup(CostLineItems):
     """Ledger totals per minute or per day and per key, category, tier, model and QA flag.
 
     Derived data, rebuilt from the ledger for any window by usage_rollup_rebuild(); the
@@ -155,6 +193,8 @@ class UsageRollup(models.Model):
     input_tokens = models.BigIntegerField()
     cached_tokens = models.BigIntegerField()
     output_tokens = models.BigIntegerField()
+    cache_write_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
     latency_ms_sum = models.BigIntegerField()
     latency_cumulative = models.JSONField(
         default=list, help_text="Calls with latency <= each of LATENCY_BOUNDS_MS."
@@ -343,9 +383,7 @@ class Reconciliation(models.Model):
     ledger_cached_tokens = models.BigIntegerField()
     provider_cached_tokens = models.BigIntegerField()
     cached_tokens_difference = models.BigIntegerField()
-    ledger_cache_write_tokens = models.BigIntegerField(
-        help_text="Always 0 until the ledger records cache writes."
-    )
+    ledger_cache_write_tokens = models.BigIntegerField()
     provider_cache_write_tokens = models.BigIntegerField()
     cache_write_tokens_difference = models.BigIntegerField()
     ledger_output_tokens = models.BigIntegerField()

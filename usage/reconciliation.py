@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 
 from usage.models import (
@@ -100,9 +100,8 @@ def ledger_daily_figures(*, start: date, end: date) -> dict[tuple[date, str], Fi
     """Return the ledger's billed calls per UTC day and model, days start..end included.
 
     Billed means the provider was called and charged: response-cache hits never reached it,
-    and failed calls cost nothing (a cancelled stream that was billed has a cost). The ledger
-    has no cache-write column yet, so cache writes are 0 on our side (another change adds
-    them): a provider that reports cache writes shows as a difference until then."""
+    and failed calls cost nothing (a cancelled stream that was billed has a cost). Cache
+    writes are both lifetimes together, as providers' exports count them."""
     rows = (
         UsageRecord.objects.filter(
             created_at__gte=_midnight(start), created_at__lt=_midnight(end + timedelta(days=1))
@@ -114,6 +113,7 @@ def ledger_daily_figures(*, start: date, end: date) -> dict[tuple[date, str], Fi
             n=Count("id"),
             input_sum=Coalesce(Sum("input_tokens"), 0),
             cached_sum=Coalesce(Sum("cached_tokens"), 0),
+            write_sum=Coalesce(Sum(F("cache_write_5m_tokens") + F("cache_write_1h_tokens")), 0),
             output_sum=Coalesce(Sum("output_tokens"), 0),
             cost_sum=Coalesce(Sum("cost_usd"), Decimal("0")),
         )
@@ -123,6 +123,7 @@ def ledger_daily_figures(*, start: date, end: date) -> dict[tuple[date, str], Fi
             requests=row["n"],
             input_tokens=row["input_sum"],
             cached_tokens=row["cached_sum"],
+            cache_write_tokens=row["write_sum"],
             output_tokens=row["output_sum"],
             cost_usd=row["cost_sum"],
         )

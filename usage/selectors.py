@@ -12,6 +12,7 @@ from huntaze.money import LEDGER_PLACES, ZERO
 from routing.pricing import savings_percent
 from routing.quality import QaSpend
 from routing.whatif import LeftOut
+from usage.line_items import cost_line_items
 from usage.models import (
     Granularity,
     Status,
@@ -207,6 +208,7 @@ class MonthlyCostReport:
     qa_cost_usd: Decimal
     projected_cost_usd: Decimal
     projected_baseline_cost_usd: Decimal
+    line_items: list  # usage.line_items.LineItem: the total's cost by line item
 
     @property
     def label(self) -> str:
@@ -298,6 +300,7 @@ def monthly_cost_report(
         by_api_key=_grouped(days, "api_key__name", measures),
         top_end_users=[ReportLine(key=u.pop("end_user"), **unprefixed(u)) for u in top_users],
         qa_cost_usd=qa_cost,
+        line_items=cost_line_items(days),
         projected_cost_usd=month_projection(total.cost_usd, start=start, end=end, now=now),
         projected_baseline_cost_usd=month_projection(
             total.baseline_cost_usd, start=start, end=end, now=now

@@ -16,6 +16,7 @@ from usage.exports import report_csv, report_xlsx
 from usage.metrics import call_observe
 from usage.models import (
     LATENCY_BOUNDS_MS,
+    LINE_ITEM_COLUMNS,
     Granularity,
     MonthlyReport,
     QualityEvaluation,
@@ -55,6 +56,8 @@ def usage_record(**fields) -> UsageRecord:
             cost_usd=record.cost_usd,
             baseline_cost_usd=record.baseline_cost_usd,
             cache_hit=record.cache_hit,
+            cache_write_tokens=record.cache_write_5m_tokens + record.cache_write_1h_tokens,
+            reasoning_tokens=record.reasoning_tokens,
         )
     )
     return record
@@ -142,6 +145,9 @@ def _rollup_measures() -> dict:
         "baseline_cost_usd": _sum("baseline_cost_usd"),
         "prompt_cache_savings_usd": _sum(remainder, filter=Q(batch=False)),
         "batch_savings_usd": _sum(remainder, filter=Q(batch=True)),
+        "cache_write_tokens": Sum(F("cache_write_5m_tokens") + F("cache_write_1h_tokens")),
+        "reasoning_tokens": Sum("reasoning_tokens"),
+        **{column: _sum(column) for column in LINE_ITEM_COLUMNS},
     }
     for i, bound in enumerate(LATENCY_BOUNDS_MS):
         measures[f"le_{i}"] = Count("id", filter=Q(latency_ms__lte=bound))

@@ -23,7 +23,7 @@ from routing.inflight import (
     inflight_remember,
 )
 from routing.models import ApiKey, BudgetPeriod, InFlightRequest
-from routing.pricing import call_cost_usd
+from routing.pricing import TokenUsage, price_tokens, served_tier
 from routing.retry import fallback_chain
 from routing.shared_cache import outage_warning, window_count
 from usage.models import Status, UsageRecord
@@ -92,16 +92,12 @@ def _worst_case_cost(call: Call) -> Decimal:
     """The most this request can be billed: full output on the dearest model it may use."""
     decision = call.decision
     chain = fallback_chain(rule=decision.rule, chosen=decision.model, policy=call.plan.policy)
+    tier = served_tier(call.request.sampling.get("service_tier"))
+    prompt, output = call.plan.prompt_tokens, decision.max_output_tokens
+    # Every price rule counts: all output may be reasoning, dearer on some models.
+    usages = (TokenUsage(prompt, output), TokenUsage(prompt, output, reasoning_tokens=output))
     return max(
-        call_cost_usd(
-            input_per_mtok_usd=m.input_per_mtok_usd,
-            cached_input_per_mtok_usd=m.input_per_mtok_usd,
-            output_per_mtok_usd=m.output_per_mtok_usd,
-            input_tokens=call.plan.prompt_tokens,
-            cached_tokens=0,
-            output_tokens=decision.max_output_tokens,
-        )
-        for m in chain
+        price_tokens(m.list_price, usage, tier=tier).total_usd for m in chain for usage in usages
     )
 
 

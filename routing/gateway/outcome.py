@@ -13,7 +13,15 @@ from django.conf import settings
 from routing.engine import Arm, Decision, ModelSpec
 from routing.gateway.call import Call, CompletionResult
 from routing.gateway.upstream import UpstreamFailed
-from routing.pricing import NOT_BILLED, ledger_costs
+from routing.pricing import (
+    NOT_BILLED,
+    LedgerCosts,
+    PriceRow,
+    ServiceTier,
+    TokenUsage,
+    ledger_costs,
+    tier_prices_per_mtok,
+)
 from routing.providers.chat import ProviderResult
 from usage.models import Status, TokenSource
 
@@ -26,6 +34,10 @@ class Outcome:
     input_tokens: int = 0
     cached_tokens: int = 0
     output_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    service_tier: ServiceTier = ServiceTier.DEFAULT
     token_source: str = TokenSource.PROVIDER
     finish_reason: str = "stop"
     sandbox: bool = False
@@ -39,6 +51,10 @@ class Outcome:
     attempts: int = 1
     param_changes: tuple[str, ...] = ()  # how the request was shaped for the model
 
+    @property
+    def usage(self) -> TokenUsage:
+        return TokenUsage.of(self)
+
 
 def outcome_from_result(
     result: ProviderResult, *, model: ModelSpec, attempts: int, streamed: bool = False
@@ -48,9 +64,7 @@ def outcome_from_result(
         model=model,
         attempts=attempts,
         content=result.content,
-        input_tokens=result.input_tokens,
-        cached_tokens=result.cached_tokens,
-        output_tokens=result.output_tokens,
+        **result.usage_fields(),
         finish_reason=result.finish_reason,
         sandbox=result.sandbox,
         streamed=streamed,
@@ -138,6 +152,18 @@ class LedgerRow:
     price_output_per_mtok_usd: Decimal
     status: str
     error_code: str = ""
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    service_tier: str = ServiceTier.DEFAULT.value
+    price_id: int | None = None
+    cost_input_usd: Decimal = Decimal("0")
+    cost_cached_usd: Decimal = Decimal("0")
+    cost_cache_write_usd: Decimal = Decimal("0")
+    cost_output_usd: Decimal = Decimal("0")
+    cost_reasoning_usd: Decimal = Decimal("0")
+    cost_long_context_usd: Decimal = Decimal("0")
+    cost_tier_usd: Decimal = Decimal("0")
     sandbox: bool = False
     avoided_cost_usd: Decimal = Decimal("0")
     cache_hit: bool = False
@@ -159,6 +185,38 @@ class LedgerRow:
     def fields(self) -> dict:
         """Return the row as usage_record's keyword arguments (values not copied)."""
         return {column.name: getattr(self, column.name) for column in dataclass_fields(self)}
+
+
+def billed_columns(
+    *, price: PriceRow, usage: TokenUsage, tier: ServiceTier, costs: LedgerCosts
+) -> dict:
+    """Return a row's columns that billing sets (every writer's: live, batch, shadow): the
+    tokens by kind, the tier served, the price row and its prices, the amounts and line items."""
+    input_price, cached_price, output_price = tier_prices_per_mtok(price, tier)
+    lines = costs.lines
+    return dict(
+        input_tokens=usage.input_tokens,
+        cached_tokens=usage.cached_tokens,
+        output_tokens=usage.output_tokens,
+        cache_write_5m_tokens=usage.cache_write_5m_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        service_tier=tier.value,
+        price_id=price.id,
+        price_input_per_mtok_usd=input_price,
+        price_cached_input_per_mtok_usd=cached_price,
+        price_output_per_mtok_usd=output_price,
+        cost_usd=costs.cost_usd,
+        uncached_cost_usd=costs.uncached_cost_usd,
+        baseline_cost_usd=costs.baseline_cost_usd,
+        cost_input_usd=lines.input_usd,
+        cost_cached_usd=lines.cached_usd,
+        cost_cache_write_usd=lines.cache_write_usd,
+        cost_output_usd=lines.output_usd,
+        cost_reasoning_usd=lines.reasoning_usd,
+        cost_long_context_usd=lines.long_context_usd,
+        cost_tier_usd=lines.tier_usd,
+    )
 
 
 def decided_columns(decision: Decision, *, model: ModelSpec) -> dict:
@@ -188,15 +246,15 @@ def ledger_row(call: Call, outcome: Outcome) -> LedgerRow:
     """Return the call's one ledger row: the answering model billed, or $0 when not called."""
     decision = call.decision
     model = outcome.model or decision.model
+    day = call.started_at.date()  # the request's UTC day picks the price row
+    price = model.price_on(day)
     costs = NOT_BILLED
     if outcome.billed:
         costs = ledger_costs(
-            billed=model,
-            listed=model,
-            baseline=decision.baseline_model,
-            input_tokens=outcome.input_tokens,
-            cached_tokens=outcome.cached_tokens,
-            output_tokens=outcome.output_tokens,
+            price=price,
+            baseline=decision.baseline_model.price_on(day),
+            usage=outcome.usage,
+            tier=outcome.service_tier,
             free=outcome.cache_hit,
         )
     store_text = settings.USAGE_STORE_TEXT
@@ -207,20 +265,12 @@ def ledger_row(call: Call, outcome: Outcome) -> LedgerRow:
         api_key_id=call.api_key.pk,
         end_user=call.request.user,
         **decided_columns(decision, model=model),
-        input_tokens=outcome.input_tokens,
-        cached_tokens=outcome.cached_tokens,
-        output_tokens=outcome.output_tokens,
+        **billed_columns(price=price, usage=outcome.usage, tier=outcome.service_tier, costs=costs),
         token_source=outcome.token_source,
         latency_ms=round((time.perf_counter() - call.started) * 1000),
-        cost_usd=costs.cost_usd,
-        uncached_cost_usd=costs.uncached_cost_usd,
         avoided_cost_usd=outcome.avoided_cost_usd,
         estimated_cost_usd=decision.estimated_cost_usd,
         estimate_source=call.plan.token_source,
-        baseline_cost_usd=costs.baseline_cost_usd,
-        price_input_per_mtok_usd=model.input_per_mtok_usd,
-        price_cached_input_per_mtok_usd=model.cached_input_per_mtok_usd,
-        price_output_per_mtok_usd=model.output_per_mtok_usd,
         status=outcome.status,
         error_code=outcome.error_code,
         sandbox=outcome.sandbox,

@@ -13,6 +13,7 @@ from routing.gateway.ledger import ledger_record
 from routing.gateway.outcome import LedgerRow, Outcome
 from routing.gateway.response_cache import response_cache_keep
 from routing.providers.chat import ProviderError
+from routing.providers.usage_block import usage_parse
 from routing.qualification import qa_offer_after
 from routing.tokens import count_text_tokens
 from usage.models import Status, TokenSource
@@ -36,11 +37,13 @@ async def stream_relay(
     """
     parts: list[str] = []
     usage = None
+    service_tier = None  # every chunk names the tier that served it
     finish_reason = ""
     finished = False
     try:
         async for chunk in upstream.chunks:
             data = chunk.data
+            service_tier = data.get("service_tier") or service_tier
             if data.get("usage"):
                 usage = data["usage"]
             choices = data.get("choices")
@@ -57,7 +60,9 @@ async def stream_relay(
                 continue
             yield b"data: " + chunk.raw + b"\n\n"
         # Priced before [DONE]; written after the response ends where the handler allows it.
-        outcome = stream_outcome(call, upstream.sandbox, parts, usage, finish_reason)
+        outcome = stream_outcome(
+            call, upstream.sandbox, parts, usage, finish_reason, service_tier=service_tier
+        )
         outcome = replace(outcome, model=model, attempts=attempts)
         finished = True
         await asyncio.shield(stream_finish(call, outcome, upstream))
@@ -98,16 +103,14 @@ def stream_outcome(
     *,
     status: str = Status.OK,
     error_code: str = "",
+    service_tier: str | None = None,
 ) -> Outcome:
     """Return the outcome of a stream: usage as reported, or estimates when cut short."""
     content = "".join(parts)
     if usage is not None:
-        details = usage.get("prompt_tokens_details") or {}
         return Outcome(
             content=content,
-            input_tokens=int(usage.get("prompt_tokens") or 0),
-            cached_tokens=int(details.get("cached_tokens") or 0),
-            output_tokens=int(usage.get("completion_tokens") or 0),
+            **usage_parse(usage, service_tier=service_tier),
             finish_reason=finish_reason,
             sandbox=sandbox,
             streamed=True,

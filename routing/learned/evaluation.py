@@ -124,14 +124,13 @@ def pgr(premium: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> float:
 def seeded_policy(router=None):
     """The seeded decision matrix (the brief's thresholds, the default keywords and triggers)
     as an engine policy, with the learned router or, without one, the keyword fallback."""
-    from decimal import Decimal
 
     from routing.defaults import DEFAULT_CLASSIFIER_KEYWORDS, DEFAULT_CRITICAL_TRIGGERS
     from routing.engine import CategoryRule, ModelSpec, Policy, Tier
-    from routing.seed_data import DEFAULT_CATEGORIES
+    from routing.seed_data import DEFAULT_CATEGORIES, seeded_price_rows
 
-    mini = ModelSpec("gpt-4o-mini", Tier.MINI, Decimal("0.15"), Decimal("0.075"), Decimal("0.60"))
-    full = ModelSpec("gpt-4o", Tier.FULL, Decimal("2.50"), Decimal("1.25"), Decimal("10.00"))
+    mini = ModelSpec("gpt-4o-mini", Tier.MINI, seeded_price_rows("gpt-4o-mini"))
+    full = ModelSpec("gpt-4o", Tier.FULL, seeded_price_rows("gpt-4o"))
     rules = {
         c["slug"]: CategoryRule(
             slug=c["slug"],

@@ -13,8 +13,10 @@ import openai
 from django.conf import settings
 
 from routing.engine import ModelSpec
+from routing.pricing import ServiceTier
 from routing.prompts import prompt_cache_key
 from routing.providers.compat import param_rules_for, request_for_model
+from routing.providers.usage_block import USAGE_FIELDS, usage_parse
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,14 @@ class ProviderResult:
     upstream_id: str
     sandbox: bool
     param_changes: tuple[str, ...] = ()  # how the request was shaped for the model
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    service_tier: ServiceTier = ServiceTier.DEFAULT
+
+    def usage_fields(self) -> dict:
+        """The billed tokens and tier, as Outcome's fields."""
+        return {name: getattr(self, name) for name in USAGE_FIELDS}
 
 
 class ProviderError(Exception):
@@ -354,12 +364,10 @@ def _result_from(
     try:
         choice = response["choices"][0]
         usage = response["usage"]
-        details = usage.get("prompt_tokens_details") or {}
+        int(usage["prompt_tokens"]), int(usage["completion_tokens"])  # both must be there
         return ProviderResult(
             content=choice["message"].get("content") or "",
-            input_tokens=int(usage["prompt_tokens"]),
-            cached_tokens=int(details.get("cached_tokens") or 0),
-            output_tokens=int(usage["completion_tokens"]),
+            **usage_parse(usage, service_tier=response.get("service_tier")),
             finish_reason=choice.get("finish_reason") or "",
             upstream_id=response.get("id") or "",
             sandbox=sandbox,

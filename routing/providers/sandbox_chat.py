@@ -25,6 +25,13 @@ FAULTS = ("400", "429", "500", "503", "reset", "timeout", "malformed", "midstrea
 MIDSTREAM_BREAK_AFTER = 2  # content chunks sent before an injected mid-stream break
 CACHE_MIN_TOKENS = 1024
 CACHE_STEP_TOKENS = 128
+# Models named with these answer as such providers' models do: "claude" ones report cache
+# writes (prompt_tokens_details.cache_write_tokens, inside prompt_tokens), "reason" ones
+# reasoning tokens (completion_tokens_details.reasoning_tokens, inside completion_tokens).
+CACHE_WRITE_MARK = "claude"
+REASONING_MARK = "reason"
+REASONING_BASE_TOKENS = 40
+SERVICE_TIERS = ("default", "flex", "priority")
 CACHE_CAPACITY = 10_000
 HTTP_TIMEOUT_SLEEP_S = 5.0  # a bounded hang: longer than any test's client timeout
 WORDS = (
@@ -249,6 +256,7 @@ def handle(path: str, raw_body: bytes) -> tuple[int, dict, bytes | SandboxStream
             }
         ],
         "usage": usage,
+        "service_tier": served_tier_of(body),
     }
     response["id"] = "chatcmpl-sbx-" + hashlib.sha256(content.encode()).hexdigest()[:24]
     headers = {"content-type": "application/json", "x-sandbox": "1"}
@@ -271,14 +279,38 @@ def answer(body: dict, model: str, messages: list, *, batch: bool = False) -> tu
     if messages and JUDGE_MARKER in str(messages[0].get("content", "")):
         content = judge_reply(str(messages[-1].get("content", "")), seed=state.judge_seed)
     completion_tokens = min(tokens.count_text_tokens(content)[0], limit)
+    cached = min(cached, prompt_tokens)
+    details = {"cached_tokens": cached}
+    if CACHE_WRITE_MARK in model:  # the prefix it cached now, past what it read
+        details["cache_write_tokens"] = max(_cacheable(len(token_ids), prompt_tokens) - cached, 0)
+    reasoning = 0
+    if REASONING_MARK in model:  # thinking before the answer, within the same limit
+        reasoning = min(REASONING_BASE_TOKENS + digest[1], max(limit - completion_tokens, 0))
+    completion_tokens += reasoning
     usage = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": min(cached, prompt_tokens)},
+        "prompt_tokens_details": details,
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
     }
-    usage_log.record(model=model, usage=usage, batch=batch)
+    usage_log.record(model=model, usage=usage, batch=batch, tier=served_tier_of(body))
     return content, usage
+
+
+def _cacheable(n_tokens: int, prompt_tokens: int) -> int:
+    """The longest prefix the cache keeps of a prompt: CACHE_STEP_TOKENS steps from
+    CACHE_MIN_TOKENS (0 below it)."""
+    if n_tokens < CACHE_MIN_TOKENS:
+        return 0
+    steps = (n_tokens - CACHE_MIN_TOKENS) // CACHE_STEP_TOKENS
+    return min(CACHE_MIN_TOKENS + steps * CACHE_STEP_TOKENS, prompt_tokens)
+
+
+def served_tier_of(body: dict) -> str:
+    """The tier the sandbox serves: the one asked for ("auto" or none: default)."""
+    asked = body.get("service_tier")
+    return asked if asked in SERVICE_TIERS else "default"
 
 
 def _stream(
@@ -295,6 +327,7 @@ def _stream(
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
+            "service_tier": served_tier_of(body),
             "choices": []
             if with_usage
             else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],

@@ -12,35 +12,43 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from urllib.parse import parse_qs, urlsplit
 
 from huntaze.money import LEDGER_PLACES
-from routing.pricing import batch_prices_per_mtok
+from routing.pricing import (
+    NO_PRICE,
+    PRICE_COLUMNS,
+    PriceRow,
+    ServiceTier,
+    TokenUsage,
+    price_row_from_json,
+    price_tokens,
+    served_tier,
+)
 from routing.providers.sandbox_wire import api_error
-from routing.seed_data import DEFAULT_MODELS
+from routing.providers.usage_block import usage_parse
+from routing.seed_data import DEFAULT_MODELS, seeded_price_rows
 
 # --- what the sandbox answered, served back as the provider's usage and costs exports ------
 
 
-def _seeded_prices() -> dict[str, tuple[Decimal, Decimal, Decimal]]:
-    return {
-        m["name"]: (
-            m["input_per_mtok_usd"],
-            m["cached_input_per_mtok_usd"],
-            m["output_per_mtok_usd"],
-        )
-        for m in DEFAULT_MODELS
-    }
+def _seeded_prices() -> dict[str, PriceRow]:
+    """The seeded models' newest price rows (what the sandbox bills unless told otherwise)."""
+    return {m["name"]: seeded_price_rows(m["name"])[-1] for m in DEFAULT_MODELS}
 
 
-USAGE_FIELDS = ("requests", "input_tokens", "cached_tokens", "output_tokens")
-# The costs export's line items of a model ("<model>, <item>"), as OpenAI names them.
-COST_ITEMS = {"input": "input", "cached_input": "cached input", "output": "output"}
-BATCH_DISCOUNT_PERCENT = Decimal("50")
-MTOK = Decimal(1_000_000)
+USAGE_FIELDS = ("requests", "input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens")
+# The costs export's line items of a model ("<model>, <item>"), as OpenAI names them, plus
+# cache writes for models that bill them.
+COST_ITEMS = {
+    "input": "input",
+    "cached_input": "cached input",
+    "cache_write": "cache write",
+    "output": "output",
+}
 
 
 class SandboxUsage:
     """Usage per UTC day and model, as a provider's bill would count it, with test knobs:
-    prices (USD per 1M tokens: input, cached input, output; the seeded list prices by
-    default), a skew in percent per (day, model) and days dropped from the export."""
+    prices (a price book row per model; the seeded list prices by default), a skew in
+    percent per (day, model) and days dropped from the export."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -53,44 +61,33 @@ class SandboxUsage:
             self.skews: dict[tuple[date, str], Decimal] = {}
             self.dropped: set[date] = set()
 
-    def record(self, *, model: str, usage: dict, batch: bool = False) -> None:
+    def record(self, *, model: str, usage: dict, batch: bool = False, tier: str = "") -> None:
         """Count one answered call (the sandbox bills what it answered)."""
-        prompt = int(usage["prompt_tokens"])
-        cached = int(usage["prompt_tokens_details"]["cached_tokens"])
-        output = int(usage["completion_tokens"])
-        costs = self._costs(model, prompt - cached, cached, output, batch=batch)
+        tokens = TokenUsage.of(usage_parse(usage))
+        served = ServiceTier.BATCH if batch else served_tier(tier)
+        lines = price_tokens(self.prices.get(model, NO_PRICE), tokens, tier=served)
+        # Its bill's line items: the surcharges fall on the input and output they multiply.
+        costs = {
+            "input": lines.input_usd,
+            "cached_input": lines.cached_usd,
+            "cache_write": lines.cache_write_usd,
+            "output": lines.output_usd + lines.reasoning_usd,
+        }
+        costs["input"] += lines.long_context_usd + lines.tier_usd
         day = datetime.now(UTC).date()
         with self._lock:
             row = self.days.setdefault((day, model), self._empty())
             row["requests"] += 1
-            row["input_tokens"] += prompt
-            row["cached_tokens"] += cached
-            row["output_tokens"] += output
+            row["input_tokens"] += tokens.input_tokens
+            row["cached_tokens"] += tokens.cached_tokens
+            row["cache_write_tokens"] += tokens.cache_write_tokens
+            row["output_tokens"] += tokens.output_tokens
             for item, cost in costs.items():
                 row[item] += cost
 
     @staticmethod
     def _empty() -> dict:
         return {**dict.fromkeys(USAGE_FIELDS, 0), **dict.fromkeys(COST_ITEMS, Decimal("0"))}
-
-    def _costs(
-        self, model: str, uncached: int, cached: int, output: int, *, batch: bool
-    ) -> dict[str, Decimal]:
-        """Each line item's cost: exact (a 4-place price per 1M tokens needs 10 places), so
-        they add up to what the ledger bills."""
-        input_price, cached_price, output_price = self.prices.get(model, (0, 0, 0))
-        if batch:  # as the ledger bills a batch: the batch price for every input token
-            input_price, output_price = batch_prices_per_mtok(
-                input_per_mtok_usd=Decimal(input_price),
-                output_per_mtok_usd=Decimal(output_price),
-                discount_percent=BATCH_DISCOUNT_PERCENT,
-            )
-            cached_price = input_price
-        return {
-            "input": uncached * Decimal(input_price) / MTOK,
-            "cached_input": cached * Decimal(cached_price) / MTOK,
-            "output": output * Decimal(output_price) / MTOK,
-        }
 
     def skew(self, *, day: date, model: str, percent: Decimal | str) -> None:
         """Report every figure of (day, model) `percent` higher (negative: lower)."""
@@ -142,6 +139,7 @@ def _usage_result(model: str | None, row: dict) -> dict:
         "input_tokens": row["input_tokens"],
         "output_tokens": row["output_tokens"],
         "input_cached_tokens": row["cached_tokens"],
+        "input_cache_write_tokens": row["cache_write_tokens"],
         "input_audio_tokens": 0,
         "output_audio_tokens": 0,
         "num_model_requests": row["requests"],
@@ -219,8 +217,8 @@ def handle_usage_export(method: str, target: str) -> tuple[int, dict, bytes] | N
 
 def usage_log_configure(body: dict) -> None:
     """The HTTP sandbox's usage knobs (POST /_sandbox/usage): {"skew": [{"day", "model",
-    "percent"}], "drop_days": ["2026-12-01"], "prices": {"model": ["in", "cached", "out"]},
-    "reset": true}."""
+    "percent"}], "drop_days": ["2026-12-01"], "prices": {"model": {price row as the price
+    book exports it, or ["in", "cached", "out"]}}, "reset": true}."""
     if body.get("reset"):
         usage_log.reset()
     for skew in body.get("skew", []):
@@ -229,4 +227,6 @@ def usage_log_configure(body: dict) -> None:
     for day in body.get("drop_days", []):
         usage_log.drop_day(date.fromisoformat(day))
     for model, prices in body.get("prices", {}).items():
-        usage_log.prices[model] = tuple(Decimal(str(p)) for p in prices)
+        if isinstance(prices, list):
+            prices = dict(zip(PRICE_COLUMNS[:3], prices, strict=True))
+        usage_log.prices[model] = price_row_from_json({"effective_from": "0001-01-01", **prices})

@@ -12,9 +12,10 @@ from routing.api_keys import api_key_create
 from routing.batch_results import provider_batch_collect, provider_batch_poll
 from routing.models import BatchItem, BatchJob, FeatureFlag, ProviderBatch
 from routing.policy_versions import policy_version_create
-from routing.pricing import batch_prices_per_mtok, call_cost_usd
+from routing.pricing import ServiceTier, TokenUsage, price_tokens, tier_prices_per_mtok
 from routing.providers import sandbox_batches, sandbox_chat
 from routing.providers.batch import BatchProviderError
+from routing.seed_data import seeded_price_rows
 from routing.tasks import batch_advance_due
 from usage.models import UsageRecord
 from usage.selectors import savings_by_layer
@@ -150,23 +151,18 @@ def test_batch_savings_are_their_own_layer(
     assert layers.total_usd == sum(r.baseline_cost_usd - r.cost_usd for r in rows)
 
 
-def test_batch_prices_come_from_the_discount_percent():
+def test_batch_prices_come_from_the_price_rows_batch_multiplier():
+    # given gpt-4o's row: 2.50 in, 1.25 cached, 10.00 out, batch at 0.5
+    price = seeded_price_rows("gpt-4o")[-1]
     # when
-    prices = batch_prices_per_mtok(
-        input_per_mtok_usd=Decimal("2.50"),
-        output_per_mtok_usd=Decimal("10.00"),
-        discount_percent=Decimal("50"),
-    )
-    # then
-    assert prices == (Decimal("1.2500"), Decimal("5.0000"))
-    assert call_cost_usd(
-        input_per_mtok_usd=prices[0],
-        cached_input_per_mtok_usd=prices[0],
-        output_per_mtok_usd=prices[1],
-        input_tokens=1000,
-        cached_tokens=0,
-        output_tokens=1000,
-    ) == Decimal("0.00625")
+    prices = tier_prices_per_mtok(price, ServiceTier.BATCH)
+    # then: a batch reads the cache at the (halved) input price
+    assert prices == (Decimal("1.2500"), Decimal("1.2500"), Decimal("5.0000"))
+    lines = price_tokens(price, TokenUsage(1000, 1000), tier=ServiceTier.BATCH)
+    # 1000 x 2.50 + 1000 x 10.00 = 0.0125 listed, the tier line takes half of it off
+    assert (lines.input_usd, lines.output_usd) == (Decimal("0.0025"), Decimal("0.01"))
+    assert lines.tier_usd == Decimal("-0.00625")
+    assert lines.total_usd == Decimal("0.00625")
 
 
 # --- failures ---------------------------------------------------------------------------
@@ -520,3 +516,30 @@ def test_a_cached_answer_serves_a_later_batch_without_the_provider(
     assert (row.cost_usd, row.cache_hit, row.avoided_cost_usd) == (
         Decimal("0"), True, Decimal(live["cost_usd"]),
     )  # fmt: skip
+
+
+def test_an_item_stored_before_the_price_book_bills_at_its_stored_batch_prices():
+    from routing.batch_results import _ledger_row
+
+    # given an item as batch_job_create stored it before the price book (prices in the row)
+    row = {
+        "category": "analytics", "category_source": "caller", "complexity": 2.0,
+        "complexity_source": "caller", "critical": False, "tier": "mini",
+        "model": "gpt-4o-mini", "reason_code": "default:mini", "policy_version_id": 1,
+        "baseline_model": "gpt-4o", "arm": "routed", "prefix_fingerprint": "",
+        "router_artifact": "", "explanation": {}, "api_key_id": 1, "end_user": "",
+        "estimated_cost_usd": "0.0001", "estimate_source": "tiktoken",
+        "price_input_per_mtok_usd": "0.0750", "price_cached_input_per_mtok_usd": "0.0750",
+        "price_output_per_mtok_usd": "0.3000", "metadata": {}, "prompt_text": "",
+    }  # fmt: skip
+    prices = {"list_input": "0.15", "list_output": "0.60", "baseline_input": "2.50",
+              "baseline_output": "10.00", "prompt_tokens": 10,
+              "token_source": "tiktoken"}  # fmt: skip
+    item = BatchItem(request_id="req_old", ledger_fields={"row": row, "prices": prices})
+    # when its result is collected
+    ledger = _ledger_row(item, tokens=TokenUsage(1000, 1000), billed=True, now=timezone.now())
+    # then: 1000 x 0.075 + 1000 x 0.30; list 1000 x 0.15 + 1000 x 0.60; 2.50 + 10.00 baseline
+    assert ledger.cost_usd == Decimal("0.000375")
+    assert ledger.uncached_cost_usd == Decimal("0.00075")
+    assert ledger.baseline_cost_usd == Decimal("0.0125")
+    assert ledger.price_input_per_mtok_usd == Decimal("0.0750") and ledger.price_id is None

@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 from django.db.models import Sum
 from django.utils import timezone
 
-from routing.models import ApiKey, ModelProfile, PolicyVersion, TaskCategory
+from routing.models import ApiKey, ModelPrice, ModelProfile, PolicyVersion, TaskCategory
 from routing.selectors import api_key_get_by_plaintext
 from usage.models import UsageRecord
 
@@ -28,10 +28,11 @@ def test_seed_policy_is_idempotent_and_keeps_edits():
 
 def test_seeded_prices_are_the_list_prices():
     call_command("seed_policy", stdout=StringIO())
-    mini = ModelProfile.objects.get(name="gpt-4o-mini")
+    mini = ModelPrice.objects.get(model__name="gpt-4o-mini")
     assert str(mini.input_per_mtok_usd) == "0.1500"
     assert str(mini.cached_input_per_mtok_usd) == "0.0750"
-    assert str(ModelProfile.objects.get(name="gpt-4o").output_per_mtok_usd) == "10.0000"
+    assert mini.batch_multiplier == Decimal("0.5")
+    assert str(ModelPrice.objects.get(model__name="gpt-4o").output_per_mtok_usd) == "10.0000"
     assert not ModelProfile.objects.get(name="gpt-5.4-nano").active
 
 

@@ -14,10 +14,10 @@ from routing.engine import (
     decide,
     route,
 )
-from routing.seed_data import DEFAULT_CATEGORIES
+from routing.seed_data import DEFAULT_CATEGORIES, seeded_price_rows
 
-MINI = ModelSpec("gpt-4o-mini", Tier.MINI, Decimal("0.15"), Decimal("0.075"), Decimal("0.60"))
-FULL = ModelSpec("gpt-4o", Tier.FULL, Decimal("2.50"), Decimal("1.25"), Decimal("10.00"))
+MINI = ModelSpec("gpt-4o-mini", Tier.MINI, seeded_price_rows("gpt-4o-mini"))
+FULL = ModelSpec("gpt-4o", Tier.FULL, seeded_price_rows("gpt-4o"))
 
 RULES = {
     c["slug"]: CategoryRule(

@@ -36,6 +36,8 @@ def test_csv_has_every_section_with_exact_decimal_strings(report):
     assert Decimal(total["savings_usd"]) == report.total.savings_usd
     categories = [row for row in rows if row["section"] == "category"]
     assert sum(Decimal(row["cost_usd"]) for row in categories) == report.total.cost_usd
+    items = [row for row in rows if row["section"] == "line_item"]
+    assert sum(Decimal(row["cost_usd"]) for row in items) == report.total.cost_usd
     notes = {row["key"]: row["requests"] for row in rows if row["section"] == "note"}
     assert notes["month"] == "2026-10"
     assert Decimal(notes["qa_cost_usd (kept out of the figures above)"]) == report.qa_cost_usd
@@ -53,7 +55,11 @@ def test_xlsx_has_a_sheet_per_section_with_the_same_figures(report):
         "By tier",
         "By API key",
         "Top end users",
+        "By line item",
     ]
+    items = list(workbook["By line item"].iter_rows(min_row=2, values_only=True))
+    assert [row[0] for row in items] == [item.key for item in report.line_items]
+    assert sum(Decimal(str(row[3])) for row in items) == report.total.cost_usd
     header, total = list(workbook["Total"].iter_rows(values_only=True))
     assert list(header) == COLUMNS[1:]
     assert total[1] == report.total.requests

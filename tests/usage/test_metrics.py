@@ -25,6 +25,7 @@ def test_one_call_adds_its_tokens_cost_latency_and_cache_hits():
         "cost": sample("huntaze_llm_cost_usd_total"),
         "fast": sample("huntaze_llm_latency_seconds_bucket", le="0.25"),
         "hits": sample("huntaze_llm_cache_hits_total", kind="response"),
+        "reasoning": sample("huntaze_llm_tokens_total", kind="reasoning"),
     }
     # when
     call_observe(
@@ -36,6 +37,7 @@ def test_one_call_adds_its_tokens_cost_latency_and_cache_hits():
         cost_usd=Decimal("0.5"),
         baseline_cost_usd=Decimal("2"),
         cache_hit=True,
+        reasoning_tokens=12,
     )
     # then
     assert sample("huntaze_llm_requests_total") == before["requests"] + 1
@@ -43,6 +45,11 @@ def test_one_call_adds_its_tokens_cost_latency_and_cache_hits():
     assert sample("huntaze_llm_cost_usd_total") == before["cost"] + 0.5
     assert sample("huntaze_llm_latency_seconds_bucket", le="0.25") == before["fast"] + 1
     assert sample("huntaze_llm_cache_hits_total", kind="response") == before["hits"] + 1
+    assert sample("huntaze_llm_tokens_total", kind="reasoning") == before["reasoning"] + 12
+    assert (
+        REGISTRY.get_sample_value("huntaze_llm_tokens_total", {**labels, "kind": "cache_write"})
+        is None
+    )  # none reported: no series
 
 
 @pytest.mark.django_db

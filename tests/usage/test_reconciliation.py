@@ -8,6 +8,10 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from routing.models import ModelPrice, ModelProfile, TaskCategory
+from routing.policy_versions import policy_version_create
+from routing.price_book import price_row
+from routing.pricing import PriceRow
 from routing.providers import sandbox, sandbox_usage
 from tests.factories import UsageRecordFactory
 from usage.models import ProviderUsage, Reconciliation, ReconciliationStatus
@@ -95,8 +99,8 @@ def test_one_sided_day_is_missing_on_the_other_side():
     assert no_ledger.differences["requests"] == 100
 
 
-def test_provider_cache_writes_differ_from_the_ledgers_zero():
-    # given: the ledger has no cache-write column yet
+def test_cache_writes_that_differ_are_a_mismatch():
+    # given the provider counts 500 cache-write tokens, the ledger none
     provider = Figures(**{**LEDGER.__dict__, "cache_write_tokens": 500})
     # when
     result = reconciliation_compare(ledger=LEDGER, provider=provider, tolerance_percent=TOLERANCE)
@@ -125,6 +129,46 @@ def test_exact_export_reconciles_quietly(api_client, policy, export_server):
         assert row.ledger_input_tokens == row.provider_input_tokens > 0
         assert row.cost_difference_usd == 0
     assert ProviderUsage.objects.get(model="gpt-4o").requests == 3
+
+
+@pytest.mark.django_db
+def test_a_model_that_writes_the_cache_reconciles_its_writes_and_cost(
+    api_client, policy, export_server
+):
+    # given chatbot traffic on a model that bills cache writes and reasoning (the sandbox's
+    # bill uses the same price list), with prompts long enough to be cached
+    profile = ModelProfile.objects.create(name="sbx-claude-reasoner", tier="mini")
+    row = ModelPrice.objects.create(
+        model=profile, effective_from=date(2026, 1, 1), input_per_mtok_usd=Decimal("3"),
+        cached_input_per_mtok_usd=Decimal("0.3"), output_per_mtok_usd=Decimal("15"),
+        cache_write_5m_per_mtok_usd=Decimal("3.75"), reasoning_per_mtok_usd=Decimal("20"),
+    )  # fmt: skip
+    sandbox_usage.usage_log.prices[profile.name] = price_row(row)
+    TaskCategory.objects.filter(slug="chatbot").update(mini_model=profile)
+    policy_version_create(actor="test", comment="chatbot on a cache-writing model")
+    system = "Answer as Huntaze's assistant. " * 300
+    for i in range(3):
+        messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": f"question {i}"},
+        ]
+        body = {"messages": messages, "category": "chatbot"}
+        response = api_client.post(URL, data=json.dumps(body), content_type="application/json")
+        assert response.status_code == 200, response.content
+    today = timezone.now().date()
+    # when
+    provider_usage_reconcile_range(start=today, end=today, now=timezone.now())
+    # then the writes and the cost agree with the ledger
+    rec = Reconciliation.objects.get(model=profile.name)
+    assert rec.status == ReconciliationStatus.OK
+    assert rec.ledger_cache_write_tokens == rec.provider_cache_write_tokens > 0
+    assert rec.ledger_cost_usd == rec.provider_cost_usd > 0
+    # and a bill that counts 2% more writes is a mismatch
+    sandbox_usage.usage_log.skew(day=today, model=profile.name, percent="2")
+    provider_usage_reconcile_range(start=today, end=today, now=timezone.now())
+    rec = Reconciliation.objects.get(model=profile.name)
+    assert rec.status == ReconciliationStatus.MISMATCH
+    assert "cache_write_tokens" in rec.differing
 
 
 @pytest.mark.django_db
@@ -209,7 +253,7 @@ def test_beat_run_does_nothing_without_an_export_or_an_imported_bill(settings):
 
 def test_export_client_follows_pages_and_keeps_cost_digits():
     # given: two daily buckets per page, three days with usage
-    sandbox_usage.usage_log.prices["m"] = (Decimal("1"), Decimal("0.5"), Decimal("3"))
+    sandbox_usage.usage_log.prices["m"] = PriceRow(Decimal("1"), Decimal("0.5"), Decimal("3"))
     days = [date(2026, 11, d) for d in (1, 2, 3)]
     usage = {"prompt_tokens": 1234, "completion_tokens": 7,
              "prompt_tokens_details": {"cached_tokens": 1024}}  # fmt: skip

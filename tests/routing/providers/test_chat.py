@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-from decimal import Decimal
 
 import pytest
 
@@ -17,6 +16,7 @@ from routing.providers.chat import (
     achat_stream_open,
     clients_close,
 )
+from routing.seed_data import seeded_price_rows
 
 
 def chat_complete(**kwargs):
@@ -29,7 +29,7 @@ def chat_complete(**kwargs):
     return asyncio.run(call())
 
 
-MODEL = ModelSpec("gpt-4o-mini", Tier.MINI, Decimal("0.15"), Decimal("0.075"), Decimal("0.60"))
+MODEL = ModelSpec("gpt-4o-mini", Tier.MINI, seeded_price_rows("gpt-4o-mini"))
 MESSAGES = [{"role": "user", "content": "hello there"}]
 
 

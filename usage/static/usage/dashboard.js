@@ -101,6 +101,22 @@
         }],
       },
     });
+    var body = document.querySelector("#line-items tbody");
+    body.replaceChildren.apply(body, data.cost_by_line_item.map(function (item) {
+      var row = document.createElement("tr");
+      row.dataset.item = item.key;
+      [item.label, item.tokens === null ? "" : show("int", item.tokens), show("usd4", item.cost_usd)]
+        .forEach(function (text, i) {
+          var cell = document.createElement("td");
+          cell.textContent = text;
+          if (i === 2) { cell.dataset.value = String(item.cost_usd); }
+          row.appendChild(cell);
+        });
+      return row;
+    }));
+    var total = document.getElementById("line-items-total");
+    total.textContent = show("usd4", data.cost_usd);
+    total.dataset.value = String(data.cost_usd);
     document.getElementById("updated-at").textContent = String(data.now).slice(11, 19);
     document.body.dataset.refreshes = String(parseInt(document.body.dataset.refreshes || "0", 10) + 1);
     document.body.dataset.chartsReady = "true";
