@@ -169,11 +169,11 @@ def test_the_migration_makes_a_running_rollout_the_first_experiment_keeping_each
         executor.migrate([("routing", target)])
 
     # given a database before experiments, launched to 10% the old way
-    migrate("0016_experiments")
+    migrate("0017_experiments")
     RolloutSetting.objects.filter(pk=1).update(routed_percent=Decimal("10"))
     old = policy_version_create(actor="ops", comment="rollout 100% -> 10%")
     # when it migrates
-    migrate("0017_rollout_as_experiment")
+    migrate("0018_rollout_as_experiment")
     # then the rollout is experiment 1, unsalted, with the control routing nobody
     rollout = Experiment.objects.get()
     assert (rollout.is_rollout, rollout.salt, rollout.treatment_percent) == (True, "", 10)
@@ -186,8 +186,8 @@ def test_the_migration_makes_a_running_rollout_the_first_experiment_keeping_each
         arm = policy.for_subject(subject).arm_for(subject=subject, api_key_id=1)
         assert (arm == "routed") == in_share(subject=subject, percent=Decimal("10"))
     # and going back restores the setting
-    migrate("0016_experiments")
+    migrate("0017_experiments")
     assert RolloutSetting.objects.get().routed_percent == 10
     assert Experiment.objects.get().status == "stopped"
-    migrate("0017_rollout_as_experiment")
+    migrate("0018_rollout_as_experiment")
     policy_cache_clear()

@@ -9,11 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from routing.engine import ModelSpec, Policy, RouteRequest, Tier, route
+from routing.pricing import PriceRow
 from routing.rollout import experiment_split, in_share
 from tests.routing.test_engine import RULES
 
 SUBJECTS = [f"user:fan-{n}" for n in range(4000)]
-NEW_MINI = ModelSpec("gpt-5-mini", Tier.MINI, Decimal("0.25"), Decimal("0.025"), Decimal("2.00"))
+NEW_MINI = ModelSpec(
+    "gpt-5-mini", Tier.MINI, (PriceRow(Decimal("0.25"), Decimal("0.025"), Decimal("2.00")),)
+)
 
 
 def _split(percent: str, salt: str = "experiment-7:") -> Policy:

@@ -2,6 +2,7 @@
 successors through the REST API's traffic: choose, re-price, qualify on shadow traffic, stage
 10/50/100, switch; the ledger bills every answer at the model that gave it, to the cent."""
 
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -19,7 +20,7 @@ from routing.model_migration_selectors import (
     qualification_results,
     shutdowns_ahead,
 )
-from routing.models import ModelProfile, PolicyVersion
+from routing.models import ModelPrice, ModelProfile, PolicyVersion
 from routing.providers.sandbox_chat import state
 from routing.tasks import successor_qualify
 from usage.models import UsageRecord
@@ -84,16 +85,19 @@ def test_the_seeded_pair_moves_to_successors_end_to_end(policy, api_client, monk
     shadow_jobs: list[str] = []
     monkeypatch.setattr(shadow, "shadow_dispatch", shadow_jobs.append)
     monkeypatch.setattr(qualification, "shadow_dispatch", lambda token, task: jobs.append(token))
-    ModelProfile.objects.create(
+    successor = ModelProfile.objects.create(
         name="gpt-5.4",
         tier="full",
-        input_per_mtok_usd=PRICES["gpt-5.4"][0],
-        cached_input_per_mtok_usd=PRICES["gpt-5.4"][1],
-        output_per_mtok_usd=PRICES["gpt-5.4"][2],
-        prices_effective_from="2026-03-01",
         token_limit_param="max_completion_tokens",
         fixed_temperature=1,
         active=False,
+    )
+    ModelPrice.objects.create(
+        model=successor,
+        effective_from=date(2026, 3, 1),
+        input_per_mtok_usd=PRICES["gpt-5.4"][0],
+        cached_input_per_mtok_usd=PRICES["gpt-5.4"][1],
+        output_per_mtok_usd=PRICES["gpt-5.4"][2],
     )
     state.strict_model("gpt-5.4")  # refuses max_tokens and other temperatures, as newer models do
     before = _send(api_client, 0)

@@ -8,8 +8,8 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-BEFORE = [("routing", "0017_rollout_as_experiment")]
-AFTER = [("routing", "0018_price_book")]
+BEFORE = [("routing", "0015_model_migrations")]
+AFTER = [("routing", "0016_price_book")]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,6 +2,7 @@
 model's live answers (never private categories), the successor answers off-path, the
 sandbox judge compares it with today's answer, and its QA spend stays apart."""
 
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -10,7 +11,7 @@ from routing import qualification, shadow
 from routing.model_migration import migration_create, migration_qualify_start
 from routing.model_migration_models import SuccessorVerdict
 from routing.model_migration_selectors import qualification_results
-from routing.models import ModelProfile, TaskCategory
+from routing.models import ModelPrice, ModelProfile, TaskCategory
 from routing.pricing import call_cost_usd
 from routing.qualification import qualification_sampled
 from routing.shadow import shadow_decrypt
@@ -102,14 +103,14 @@ def test_the_sample_share_decides_which_requests_are_replayed(dispatched, api_cl
 def test_the_successor_answers_in_the_sandbox_and_the_judge_compares(dispatched, api_client):
     # given a full-tier migration, gpt-4o -> a strict premium successor
     full = ModelProfile.objects.create(
-        name="gpt-5.4",
-        tier="full",
+        name="gpt-5.4", tier="full", token_limit_param="max_completion_tokens", active=False
+    )
+    ModelPrice.objects.create(
+        model=full,
+        effective_from=date(2026, 3, 1),
         input_per_mtok_usd=Decimal("2.50"),
         cached_input_per_mtok_usd=Decimal("0.25"),
         output_per_mtok_usd=Decimal("15.00"),
-        prices_effective_from="2026-03-01",
-        token_limit_param="max_completion_tokens",
-        active=False,
     )
     from routing.providers.sandbox_chat import state
 

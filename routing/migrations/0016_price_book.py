@@ -43,7 +43,7 @@ def copy_prices_into_the_book(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('routing', '0017_rollout_as_experiment'),
+        ('routing', '0015_model_migrations'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('routing', '0015_model_migrations'),
+        ('routing', '0016_price_book'),
     ]
 
     operations = [

@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('routing', '0018_price_book'),
-        ('usage', '0010_ledger_experiment_arm'),
+        ('routing', '0016_price_book'),
+        ('usage', '0009_provider_reconciliation'),
     ]
 
     operations = [

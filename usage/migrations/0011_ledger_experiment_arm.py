@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('routing', '0016_experiments'),
-        ('usage', '0009_provider_reconciliation'),
+        ('routing', '0017_experiments'),
+        ('usage', '0010_price_book'),
     ]
 
     operations = [

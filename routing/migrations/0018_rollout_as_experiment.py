@@ -100,6 +100,6 @@ def experiment_to_rollout(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("routing", "0016_experiments")]
+    dependencies = [("routing", "0017_experiments")]
 
     operations = [migrations.RunPython(rollout_to_experiment, experiment_to_rollout)]
