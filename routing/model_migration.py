@@ -5,15 +5,25 @@ version (routing.policy_versions), so it shows in the audit trail and can be res
 from decimal import Decimal
 
 from django.db import transaction
-from django.utils import timezone
 
+from routing.experiments import (
+    ExperimentError,
+    experiment_finish,
+    experiment_start,
+    experiment_step,
+    experiment_stop,
+)
 from routing.model_migration_models import OPEN_STATES, MigrationState, ModelMigration
-from routing.models import ModelProfile, PolicyVersion, TaskCategory
+from routing.models import (
+    Experiment,
+    ExperimentStatus,
+    ModelProfile,
+    PolicyVersion,
+    TaskCategory,
+)
 from routing.policy_versions import policy_version_create
 from routing.quality import percent_label
-from routing.selectors import category_traffic_share
-
-STAGE_TRAFFIC_DAYS = 30
+from routing.selectors import published_versions
 
 
 class MigrationError(ValueError):
@@ -105,26 +115,6 @@ def migration_qualify_start(
     )
 
 
-def stage_categories(*, categories: list[str], shares: dict[str, Decimal], percent: Decimal):
-    """Return the categories on the successor at a stage: the quietest first (the least
-    traffic at risk), as many as fit in `percent` of the moving traffic, at least one."""
-    if percent <= 0:
-        return []
-    if percent >= 100:
-        return list(categories)
-    total = sum((shares.get(slug, Decimal("0")) for slug in categories), Decimal("0"))
-    if not total:  # no traffic to weigh by: each category counts the same
-        shares, total = {slug: Decimal("1") for slug in categories}, Decimal(len(categories))
-    quietest = sorted(categories, key=lambda slug: (shares.get(slug, Decimal("0")), slug))
-    moved, running = [quietest[0]], shares.get(quietest[0], Decimal("0"))
-    for slug in quietest[1:]:
-        running += shares.get(slug, Decimal("0"))
-        if running * 100 > percent * total:
-            break
-        moved.append(slug)
-    return moved
-
-
 def _categories_point(*, migration: ModelMigration, on_successor: list[str]) -> None:
     field = _tier_field(migration.old_model)
     if on_successor and not migration.successor.active:
@@ -143,49 +133,113 @@ def _categories_point(*, migration: ModelMigration, on_successor: list[str]) -> 
         category.save(update_fields=[field, "fallback_models", "updated_at"])
 
 
+def treatment_draft(migration: ModelMigration) -> dict:
+    """Return the experiment's treatment as a draft (the shape of a what-if draft): the
+    migration's categories on the successor for its tier, a fallback naming the old model
+    following it to the successor, the successor active (a model that answers is)."""
+    field = _tier_field(migration.old_model)
+    leaving, arriving = migration.old_model.name, migration.successor.name
+    categories = {}
+    for category in TaskCategory.objects.filter(slug__in=migration.categories).order_by("slug"):
+        categories[category.slug] = {
+            field: arriving,
+            "fallback_models": [
+                arriving if name == leaving else name for name in category.fallback_models
+            ],
+        }
+    return {"models": {arriving: {"active": True}}, "categories": categories}
+
+
+def _own_running(migration: ModelMigration) -> Experiment | None:
+    """The migration's experiment when it is the running one (locked), else None."""
+    running = Experiment.objects.select_for_update().filter(status=ExperimentStatus.RUNNING).first()
+    if running is not None and running.pk == migration.experiment_id:
+        return running
+    return None
+
+
+def _experiment_name(migration: ModelMigration) -> str:
+    return f"Migration {migration.pk}: {migration.old_model.name} -> {migration.successor.name}"
+
+
 @transaction.atomic
 def migration_stage_set(*, migration: ModelMigration, percent: Decimal, actor: str):
     """Move the staged switch to `percent` (10, 50, 100, or back) of the moving traffic.
 
-    The one place where the switch is staged: until policy experiments exist, a stage moves
-    whole categories (the quietest first) as one policy version each; stepping back moves
-    them back the same way."""
+    The stages are a policy experiment: the first stage starts one whose treatment moves the
+    migration's categories to the successor, for a sticky share of users; later stages step
+    it (up or back), 0% stops it (everyone on the old model). Each move is one policy
+    version. MigrationError (nothing written) while another experiment runs."""
     if not Decimal("0") <= percent <= Decimal("100"):
         raise MigrationError(f"Stage {percent} outside 0-100.")
     locked = _locked_open(migration)
-    shares = category_traffic_share(days=STAGE_TRAFFIC_DAYS, now=timezone.now())
-    moved = stage_categories(categories=locked.categories, shares=shares, percent=percent)
-    _categories_point(migration=locked, on_successor=moved)
+    own = _own_running(locked)
     before = locked.stage_percent
+    note = (
+        f"staged switch {locked.old_model.name} -> {locked.successor.name}: "
+        f"{percent_label(before)}% -> {percent_label(percent)}%"
+    )
+    moved = True  # each branch below publishes one policy version
+    try:
+        if own is None and percent > 0:
+            locked.state = MigrationState.STAGED  # before the start: its treatment snapshot
+            locked.save(update_fields=["state", "updated_at"])  # keeps the qualification
+            locked.experiment = experiment_start(
+                name=_experiment_name(locked),
+                actor=actor,
+                draft=treatment_draft(locked),
+                percent=percent,
+                comment=note,
+            )
+        elif own is not None and percent == 0:
+            experiment_stop(actor=actor, comment=f"{note}: everyone back on the old model")
+        elif own is not None and percent != own.treatment_percent:
+            experiment_step(actor=actor, percent=percent, comment=f"{note} (experiment {own.pk})")
+        else:
+            moved = False
+    except ExperimentError as error:
+        raise MigrationError(error.message) from error
     locked.stage_percent = percent
     if locked.state == MigrationState.DRAFT or percent > 0:
         locked.state = MigrationState.STAGED
-    locked.save(update_fields=["stage_percent", "state", "updated_at"])
-    names = ", ".join(moved) or "none"
-    return policy_version_create(
-        actor=actor,
-        comment=f"staged switch {locked.old_model.name} -> {locked.successor.name}: "
-        f"{percent_label(before)}% -> {percent_label(percent)}% (on the successor: {names})",
-    )
+    locked.save(update_fields=["stage_percent", "state", "experiment", "updated_at"])
+    if not moved:
+        # Nothing to move in routing: recorded as a version all the same (the audit trail).
+        return policy_version_create(actor=actor, comment=note)
+    return published_versions().first()
+
+
+def _legacy_categories_back(migration: ModelMigration) -> None:
+    """Categories a migration staged before its stages were experiments (whole categories
+    moved) go back to the old model."""
+    _categories_point(migration=migration, on_successor=[])
 
 
 @transaction.atomic
 def migration_finish(*, migration: ModelMigration, actor: str, comment: str = "") -> PolicyVersion:
     """Move every category of the migration to the successor and end its qualification, in
-    one policy version."""
+    one policy version: the staging experiment finished (its treatment published), or with
+    no experiment running for it, the categories moved directly."""
     locked = _locked_open(migration)
-    _categories_point(migration=locked, on_successor=list(locked.categories))
+    note = (
+        comment
+        or f"switched {', '.join(locked.categories)} from {locked.old_model.name} to "
+        f"{locked.successor.name}"
+    )[:500]
+    own = _own_running(locked)
+    # The migration is closed first, so the one version below no longer qualifies it.
     locked.state = MigrationState.SWITCHED
     locked.stage_percent = Decimal("100")
     locked.save(update_fields=["state", "stage_percent", "updated_at"])
-    version = policy_version_create(
-        actor=actor,
-        comment=(
-            comment
-            or f"switched {', '.join(locked.categories)} from {locked.old_model.name} to "
-            f"{locked.successor.name}"
-        )[:500],
-    )
+    if own is not None:
+        try:
+            experiment_finish(actor=actor, comment=note)
+        except ExperimentError as error:
+            raise MigrationError(error.message) from error
+        version = published_versions().first()
+    else:
+        _categories_point(migration=locked, on_successor=list(locked.categories))
+        version = policy_version_create(actor=actor, comment=note)
     locked.switched_version = version
     locked.save(update_fields=["switched_version", "updated_at"])
     return version
@@ -193,13 +247,18 @@ def migration_finish(*, migration: ModelMigration, actor: str, comment: str = ""
 
 @transaction.atomic
 def migration_cancel(*, migration: ModelMigration, actor: str) -> PolicyVersion:
-    """Give the migration up: staged categories go back to the old model, qualification
-    stops, in one policy version."""
+    """Give the migration up: its staging experiment stops (everyone on the old model),
+    qualification stops, in one policy version."""
     locked = _locked_open(migration)
-    _categories_point(migration=locked, on_successor=[])
+    own = _own_running(locked)
     locked.state = MigrationState.CANCELLED
     locked.save(update_fields=["state", "updated_at"])
-    return policy_version_create(
-        actor=actor,
-        comment=f"migration {locked.old_model.name} -> {locked.successor.name} cancelled",
-    )
+    comment = f"migration {locked.old_model.name} -> {locked.successor.name} cancelled"
+    if own is not None:
+        try:
+            experiment_stop(actor=actor, comment=comment)
+        except ExperimentError as error:
+            raise MigrationError(error.message) from error
+        return published_versions().first()
+    _legacy_categories_back(locked)
+    return policy_version_create(actor=actor, comment=comment)

@@ -62,6 +62,14 @@ class ModelMigration(models.Model):
         related_name="+",
         help_text="The policy version that finished the switch.",
     )
+    experiment = models.ForeignKey(
+        "routing.Experiment",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The policy experiment that stages the switch (treatment: on the successor).",
+    )
 
     class Meta:
         ordering = ["-id"]

@@ -179,5 +179,7 @@ def qualification_results(*, migration: ModelMigration) -> Qualification:
 
 def migrations_recent(*, limit: int = 20) -> list[ModelMigration]:
     """Return the latest migrations, open ones first."""
-    rows = ModelMigration.objects.select_related("old_model", "successor", "switched_version")
+    rows = ModelMigration.objects.select_related(
+        "old_model", "successor", "switched_version", "experiment"
+    )
     return sorted(rows[:limit], key=lambda m: (not m.is_open, -m.pk))

@@ -127,9 +127,13 @@ def policy_snapshot_build() -> dict:
 def _qualifications_snapshot() -> dict:
     """The successors being qualified, by the model they replace: the hot path samples from
     the policy alone (no database read per request)."""
-    qualifying = ModelMigration.objects.filter(
-        state__in=[MigrationState.QUALIFYING, MigrationState.STAGED]
-    ).select_related("old_model", "successor")
+    # Only the columns it reads: a policy version can be written by a data migration's test
+    # at an older schema too.
+    qualifying = (
+        ModelMigration.objects.filter(state__in=[MigrationState.QUALIFYING, MigrationState.STAGED])
+        .select_related("old_model", "successor")
+        .only("categories", "sample_percent", "old_model__name", "successor__name")
+    )
     return {
         migration.old_model.name: {
             "migration": migration.pk,

@@ -49,8 +49,12 @@ def qualification_offer(*, call, outcome) -> None:
     """Hand a live answer of a model being replaced to its successor when it is sampled.
 
     Pure checks on the policy the request was decided with (no database read): an answer of
-    the routed arm, not pinned, not a cache hit, from the model under qualification, in one
-    of the moving categories, the category not private, the request id in the sample."""
+    the routed arm (`Arm.CONTROL` is the rollout's arm with routing off, whose model is the
+    legacy choice, not the router's; an experiment's control arm is routed, so while a
+    migration's switch is staged, its control users' answers on the old model are still
+    sampled, and its treatment users' are not: they are on the successor already), not pinned,
+    not a cache hit, from the model under qualification, in one of the moving categories, the
+    category not private, the request id in the sample."""
     decision = call.decision
     qualification = call.plan.policy.qualifications.get(decision.model.name)
     if qualification is None or decision.rule.private or decision.arm is not Arm.ROUTED:

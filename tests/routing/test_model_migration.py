@@ -8,6 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from routing.experiments import experiment_start
 from routing.model_migration import (
     MigrationError,
     migration_cancel,
@@ -15,7 +16,6 @@ from routing.model_migration import (
     migration_finish,
     migration_qualify_start,
     migration_stage_set,
-    stage_categories,
 )
 from routing.model_migration_models import ModelMigration
 from routing.model_migration_selectors import (
@@ -23,7 +23,7 @@ from routing.model_migration_selectors import (
     qualification_results,
     shutdowns_ahead,
 )
-from routing.models import ModelProfile, PolicyVersion, TaskCategory
+from routing.models import Experiment, ModelProfile, PolicyVersion, TaskCategory
 from routing.quality import wilson_interval
 from routing.selectors import policy_get
 from tests.factories import SuccessorVerdictFactory, UsageRecordFactory
@@ -162,46 +162,84 @@ def test_a_zero_sample_cannot_qualify(policy):
         migration_qualify_start(migration=migration, actor="ops")
 
 
-def test_stage_categories_moves_the_quietest_first_and_at_least_one():
-    shares = {"chatbot": Decimal("50"), "marketing": Decimal("15"), "code": Decimal("1")}
-    slugs = list(shares)
-    assert stage_categories(categories=slugs, shares=shares, percent=Decimal("0")) == []
-    assert stage_categories(categories=slugs, shares=shares, percent=Decimal("1")) == ["code"]
-    assert stage_categories(categories=slugs, shares=shares, percent=Decimal("30")) == [
-        "code",
-        "marketing",
-    ]
-    assert sorted(stage_categories(categories=slugs, shares=shares, percent=Decimal("100"))) == (
-        sorted(slugs)
-    )
-
-
-def test_without_traffic_each_category_weighs_the_same():
-    slugs = ["a", "b", "c", "d"]
-    assert stage_categories(categories=slugs, shares={}, percent=Decimal("10")) == ["a"]
-    assert stage_categories(categories=slugs, shares={}, percent=Decimal("50")) == ["a", "b"]
-
-
-def test_a_stage_moves_categories_and_stepping_back_returns_them(policy):
-    # given chatbot busier than marketing over the last 30 days
-    UsageRecordFactory.create_batch(3, category="chatbot", policy_version=policy)
-    UsageRecordFactory(category="marketing", policy_version=policy)
+def test_a_stage_starts_an_experiment_and_stepping_back_stops_it(policy):
+    # given a fallback naming the model being left
     TaskCategory.objects.filter(slug="marketing").update(fallback_models=["gpt-4o-mini"])
     migration = _migration(MOVING)
     # when the switch is staged at 10%
     version = migration_stage_set(migration=migration, percent=Decimal("10"), actor="ops")
-    # then only the quietest moved, the successor became active, its fallback followed
-    rules = policy_get().categories
-    assert rules["marketing"].mini.name == "gpt-5.4-mini"
-    assert rules["chatbot"].mini.name == "gpt-4o-mini"
-    assert _model("gpt-5.4-mini").active
-    assert TaskCategory.objects.get(slug="marketing").fallback_models == ["gpt-5.4-mini"]
-    assert "10%" in version.comment and "marketing" in version.comment
-    # when it steps back to 0%
+    # then an experiment runs whose treatment has the moving categories on the successor
+    migration.refresh_from_db()
+    experiment = migration.experiment
+    assert (experiment.status, experiment.treatment_percent) == ("running", Decimal("10"))
+    assert (migration.state, migration.stage_percent) == ("staged", Decimal("10"))
+    treated = experiment.treatment_version.snapshot
+    assert all(treated["categories"][s]["mini_model"] == "gpt-5.4-mini" for s in MOVING)
+    assert treated["categories"]["code"]["mini_model"] == "gpt-4o-mini"  # not moving
+    assert treated["categories"]["marketing"]["fallback_models"] == ["gpt-5.4-mini"]
+    assert treated["models"]["gpt-5.4-mini"]["active"]
+    assert version == PolicyVersion.objects.filter(draft=False).order_by("-id").first()
+    assert f"experiment {experiment.pk} started" in version.comment
+    # and the published policy (the control) is unchanged, still qualifying the successor
+    assert all(policy_get().categories[s].mini.name == "gpt-4o-mini" for s in MOVING)
+    assert "gpt-4o-mini" in policy_get().qualifications
+    # when it steps to 50 and 100, then back to 50: the same experiment moves
+    for percent in ("50", "100", "50"):
+        version = migration_stage_set(migration=migration, percent=Decimal(percent), actor="ops")
+        experiment.refresh_from_db()
+        assert experiment.treatment_percent == Decimal(percent)
+    assert "100% -> 50%" in version.comment
+    assert [h["move"] for h in experiment.history] == ["start", "step", "step", "back"]
+    # when it steps back to 0%, then the experiment stops: everyone on the old model
     migration_stage_set(migration=migration, percent=Decimal("0"), actor="ops")
-    # then
-    assert policy_get().categories["marketing"].mini.name == "gpt-4o-mini"
+    experiment.refresh_from_db()
+    assert experiment.status == "stopped"
+    assert all(policy_get().categories[s].mini.name == "gpt-4o-mini" for s in MOVING)
     assert TaskCategory.objects.get(slug="marketing").fallback_models == ["gpt-4o-mini"]
+    assert policy_get().experiment is None
+    # and staging again starts a new experiment
+    migration_stage_set(migration=migration, percent=Decimal("10"), actor="ops")
+    migration.refresh_from_db()
+    assert migration.experiment.pk != experiment.pk
+
+
+def test_staging_while_another_experiment_runs_is_refused_and_writes_nothing(policy):
+    other = experiment_start(
+        name="x", actor="ops", draft={"categories": {"code": {"full_from_complexity": 5}}}
+    )
+    migration = _migration(MOVING)
+    versions = PolicyVersion.objects.count()
+    with pytest.raises(MigrationError, match=f"Experiment {other.pk} \\('x'\\) is running"):
+        migration_stage_set(migration=migration, percent=Decimal("10"), actor="ops")
+    migration.refresh_from_db()
+    assert (migration.state, migration.stage_percent, migration.experiment) == (
+        "draft",
+        Decimal("0"),
+        None,
+    )
+    assert PolicyVersion.objects.count() == versions
+    assert Experiment.objects.get().pk == other.pk
+    with pytest.raises(CommandError, match="is running"):
+        _command("stage", "gpt-4o-mini", "10")
+
+
+def test_finishing_a_staged_switch_finishes_its_experiment_in_one_version(policy):
+    migration = _migration(MOVING)
+    migration_qualify_start(migration=migration, actor="ops")
+    migration_stage_set(migration=migration, percent=Decimal("50"), actor="ops")
+    before = PolicyVersion.objects.count()
+    version = migration_finish(migration=migration, actor="ops", comment="moving on")
+    assert PolicyVersion.objects.count() == before + 1
+    migration.refresh_from_db()
+    assert (migration.state, migration.switched_version) == ("switched", version)
+    assert migration.experiment.status == "finished"
+    assert "moving on" in version.comment
+    published = policy_get()
+    assert published.experiment is None
+    assert all(published.categories[s].mini.name == "gpt-5.4-mini" for s in MOVING)
+    assert published.categories["code"].mini.name == "gpt-4o-mini"
+    assert "gpt-4o-mini" not in published.qualifications
+    assert _model("gpt-5.4-mini").active
 
 
 def test_finishing_moves_every_category_in_one_policy_version(policy):
@@ -224,11 +262,17 @@ def test_finishing_moves_every_category_in_one_policy_version(policy):
         migration_stage_set(migration=migration, percent=Decimal("10"), actor="ops")
 
 
-def test_cancelling_returns_staged_categories(policy):
+def test_cancelling_stops_the_experiment(policy):
     migration = _migration(MOVING)
     migration_stage_set(migration=migration, percent=Decimal("100"), actor="ops")
-    migration_cancel(migration=migration, actor="ops")
+    before = PolicyVersion.objects.count()
+    version = migration_cancel(migration=migration, actor="ops")
+    assert PolicyVersion.objects.count() == before + 1
+    assert "cancelled" in version.comment
+    migration.refresh_from_db()
+    assert (migration.state, migration.experiment.status) == ("cancelled", "stopped")
     assert all(policy_get().categories[s].mini.name == "gpt-4o-mini" for s in MOVING)
+    assert policy_get().experiment is None
     assert _migration(MOVING).state == "draft"  # a new one may start
 
 
@@ -271,9 +315,10 @@ def test_the_command_takes_the_same_steps(policy):
     out = _command("choose", "gpt-4o-mini", "gpt-5.4-mini", "--categories", "chatbot,marketing")
     assert "successor chosen: gpt-5.4-mini" in out and "marketing" in out
     assert "qualification of gpt-5.4-mini" in _command("qualify", "gpt-4o-mini", "--sample", "10")
-    assert "0% -> 50%" in _command("stage", "gpt-4o-mini", "50")
+    assert "started" in _command("stage", "gpt-4o-mini", "50")  # an experiment on 50%
+    assert "50% -> 100% (experiment" in _command("stage", "gpt-4o-mini", "100")
     status = _command("status")
-    assert "gpt-4o-mini -> gpt-5.4-mini: staged, staged 50%" in status
+    assert "gpt-4o-mini -> gpt-5.4-mini: staged, staged 100%" in status
     assert "days left" in status
     assert "switched chatbot, marketing" in _command("finish", "gpt-4o-mini")
     assert policy_get().categories["chatbot"].mini.name == "gpt-5.4-mini"

@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from routing.experiments import experiment_start
 from routing.model_migration import migration_create, migration_qualify_start
 from routing.model_migration_models import ModelMigration
 from routing.models import ModelProfile, PolicyVersion
@@ -119,18 +120,45 @@ def test_the_steps_qualify_stage_and_finish_each_make_a_version(staff_client, po
     versions = PolicyVersion.objects.count()
     step = f"{PAGE}{migration.pk}"
     staff_client.post(f"{step}/qualify/", {"sample_percent": "20"})
-    staff_client.post(f"{step}/stage/", {"percent": "50"})
+    staged = staff_client.post(f"{step}/stage/", {"percent": "50"}, follow=True)
+    migration.refresh_from_db()
+    experiment = migration.experiment
+    assert f"experiment {experiment.pk} started" in _messages(staged)[-1].lower()
+    # the page shows the experiment's share and links to it
+    page = staged.content.decode()
+    assert f'href="/admin/routing/experiment/{experiment.pk}/change/"' in page
+    assert '<strong data-figure="experiment_percent">50%</strong>' in page
     refused = staff_client.post(f"{step}/finish/", {}, follow=True)
     assert "Tick the confirmation" in _messages(refused)[-1]
     done = staff_client.post(
         f"{step}/finish/", {"confirm": "yes", "comment": "retire"}, follow=True
     )
-    assert "Switch finished: retire" in _messages(done)[-1]
+    assert "Switch finished" in _messages(done)[-1] and "retire" in _messages(done)[-1]
     migration.refresh_from_db()
     assert (migration.state, migration.sample_percent) == ("switched", 20)
-    assert PolicyVersion.objects.count() == versions + 3
+    assert migration.experiment.status == "finished"
+    # published: qualify, experiment start, finish (the treatment is a draft version beside)
+    assert PolicyVersion.objects.filter(draft=False).count() == versions + 3
     assert PolicyVersion.objects.first().actor == "ops"
     assert "Start qualification" not in done.content.decode()  # nothing more to do
+
+
+@pytest.mark.django_db
+def test_staging_while_another_experiment_runs_is_an_error_message(staff_client, policy):
+    other = experiment_start(
+        name="x", actor="ops", draft={"categories": {"code": {"full_from_complexity": 5}}}
+    )
+    migration = _draft()
+    versions = PolicyVersion.objects.count()
+    response = staff_client.post(f"{PAGE}{migration.pk}/stage/", {"percent": "10"}, follow=True)
+    assert f"Experiment {other.pk} ('x') is running" in _messages(response)[-1]
+    migration.refresh_from_db()
+    assert (migration.state, migration.stage_percent, migration.experiment) == (
+        "draft",
+        0,
+        None,
+    )
+    assert PolicyVersion.objects.count() == versions
 
 
 @pytest.mark.django_db
@@ -209,8 +237,10 @@ def test_the_migration_page_in_a_browser(staff_browser, live_server, policy):
         in _section(browser, migration).find_element("css selector", ".migration-state").text
     )
     _step(browser, migration, ".stage-form input[value='Stage switch to 10%']")
-    assert "(on the successor: marketing)" in _message(browser)
+    assert "started" in _message(browser) and "on 10%" in _message(browser)
     section = _section(browser, migration)
+    assert "treatment on 10% of users" in section.text
+    assert section.find_element("css selector", "a.migration-experiment")
     section.find_element("css selector", ".finish-form input[name=confirm]").click()
     _step(browser, migration, ".finish-form input[type=submit]")
     # then

@@ -1,6 +1,7 @@
 """End to end in the sandbox: the seeded pair, gpt-4o-mini and gpt-4o, migrated to
 successors through the REST API's traffic: choose, re-price, qualify on shadow traffic, stage
-10/50/100, switch; the ledger bills every answer at the model that gave it, to the cent."""
+10/50/100 as a policy experiment (a user of each arm asking), switch; the ledger bills every
+answer at the model that gave it, to the cent."""
 
 from datetime import date
 from decimal import Decimal
@@ -22,7 +23,9 @@ from routing.model_migration_selectors import (
 )
 from routing.models import ModelPrice, ModelProfile, PolicyVersion
 from routing.providers.sandbox_chat import state
+from routing.shadow import shadow_decrypt
 from routing.tasks import successor_qualify
+from tests.routing.test_experiments import users_by_arm
 from usage.models import UsageRecord
 from usage.selectors import usage_summary
 
@@ -66,6 +69,16 @@ def _send(api_client, round_no: int) -> list[dict]:
         assert response.status_code == 200, response.content
         bodies.append(response.json())
     return bodies
+
+
+def _send_one(api_client, user: str, text: str) -> dict:
+    response = api_client.post(
+        "/api/v1/completions",
+        {"messages": [{"role": "user", "content": text}], "user": user, "category": "chatbot"},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
 
 
 def _ledger_is_exact() -> int:
@@ -150,10 +163,40 @@ def test_the_seeded_pair_moves_to_successors_end_to_end(policy, api_client, monk
         "gpt-5.4",
     }
 
-    # when the cheap tier is switched in stages, then finished; the premium one at once
+    # when the cheap tier is switched in stages (an experiment: a sticky share of users on
+    # the successor), a user of each arm asking at 10% and 50%
+    jobs.clear()
+    staged_rows = []
     for percent in ("10", "50", "100"):
         migration_stage_set(migration=mini, percent=Decimal(percent), actor="ops")
+        mini.refresh_from_db()
+        experiment = mini.experiment
+        assert (experiment.status, experiment.treatment_percent) == ("running", Decimal(percent))
+        if percent == "100":
+            break
+        for arm, user in users_by_arm(experiment).items():
+            body = _send_one(api_client, user, f"stage {percent}, {arm}")
+            row = UsageRecord.objects.get(request_id=body["id"])
+            # then the treatment's user is answered and billed on the successor, the
+            # control's on the old model, each under its arm's policy version
+            expected = "gpt-5.4-mini" if arm == "treatment" else "gpt-4o-mini"
+            assert (body["model"], row.model, row.experiment_arm) == (expected, expected, arm)
+            assert row.experiment_id == experiment.pk
+            if arm == "treatment":
+                assert row.policy_version_id == experiment.treatment_version_id
+            staged_rows.append(row)
+    # and the control's answers on the old model are still qualified, the treatment's not
+    sampled = [shadow_decrypt(token) for token in jobs]
+    control_ids = {r.request_id for r in staged_rows if r.experiment_arm == "control"}
+    assert {job.request_id for job in sampled} == control_ids
+    assert {job.qualifying for job in sampled} == {mini.pk}
+    # when the cheap tier is finished (the experiment's treatment published), the premium
+    # one switched at once
+    versions = PolicyVersion.objects.count()
     migration_finish(migration=mini, actor="ops")
+    assert PolicyVersion.objects.count() == versions + 1
+    mini.refresh_from_db()
+    assert mini.experiment.status == "finished"
     versions = PolicyVersion.objects.count()
     switch = migration_finish(migration=full, actor="ops", comment="gpt-4o retires")
     after = _send(api_client, 2)
@@ -165,11 +208,11 @@ def test_the_seeded_pair_moves_to_successors_end_to_end(policy, api_client, monk
     assert {b["model"] for b in after} == {"gpt-5.4-mini", "gpt-5.4"}
     assert state.calls_by_model.get("gpt-5.4", 0) >= 2 + 2  # two replays, two answers
     rows = _ledger_is_exact()
-    assert rows == 15
+    assert rows == 15 + 4  # three rounds, and one user of each arm at 10% and 50%
     summary = usage_summary(
         start=timezone.now() - timezone.timedelta(hours=1), end=later.replace(year=2100)
     )
-    assert summary.requests == 15  # QA calls are spend, not traffic
+    assert summary.requests == 15 + 4  # QA calls are spend, not traffic
     assert summary.cost_usd == sum(r.cost_usd for r in UsageRecord.objects.filter(qa=False))
     # and nothing is left on the models being shut down
     assert all(not s.categories for s in shutdowns_ahead(today=timezone.now().date()))

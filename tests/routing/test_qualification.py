@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 
 from routing import qualification, shadow
-from routing.model_migration import migration_create, migration_qualify_start
+from routing.experiments import rollout_set_percentage
+from routing.model_migration import migration_create, migration_qualify_start, migration_stage_set
 from routing.model_migration_models import SuccessorVerdict
 from routing.model_migration_selectors import qualification_results
 from routing.models import ModelPrice, ModelProfile, TaskCategory
@@ -16,6 +17,7 @@ from routing.pricing import call_cost_usd
 from routing.qualification import qualification_sampled
 from routing.shadow import shadow_decrypt
 from routing.tasks import quality_shadow_evaluate, successor_qualify
+from tests.routing.test_experiments import users_by_arm
 from usage.models import QualityEvaluation, UsageRecord
 from usage.selectors import usage_summary
 
@@ -90,6 +92,30 @@ def test_answers_outside_the_migration_are_not_sampled(dispatched, api_client, b
     _qualifying(categories=["chatbot", "strategy"])
     _complete(api_client, **body)
     assert dispatched == [], why
+
+
+def test_while_the_switch_is_staged_the_control_arm_is_still_sampled(dispatched, api_client):
+    # given the switch staged at 50%: an experiment, treatment users on the successor
+    migration = _qualifying(categories=["chatbot"])
+    migration_stage_set(migration=migration, percent=Decimal("50"), actor="ops")
+    migration.refresh_from_db()
+    users = users_by_arm(migration.experiment)
+    # when a user of each arm asks
+    bodies = {arm: _complete(api_client, category="chatbot", user=u) for arm, u in users.items()}
+    # then the control user's answer (on the old model) is replayed on the successor, and
+    # the treatment user's (already on the successor) is not
+    assert bodies["control"]["model"] == "gpt-4o-mini"
+    assert bodies["treatment"]["model"] == "gpt-5.4-mini"
+    jobs = [shadow_decrypt(t) for t in dispatched]
+    assert [(j.request_id, j.qualifying) for j in jobs] == [(bodies["control"]["id"], migration.pk)]
+
+
+def test_the_rollout_control_arm_is_not_sampled(dispatched, api_client):
+    # given routing on for nobody (the rollout's control arm: legacy premium, not routed)
+    _qualifying(categories=["chatbot"])
+    rollout_set_percentage(percent=Decimal("0"), actor="ops")
+    _complete(api_client, category="chatbot")
+    assert dispatched == []
 
 
 def test_the_sample_share_decides_which_requests_are_replayed(dispatched, api_client):

@@ -69,13 +69,15 @@ class Command(BaseCommand):
         qualify = steps.add_parser("qualify", help="start or resize shadow qualification")
         qualify.add_argument("old")
         qualify.add_argument("--sample", default=None, help="share in percent")
-        stage = steps.add_parser("stage", help="move the staged switch (10, 50, 100, or back)")
+        stage = steps.add_parser(
+            "stage", help="move the staged switch, an experiment (10, 50, 100, back; 0 stops it)"
+        )
         stage.add_argument("old")
         stage.add_argument("percent")
         finish = steps.add_parser("finish", help="switch every category, one policy version")
         finish.add_argument("old")
         finish.add_argument("--comment", default="")
-        cancel = steps.add_parser("cancel", help="give the migration up (categories go back)")
+        cancel = steps.add_parser("cancel", help="give the migration up (its experiment stops)")
         cancel.add_argument("old")
 
     def handle(self, *args, **options) -> None:
