@@ -3,11 +3,11 @@ its shadow qualification (imported by routing.models: one app, two modules)."""
 
 from decimal import Decimal
 
-from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from huntaze.money import USD_FIELD
+from routing.model_fields import PERCENT_FIELD
 
 
 class MigrationState(models.TextChoices):
@@ -38,17 +38,13 @@ class ModelMigration(models.Model):
         max_length=12, choices=MigrationState.choices, default=MigrationState.DRAFT
     )
     sample_percent = models.DecimalField(
-        max_digits=5,
-        decimal_places=2,
+        **PERCENT_FIELD,
         default=Decimal("5.00"),
-        validators=[MinValueValidator(0), MaxValueValidator(100)],
         help_text="Share of the old model's answers also sent to the successor and judged.",
     )
     stage_percent = models.DecimalField(
-        max_digits=5,
-        decimal_places=2,
+        **PERCENT_FIELD,
         default=Decimal("0"),
-        validators=[MinValueValidator(0), MaxValueValidator(100)],
         help_text="Share of the moving traffic already on the successor.",
     )
     created_by = models.CharField(max_length=150)

@@ -5,6 +5,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from routing.model_fields import PERCENT_FIELD
+
 
 class Tier(models.TextChoices):
     MINI = "mini", "mini (cheap tier)"
@@ -145,18 +147,14 @@ class TaskCategory(models.Model):
         default=False, help_text="Used when the category cannot be inferred confidently."
     )
     shadow_sample_percent = models.DecimalField(
-        max_digits=5,
-        decimal_places=2,
+        **PERCENT_FIELD,
         default=Decimal("2.00"),
-        validators=[MinValueValidator(0), MaxValueValidator(100)],
         help_text="Share of cheap-tier answers replayed on the premium model and judged "
         "(when the quality_sampling flag is on).",
     )
     quality_floor_percent = models.DecimalField(
-        max_digits=5,
-        decimal_places=2,
+        **PERCENT_FIELD,
         default=Decimal("95.00"),
-        validators=[MinValueValidator(0), MaxValueValidator(100)],
         help_text="Alert when the share of cheap answers judged at least as good falls below.",
     )
     private = models.BooleanField(
@@ -254,10 +252,8 @@ class RolloutSetting(models.Model):
     """The staged launch: the share of users whose requests are routed (one row)."""
 
     routed_percent = models.DecimalField(
-        max_digits=5,
-        decimal_places=2,
+        **PERCENT_FIELD,
         default=Decimal("100"),
-        validators=[MinValueValidator(0), MaxValueValidator(100)],
         help_text="Share of end users (or API keys, without a user) in the routed arm.",
     )
     control_behaviour = models.CharField(
@@ -272,10 +268,8 @@ class RolloutSetting(models.Model):
         max_length=80, blank=True, help_text="Another artifact tried on a share of routed users."
     )
     trial_router_percent = models.DecimalField(
-        max_digits=5,
-        decimal_places=2,
+        **PERCENT_FIELD,
         default=Decimal("0"),
-        validators=[MinValueValidator(0), MaxValueValidator(100)],
         help_text="Share of routed users (sticky) whose requests the trial artifact decides.",
     )
     updated_at = models.DateTimeField(auto_now=True)
@@ -290,84 +284,6 @@ class RolloutSetting(models.Model):
 
     def __str__(self) -> str:
         return f"routing on for {self.routed_percent:g}% of users"
-
-
-class ExperimentStatus(models.TextChoices):
-    RUNNING = "running"
-    FINISHED = "finished", "finished (treatment published)"
-    STOPPED = "stopped", "stopped (control kept)"
-
-
-class ExperimentArm(models.TextChoices):
-    CONTROL = "control", "control (the published policy)"
-    TREATMENT = "treatment"
-
-
-class Experiment(models.Model):
-    """Two policy versions side by side: a sticky share of subjects is decided and priced
-    under the treatment version, the rest under the published policy (the control)."""
-
-    name = models.CharField(max_length=120)
-    status = models.CharField(
-        max_length=10, choices=ExperimentStatus.choices, default=ExperimentStatus.RUNNING
-    )
-    control_version = models.ForeignKey(
-        PolicyVersion,
-        on_delete=models.PROTECT,
-        related_name="+",
-        help_text="The published policy when it started (later edits to it are the control too).",
-    )
-    treatment_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="+")
-    treatment_changes = models.JSONField(
-        null=True,
-        blank=True,
-        help_text="The treatment as changes to the published policy: it follows edits made "
-        "during the experiment (each edit stores it again as a draft version). Blank: a fixed "
-        "stored version.",
-    )
-    treatment_percent = models.DecimalField(
-        max_digits=5,
-        decimal_places=2,
-        validators=[MinValueValidator(0), MaxValueValidator(100)],
-        help_text="Share of subjects (end users, else API keys) on the treatment arm.",
-    )
-    salt = models.CharField(
-        max_length=40,
-        blank=True,
-        help_text="Mixed into the assignment hash, so each experiment picks its own subjects.",
-    )
-    is_rollout = models.BooleanField(
-        default=False, help_text="The staged rollout of routing (the rollout page drives it)."
-    )
-    started_at = models.DateTimeField()
-    started_by = models.CharField(max_length=150)
-    ended_at = models.DateTimeField(null=True, blank=True)
-    ended_by = models.CharField(max_length=150, blank=True)
-    comment = models.CharField(max_length=500, blank=True)
-    history = models.JSONField(
-        default=list, help_text="Each move: when, who, from and to which share, and why."
-    )
-
-    class Meta:
-        ordering = ["-id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["status"],
-                condition=Q(status="running"),
-                name="at_most_one_running_experiment",
-            ),
-            models.CheckConstraint(
-                condition=Q(treatment_percent__gte=0) & Q(treatment_percent__lte=100),
-                name="treatment_percent_within_0_100",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"experiment {self.pk}: {self.name}"
-
-    @property
-    def running(self) -> bool:
-        return self.status == ExperimentStatus.RUNNING
 
 
 class Flag(models.TextChoices):
@@ -385,11 +301,9 @@ class FeatureFlag(models.Model):
     name = models.CharField(max_length=32, choices=Flag.choices, unique=True)
     enabled = models.BooleanField(default=True)
     percent = models.DecimalField(
-        max_digits=5,
-        decimal_places=2,
+        **PERCENT_FIELD,
         null=True,
         blank=True,
-        validators=[MinValueValidator(0), MaxValueValidator(100)],
         help_text="Blank = everyone; else the share of users it is on for.",
     )
     api_keys = models.ManyToManyField(
@@ -405,206 +319,22 @@ class FeatureFlag(models.Model):
         return self.name
 
 
-class BudgetPeriod(models.Model):
-    """One key's spend for one month: settled cost plus what in-flight requests reserved."""
-
-    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="budget_periods")
-    month = models.DateField(help_text="First day of the month (UTC).")
-    spent_usd = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal("0"))
-    reserved_usd = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal("0"))
-    alerted_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-month"]
-        constraints = [
-            models.UniqueConstraint(fields=["api_key", "month"], name="one_budget_period_per_month")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.api_key} {self.month:%Y-%m}"
-
-
-class InFlightRequest(models.Model):
-    """A request admitted and not yet recorded. Deleted in the transaction that writes its
-    ledger row; one still here past its deadline belonged to a lost worker and is swept."""
-
-    request_id = models.CharField(max_length=40, unique=True)
-    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
-    budget_period = models.ForeignKey(
-        BudgetPeriod, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
-    )
-    reserved_usd = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal("0"))
-    deadline_at = models.DateTimeField(db_index=True)
-    ledger_fields = models.JSONField(help_text="What the ledger row says if it is swept.")
-    quarantined_at = models.DateTimeField(
-        null=True, blank=True, help_text="The sweep could not write its row: kept here, skipped."
-    )
-    quarantine_reason = models.TextField(blank=True)
-
-    def __str__(self) -> str:
-        return self.request_id
-
-
-class IdempotencyRecord(models.Model):
-    """The first answer to an Idempotency-Key, replayed to retries of the same request.
-
-    Nothing here is readable without the client's key: the key is kept as its SHA-256 and the
-    answer encrypted with a key derived from it and SECRET_KEY (routing.gateway.idempotency). An
-    in-flight claim holds until `lease_until`; a retry after that takes it over."""
-
-    IN_FLIGHT, DONE = "in_flight", "done"
-
-    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
-    key_sha256 = models.CharField(max_length=64)
-    request_digest = models.CharField(max_length=64)  # HMAC of endpoint, hints and body
-    state = models.CharField(max_length=10, choices=[(IN_FLIGHT, IN_FLIGHT), (DONE, DONE)])
-    claim_id = models.CharField(max_length=32)  # the request running it: a takeover changes it
-    lease_until = models.DateTimeField()
-    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    reply_encrypted = models.TextField(blank=True)  # a Fernet token of the answer
-    request_id = models.CharField(max_length=40, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField(db_index=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["api_key", "key_sha256"], name="one_idempotency_key_per_api_key"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return self.key_sha256[:12]
-
-
-class BatchStatus(models.TextChoices):
-    QUEUED = "queued", "queued (not yet with the provider)"
-    IN_PROGRESS = "in_progress"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-
-
-BATCH_FINAL = (
-    BatchStatus.COMPLETED,
-    BatchStatus.FAILED,
-    BatchStatus.EXPIRED,
-    BatchStatus.CANCELLED,
+# Rows of other concerns live in modules of their own; Django finds them through here, and
+# `from routing.models import X` keeps working for each of them.
+from routing.batch_models import (  # noqa: E402, F401
+    BATCH_FINAL,
+    BatchItem,
+    BatchItemStatus,
+    BatchJob,
+    BatchStatus,
+    ProviderBatch,
+    ProviderBatchState,
 )
-
-
-class BatchJob(models.Model):
-    """A caller's batch of deferrable requests; its items are sent through the provider's
-    Batch API, one provider batch per model, and billed at the batch price."""
-
-    public_id = models.CharField(max_length=40, unique=True)
-    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="batch_jobs")
-    status = models.CharField(
-        max_length=12, choices=BatchStatus.choices, default=BatchStatus.QUEUED
-    )
-    metadata = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField()
-    completed_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["api_key", "created_at"])]
-
-    def __str__(self) -> str:
-        return self.public_id
-
-
-class ProviderBatchState(models.TextChoices):
-    PENDING = "pending", "pending (to upload and create)"
-    SUBMITTING = "submitting", "submitting (upload or create under way)"
-    SUBMITTED = "submitted", "submitted (polled until final)"
-    COLLECTED = "collected", "collected (every item recorded)"
-
-
-class ProviderBatch(models.Model):
-    """One model's share of a job, as one provider batch (file upload + batch create).
-
-    Its state lives here, not in a task: any worker resumes it from these columns."""
-
-    job = models.ForeignKey(BatchJob, on_delete=models.CASCADE, related_name="provider_batches")
-    model = models.CharField(max_length=100)
-    state = models.CharField(
-        max_length=12, choices=ProviderBatchState.choices, default=ProviderBatchState.PENDING
-    )
-    provider_status = models.CharField(max_length=20, blank=True, help_text="As the API says.")
-    input_file_id = models.CharField(max_length=100, blank=True)
-    provider_batch_id = models.CharField(max_length=100, blank=True)
-    output_file_id = models.CharField(max_length=100, blank=True)
-    error_file_id = models.CharField(max_length=100, blank=True)
-    submit_attempts = models.PositiveSmallIntegerField(default=0)
-    poll_count = models.PositiveIntegerField(default=0)
-    last_error = models.CharField(max_length=500, blank=True)
-    next_action_at = models.DateTimeField(
-        db_index=True, help_text="When a worker may next submit or poll it (a lease)."
-    )
-    submitted_at = models.DateTimeField(null=True, blank=True)
-    collected_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["id"]
-
-    def __str__(self) -> str:
-        return f"{self.job} {self.model} ({self.state})"
-
-
-class BatchItemStatus(models.TextChoices):
-    PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-
-
-class BatchItem(models.Model):
-    """One request of a batch; ends as exactly one ledger row (its request_id)."""
-
-    job = models.ForeignKey(BatchJob, on_delete=models.CASCADE, related_name="items")
-    provider_batch = models.ForeignKey(
-        ProviderBatch,
-        on_delete=models.CASCADE,
-        null=True,
-        blank=True,
-        related_name="items",
-        help_text="Blank: answered from the response cache when the job was created.",
-    )
-    index = models.PositiveIntegerField()
-    custom_id = models.CharField(max_length=64)
-    follows = models.CharField(
-        max_length=64,
-        blank=True,
-        help_text="custom_id of an identical earlier item: not sent, answered from its result.",
-    )
-    request_id = models.CharField(max_length=40, unique=True)
-    status = models.CharField(
-        max_length=12, choices=BatchItemStatus.choices, default=BatchItemStatus.PENDING
-    )
-    body = models.JSONField(help_text="The chat-completions body sent in the batch file.")
-    ledger_fields = models.JSONField(help_text="The decided ledger row, completed at collection.")
-    content = models.TextField(blank=True)
-    finish_reason = models.CharField(max_length=20, blank=True)
-    input_tokens = models.PositiveIntegerField(default=0)
-    output_tokens = models.PositiveIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal("0"))
-    error_code = models.CharField(max_length=40, blank=True)
-    error_message = models.CharField(max_length=500, blank=True)
-
-    class Meta:
-        ordering = ["job", "index"]
-        constraints = [
-            models.UniqueConstraint(fields=["job", "custom_id"], name="one_custom_id_per_batch")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.job} {self.custom_id}"
-
-
-# The migration assistant's and the price book's rows live in their own modules; Django
-# finds them through here.
+from routing.experiment_models import Experiment, ExperimentArm, ExperimentStatus  # noqa: E402, F401
 from routing.model_migration_models import ModelMigration, SuccessorVerdict  # noqa: E402, F401
 from routing.price_models import ModelPrice  # noqa: E402, F401
+from routing.request_state_models import (  # noqa: E402, F401
+    BudgetPeriod,
+    IdempotencyRecord,
+    InFlightRequest,
+)
