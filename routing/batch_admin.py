@@ -5,7 +5,7 @@ from django.db.models import Count, Q
 from django.http import HttpRequest
 
 from huntaze.read_only_admin import ReadOnlyAdminMixin
-from routing.models import BatchItem, BatchItemStatus, BatchJob, ProviderBatch
+from routing.batch_models import BatchItem, BatchItemStatus, BatchJob, ProviderBatch
 
 
 class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):

@@ -13,9 +13,9 @@ from rest_framework.views import APIView
 
 from huntaze.money import decimal_str
 from routing.apis import RouteInputSerializer, SizeLimitedApiView, validation_refusal
+from routing.batch_models import BatchItemStatus, BatchJob
 from routing.batches import BatchRefused, BatchRequest, batch_job_create, batch_job_get
 from routing.gateway.call import CompletionRequest
-from routing.models import BatchItemStatus, BatchJob
 from routing.schema import error_responses
 
 

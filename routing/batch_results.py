@@ -10,20 +10,18 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from routing.gateway.admission import budget_period_locked
-from routing.gateway.outcome import LedgerRow, billed_columns
-from routing.gateway.response_cache import response_cache_value, response_cache_write
-from routing.models import (
-    ApiKey,
+from routing.batch_models import (
     BatchItem,
     BatchItemStatus,
     BatchJob,
     BatchStatus,
-    BudgetPeriod,
-    ModelProfile,
     ProviderBatch,
     ProviderBatchState,
 )
+from routing.gateway.admission import budget_period_locked
+from routing.gateway.outcome import LedgerRow, billed_columns
+from routing.gateway.response_cache import response_cache_value, response_cache_write
+from routing.models import ApiKey, ModelProfile
 from routing.pricing import (
     NOT_BILLED,
     PriceRow,
@@ -40,6 +38,7 @@ from routing.providers.batch import (
     batch_retrieve,
 )
 from routing.providers.usage_block import usage_parse
+from routing.request_state_models import BudgetPeriod
 from usage.models import Status, TokenSource
 from usage.services import usage_record
 

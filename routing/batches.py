@@ -23,6 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from huntaze.money import LEDGER_PLACES
+from routing.batch_models import BatchItem, BatchJob, BatchStatus, ProviderBatch, ProviderBatchState
 from routing.batch_results import (
     item_from_cache,
     job_refresh,
@@ -33,14 +34,7 @@ from routing.engine import RoutingError
 from routing.gateway.call import CompletionRequest, RoutePlan, request_route_plan
 from routing.gateway.outcome import decided_columns
 from routing.gateway.response_cache import response_cache_key, response_cache_read
-from routing.models import (
-    ApiKey,
-    BatchItem,
-    BatchJob,
-    BatchStatus,
-    ProviderBatch,
-    ProviderBatchState,
-)
+from routing.models import ApiKey
 from routing.pricing import price_row_json
 from routing.providers.batch import (
     BatchInfo,

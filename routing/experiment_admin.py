@@ -11,9 +11,10 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from routing.experiment_models import Experiment
 from routing.experiment_selectors import experiment_report
 from routing.experiments import EXPERIMENT_MOVES, STEPS, ExperimentError, experiment_start
-from routing.models import Experiment, PolicyVersion
+from routing.models import PolicyVersion
 from routing.quality import percent_label
 
 

@@ -5,7 +5,8 @@ from decimal import Decimal
 
 from django.db.models import Count, OuterRef, Q, Subquery
 
-from routing.models import Experiment, ExperimentArm, ExperimentStatus, RolloutSetting
+from routing.experiment_models import Experiment, ExperimentArm, ExperimentStatus
+from routing.models import RolloutSetting
 from routing.quality import Retained
 from routing.selectors import ledger_metrics_by
 from usage.models import QualityEvaluation, QualityVerdict, UsageRecord

@@ -14,8 +14,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from routing.engine import RoutingError, Tier
+from routing.experiment_models import Experiment, ExperimentStatus
 from routing.learned.model import ArtifactError
-from routing.models import Experiment, ExperimentStatus, PolicyVersion, RolloutSetting
+from routing.models import PolicyVersion, RolloutSetting
 from routing.policy_versions import (
     policy_rows_apply,
     policy_snapshot_build,

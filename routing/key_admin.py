@@ -8,7 +8,8 @@ from huntaze.read_only_admin import ReadOnlyAdminMixin
 from routing.api_keys import api_key_create, api_key_revoke
 from routing.gateway.admission import budget_period_resync
 from routing.inflight import QUARANTINE_KEY, inflight_quarantined_count
-from routing.models import ApiKey, BudgetPeriod, InFlightRequest
+from routing.models import ApiKey
+from routing.request_state_models import BudgetPeriod, InFlightRequest
 
 
 @admin.register(ApiKey)

@@ -8,7 +8,8 @@ from prometheus_client.core import GaugeMetricFamily
 
 from routing.circuit import circuit_states
 from routing.inflight import inflight_quarantined_count
-from routing.models import InFlightRequest, ModelProfile
+from routing.models import ModelProfile
+from routing.request_state_models import InFlightRequest
 
 
 class CircuitCollector:

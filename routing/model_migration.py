@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from routing.experiment_models import Experiment, ExperimentStatus
 from routing.experiments import (
     ExperimentError,
     experiment_finish,
@@ -14,13 +15,7 @@ from routing.experiments import (
     experiment_stop,
 )
 from routing.model_migration_models import OPEN_STATES, MigrationState, ModelMigration
-from routing.models import (
-    Experiment,
-    ExperimentStatus,
-    ModelProfile,
-    PolicyVersion,
-    TaskCategory,
-)
+from routing.models import ModelProfile, PolicyVersion, TaskCategory
 from routing.policy_versions import policy_version_create
 from routing.quality import percent_label
 from routing.selectors import published_versions

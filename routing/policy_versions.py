@@ -6,21 +6,20 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from routing.experiment_models import Experiment, ExperimentStatus
 from routing.learned.runtime import available_artifacts, current_artifact_id, router_status
 from routing.model_migration_models import MigrationState, ModelMigration
 from routing.models import (
     ApiKey,
-    Experiment,
-    ExperimentStatus,
     FeatureFlag,
     Flag,
-    ModelPrice,
     ModelProfile,
     PolicyVersion,
     RolloutSetting,
     TaskCategory,
 )
 from routing.price_book import price_row
+from routing.price_models import ModelPrice
 from routing.pricing import PRICE_COLUMNS, price_row_json
 from routing.selectors import (
     POLICY_VERSION_CACHE_KEY,

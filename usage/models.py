@@ -1,7 +1,9 @@
 from django.db import models
 
 from huntaze.money import PRICE_FIELD, USD_FIELD
-from routing.models import ApiKey, Experiment, ExperimentArm, ModelPrice, PolicyVersion, Tier
+from routing.experiment_models import Experiment, ExperimentArm
+from routing.models import ApiKey, PolicyVersion, Tier
+from routing.price_models import ModelPrice
 from routing.pricing import LINE_ITEMS, ServiceTier
 
 

@@ -22,8 +22,9 @@ from routing.inflight import (
     inflight_quarantine,
     inflight_remember,
 )
-from routing.models import ApiKey, BudgetPeriod, InFlightRequest
+from routing.models import ApiKey
 from routing.pricing import TokenUsage, price_tokens, served_tier
+from routing.request_state_models import BudgetPeriod, InFlightRequest
 from routing.retry import fallback_chain
 from routing.shared_cache import outage_warning, window_count
 from usage.models import Status, UsageRecord

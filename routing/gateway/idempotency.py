@@ -21,7 +21,8 @@ from django.utils import timezone
 
 from routing.after_response import outlive_the_client
 from routing.db import db_call
-from routing.models import ApiKey, IdempotencyRecord
+from routing.models import ApiKey
+from routing.request_state_models import IdempotencyRecord
 from routing.selectors import policy_get
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from routing.gateway.admission import (
 from routing.gateway.call import Call
 from routing.gateway.outcome import LedgerRow, Outcome, ledger_row
 from routing.inflight import inflight_forget_soon, inflight_remember
-from routing.models import InFlightRequest
+from routing.request_state_models import InFlightRequest
 from usage.services import ledger_storable, usage_record, usage_record_replace_swept
 
 logger = logging.getLogger(__name__)

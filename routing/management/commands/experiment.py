@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from routing.experiment_models import Experiment
 from routing.experiment_selectors import experiment_report, experiment_running
 from routing.experiments import (
     EXPERIMENT_MOVES,
@@ -11,7 +12,7 @@ from routing.experiments import (
     experiment_start,
     experiment_step,
 )
-from routing.models import Experiment, PolicyVersion
+from routing.models import PolicyVersion
 from routing.quality import percent_label
 
 

@@ -288,7 +288,7 @@ def _batch_run(client: Client, api_key, bodies: list[dict]) -> list[str]:
     The batch flag is switched on for this run's key only, and the policy put back after."""
     from django.test.utils import override_settings
 
-    from routing.models import BatchJob
+    from routing.batch_models import BatchJob
     from routing.rollout import rollout_subject
     from routing.selectors import policy_get
     from routing.tasks import batch_advance_due
