@@ -1,3 +1,8 @@
+"""The routing policy's rows: models and their parameter shapes, task categories and their
+rules, policy versions, API keys, the rollout setting and feature flags. Rows of other
+concerns (batches, experiments, request state, prices, model migrations) live in modules of
+their own, imported at the end so Django finds them."""
+
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError

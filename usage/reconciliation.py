@@ -17,15 +17,14 @@ from django.db import transaction
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 
-from usage.models import (
+from usage.models import Status, UsageRecord
+from usage.provider_export import OpenAIUsageClient, ProviderDay, provider_usage_csv_parse
+from usage.reconciliation_models import (
     ProviderUsage,
     ProviderUsageSource,
     Reconciliation,
     ReconciliationStatus,
-    Status,
-    UsageRecord,
 )
-from usage.provider_export import OpenAIUsageClient, ProviderDay, provider_usage_csv_parse
 
 logger = logging.getLogger(__name__)
 

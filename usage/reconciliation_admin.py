@@ -9,9 +9,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from usage.models import ProviderUsage, Reconciliation, ReconciliationStatus
 from usage.provider_export import CSV_OPTIONAL, CSV_REQUIRED, ProviderUsageImportError
 from usage.reconciliation import provider_usage_import
+from usage.reconciliation_models import ProviderUsage, Reconciliation, ReconciliationStatus
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
