@@ -34,7 +34,8 @@ from routing.learned.features import (
     tokens,
 )
 from routing.learned.meaning import load_word_vectors
-from routing.learned.model import ARTIFACT_FORMAT, feature_hash, feature_vector
+from routing.learned.model import ARTIFACT_FORMAT
+from routing.learned.vectorizer import feature_hash, feature_vector
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from routing.learned import training
 from routing.learned.data import LabelledText, Outcome
 from routing.learned.features import MEANING_PREFIX, text_features, tokens
 from routing.learned.meaning import WordVectors
-from routing.learned.model import ArtifactError, feature_vector, load_router
+from routing.learned.model import ArtifactError, load_router
+from routing.learned.vectorizer import feature_vector
 
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
 # Two sources per class, so every n-gram below passes the two-sources rule.
