@@ -175,7 +175,7 @@ def test_artifact_for_other_features_is_refused(tmp_path):
 
 
 def test_auroc_and_apgr_on_known_cases():
-    from routing.learned.evaluation import apgr
+    from routing.learned.measures import apgr
 
     labels = np.array([False, False, True, True])
     assert training.auroc(np.array([0.1, 0.2, 0.8, 0.9]), labels) == 1.0
