@@ -53,6 +53,10 @@ _redis_clients: dict[str, redis.Redis] = {}
 
 T = TypeVar("T")
 
+# The switch's clock, read at each call: a test replaces it to move time by a number instead
+# of sleeping out REDIS_BACKOFF_S.
+monotonic: Callable[[], float] = time.monotonic
+
 
 class RedisUnavailable(redis.ConnectionError):
     """A Redis call not made: Redis failed within the last REDIS_BACKOFF_S."""
@@ -80,7 +84,7 @@ class _RedisSwitch:
         period (the trial), whose failure or success decides what follows."""
         if not self.skip_until:
             return True
-        now = time.monotonic()
+        now = monotonic()
         if now < self.skip_until:
             return False
         with self.lock:
@@ -96,7 +100,7 @@ class _RedisSwitch:
         REDIS_SKIPPED.inc()
 
     def failed(self, error: Exception) -> None:
-        now = time.monotonic()
+        now = monotonic()
         backoff_s = settings.REDIS_BACKOFF_S
         with self.lock:
             self.skip_until = now + backoff_s
@@ -122,7 +126,7 @@ class _RedisSwitch:
         with self.lock:
             if not self.skip_until:
                 return
-            down_s, skipped = time.monotonic() - self.down_since, self.skipped
+            down_s, skipped = monotonic() - self.down_since, self.skipped
             self.skip_until = self.down_since = 0.0
             self.skipped = 0
             self.warned_at = float("-inf")

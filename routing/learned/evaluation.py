@@ -11,12 +11,13 @@
 
 The vocabulary is built once from all rows (labels are never used for it), then each fold
 fits only on its training rows.
+
+Here: what the router is compared with (the keyword classifier and score, the seeded matrix)
+and the printed report. The figures are routing.learned.measures'; the evaluation-only data
+sets are read by routing.learned.external_data.
 """
 
 import argparse
-import csv
-import random
-import statistics
 import sys
 import tempfile
 import time
@@ -28,97 +29,19 @@ from pathlib import Path
 import numpy as np
 
 from routing.learned import data, training
+from routing.learned.artifact_writer import TrainedRouter, write_artifact
 from routing.learned.data import CATEGORIES
+from routing.learned.external_data import AWESOME_ROLES as AWESOME_ROLES  # scripts/ read it
+from routing.learned.external_data import MMLU_CATEGORIES as MMLU_CATEGORIES  # scripts/ too
+from routing.learned.external_data import external_categories, hatecheck_benign, routellm_judged
+from routing.learned.fitting import balanced_weights, binary_model, category_model
+from routing.learned.measures import apgr, auroc, macro_f1, per_class_f1, pgr
 from routing.learned.model import load_router
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MMLU_CATEGORIES = {
-    "marketing": "marketing",
-    "public_relations": "marketing",
-    "management": "strategy",
-    "business_ethics": "strategy",
-    "professional_law": "legal",
-    "jurisprudence": "legal",
-    "international_law": "legal",
-    "college_computer_science": "code",
-    "econometrics": "analytics",
-    "high_school_statistics": "analytics",
-}
-# awesome-chatgpt-prompts roles that plainly belong to one router category; others are skipped.
-AWESOME_ROLES = {
-    "code": (
-        "Ethereum Developer, Linux Terminal, JavaScript Console, UX/UI Developer, "
-        "Cyber Security Specialist, SQL terminal, IT Architect, Python interpreter, "
-        "Machine Learning Engineer, IT Expert, Fullstack Software Developer, Regex Generator, "
-        "R programming Interpreter, StackOverflow Post, PHP Interpreter, "
-        "Software Quality Assurance Tester, Senior Frontend Developer, Commit Message Generator, "
-        "Python Interpreter"
-    ),
-    "marketing": (
-        "SEO Prompt, Advertiser, Social Media Influencer, Social Media Manager, Salesperson"
-    ),
-    "analytics": (
-        "Excel Sheet, Statistician, Accountant, Scientific Data Visualizer, Data Scientist"
-    ),
-    "strategy": "Chief Executive Officer, Product Manager, Startup Idea Generator, Logistician",
-    "legal": "Legal Advisor, Startup Tech Lawyer",
-    "chatbot": "Friend",
-}
-EXTERNAL_PER_SET = 300
 
 
-@dataclass(frozen=True)
-class Judged:
-    """A prompt with weak/strong correctness flags (RouteLLM)."""
-
-    text: str
-    dataset: str
-    weak: bool
-    strong: bool
-
-
-# --- metrics ------------------------------------------------------------------------------
-
-
-def per_class_f1(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, tuple]:
-    """Return {class: (precision, recall, f1, support)} over the classes present in truth."""
-    scores = {}
-    for label in sorted(set(truth)):
-        tp = sum(t == label and p == label for t, p in zip(truth, predicted, strict=False))
-        fp = sum(t != label and p == label for t, p in zip(truth, predicted, strict=False))
-        fn = sum(t == label and p != label for t, p in zip(truth, predicted, strict=False))
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        scores[label] = (precision, recall, f1, tp + fn)
-    return scores
-
-
-def macro_f1(truth: Sequence[str], predicted: Sequence[str]) -> float:
-    return statistics.mean(f1 for _, _, f1, _ in per_class_f1(truth, predicted).values())
-
-
-def apgr(scores: np.ndarray, weak: np.ndarray, strong: np.ndarray, steps: int = 100) -> float:
-    """Return the average share of the weak->strong quality gap recovered when the top x% by
-    score go to the strong model, over x from 0 to 100% (0.5 is random)."""
-    weak, strong = weak.astype(float), strong.astype(float)
-    gap = strong.mean() - weak.mean()
-    if gap <= 0:
-        return float("nan")
-    order = np.argsort(-scores, kind="mergesort")
-    gains = np.concatenate([[0.0], np.cumsum((strong - weak)[order])])
-    recovered = []
-    for step in range(steps + 1):
-        routed = round(step / steps * len(scores))
-        recovered.append(gains[routed] / len(scores) / gap)
-    return float(np.trapezoid(recovered, dx=1 / steps))
-
-
-def pgr(premium: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> float:
-    """Return the share of the weak->strong quality gap recovered by these choices."""
-    gap = strong.mean() - weak.mean()
-    quality = np.where(premium, strong, weak).mean()
-    return float((quality - weak.mean()) / gap) if gap > 0 else float("nan")
+# --- what the learned router is compared with ---------------------------------------------
 
 
 def seeded_policy(router=None):
@@ -160,82 +83,6 @@ def _premium_choice(policy, text: str) -> bool:
     return decision.tier is Tier.FULL
 
 
-# --- external data ------------------------------------------------------------------------
-
-
-def external_categories(evaldata: Path) -> list[tuple[str, str, str]]:
-    """Return (dataset, text, category) rows from evaluation-only data sets, sampled."""
-    rows: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for path in sorted((evaldata / "routellm/mmlu_responses").glob("mmlu_*.csv")):
-        subject = path.stem.removeprefix("mmlu_")
-        if subject in MMLU_CATEGORIES:
-            with path.open(newline="", encoding="utf-8") as handle:
-                for row in csv.reader(handle):
-                    if row[0] != "prompt":
-                        rows[f"mmlu/{subject}"].append((row[0], MMLU_CATEGORIES[subject]))
-    for judged in _gsm8k(evaldata):
-        rows["gsm8k"].append((judged.text, "analytics"))
-    with (evaldata / "moderation/hatecheck/test_suite_cases.csv").open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["label_gold"] == "hateful":
-                rows["hatecheck/hateful"].append((row["test_case"].strip(), "moderation"))
-    role_category = {
-        role.strip(): category
-        for category, roles in AWESOME_ROLES.items()
-        for role in roles.split(",")
-    }
-    with (evaldata / "awesome_chatgpt_prompts/prompts_2025-01-06.csv").open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["act"].strip() in role_category:
-                rows["awesome_prompts"].append((row["prompt"], role_category[row["act"].strip()]))
-    sampled = []
-    for name in sorted(rows):
-        picked = _sample(rows[name], EXTERNAL_PER_SET, name)
-        sampled.extend((name, text, label) for text, label in picked)
-    return sampled
-
-
-def hatecheck_benign(evaldata: Path) -> list[str]:
-    with (evaldata / "moderation/hatecheck/test_suite_cases.csv").open(newline="") as handle:
-        return [
-            r["test_case"].strip() for r in csv.DictReader(handle) if r["label_gold"] != "hateful"
-        ]
-
-
-def routellm_judged(evaldata: Path) -> list[Judged]:
-    """Return MMLU (all subjects) and GSM8K prompts with Mixtral (weak) / GPT-4 (strong) flags."""
-    found = []
-    for path in sorted((evaldata / "routellm/mmlu_responses").glob("mmlu_*.csv")):
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle)
-            header = next(reader)
-            weak = header.index("mistralai/Mixtral-8x7B-Instruct-v0.1")
-            strong = header.index("gpt-4-1106-preview")
-            for row in reader:
-                found.append(Judged(row[0], "mmlu", row[weak] == "True", row[strong] == "True"))
-    return found + list(_gsm8k(evaldata))
-
-
-def _gsm8k(evaldata: Path):
-    with (evaldata / "routellm/gsm8k_gsm8k_responses.csv").open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            yield Judged(
-                row["prompt"],
-                "gsm8k",
-                row["mistralai/Mixtral-8x7B-Instruct-v0.1"] == "True",
-                row["gpt-4-1106-preview"] == "True",
-            )
-
-
-def _sample(items: list, count: int, name: str) -> list:
-    if len(items) <= count:
-        return items
-    return random.Random(f"eval:{name}").sample(items, count)  # noqa: S311 (seeded)
-
-
-# --- the report ---------------------------------------------------------------------------
-
-
 def keyword_classifier() -> Callable[[str], str]:
     """Return today's keyword classifier with its seeded terms, as a text -> category function."""
     from routing.classifier import CategoryKeywords, classify
@@ -255,6 +102,9 @@ def keyword_complexity(text: str) -> float:
     from routing.complexity import estimate_complexity
 
     return estimate_complexity(text, token_count=len(text) // 4).score
+
+
+# --- the report ---------------------------------------------------------------------------
 
 
 def print_f1_table(title: str, truth: list[str], learned: list[str], keyword: list[str]) -> None:
@@ -320,15 +170,13 @@ def _category_left_out(run: _Run) -> None:
     x_cat = training.text_matrix([r.text for r in categorised], run.names, run.idf, run.config)
     labels = np.array([r.category for r in categorised])
     sources = np.array([r.source for r in categorised])
-    weights = training.balanced_weights(labels, sources)
+    weights = balanced_weights(labels, sources)
     predicted = np.empty(len(categorised), dtype=object)
     per_source = []
     for source in sorted(set(sources)):
         held = np.flatnonzero(sources == source)
         keep = np.flatnonzero(sources != source)
-        w, b = training.category_model(
-            x_cat[keep], labels[keep], weights[keep], run.config.category_c
-        )
+        w, b = category_model(x_cat[keep], labels[keep], weights[keep], run.config.category_c)
         predicted[held] = [CATEGORIES[i] for i in (x_cat[held] @ w + b).argmax(axis=1)]
         accuracy = float(np.mean(predicted[held] == labels[held]))
         per_source.append((source, len(held), Counter(labels[held]).most_common(1)[0][0], accuracy))
@@ -374,12 +222,12 @@ def _safety_left_out(run: _Run) -> None:
     x_safe = training.text_matrix([r.text for r in safety_rows], run.names, run.idf, run.config)
     unsafe = np.array([r.unsafe for r in safety_rows])
     sources = np.array([r.source for r in safety_rows])
-    weights = training.balanced_weights(unsafe, sources)
+    weights = balanced_weights(unsafe, sources)
     scores = np.zeros(len(safety_rows))
     for source in sorted(set(sources)):
         held = np.flatnonzero(sources == source)
         keep = np.flatnonzero(sources != source)
-        w, b = training.binary_model(x_safe[keep], unsafe[keep], weights[keep], run.config.safety_c)
+        w, b = binary_model(x_safe[keep], unsafe[keep], weights[keep], run.config.safety_c)
         scores[held] = 1 / (1 + np.exp(-(x_safe[held] @ w + b)))
     threshold = run.router.safety_threshold
     print(f"\n(3) SAFETY, leave-one-source-out, at the shipped threshold {threshold:.3f}")
@@ -394,7 +242,7 @@ def _safety_left_out(run: _Run) -> None:
         f"  pooled: unsafe recall {np.mean(scores[unsafe] >= threshold):.1%}, benign flagged "
         f"{np.mean(scores[~unsafe] >= threshold):.1%}, safe-but-edgy flagged "
         f"{np.mean(scores[edgy] >= threshold):.1%} (n={edgy.sum()}), AUROC "
-        f"{training.auroc(scores, unsafe):.3f}"
+        f"{auroc(scores, unsafe):.3f}"
     )
 
 
@@ -410,7 +258,7 @@ def _needs_premium(run: _Run, evaldata: Path) -> None:
     weights = np.where(our, config.our_pair_weight, 1.0)
     for source in sorted(set(sources)):
         held = sources == source
-        w, b = training.binary_model(x_out[~held], needs[~held], weights[~held], config.premium_c)
+        w, b = binary_model(x_out[~held], needs[~held], weights[~held], config.premium_c)
         scores = x_out[held] @ w + b
         base = np.array(
             [keyword_complexity(o.text) for o, h in zip(outcome_rows, held, strict=True) if h]
@@ -418,8 +266,8 @@ def _needs_premium(run: _Run, evaldata: Path) -> None:
         mask = our[held] if our[held].any() else np.ones(held.sum(), dtype=bool)
         print(
             f"  {source:24} left out: AUROC learned "
-            f"{training.auroc(scores[mask], needs[held][mask]):.3f}"
-            f" vs keyword score {training.auroc(base[mask], needs[held][mask]):.3f}"
+            f"{auroc(scores[mask], needs[held][mask]):.3f}"
+            f" vs keyword score {auroc(base[mask], needs[held][mask]):.3f}"
             f" ({'our pair' if our[held].any() else 'all pairs'}, n={mask.sum()})"
         )
     judged = routellm_judged(evaldata)
@@ -432,7 +280,7 @@ def _needs_premium(run: _Run, evaldata: Path) -> None:
         label = ~weak & strong
         print(
             f"  RouteLLM {name or 'mmlu+gsm8k':10} n={len(part):6}: AUROC "
-            f"{training.auroc(learned, label):.3f} vs {training.auroc(old, label):.3f}, "
+            f"{auroc(learned, label):.3f} vs {auroc(old, label):.3f}, "
             f"APGR {apgr(learned, weak, strong):.3f} vs {apgr(old, weak, strong):.3f}"
         )
     weak = np.array([j.weak for j in judged])
@@ -460,10 +308,10 @@ def _speed(run: _Run) -> None:
         print(f"  {name:20} p50 {timings[1000] * 1e6:6.0f} us   p99 {timings[1980] * 1e6:6.0f} us")
 
 
-def _router_from(trained: training.TrainedRouter):
+def _router_from(trained: TrainedRouter):
     """Load a freshly trained router through the artifact file, as production loads it."""
     with tempfile.TemporaryDirectory() as directory:
-        path = training.write_artifact(trained, Path(directory))
+        path = write_artifact(trained, Path(directory))
         router = load_router(str(path))
         load_router.cache_clear()
     return router

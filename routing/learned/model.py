@@ -11,15 +11,16 @@ words' static vectors), which carries what n-grams miss in a prompt worded unlik
 source. Each model's score is a sum of per-feature contributions (n-grams, and each word's share
 of the meaning vector's pull): those are the explanation. Prediction is numpy over the few
 hundred features a window holds, no I/O. An artifact is one .npz file (no pickles) written
-by routing.learned.training.
+by routing.learned.artifact_writer when routing.learned.training has fitted it.
+
+Here: the Router, its predict() and load_router(). A text's feature ids and weights come from
+routing.learned.vectorizer; routing.learned.explanation names the top contributions.
 """
 
-import hashlib
-import heapq
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -27,36 +28,26 @@ from pathlib import Path
 import numpy as np
 
 from routing.complexity import ComplexityEstimate
+from routing.learned.explanation import Contribution, premium_contributions, top_contributions
 from routing.learned.features import (
     FEATURES_VERSION,
     MEANING_PREFIX,
     SIGNAL_NAMES,
-    shape_features,
     signal_values,
-    text_features,
     tokens,
 )
 from routing.learned.meaning import WordVectors, WordVectorsError, load_word_vectors
+from routing.learned.vectorizer import NgramLookup, counted, feature_hash
 
 ARTIFACT_FORMAT = 1
 _CLASSES, _SAFETY, _PREMIUM = 9, 9, 10  # columns of Router.weights
 _NO_IDS = np.zeros(0, dtype=np.int64)
 _NO_VALUES = np.zeros(0, dtype=np.float32)
 REBUILD_COMMAND = "python manage.py train_router"
-EXPLAIN_TOP = 3
 
 
 class ArtifactError(Exception):
     """The router artifact is missing, unreadable or made for other code."""
-
-
-@dataclass(frozen=True)
-class Contribution:
-    feature: str
-    weight: float  # the feature's share of the score, in logits
-
-    def as_dict(self) -> dict:
-        return {"feature": self.feature, "weight": round(self.weight, 3)}
 
 
 @dataclass(frozen=True)
@@ -89,7 +80,7 @@ class Router:
     classes: tuple[str, ...]
     vocabulary: Mapping[str, int]
     feature_names: tuple[str, ...]
-    lookup: "_NgramLookup"
+    lookup: NgramLookup
     idf: np.ndarray
     category_weights: np.ndarray  # (features, classes)
     category_bias: np.ndarray
@@ -157,14 +148,19 @@ class Router:
             unsafe_probability=unsafe,
             unsafe=unsafe >= self.safety_threshold,
             needs_premium=needs_premium,
-            category_features=_named_top(category_parts, category_parts, names),
-            safety_features=_named_top(
+            category_features=top_contributions(category_parts, category_parts, names),
+            safety_features=top_contributions(
                 parts[:, _SAFETY] * (1 if unsafe >= 0.5 else -1),
                 parts[:, _SAFETY],
                 names,
             ),
-            premium_features=self._top_premium(
-                names, len(parts), parts[:, _PREMIUM], signal_parts, needs_premium
+            premium_features=premium_contributions(
+                names,
+                len(parts),
+                parts[:, _PREMIUM],
+                signal_parts,
+                needs_premium,
+                uses_ngrams=self.premium_uses_ngrams,
             ),
             estimate=estimate,
         )
@@ -237,122 +233,10 @@ class Router:
         found = self.lookup.ids(text, tokens(text) if words is None else words)
         if not len(found):
             return found, np.zeros(0, dtype=np.float32)
-        ids, counts = _counted(found)
+        ids, counts = counted(found)
         values = (1.0 + np.log(counts)).astype(np.float32) * self.idf[ids]
         values /= np.sqrt(values @ values)
         return ids, values
-
-    def _top_premium(self, names, count: int, parts, signal_parts, needs_premium: float):
-        """The n-grams and signals that moved needs-premium most, in its direction."""
-        sign = 1.0 if needs_premium >= 0.5 else -1.0
-        if not self.premium_uses_ngrams:
-            return _named_top(sign * signal_parts, signal_parts, SIGNAL_NAMES.__getitem__)
-        every = np.concatenate([parts, signal_parts])
-        return _named_top(
-            sign * every,
-            every,
-            lambda i: names(i) if i < count else SIGNAL_NAMES[i - count],
-        )
-
-
-def _named_top(ranked: np.ndarray, parts: np.ndarray, name_of: Callable[[int], str]) -> tuple:
-    """Up to EXPLAIN_TOP contributions with the largest positive `ranked` values."""
-    if len(ranked) > 48:
-        head = np.argpartition(-ranked, EXPLAIN_TOP - 1)[:EXPLAIN_TOP]
-        best = head[np.argsort(-ranked[head])].tolist()
-    else:  # a chat message: heapq over plain floats beats numpy's per-call overhead
-        values = ranked.tolist()
-        best = heapq.nlargest(EXPLAIN_TOP, range(len(values)), key=values.__getitem__)
-    return tuple(Contribution(name_of(i), float(parts[i])) for i in best if ranked[i] > 0)
-
-
-def _counted(found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return the distinct ids, sorted, and how often each occurs (np.unique's answer)."""
-    if len(found) > 64:
-        return np.unique(found, return_counts=True)
-    counts = Counter(found.tolist())  # a chat message: cheaper than numpy's sort and diff
-    ids = sorted(counts)
-    return np.array(ids, dtype=np.int64), np.array([counts[i] for i in ids], dtype=np.int64)
-
-
-class _WordNumbers(dict):
-    """Word -> number; a word not in the vocabulary is `unknown` (no exception, no branch)."""
-
-    unknown = 0
-
-    def __missing__(self, word: str) -> int:
-        return self.unknown
-
-
-class _NgramLookup:
-    """The vocabulary ids of a text's features without building its bigram strings.
-
-    The same ids as looking text_features() up in the vocabulary (a test holds them equal),
-    at half the cost: each word is looked up once as a string, and a bigram is then a pair of
-    word numbers, found in a sorted array of pair keys by one vectorised search.
-    """
-
-    def __init__(self, vocabulary: Mapping[str, int]) -> None:
-        words: dict[str, int] = {}
-        pairs = []
-        for name, feature_id in vocabulary.items():
-            first, _, second = name.partition(" ")
-            if second:
-                a = words.setdefault(first, len(words))
-                b = words.setdefault(second, len(words))
-                pairs.append((a, b, feature_id))
-        for name in vocabulary:
-            if " " not in name:
-                words.setdefault(name, len(words))
-        self.words = _WordNumbers(words)
-        self.words.unknown = len(words)
-        self.width = len(words) + 1
-        self.unigram = np.full(len(words) + 1, -1, dtype=np.int64)  # the last: unknown word
-        for name, number in words.items():
-            self.unigram[number] = vocabulary.get(name, -1)
-        keys = np.array([a * self.width + b for a, b, _ in pairs], dtype=np.int64)
-        order = np.argsort(keys)
-        self.pair_keys = keys[order]
-        self.pair_ids = np.array([p[2] for p in pairs], dtype=np.int64)[order]
-        self.vocabulary = vocabulary
-
-    def ids(self, text: str, found_tokens: list[str]) -> np.ndarray:
-        """Return the ids of the text's features; found_tokens are tokens(text)."""
-        unknown = self.width - 1
-        numbers = np.fromiter(
-            map(self.words.__getitem__, found_tokens), dtype=np.int64, count=len(found_tokens)
-        )
-        unigrams = self.unigram[numbers]
-        found = [unigrams[unigrams >= 0]]
-        if len(numbers) > 1 and len(self.pair_keys):
-            first, second = numbers[:-1], numbers[1:]
-            known = (first != unknown) & (second != unknown)
-            keys = first[known] * self.width + second[known]
-            at = np.minimum(np.searchsorted(self.pair_keys, keys), len(self.pair_keys) - 1)
-            hit = self.pair_keys[at] == keys
-            found.append(self.pair_ids[at[hit]])
-        shape = [self.vocabulary[n] for n in shape_features(text) if n in self.vocabulary]
-        found.append(np.array(shape, dtype=np.int64))
-        return np.concatenate(found)
-
-
-def feature_hash(name: str) -> str:
-    """Return a feature's 12-hex-digit hash: what a stored verdict keeps instead of words."""
-    return hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
-
-
-def feature_vector(
-    text: str, vocabulary: Mapping[str, int], idf: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return the text's known feature ids and their (1 + log tf) x idf, L2-normalised (the
-    reference that training uses; Router._vector computes the same faster)."""
-    found = [i for i in map(vocabulary.get, text_features(text)) if i is not None]
-    if not found:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    ids, counts = np.unique(np.array(found, dtype=np.int64), return_counts=True)
-    values = (1.0 + np.log(counts)).astype(np.float32) * idf[ids]
-    values /= np.sqrt(values @ values)
-    return ids, values
 
 
 def _sigmoid(x: float) -> float:
@@ -415,7 +299,7 @@ def load_router(path: str) -> Router:
         classes=classes,
         vocabulary=vocabulary,
         feature_names=names,
-        lookup=_NgramLookup(vocabulary),
+        lookup=NgramLookup(vocabulary),
         idf=arrays["idf"].astype(np.float32),
         category_weights=arrays["category_weights"].astype(np.float32),
         category_bias=arrays["category_bias"].astype(np.float32),

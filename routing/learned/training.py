@@ -9,22 +9,24 @@ than the fit on our own data, so:
   so no large source decides what a class looks like;
 - the calibration (category temperature, safety threshold, needs-premium scaling) is fitted
   on out-of-source predictions: each fold holds whole sources out, as production will.
+
+Here: the configuration, the vocabulary and the matrices the models read, and `train`, which
+puts them together. The fits and calibrations are routing.learned.fitting; the artifact and
+its model card are written by routing.learned.artifact_writer (`write_artifact` and
+`model_card` stay importable from here, as do the fits).
 """
 
-import hashlib
-import json
 import math
-import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import sparse
-from sklearn.linear_model import LogisticRegression
 
+from routing.learned.artifact_writer import TrainedRouter
+from routing.learned.artifact_writer import model_card as model_card  # re-exported
+from routing.learned.artifact_writer import write_artifact as write_artifact  # re-exported
 from routing.learned.data import CATEGORIES, LabelledText, Outcome, Verdict
 from routing.learned.features import (
     FEATURES_VERSION,
@@ -33,8 +35,20 @@ from routing.learned.features import (
     text_features,
     tokens,
 )
+from routing.learned.fitting import (
+    balanced_weights,
+    binary_model,
+    category_model,
+    fit_temperature,
+    platt_scale,
+    safety_threshold,
+    sigmoid,
+    source_folds,
+)
 from routing.learned.meaning import load_word_vectors
-from routing.learned.model import ARTIFACT_FORMAT, feature_hash, feature_vector
+from routing.learned.measures import auroc
+from routing.learned.model import ARTIFACT_FORMAT
+from routing.learned.vectorizer import feature_hash, feature_vector
 
 
 @dataclass(frozen=True)
@@ -64,21 +78,6 @@ class TrainingConfig:
     # safety AUROC 0.816 -> 0.861; scale 2 was no better than 1.
     meaning_table: str = "minilm-l6-m2v256"
     meaning_scale: float = 1.0
-
-
-@dataclass
-class TrainedRouter:
-    feature_names: list[str]
-    idf: np.ndarray
-    category_weights: np.ndarray
-    category_bias: np.ndarray
-    safety_weights: np.ndarray
-    premium_weights: np.ndarray
-    premium_signal_weights: np.ndarray
-    signal_mean: np.ndarray
-    signal_scale: np.ndarray
-    meaning_weights: np.ndarray | None = None  # (dimensions, 9 classes + safety)
-    card: dict = field(default_factory=dict)
 
 
 # --- vocabulary and vectors ---------------------------------------------------------------
@@ -137,95 +136,6 @@ def text_matrix(
     meaning = np.array([table.mean(table.piece_ids(tokens(text))) for text in texts])
     meaning = meaning.reshape(len(texts), table.dimensions) * config.meaning_scale
     return sparse.hstack([ngrams, sparse.csr_matrix(meaning, dtype=np.float32)]).tocsr()
-
-
-def balanced_weights(labels: Sequence, sources: Sequence[str]) -> np.ndarray:
-    """Return row weights: each (source, label) group weighs sqrt(size), each label the same."""
-    group_size = Counter(zip(sources, labels, strict=False))
-    weights = np.array(
-        [1.0 / math.sqrt(group_size[key]) for key in zip(sources, labels, strict=False)]
-    )
-    label_total: dict = defaultdict(float)
-    for label, weight in zip(labels, weights, strict=False):
-        label_total[label] += weight
-    weights = np.array([w / label_total[label] for label, w in zip(labels, weights, strict=False)])
-    return weights * (len(weights) / weights.sum())
-
-
-def source_folds(sources: Sequence[str], folds: int, seed: int) -> list[np.ndarray]:
-    """Return, per fold, the row indices of the sources it holds out."""
-    names = sorted(set(sources))
-    random.Random(f"{seed}:folds").shuffle(names)  # noqa: S311 (seeded folds)
-    fold_of = {name: i % folds for i, name in enumerate(names)}
-    by_fold: list[list[int]] = [[] for _ in range(folds)]
-    for row, source in enumerate(sources):
-        by_fold[fold_of[source]].append(row)
-    return [np.array(rows, dtype=np.int64) for rows in by_fold if rows]
-
-
-def _fit(x, y, weights, c: float) -> LogisticRegression:
-    model = LogisticRegression(C=c, max_iter=2000, tol=1e-4)
-    model.fit(x, y, sample_weight=weights)
-    return model
-
-
-# --- the three models ---------------------------------------------------------------------
-
-
-def category_model(x, labels: np.ndarray, weights: np.ndarray, c: float):
-    """Return (weights (features, 9), bias (9,)) with classes in CATEGORIES order."""
-    model = _fit(x, labels, weights, c)
-    coef = np.zeros((x.shape[1], len(CATEGORIES)), dtype=np.float32)
-    bias = np.full(len(CATEGORIES), -30.0, dtype=np.float32)  # a class with no rows: never
-    if len(model.classes_) == 2:  # sklearn keeps one row: the second class against the first
-        coef[:, CATEGORIES.index(model.classes_[1])] = model.coef_[0]
-        bias[CATEGORIES.index(model.classes_[1])] = model.intercept_[0]
-        bias[CATEGORIES.index(model.classes_[0])] = 0.0
-        return coef, bias
-    for column, label in enumerate(model.classes_):
-        coef[:, CATEGORIES.index(label)] = model.coef_[column]
-        bias[CATEGORIES.index(label)] = model.intercept_[column]
-    return coef, bias
-
-
-def binary_model(x, labels: np.ndarray, weights: np.ndarray, c: float) -> tuple[np.ndarray, float]:
-    """Return (weights, bias) of a logistic regression for the positive class."""
-    model = _fit(x, labels.astype(int), weights, c)
-    return model.coef_[0].astype(np.float32), float(model.intercept_[0])
-
-
-def fit_temperature(logits: np.ndarray, truth: np.ndarray) -> float:
-    """Return the softmax temperature with the lowest log loss on held-out logits."""
-    best, best_loss = 1.0, math.inf
-    for temperature in np.arange(0.5, 6.01, 0.1):
-        scaled = logits / temperature
-        scaled -= scaled.max(axis=1, keepdims=True)
-        log_p = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
-        loss = -log_p[np.arange(len(truth)), truth].mean()
-        if loss < best_loss:
-            best, best_loss = float(temperature), loss
-    return round(best, 2)
-
-
-def safety_threshold(scores: np.ndarray, unsafe: np.ndarray, max_flagged: float) -> float:
-    """Return the lowest probability threshold that flags at most max_flagged of benign rows."""
-    benign = np.sort(scores[~unsafe])
-    if not len(benign):
-        return 0.5
-    # The (1 - max_flagged) quantile of benign scores: above it, at most that share.
-    position = min(len(benign) - 1, int(math.ceil((1 - max_flagged) * len(benign))))
-    return float(min(0.99, max(0.05, benign[position])))
-
-
-def platt_scale(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
-    """Return (a, b) so that sigmoid(a * score + b) is calibrated on held-out scores."""
-    model = LogisticRegression(C=1e4, max_iter=1000)
-    model.fit(scores.reshape(-1, 1), labels.astype(int), sample_weight=weights)
-    return float(model.coef_[0][0]), float(model.intercept_[0])
-
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 # --- the whole training run ---------------------------------------------------------------
@@ -291,7 +201,7 @@ def train(
     for held in source_folds(safe_sources, config.calibration_folds, config.seed):
         keep = np.setdiff1d(np.arange(len(safety_rows)), held)
         w, b = binary_model(x_safe[keep], unsafe[keep], safe_weights[keep], config.safety_c)
-        held_safety[held] = _sigmoid(x_safe[held] @ w + b)
+        held_safety[held] = sigmoid(x_safe[held] @ w + b)
     threshold = safety_threshold(held_safety, unsafe, config.max_benign_flagged)
 
     held_premium = np.zeros(len(needs))
@@ -404,102 +314,3 @@ def verdict_matrix(
         (np.array(data, dtype=np.float32), np.array(indices, dtype=np.int64), indptr),
         shape=(len(verdicts), len(names) + len(SIGNAL_NAMES)),
     )
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Return the area under the ROC curve (ties count half); 0.5 when one class is absent."""
-    labels = np.asarray(labels, dtype=bool)
-    positives, negatives = labels.sum(), (~labels).sum()
-    if not positives or not negatives:
-        return 0.5
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = np.asarray(scores)[order]
-    # Average ranks over ties.
-    start = 0
-    for end in range(1, len(scores) + 1):
-        if end == len(scores) or sorted_scores[end] != sorted_scores[start]:
-            ranks[order[start:end]] = (start + end + 1) / 2
-            start = end
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
-def write_artifact(trained: TrainedRouter, directory: Path, *, now: datetime | None = None) -> Path:
-    """Write router-<date>-<hash>.npz and its model card; return the artifact's path."""
-    arrays = {
-        "feature_names": np.array("\n".join(trained.feature_names)),
-        "idf": trained.idf,
-        "category_weights": trained.category_weights.astype(np.float32),
-        "category_bias": trained.category_bias.astype(np.float32),
-        "safety_weights": trained.safety_weights.astype(np.float32),
-        "premium_weights": trained.premium_weights.astype(np.float32),
-        "premium_signal_weights": trained.premium_signal_weights.astype(np.float32),
-        "signal_mean": trained.signal_mean,
-        "signal_scale": trained.signal_scale,
-    }
-    if trained.meaning_weights is not None:
-        arrays["meaning_weights"] = trained.meaning_weights.astype(np.float32)
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(arrays[name]).tobytes())
-    digest.update(json.dumps(trained.card, sort_keys=True).encode())
-    now = now or datetime.now(UTC)
-    artifact_id = f"router-{now:%Y%m%d}-{digest.hexdigest()[:8]}"
-    card = {
-        **trained.card,
-        "artifact_id": artifact_id,
-        "trained_at": now.isoformat(timespec="seconds"),
-    }
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{artifact_id}.npz"
-    np.savez_compressed(path, **arrays, card=np.array(json.dumps(card, sort_keys=True)))
-    (directory / f"{artifact_id}.md").write_text(model_card(card), encoding="utf-8")
-    return path
-
-
-def model_card(card: dict) -> str:
-    """Return the artifact's model card as Markdown."""
-    data, metrics = card["data"], card["held_out_metrics"]
-    lines = [
-        f"# Router model card: {card['artifact_id']}",
-        "",
-        f"Trained {card['trained_at']} by `python manage.py train_router` (seed "
-        f"{card['config']['seed']}), features `{card['features']}`, vocabulary "
-        f"{data['vocabulary']:,} n-grams used by at least {card['config']['min_sources']} sources"
-        + (
-            f", and the meaning vector of `{card['meaning']['table']}` (static word vectors "
-            "distilled from all-MiniLM-L6-v2, Apache-2.0)."
-            if card.get("meaning")
-            else "."
-        ),
-        "",
-        "## Data",
-        "",
-        "| category | rows |",
-        "|---|---|",
-        *(f"| {name} | {count:,} |" for name, count in data["category_rows"].items()),
-        "",
-        f"Safety rows: {data['safety_rows']['unsafe']:,} unsafe, {data['safety_rows']['benign']:,} "
-        f"benign. Needs-premium rows: {data['outcome_rows']:,} (prompt x model pair) over "
-        f"{data['outcome_prompts']:,} prompts, and {data.get('verdict_rows', 0):,} shadow "
-        f"verdicts of our own traffic; it reads {', '.join(card['config']['premium_signals'])}"
-        f"{' and the n-grams' if card['config']['premium_ngrams'] else ''}.",
-        "",
-        "Sources: " + ", ".join(f"{s} {n:,}" for s, n in data["category_sources"].items()) + ".",
-        "",
-        "## Calibration (fitted on out-of-source predictions)",
-        "",
-        f"- category softmax temperature {card['category_temperature']}",
-        f"- safety threshold {card['safety_threshold']} (at most "
-        f"{card['config']['max_benign_flagged']:.0%} of held-out benign rows flagged)",
-        f"- needs-premium Platt scale {card['premium_scale']}",
-        "",
-        "## Held-out figures (whole sources held out, 5 folds)",
-        "",
-        *(f"- {name}: {value}" for name, value in metrics.items()),
-        "",
-        "`make eval-router` gives the full leave-one-source-out report.",
-        "",
-    ]
-    return "\n".join(lines)

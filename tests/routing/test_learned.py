@@ -11,7 +11,8 @@ from routing.learned import training
 from routing.learned.data import LabelledText, Outcome
 from routing.learned.features import MEANING_PREFIX, text_features, tokens
 from routing.learned.meaning import WordVectors
-from routing.learned.model import ArtifactError, feature_vector, load_router
+from routing.learned.model import ArtifactError, load_router
+from routing.learned.vectorizer import feature_vector
 
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
 # Two sources per class, so every n-gram below passes the two-sources rule.
@@ -174,7 +175,7 @@ def test_artifact_for_other_features_is_refused(tmp_path):
 
 
 def test_auroc_and_apgr_on_known_cases():
-    from routing.learned.evaluation import apgr
+    from routing.learned.measures import apgr
 
     labels = np.array([False, False, True, True])
     assert training.auroc(np.array([0.1, 0.2, 0.8, 0.9]), labels) == 1.0

@@ -2,7 +2,6 @@
 Redis that stops answering costs one short timeout, then is skipped until it answers again."""
 
 import socket
-import time
 
 import openai
 import pytest
@@ -10,6 +9,7 @@ import redis
 from django.core.cache import caches
 from prometheus_client import REGISTRY
 
+from routing import shared_cache
 from routing.models import InFlightRequest
 from routing.shared_cache import RedisUnavailable, redis_call
 from usage.models import UsageRecord
@@ -111,9 +111,19 @@ def test_a_frozen_redis_costs_one_timeout_then_is_skipped_and_logged_once(
     assert len(said) == 1
 
 
-def test_after_the_backoff_one_call_tries_redis_again_while_the_others_still_skip(settings):
-    # given Redis timed out once, with a short backoff
-    settings.REDIS_BACKOFF_S = 0.05
+@pytest.fixture
+def switch_clock(monkeypatch):
+    """The Redis switch's monotonic clock, stopped at 1000 s; a test moves it by number."""
+    clock = {"now_s": 1000.0}
+    monkeypatch.setattr(shared_cache, "monotonic", lambda: clock["now_s"])
+    return clock
+
+
+def test_after_the_backoff_one_call_tries_redis_again_while_the_others_still_skip(
+    settings, switch_clock
+):
+    # given Redis timed out once, with a 5 s backoff
+    settings.REDIS_BACKOFF_S = 5
     made = []
 
     def timeout() -> None:
@@ -124,7 +134,7 @@ def test_after_the_backoff_one_call_tries_redis_again_while_the_others_still_ski
     # when calls come during the backoff, then one after it (which finds Redis back)
     with pytest.raises(RedisUnavailable):
         redis_call(made.append, "during the backoff")
-    time.sleep(0.1)
+    switch_clock["now_s"] += 5
 
     def trial() -> str:
         with pytest.raises(RedisUnavailable):  # the others skip while the trial is out
@@ -138,16 +148,16 @@ def test_after_the_backoff_one_call_tries_redis_again_while_the_others_still_ski
     assert made == ["after the trial"]
 
 
-def test_a_failed_trial_skips_redis_for_another_backoff(settings):
-    # given Redis refused a connection, with a short backoff
-    settings.REDIS_BACKOFF_S = 0.05
+def test_a_failed_trial_skips_redis_for_another_backoff(settings, switch_clock):
+    # given Redis refused a connection, with a 5 s backoff
+    settings.REDIS_BACKOFF_S = 5
 
     def refused() -> None:
         raise redis.ConnectionError("Connection refused")
 
     with pytest.raises(redis.ConnectionError):
         redis_call(refused)
-    time.sleep(0.1)
+    switch_clock["now_s"] += 5
     # when the trial after the backoff fails too
     with pytest.raises(redis.ConnectionError) as trial:
         redis_call(refused)

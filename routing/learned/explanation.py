@@ -1,0 +1,61 @@
+"""Why the router chose: the few features that moved each model's score most.
+
+Each model's score is a sum of per-feature parts (n-grams, each word's share of the meaning
+vector, and for needs premium the hand-made signals), which Router.predict computes anyway.
+The explanation ranks those parts in the direction of the answer and names only the top
+EXPLAIN_TOP of them, so a request pays for a handful of names, not for its whole vocabulary.
+"""
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from routing.learned.features import SIGNAL_NAMES
+
+EXPLAIN_TOP = 3
+
+
+@dataclass(frozen=True)
+class Contribution:
+    feature: str
+    weight: float  # the feature's share of the score, in logits
+
+    def as_dict(self) -> dict:
+        return {"feature": self.feature, "weight": round(self.weight, 3)}
+
+
+def top_contributions(
+    ranked: np.ndarray, parts: np.ndarray, name_of: Callable[[int], str]
+) -> tuple[Contribution, ...]:
+    """Up to EXPLAIN_TOP contributions with the largest positive `ranked` values."""
+    if len(ranked) > 48:
+        head = np.argpartition(-ranked, EXPLAIN_TOP - 1)[:EXPLAIN_TOP]
+        best = head[np.argsort(-ranked[head])].tolist()
+    else:  # a chat message: heapq over plain floats beats numpy's per-call overhead
+        values = ranked.tolist()
+        best = heapq.nlargest(EXPLAIN_TOP, range(len(values)), key=values.__getitem__)
+    return tuple(Contribution(name_of(i), float(parts[i])) for i in best if ranked[i] > 0)
+
+
+def premium_contributions(
+    name_of: Callable[[int], str],
+    count: int,
+    parts: np.ndarray,
+    signal_parts: np.ndarray,
+    needs_premium: float,
+    *,
+    uses_ngrams: bool,
+) -> tuple[Contribution, ...]:
+    """The n-grams and signals that moved needs-premium most, in its direction; `count`
+    features are named by name_of, the signals after them by SIGNAL_NAMES."""
+    sign = 1.0 if needs_premium >= 0.5 else -1.0
+    if not uses_ngrams:
+        return top_contributions(sign * signal_parts, signal_parts, SIGNAL_NAMES.__getitem__)
+    every = np.concatenate([parts, signal_parts])
+    return top_contributions(
+        sign * every,
+        every,
+        lambda i: name_of(i) if i < count else SIGNAL_NAMES[i - count],
+    )

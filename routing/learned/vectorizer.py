@@ -1,0 +1,106 @@
+"""A text as the models read it: the ids of its known features and their weights.
+
+Two ways to the same answer. `feature_vector` is the reference: look each of
+text_features() up in the vocabulary and weigh it (1 + log tf) x idf, L2-normalised; training
+uses it. `NgramLookup` finds the same ids at half the cost, for the runtime (Router): each word
+is looked up once, and a bigram is a pair of word numbers found by one vectorised search
+(tests/routing/test_learned.py holds the two equal). `feature_hash` is what a stored shadow
+verdict keeps of a feature instead of its words.
+"""
+
+import hashlib
+from collections import Counter
+from collections.abc import Mapping
+
+import numpy as np
+
+from routing.learned.features import shape_features, text_features
+
+
+def counted(found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the distinct ids, sorted, and how often each occurs (np.unique's answer)."""
+    if len(found) > 64:
+        return np.unique(found, return_counts=True)
+    counts = Counter(found.tolist())  # a chat message: cheaper than numpy's sort and diff
+    ids = sorted(counts)
+    return np.array(ids, dtype=np.int64), np.array([counts[i] for i in ids], dtype=np.int64)
+
+
+class _WordNumbers(dict):
+    """Word -> number; a word not in the vocabulary is `unknown` (no exception, no branch)."""
+
+    unknown = 0
+
+    def __missing__(self, word: str) -> int:
+        return self.unknown
+
+
+class NgramLookup:
+    """The vocabulary ids of a text's features without building its bigram strings.
+
+    The same ids as looking text_features() up in the vocabulary (a test holds them equal),
+    at half the cost: each word is looked up once as a string, and a bigram is then a pair of
+    word numbers, found in a sorted array of pair keys by one vectorised search.
+    """
+
+    def __init__(self, vocabulary: Mapping[str, int]) -> None:
+        words: dict[str, int] = {}
+        pairs = []
+        for name, feature_id in vocabulary.items():
+            first, _, second = name.partition(" ")
+            if second:
+                a = words.setdefault(first, len(words))
+                b = words.setdefault(second, len(words))
+                pairs.append((a, b, feature_id))
+        for name in vocabulary:
+            if " " not in name:
+                words.setdefault(name, len(words))
+        self.words = _WordNumbers(words)
+        self.words.unknown = len(words)
+        self.width = len(words) + 1
+        self.unigram = np.full(len(words) + 1, -1, dtype=np.int64)  # the last: unknown word
+        for name, number in words.items():
+            self.unigram[number] = vocabulary.get(name, -1)
+        keys = np.array([a * self.width + b for a, b, _ in pairs], dtype=np.int64)
+        order = np.argsort(keys)
+        self.pair_keys = keys[order]
+        self.pair_ids = np.array([p[2] for p in pairs], dtype=np.int64)[order]
+        self.vocabulary = vocabulary
+
+    def ids(self, text: str, found_tokens: list[str]) -> np.ndarray:
+        """Return the ids of the text's features; found_tokens are tokens(text)."""
+        unknown = self.width - 1
+        numbers = np.fromiter(
+            map(self.words.__getitem__, found_tokens), dtype=np.int64, count=len(found_tokens)
+        )
+        unigrams = self.unigram[numbers]
+        found = [unigrams[unigrams >= 0]]
+        if len(numbers) > 1 and len(self.pair_keys):
+            first, second = numbers[:-1], numbers[1:]
+            known = (first != unknown) & (second != unknown)
+            keys = first[known] * self.width + second[known]
+            at = np.minimum(np.searchsorted(self.pair_keys, keys), len(self.pair_keys) - 1)
+            hit = self.pair_keys[at] == keys
+            found.append(self.pair_ids[at[hit]])
+        shape = [self.vocabulary[n] for n in shape_features(text) if n in self.vocabulary]
+        found.append(np.array(shape, dtype=np.int64))
+        return np.concatenate(found)
+
+
+def feature_hash(name: str) -> str:
+    """Return a feature's 12-hex-digit hash: what a stored verdict keeps instead of words."""
+    return hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+
+
+def feature_vector(
+    text: str, vocabulary: Mapping[str, int], idf: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the text's known feature ids and their (1 + log tf) x idf, L2-normalised (the
+    reference that training uses; Router._vector computes the same faster)."""
+    found = [i for i in map(vocabulary.get, text_features(text)) if i is not None]
+    if not found:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    ids, counts = np.unique(np.array(found, dtype=np.int64), return_counts=True)
+    values = (1.0 + np.log(counts)).astype(np.float32) * idf[ids]
+    values /= np.sqrt(values @ values)
+    return ids, values
