@@ -13,9 +13,10 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from routing.engine import RoutingError, Tier
+from routing.engine import RoutingError
 from routing.learned.model import ArtifactError
 from routing.models import Experiment, ExperimentStatus, PolicyVersion, RolloutSetting
+from routing.policy import Tier
 from routing.policy_versions import (
     policy_rows_apply,
     policy_snapshot_build,

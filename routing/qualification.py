@@ -19,8 +19,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from routing.engine import Arm
 from routing.model_migration_models import ModelMigration, SuccessorVerdict
+from routing.policy import Arm
 from routing.rollout import in_share
 from routing.selectors import policy_get
 from routing.shadow import (

@@ -11,10 +11,11 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import Count, Q, Sum
 
-from routing.engine import CategoryRule, ModelSpec, Policy, Qualification, RoutingError, Tier
+from routing.engine import RoutingError
 from routing.learned.model import ArtifactError
 from routing.learned.runtime import current_artifact_id, router_get, router_status
 from routing.models import ApiKey, PolicyVersion
+from routing.policy import CategoryRule, ModelSpec, Policy, Qualification, Tier
 from routing.price_book import snapshot_prices
 from routing.prompts import prefix_fingerprint
 from routing.providers.compat import param_rules_from_snapshot, param_rules_set

@@ -29,8 +29,8 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from routing.engine import Arm, ModelSpec, Tier
 from routing.gateway.outcome import LedgerRow, billed_columns
+from routing.policy import Arm, ModelSpec, Tier
 from routing.pricing import NOT_BILLED, ServiceTier, TokenUsage, ledger_costs
 from routing.providers.chat import ProviderError, ProviderResult, achat_complete, clients_close
 from routing.quality import (
