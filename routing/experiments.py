@@ -17,6 +17,7 @@ from routing.engine import RoutingError
 from routing.learned.model import ArtifactError
 from routing.models import Experiment, ExperimentStatus, PolicyVersion, RolloutSetting
 from routing.policy import Tier
+from routing.policy_snapshot import deep_merge, policy_from_snapshot
 from routing.policy_versions import (
     policy_rows_apply,
     policy_snapshot_build,
@@ -24,7 +25,7 @@ from routing.policy_versions import (
     snapshot_changes,
 )
 from routing.quality import percent_label
-from routing.selectors import deep_merge, policy_from_snapshot, published_versions
+from routing.selectors import published_versions
 
 STEPS = (Decimal("10"), Decimal("50"), Decimal("100"))
 ROLLOUT_NAME = "Staged rollout: routing on"

@@ -20,14 +20,10 @@ from routing.models import (
     RolloutSetting,
     TaskCategory,
 )
+from routing.policy_snapshot import deep_merge
 from routing.price_book import price_row
 from routing.pricing import PRICE_COLUMNS, price_row_json
-from routing.selectors import (
-    POLICY_VERSION_CACHE_KEY,
-    deep_merge,
-    policy_cache_expire,
-    published_versions,
-)
+from routing.selectors import POLICY_VERSION_CACHE_KEY, policy_cache_expire, published_versions
 from routing.shared_cache import shared_cache
 
 logger = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from django.core.management.base import CommandError
 from django.db.models import Sum
 from django.utils import timezone
 
+from routing.api_key_selectors import api_key_get_by_plaintext
 from routing.models import ApiKey, ModelPrice, ModelProfile, PolicyVersion, TaskCategory
-from routing.selectors import api_key_get_by_plaintext
 from usage.models import UsageRecord
 
 pytestmark = pytest.mark.django_db
