@@ -17,13 +17,10 @@ from routing.engine import RoutingError
 from routing.learned.model import ArtifactError
 from routing.models import Experiment, ExperimentStatus, PolicyVersion, RolloutSetting
 from routing.policy import Tier
+from routing.policy_diff import snapshot_changes
+from routing.policy_rows import policy_rows_apply
 from routing.policy_snapshot import deep_merge, policy_from_snapshot
-from routing.policy_versions import (
-    policy_rows_apply,
-    policy_snapshot_build,
-    policy_version_create,
-    snapshot_changes,
-)
+from routing.policy_versions import policy_snapshot_build, policy_version_create
 from routing.quality import percent_label
 from routing.selectors import published_versions
 
