@@ -19,14 +19,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from routing.model_migration_models import ModelMigration, SuccessorVerdict
-from routing.policy import Arm
 from routing.quality import Judgement
 from routing.rollout import in_share
 from routing.selectors import policy_get
-from routing.shadow import shadow_dispatch, shadow_offer_after
+from routing.shadow import routed_answer_sampleable, shadow_dispatch, shadow_offer_after
 from routing.shadow_evaluation import judged_replay_record
 from routing.shadow_job import ShadowJob, shadow_decrypt, shadow_encrypt, shadow_job
-from usage.models import Status
 
 logger = logging.getLogger(__name__)
 
@@ -49,17 +47,9 @@ def qualification_offer(*, call, outcome) -> None:
     category not private, the request id in the sample."""
     decision = call.decision
     qualification = call.plan.policy.qualifications.get(decision.model.name)
-    if qualification is None or decision.rule.private or decision.arm is not Arm.ROUTED:
+    if qualification is None or not routed_answer_sampleable(call=call, outcome=outcome):
         return
-    if (
-        outcome.status != Status.OK
-        or outcome.cache_hit
-        or outcome.model not in (None, decision.model)
-    ):
-        return
-    if decision.category not in qualification.categories or decision.reason_code.startswith(
-        "pinned:"
-    ):
+    if decision.category not in qualification.categories:
         return
     if not qualification_sampled(request_id=call.request_id, percent=qualification.sample_percent):
         return

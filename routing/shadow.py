@@ -33,11 +33,7 @@ def shadow_offer(*, call, outcome) -> None:
     category's sample."""
     decision = call.decision
     rule = decision.rule
-    if decision.tier is not Tier.MINI or decision.arm is not Arm.ROUTED or rule.private:
-        return
-    if outcome.status != Status.OK or outcome.cache_hit:
-        return
-    if outcome.model not in (None, decision.model) or decision.reason_code.startswith("pinned:"):
+    if decision.tier is not Tier.MINI or not routed_answer_sampleable(call=call, outcome=outcome):
         return
     if not call.plan.feature_on("quality_sampling"):
         return
@@ -45,6 +41,20 @@ def shadow_offer(*, call, outcome) -> None:
         return
     job = shadow_job(call=call, outcome=outcome, premium_model=rule.full.name)
     shadow_dispatch(shadow_encrypt(job))
+
+
+def routed_answer_sampleable(*, call, outcome) -> bool:
+    """Return whether an answer may be sampled for evaluation off-path (shadow evaluation, a
+    successor's qualification): answered OK on the routed arm by the model decided (no
+    fallback, no cache hit), not a model the caller pinned, in a category that is not private."""
+    decision = call.decision
+    if decision.arm is not Arm.ROUTED or decision.rule.private:
+        return False
+    if outcome.status != Status.OK or outcome.cache_hit:
+        return False
+    if outcome.model not in (None, decision.model):  # a fallback answered
+        return False
+    return not decision.reason_code.startswith("pinned:")
 
 
 def shadow_offer_after(call, outcome) -> Callable[[object], Awaitable[None]]:
