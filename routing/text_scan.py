@@ -28,6 +28,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import wraps
 from typing import TypeVar
 
 from ahocorasick_rs import BytesAhoCorasick, Implementation
@@ -38,30 +39,6 @@ WINDOW_TAIL_CHARS = 400
 _WORD_TABLE = bytes(
     c + 32 if 65 <= c <= 90 else c if (97 <= c <= 122 or 48 <= c <= 57) else 32 for c in range(256)
 )
-
-
-Key = TypeVar("Key")
-Value = TypeVar("Value")
-
-
-def reuse_last_for_same_object(build: Callable[[Key], Value]) -> Callable[[Key], Value]:
-    """Wrap `build` so that a call with the very object of the previous call returns the
-    previous result (an identity check: a long text or a policy's tuples are not even hashed).
-
-    The engine hands the same text to every lookup of one decision, and the same policy
-    objects decision after decision; any other argument is built afresh."""
-    last: tuple[Key, Value] | None = None
-
-    def reused(key: Key) -> Value:
-        nonlocal last
-        remembered = last  # one tuple: threads sharing it see a matching pair
-        if remembered is not None and remembered[0] is key:
-            return remembered[1]
-        value = build(key)
-        last = (key, value)
-        return value
-
-    return reused
 
 
 def term_words(term: str) -> list[bytes]:
@@ -178,6 +155,31 @@ def _terms_in(lexicon: _Lexicon, padded: bytes) -> set[bytes]:
                 phrases = lexicon.loose[i - first]
                 hits.update(term for term, regex in phrases if regex.match(padded, start))
     return hits  # type: ignore[return-value]  # None is gone
+
+
+Key = TypeVar("Key")
+Value = TypeVar("Value")
+
+
+def reuse_last_for_same_object(build: Callable[[Key], Value]) -> Callable[[Key], Value]:
+    """Wrap `build` so that a call with the very object of the previous call returns the
+    previous result (an identity check: a long text or a policy's tuples are not even hashed).
+
+    The engine hands the same text to every lookup of one decision, and the same policy
+    objects decision after decision; any other argument is built afresh."""
+    last: tuple[Key, Value] | None = None
+
+    @wraps(build)
+    def reused(key: Key) -> Value:
+        nonlocal last
+        remembered = last  # one tuple: threads sharing it see a matching pair
+        if remembered is not None and remembered[0] is key:
+            return remembered[1]
+        value = build(key)
+        last = (key, value)
+        return value
+
+    return reused
 
 
 # The engine hands the same string to classify(), estimate_complexity() and find_trigger():
