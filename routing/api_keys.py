@@ -6,8 +6,8 @@ import secrets
 
 from django.utils import timezone
 
+from routing.api_key_selectors import api_key_cache_clear
 from routing.models import ApiKey
-from routing.selectors import api_key_cache_clear
 
 API_KEY_PREFIX = "hz_"
 

@@ -1,7 +1,7 @@
 from rest_framework import authentication
 
+from routing.api_key_selectors import api_key_get_by_plaintext
 from routing.gateway.http import bearer_token, key_refused
-from routing.selectors import api_key_get_by_plaintext
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

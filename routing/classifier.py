@@ -1,53 +1,34 @@
 """Keyword classifier for the task category, and the critical-trigger lookup.
 
-Matching is on whole words, case-insensitive: ASCII letters are lowercased, digits kept, and
-every other character (punctuation, spaces, any non-ASCII character such as an emoji or a
-curly quote) separates words. A term is a word or a phrase of consecutive words, normalised
-the same way, so "trade-off" matches "trade off" and "don't" matches "don’t". A single-word
-term also matches its regular inflections: -s, -es, -ed, -ing, with the usual spelling changes
-("refund": refunds, refunded; "sue": sued, suing; "flag": flagged; "reply": replies). Phrases
-match as written. Keywords should therefore be plain ASCII words of three letters or more
-(short ones collide: "rat" would also match "rating").
+Both read the normalised text of routing.text_scan (whole words, case-insensitive: "trade-off"
+matches "trade off"). A single-word term also matches its regular inflections: -s, -es, -ed,
+-ing, with the usual spelling changes ("refund": refunds, refunded; "sue": sued, suing;
+"flag": flagged; "reply": replies). Phrases match as written. Keywords should therefore be
+plain ASCII words of three letters or more (short ones collide: "rat" would also match
+"rating").
 
-Category keywords and the complexity vocabulary read the same bounded window of the text: the
-first WINDOW_HEAD_CHARS and the last WINDOW_TAIL_CHARS characters. The start is where a prompt
-says what it wants (role, instructions), the end is where the question is after pasted
-material, and in a conversation the end is the latest message. On the evaluation data
-(scripts/eval_router.py) classifying the window instead of the whole text moves accuracy from
-63.3% to 63.1%, while the cost stays flat from a chat message to a 100k-token prompt. Critical
-triggers are the exception: a request that mentions one anywhere must reach the premium tier,
-so they are looked for in the whole text.
-
-Both lookups are one pass of a multi-pattern (Aho-Corasick) automaton over the normalised
-bytes, in compiled code (ahocorasick_rs), built once per vocabulary: splitting a text into
-words would cost a Python object per word, the automaton costs a little Python per hit. In the
-window, every term of every registered vocabulary is one pattern with a space on both sides,
-so it matches whole words only. Separators are runs of spaces once normalised, so a phrase is
-matched as written with single spaces, and a phrase whose words are further apart ("miss...
-you") is confirmed by a regular expression, run only where the window holds its first words
-followed by two spaces. The triggers of a category get their own small automaton over the
-whole text, which only finds where a word may be a trigger; that word is then read whole.
+Category keywords are found in the bounded window of the text, in the one pass of the shared
+automaton that also finds the complexity vocabulary (routing.text_scan). Critical triggers
+are the exception: a request that mentions one anywhere must reach the premium tier, so they
+are looked for in the whole text. The triggers of a category get their own small automaton
+over the whole text, which only finds where a word may be a trigger; that word is then read
+whole.
 """
 
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 
-from ahocorasick_rs import BytesAhoCorasick, Implementation, MatchKind
+from ahocorasick_rs import BytesAhoCorasick, MatchKind
 
-WINDOW_HEAD_CHARS = 800
-WINDOW_TAIL_CHARS = 400
+from routing.text_scan import register_terms, reuse_last_for_same_object, scan_text, term_words
 
 # Prior mass added to the denominator of the confidence: thin evidence is never confident.
 _PRIOR = 1.0
 
 _VOWELS = b"aeiou"
-_WORD_TABLE = bytes(
-    c + 32 if 65 <= c <= 90 else c if (97 <= c <= 122 or 48 <= c <= 57) else 32 for c in range(256)
-)
 
 
 @dataclass(frozen=True)
@@ -73,139 +54,6 @@ class Classification:
     confidence: float
     matched: tuple[str, ...]
     fell_back: bool
-
-
-def term_words(term: str) -> list[bytes]:
-    """Return a term's normalised words (none for a term without a letter or digit)."""
-    return term.encode("utf-8", "surrogatepass").translate(_WORD_TABLE).split()
-
-
-def _phrase_regex(words: Sequence[bytes]) -> re.Pattern[bytes]:
-    """Return a pattern for the words as consecutive whole words, however far apart."""
-    return re.compile(b" " + b" +".join(map(re.escape, words)) + b" ")
-
-
-# The automaton's start-byte prefilter is used only for three distinct first bytes or fewer.
-_PREFILTER_OFF = (b"\x00", b"\x01", b"\x02")
-
-
-@dataclass(frozen=True)
-class _Lexicon:
-    """Every term some window lookup needs, compiled into one automaton."""
-
-    terms: frozenset[bytes]  # normalised words joined by one space: b"refunds", b"how many"
-    automaton: BytesAhoCorasick
-    found: tuple[bytes | None, ...]  # pattern index -> the term it matches (None: see below)
-    # From pattern index `first_loose` on, a phrase's first words followed by two spaces: the
-    # phrases starting so, each with the regular expression that confirms it where it starts.
-    first_loose: int
-    loose: tuple[tuple[tuple[bytes, re.Pattern[bytes]], ...], ...]
-
-    @classmethod
-    def build(cls, terms: frozenset[bytes]) -> "_Lexicon":
-        patterns: list[bytes] = []
-        starts: dict[bytes, list[tuple[bytes, re.Pattern[bytes]]]] = {}
-        for term in sorted(terms):  # sorted: the same terms always build the same automaton
-            patterns.append(b" " + term + b" ")
-            # Words further apart: the words before the first separator of two spaces or more
-            # are one space apart, so one of these patterns starts where the phrase does.
-            words = term.split(b" ")
-            for end in range(1, len(words)):
-                start = b" " + b" ".join(words[:end]) + b"  "
-                starts.setdefault(start, []).append((term, _phrase_regex(words)))
-        found: list[bytes | None] = [pattern[1:-1] for pattern in patterns]
-        first_loose = len(patterns)
-        patterns.extend(starts)
-        found.extend(None for _ in starts)
-        # Every pattern starts with a space, so the automaton would pick a prefilter that calls
-        # memchr for the next space each time it is back at its start state: once a word, which
-        # costs more than it skips. Patterns with other first bytes switch that prefilter off;
-        # these never match, since no normalised text holds a control character.
-        patterns.extend(_PREFILTER_OFF)
-        # A DFA: the fastest search for a few thousand patterns, at a few MB of memory.
-        automaton = BytesAhoCorasick(patterns, implementation=Implementation.DFA)
-        loose = tuple(tuple(phrases) for phrases in starts.values())
-        return cls(terms, automaton, tuple(found), first_loose, loose)
-
-
-# The lexicon only grows, by the terms of each newly compiled vocabulary: a few thousand terms
-# over the life of a process, and an automaton rebuilt in milliseconds each time.
-_lexicon = _Lexicon.build(frozenset())
-_lexicon_lock = threading.Lock()  # two compiles at once must not lose each other's terms
-
-
-def register_terms(terms: frozenset[bytes]) -> None:
-    """Add a vocabulary's terms (normalised, words joined by one space) to every window scan."""
-    global _lexicon
-    with _lexicon_lock:
-        if not terms <= _lexicon.terms:
-            _lexicon = _Lexicon.build(_lexicon.terms | terms)
-
-
-class TextScan:
-    """The normalised text of one decision, read by every keyword lookup of that decision."""
-
-    __slots__ = ("_scanned", "_text", "_whole", "data", "padded", "window")
-
-    def __init__(self, text: str) -> None:
-        window = text
-        if len(text) > WINDOW_HEAD_CHARS + WINDOW_TAIL_CHARS:
-            window = text[:WINDOW_HEAD_CHARS] + "\n" + text[-WINDOW_TAIL_CHARS:]
-        self._text = text
-        self.window = window
-        self.data = window.encode("utf-8", "surrogatepass")
-        self.padded = b"".join((b" ", self.data.translate(_WORD_TABLE), b" "))  # normalised
-        self._whole = self.padded if window is text else None
-        self._scanned: tuple[_Lexicon | None, set[bytes]] = (None, set())
-
-    @property
-    def hits(self) -> set[bytes]:
-        """Return the registered terms that occur in the window (read-only)."""
-        lexicon, hits = self._scanned  # one tuple: threads sharing the scan see a matching pair
-        if lexicon is not _lexicon:  # first use, or terms were registered since
-            lexicon = _lexicon
-            hits = _terms_in(lexicon, self.padded)
-            self._scanned = (lexicon, hits)
-        return hits
-
-    @property
-    def whole(self) -> bytes:
-        """Return the whole text normalised, with a space before and after."""
-        if self._whole is None:
-            data = self._text.encode("utf-8", "surrogatepass").translate(_WORD_TABLE)
-            self._whole = b"".join((b" ", data, b" "))
-        return self._whole
-
-
-def _terms_in(lexicon: _Lexicon, padded: bytes) -> set[bytes]:
-    found = lexicon.found
-    matches = lexicon.automaton.find_matches_as_indexes(padded, True)
-    hits = {found[i] for i, _, _ in matches}
-    if None in hits:  # some phrase may be there with words further apart
-        hits.discard(None)
-        first = lexicon.first_loose
-        for i, start, _ in matches:
-            if i >= first:
-                phrases = lexicon.loose[i - first]
-                hits.update(term for term, regex in phrases if regex.match(padded, start))
-    return hits  # type: ignore[return-value]  # None is gone
-
-
-# The engine hands the same string to classify(), estimate_complexity() and find_trigger():
-# the last scan is reused when the very same object comes back (an identity check, so a long
-# text is not even hashed), and any other text is scanned afresh.
-_last_scan: tuple[str, TextScan] | None = None
-
-
-def scan_text(text: str) -> TextScan:
-    """Return the normalised text, reusing the previous call's for the same text."""
-    global _last_scan
-    last = _last_scan
-    if last is not None and last[0] is text:
-        return last[1]
-    scan = TextScan(text)
-    _last_scan = (text, scan)
-    return scan
 
 
 def classify(
@@ -301,33 +149,10 @@ class _Categories:
 
 
 # The engine passes the same policy objects decision after decision: the last ones compiled
-# are found by identity first, without hashing their contents.
-_last_categories: tuple[tuple[CategoryKeywords, ...], "_Categories"] | None = None
-_last_triggers: tuple[tuple[str, ...], "_Triggers"] | None = None
-
-
-def _compiled_categories(categories: tuple[CategoryKeywords, ...]) -> "_Categories":
-    global _last_categories
-    last = _last_categories
-    if last is not None and last[0] is categories:
-        return last[1]
-    compiled = _compile_categories(categories)
-    _last_categories = (categories, compiled)
-    return compiled
-
-
-def _compiled_triggers(terms: tuple[str, ...]) -> "_Triggers":
-    global _last_triggers
-    last = _last_triggers
-    if last is not None and last[0] is terms:
-        return last[1]
-    compiled = _compile_triggers(terms)
-    _last_triggers = (terms, compiled)
-    return compiled
-
-
+# are found by identity first, without hashing their contents (then by the lru_cache).
+@reuse_last_for_same_object
 @lru_cache(maxsize=32)
-def _compile_categories(categories: tuple[CategoryKeywords, ...]) -> _Categories:
+def _compiled_categories(categories: tuple[CategoryKeywords, ...]) -> _Categories:
     entries: dict[bytes, list[tuple[int, str, float]]] = {}
     owners: dict[str, int] = {}
     for owner, category in enumerate(categories):
@@ -361,8 +186,9 @@ class _Triggers:
     starts: dict[bytes, tuple[tuple[int, re.Pattern[bytes] | None], ...]]
 
 
+@reuse_last_for_same_object
 @lru_cache(maxsize=64)
-def _compile_triggers(terms: tuple[str, ...]) -> _Triggers:
+def _compiled_triggers(terms: tuple[str, ...]) -> _Triggers:
     starts: dict[bytes, list[tuple[int, re.Pattern[bytes] | None]]] = {}
     prefixes: set[bytes] = set()
     for owner, term in enumerate(terms):

@@ -2,7 +2,7 @@
 
 Eight signals each add capped points (so no single one dominates) and the total is capped
 at 10. Question marks and code fences are counted over the whole text; the other signals read
-the window that the classifier reads too (routing.classifier.scan_text: at most
+the window that the classifier reads too (routing.text_scan.scan_text: at most
 WINDOW_HEAD_CHARS + WINDOW_TAIL_CHARS characters, the start, where instructions usually are,
 and the end, where the question usually is, after pasted material), normalised once for both,
 and the vocabulary is found in the same pass as the category keywords.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
 
-from routing.classifier import TextScan, register_terms, scan_text, term_words
+from routing.text_scan import TextScan, register_terms, scan_text, term_words
 
 # Signal caps; they sum to well over 10 so several moderate signals are needed to reach it.
 _CAPS = {

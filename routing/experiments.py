@@ -13,18 +13,17 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from routing.engine import RoutingError, Tier
+from routing.engine import RoutingError
 from routing.experiment_models import Experiment, ExperimentStatus
 from routing.learned.model import ArtifactError
 from routing.models import PolicyVersion, RolloutSetting
-from routing.policy_versions import (
-    policy_rows_apply,
-    policy_snapshot_build,
-    policy_version_create,
-    snapshot_changes,
-)
+from routing.policy import Tier
+from routing.policy_diff import snapshot_changes
+from routing.policy_rows import policy_rows_apply
+from routing.policy_snapshot import deep_merge, policy_from_snapshot
+from routing.policy_versions import policy_snapshot_build, policy_version_create
 from routing.quality import percent_label
-from routing.selectors import deep_merge, policy_from_snapshot, published_versions
+from routing.selectors import published_versions
 
 STEPS = (Decimal("10"), Decimal("50"), Decimal("100"))
 ROLLOUT_NAME = "Staged rollout: routing on"

@@ -1,5 +1,6 @@
 """Policy versions: snapshot the routing rows, record each change as a version, restore an
-earlier one, move the rollout and seed the defaults."""
+earlier one, move the rollout and seed the defaults. What a version changed is worked out in
+routing.policy_diff; a restore writes the rows back through routing.policy_rows."""
 
 import logging
 from decimal import Decimal
@@ -10,7 +11,6 @@ from routing.experiment_models import Experiment, ExperimentStatus
 from routing.learned.runtime import available_artifacts, current_artifact_id, router_status
 from routing.model_migration_models import MigrationState, ModelMigration
 from routing.models import (
-    ApiKey,
     FeatureFlag,
     Flag,
     ModelProfile,
@@ -18,15 +18,13 @@ from routing.models import (
     RolloutSetting,
     TaskCategory,
 )
+from routing.policy_diff import snapshot_changes
+from routing.policy_rows import policy_rows_apply
+from routing.policy_snapshot import deep_merge
 from routing.price_book import price_row
 from routing.price_models import ModelPrice
-from routing.pricing import PRICE_COLUMNS, price_row_json
-from routing.selectors import (
-    POLICY_VERSION_CACHE_KEY,
-    deep_merge,
-    policy_cache_expire,
-    published_versions,
-)
+from routing.pricing import price_row_json
+from routing.selectors import POLICY_VERSION_CACHE_KEY, policy_cache_expire, published_versions
 from routing.shared_cache import shared_cache
 
 logger = logging.getLogger(__name__)
@@ -145,66 +143,6 @@ def _qualifications_snapshot() -> dict:
     }
 
 
-def _experiment_label(section: dict | None) -> str:
-    if not section:
-        return "none"
-    return (
-        f"{section['id']} (treatment v{section['treatment_version']} "
-        f"on {Decimal(section['treatment_percent']).normalize():f}%)"
-    )
-
-
-def _price_changes(prefix: str, before: dict, after: dict) -> list[str]:
-    """A model's price book rows added, corrected or removed, named by their dates."""
-    old = {row["effective_from"]: row for row in before.get("prices", [])}
-    new = {row["effective_from"]: row for row in after["prices"]}
-    changes = []
-    for day in sorted(old.keys() | new.keys()):
-        if day not in old:
-            row = new[day]
-            prices = "/".join(row[c] for c in PRICE_COLUMNS[:3])
-            changes.append(f"{prefix}.prices: row from {day} added (in/cached/out {prices})")
-        elif day not in new:
-            changes.append(f"{prefix}.prices: row from {day} removed")
-        elif old[day] != new[day]:
-            changes.append(f"{prefix}.prices: row from {day} corrected")
-    return changes
-
-
-def snapshot_changes(before: dict, after: dict) -> list[str]:
-    """Return what differs from `before` to `after`, one line per field."""
-    changes = []
-    if before.get("experiment") != after.get("experiment"):
-        changes.append(
-            f"experiment: {_experiment_label(before.get('experiment'))} -> "
-            f"{_experiment_label(after.get('experiment'))}"
-        )
-    if before.get("default_category") != after["default_category"]:
-        changes.append(
-            f"default_category: {before.get('default_category')} -> {after['default_category']}"
-        )
-    for section in ("rollout", "router"):
-        for key in sorted(after.get(section, {})):
-            old = before.get(section, {}).get(key)
-            if old != after[section][key]:
-                changes.append(f"{section}.{key}: {old!r} -> {after[section][key]!r}")
-    for section in ("models", "categories", "flags", "qualifications"):
-        old, new = before.get(section, {}), after.get(section, {})
-        for name in sorted(old.keys() - new.keys()):
-            changes.append(f"{section}.{name}: removed")
-        for name in sorted(new.keys() - old.keys()):
-            changes.append(f"{section}.{name}: added")
-        for name in sorted(old.keys() & new.keys()):
-            for key in sorted(new[name]):
-                if key == "prices":
-                    changes += _price_changes(f"{section}.{name}", old[name], new[name])
-                elif old[name].get(key) != new[name][key]:
-                    changes.append(
-                        f"{section}.{name}.{key}: {old[name].get(key)!r} -> {new[name][key]!r}"
-                    )
-    return changes
-
-
 @transaction.atomic
 def policy_version_create(*, actor: str, comment: str = "") -> PolicyVersion:
     """Record the current policy as a new version (or return the latest if nothing changed)."""
@@ -264,86 +202,6 @@ def policy_version_restore(*, version: PolicyVersion, actor: str) -> PolicyVersi
     """Put the rows back as an earlier version had them, recorded as a new version."""
     comment = policy_rows_apply(snapshot=version.snapshot)
     return policy_version_create(actor=actor, comment=f"restored version {version.pk}{comment}")
-
-
-def policy_rows_apply(*, snapshot: dict) -> str:
-    """Write the policy rows as `snapshot` has them (no version recorded: the caller does);
-    returns a note for the version's comment when something could not come back."""
-    comment = ""
-    for name, data in snapshot["models"].items():
-        ModelProfile.objects.update_or_create(
-            name=name,
-            defaults={
-                "tier": data["tier"],
-                "base_url": data["base_url"],
-                "api_key_env": data["api_key_env"],
-                "active": data["active"],
-                "supports_prompt_cache_key": data.get("supports_prompt_cache_key", True),
-                "token_limit_param": data.get("token_limit_param", "max_tokens"),
-                "fixed_temperature": data.get("fixed_temperature"),
-                "unsupported_params": data.get("unsupported_params", []),
-                "reasoning_effort": data.get("reasoning_effort", ""),
-            },
-        )
-    models = {m.name: m for m in ModelProfile.objects.all()}
-    TaskCategory.objects.update(is_default=False)
-    for slug, data in snapshot["categories"].items():
-        rule = {
-            "full_from_complexity": data["full_from_complexity"],
-            "always_full": data["always_full"],
-            "mini_model": models[data["mini_model"]],
-            "full_model": models[data["full_model"]],
-            "system_prompt": data["system_prompt"],
-            "max_output_tokens": data["max_output_tokens"],
-            "expected_output_tokens": data["expected_output_tokens"],
-            "classifier_keywords": data["keywords"],
-            "critical_triggers": data["triggers"],
-            "pinned_terms": data.get("pins", []),
-            "enabled": data["enabled"],
-            "response_cache_enabled": data.get("response_cache_enabled", False),
-            "response_cache_ttl_s": data.get("response_cache_ttl_s", 3600),
-            "response_cache_shared": data.get("response_cache_shared", False),
-            "deadline_s": data.get("deadline_s", 30),
-            "fallback_models": data.get("fallback_models", []),
-            "shadow_sample_percent": Decimal(data.get("shadow_sample_percent", "2.00")),
-            "quality_floor_percent": Decimal(data.get("quality_floor_percent", "95.00")),
-            "private": data.get("private", False),
-            "deferrable": data.get("deferrable", False),
-        }
-        TaskCategory.objects.update_or_create(
-            slug=slug,
-            defaults=rule,
-            create_defaults={**rule, "name": slug.replace("_", " ").capitalize()},
-        )
-    TaskCategory.objects.filter(slug=snapshot["default_category"]).update(is_default=True)
-    # The router artifact that version used comes back with it, if it is still on disk.
-    artifact = snapshot.get("router", {}).get("artifact", "")
-    if artifact and router_status(artifact):
-        comment = f" (its router {artifact} no longer loads: the current one kept)"
-        artifact = ""
-    if "rollout" in snapshot:
-        RolloutSetting.objects.update_or_create(
-            pk=1,
-            defaults={
-                "routed_percent": Decimal(snapshot["rollout"]["routed_percent"]),
-                "control_behaviour": snapshot["rollout"]["control_behaviour"],
-                "router_artifact": artifact,
-                # A trial is not restored: it was an experiment of its own time.
-                "trial_router_artifact": "",
-                "trial_router_percent": Decimal("0"),
-            },
-        )
-    for name, data in snapshot.get("flags", {}).items():
-        flag, _ = FeatureFlag.objects.update_or_create(
-            name=name,
-            defaults={
-                "enabled": data["enabled"],
-                "percent": None if data["percent"] is None else Decimal(data["percent"]),
-            },
-        )
-        flag.api_keys.set(ApiKey.objects.filter(pk__in=data["api_key_ids"]))
-    # A running experiment is not restored either: it lives in its own row.
-    return comment
 
 
 @transaction.atomic

@@ -2,39 +2,29 @@
 
 A sampled share of the live answers of a model being replaced is also sent to its successor,
 off the request path, and the two answers are judged pairwise in both orders, exactly as
-shadow evaluation judges cheap against premium (routing.shadow: the same encrypted job, the
-same background hand-off, the same QA ledger rows). Here the successor's answer takes the
-place of the one whose quality is measured and today's answer is the reference, so
-"cheap_better" or "tie" means the successor keeps today's quality. Private categories are
-never sampled, like in shadow evaluation.
+shadow evaluation judges cheap against premium (routing.shadow, routing.shadow_evaluation:
+the same encrypted job, the same background hand-off, the same replay, judge calls and QA
+ledger rows). Here the successor's answer takes the place of the one whose quality is
+measured and today's answer is the reference, so "cheap_better" or "tie" means the successor
+keeps today's quality. Private categories are never sampled, like in shadow evaluation.
 """
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from decimal import Decimal
 
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
-from routing.engine import Arm
 from routing.model_migration_models import ModelMigration, SuccessorVerdict
+from routing.quality import Judgement
 from routing.rollout import in_share
 from routing.selectors import policy_get
-from routing.shadow import (
-    ShadowJob,
-    closing_clients,
-    judgement_record,
-    replay_and_judge,
-    shadow_decrypt,
-    shadow_dispatch,
-    shadow_encrypt,
-    shadow_job,
-    shadow_offer_after,
-)
-from usage.models import Status
+from routing.shadow import routed_answer_sampleable, shadow_dispatch, shadow_offer_after
+from routing.shadow_evaluation import judged_replay_record
+from routing.shadow_job import ShadowJob, shadow_decrypt, shadow_encrypt, shadow_job
 
 logger = logging.getLogger(__name__)
 
@@ -57,17 +47,9 @@ def qualification_offer(*, call, outcome) -> None:
     category not private, the request id in the sample."""
     decision = call.decision
     qualification = call.plan.policy.qualifications.get(decision.model.name)
-    if qualification is None or decision.rule.private or decision.arm is not Arm.ROUTED:
+    if qualification is None or not routed_answer_sampleable(call=call, outcome=outcome):
         return
-    if (
-        outcome.status != Status.OK
-        or outcome.cache_hit
-        or outcome.model not in (None, decision.model)
-    ):
-        return
-    if decision.category not in qualification.categories or decision.reason_code.startswith(
-        "pinned:"
-    ):
+    if decision.category not in qualification.categories:
         return
     if not qualification_sampled(request_id=call.request_id, percent=qualification.sample_percent):
         return
@@ -123,11 +105,8 @@ def qualification_evaluate(*, job: ShadowJob) -> SuccessorVerdict | None:
     if successor is None or judge is None or baseline is None:
         logger.error("qualification of %s: successor or judge model unknown", job.request_id)
         return None
-    replay, judges = asyncio.run(closing_clients(replay_and_judge(job, successor, judge)))
-    with transaction.atomic():
-        verdict, qa_cost_usd = judgement_record(job, replay, judges, premium=baseline)
-        if verdict is None:
-            return None
+
+    def verdict_record(verdict: Judgement, qa_cost_usd: Decimal, sandbox: bool) -> SuccessorVerdict:
         return SuccessorVerdict.objects.create(
             migration=migration,
             request_id=job.request_id,
@@ -135,10 +114,11 @@ def qualification_evaluate(*, job: ShadowJob) -> SuccessorVerdict | None:
             category=job.category,
             complexity=job.complexity,
             judge_model=judge.name,
-            verdict=verdict.verdict,
-            verdict_ab=verdict.verdict_ab,
-            verdict_ba=verdict.verdict_ba,
-            reasoning=verdict.reasoning,
+            **asdict(verdict),
             qa_cost_usd=qa_cost_usd,
-            sandbox=replay.result.sandbox,
+            sandbox=sandbox,
         )
+
+    return judged_replay_record(
+        job, target=successor, judge=judge, premium=baseline, verdict_record=verdict_record
+    )

@@ -2,7 +2,7 @@
 
 import random
 
-from routing.engine import CategoryRule, ModelSpec, Policy, Tier
+from routing.policy import CategoryRule, ModelSpec, Policy, Tier
 
 
 def backoff_s(

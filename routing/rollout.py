@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from routing.engine import Policy
+    from routing.policy import Policy
 
 BUCKETS = 10_000
 

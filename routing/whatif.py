@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from routing.engine import ModelSpec, Policy, Tier, decide
+from routing.engine import decide
+from routing.policy import ModelSpec, Policy, Tier
 from routing.pricing import TokenUsage, price_tokens
 
 DAYS_PER_MONTH = Decimal(30)

@@ -7,9 +7,10 @@ def _sandbox_upstream(settings):
     starts from an empty cache (Redis in CI outlives test databases, whose ids restart)."""
     from django.core.cache import cache
 
+    from routing.api_key_selectors import api_key_cache_clear
     from routing.circuit import circuit_reset_local
     from routing.providers import sandbox_chat
-    from routing.selectors import api_key_cache_clear, policy_cache_clear
+    from routing.selectors import policy_cache_clear
     from routing.shared_cache import redis_switch_reset
 
     redis_switch_reset()

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from routing.engine import Decision, Policy, RouteRequest, route
+from routing.engine import Decision, RouteRequest, route
 from routing.models import ApiKey
+from routing.policy import Policy
 from routing.prompts import build_messages, routable_text
 from routing.providers.chat import ProviderError
 from routing.rollout import rollout_subject

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from routing.after_response import outlive_the_client
 from routing.db import db_call
-from routing.engine import ModelSpec, RoutingError
+from routing.engine import RoutingError
 from routing.gateway.admission import admission_open
 from routing.gateway.call import (
     Call,
@@ -35,6 +35,7 @@ from routing.gateway.response_cache import (
 from routing.gateway.streaming import stream_finish, stream_outcome, stream_relay, stream_replay
 from routing.gateway.upstream import UpstreamFailed, upstream_attempt
 from routing.models import ApiKey
+from routing.policy import ModelSpec
 from routing.providers.chat import ProviderResult, achat_complete, achat_stream_open
 from routing.qualification import qa_offer_after
 from usage.models import Status

@@ -28,6 +28,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from huntaze.errors import API_PREFIXES
+from routing.api_key_selectors import api_key_get_by_plaintext, api_key_remembered
 from routing.db import db_call
 from routing.gateway.admission import rate_limit_check
 from routing.gateway.call import CompletionRequest, CompletionResult, StreamStart
@@ -36,7 +37,6 @@ from routing.gateway.idempotency import IDEMPOTENCY_HEADER, idempotent
 from routing.gateway.wire import Refusal, Wire, wire_for_path
 from routing.json_input import is_json_media_type, json_body_parse
 from routing.models import ApiKey
-from routing.selectors import api_key_get_by_plaintext, api_key_remembered
 
 # --- the key ------------------------------------------------------------------------------
 

@@ -10,9 +10,10 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from routing.engine import Arm, Decision, ModelSpec
+from routing.engine import Decision
 from routing.gateway.call import Call, CompletionResult
 from routing.gateway.upstream import UpstreamFailed
+from routing.policy import Arm, ModelSpec
 from routing.pricing import (
     NOT_BILLED,
     LedgerCosts,

@@ -5,10 +5,10 @@ import json
 import logging
 
 from routing.db import db_call
-from routing.engine import Arm
 from routing.gateway.call import Call, CompletionRequest, RoutePlan
 from routing.gateway.outcome import LedgerRow, Outcome
 from routing.models import ApiKey
+from routing.policy import Arm
 from routing.shared_cache import outage_warning, shared_cache
 
 logger = logging.getLogger(__name__)

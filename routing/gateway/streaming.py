@@ -7,11 +7,11 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from routing.engine import ModelSpec
 from routing.gateway.call import Call
 from routing.gateway.ledger import ledger_record
 from routing.gateway.outcome import LedgerRow, Outcome
 from routing.gateway.response_cache import response_cache_keep
+from routing.policy import ModelSpec
 from routing.providers.chat import ProviderError
 from routing.providers.usage_block import usage_parse
 from routing.qualification import qa_offer_after

@@ -7,8 +7,8 @@ from django.conf import settings
 
 from routing.circuit import OPEN as CIRCUIT_OPEN
 from routing.circuit import circuit_allows, circuit_record
-from routing.engine import ModelSpec
 from routing.gateway.call import Call
+from routing.policy import ModelSpec
 from routing.providers.chat import ProviderError, ProviderTimeout, ProviderUnreachable
 from routing.retry import backoff_s, fallback_chain
 

@@ -49,7 +49,7 @@ def seeded_policy(router=None):
     as an engine policy, with the learned router or, without one, the keyword fallback."""
 
     from routing.defaults import DEFAULT_CLASSIFIER_KEYWORDS, DEFAULT_CRITICAL_TRIGGERS
-    from routing.engine import CategoryRule, ModelSpec, Policy, Tier
+    from routing.policy import CategoryRule, ModelSpec, Policy, Tier
     from routing.seed_data import DEFAULT_CATEGORIES, seeded_price_rows
 
     mini = ModelSpec("gpt-4o-mini", Tier.MINI, seeded_price_rows("gpt-4o-mini"))
@@ -77,7 +77,8 @@ def seeded_policy(router=None):
 
 
 def _premium_choice(policy, text: str) -> bool:
-    from routing.engine import RouteRequest, Tier, route
+    from routing.engine import RouteRequest, route
+    from routing.policy import Tier
 
     decision = route(request=RouteRequest(text=text, prompt_tokens=len(text) // 4), policy=policy)
     return decision.tier is Tier.FULL

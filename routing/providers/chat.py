@@ -12,7 +12,7 @@ import httpx2
 import openai
 from django.conf import settings
 
-from routing.engine import ModelSpec
+from routing.policy import ModelSpec
 from routing.pricing import ServiceTier
 from routing.prompts import prompt_cache_key
 from routing.providers.compat import param_rules_for, request_for_model

@@ -13,11 +13,11 @@ from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
+from routing.api_key_selectors import api_key_cache_clear
 from routing.gateway.admission import BudgetExceeded, RateLimited, inflight_sweep, rate_limit_check
 from routing.gateway.call import CompletionRequest
 from routing.gateway.completion import call_prepare, completion_create
 from routing.models import BudgetPeriod, InFlightRequest
-from routing.selectors import api_key_cache_clear
 from usage.models import UsageRecord
 
 HELLO = [{"role": "user", "content": "hey there"}]

@@ -2,15 +2,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.classifier import (
-    WINDOW_HEAD_CHARS,
-    WINDOW_TAIL_CHARS,
-    CategoryKeywords,
-    Classification,
-    classify,
-    find_trigger,
-)
+from routing.classifier import CategoryKeywords, Classification, classify, find_trigger
 from routing.defaults import DEFAULT_CLASSIFIER_KEYWORDS, DEFAULT_CRITICAL_TRIGGERS
+from routing.text_scan import WINDOW_HEAD_CHARS, WINDOW_TAIL_CHARS
 
 CATEGORIES = (
     CategoryKeywords("chatbot", {"babe": 2.0, "miss you": 2.0, "hey": 1.0}),

@@ -9,8 +9,8 @@ from django.core.management.base import CommandError
 from django.db.models import Sum
 from django.utils import timezone
 
+from routing.api_key_selectors import api_key_get_by_plaintext
 from routing.models import ApiKey, ModelPrice, ModelProfile, PolicyVersion, TaskCategory
-from routing.selectors import api_key_get_by_plaintext
 from usage.models import UsageRecord
 
 pytestmark = pytest.mark.django_db
@@ -168,7 +168,7 @@ def test_simulate_with_shadowing_shows_premium_wins_an_alert_and_a_suggestion(
     # given the sandbox as every model and judge, and the evaluations a small run can give;
     # the jobs run in the test's thread when simulate drains them (its database transaction)
 
-    from routing import shadow
+    from routing import shadow, shadow_evaluation
     from routing.management.commands import simulate
     from usage.models import QualityEvaluation
 
@@ -178,7 +178,7 @@ def test_simulate_with_shadowing_shows_premium_wins_an_alert_and_a_suggestion(
 
     def drain(timeout_s: float) -> int:
         for token in tokens:
-            shadow.shadow_evaluate(token=token)
+            shadow_evaluation.shadow_evaluate(token=token)
         return len(tokens)
 
     monkeypatch.setattr(simulate, "shadow_drain", drain)

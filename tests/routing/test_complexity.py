@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.classifier import WINDOW_HEAD_CHARS, WINDOW_TAIL_CHARS
 from routing.complexity import ComplexityEstimate, estimate_complexity
+from routing.text_scan import WINDOW_HEAD_CHARS, WINDOW_TAIL_CHARS
 
 SIGNAL_NAMES = {
     "length",

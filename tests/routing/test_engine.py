@@ -4,16 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.engine import (
-    CategoryRule,
-    ModelSpec,
-    Policy,
-    RouteRequest,
-    RoutingError,
-    Tier,
-    decide,
-    route,
-)
+from routing.engine import RouteRequest, RoutingError, decide, route
+from routing.policy import CategoryRule, ModelSpec, Policy, Tier
 from routing.seed_data import DEFAULT_CATEGORIES, seeded_price_rows
 
 MINI = ModelSpec("gpt-4o-mini", Tier.MINI, seeded_price_rows("gpt-4o-mini"))

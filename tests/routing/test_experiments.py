@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.engine import ModelSpec, Policy, RouteRequest, Tier, route
+from routing.engine import RouteRequest, route
+from routing.policy import ModelSpec, Policy, Tier
 from routing.pricing import PriceRow
 from routing.rollout import experiment_split, in_share
 from tests.routing.test_engine import RULES

@@ -6,13 +6,14 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from routing.engine import Policy, RouteRequest, Tier, route
+from routing.engine import RouteRequest, route
 from routing.learned import training
 from routing.learned.data import LabelledText, Outcome
 from routing.learned.features import MEANING_PREFIX, text_features, tokens
 from routing.learned.meaning import WordVectors
 from routing.learned.model import ArtifactError, load_router
 from routing.learned.vectorizer import feature_vector
+from routing.policy import Policy, Tier
 
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
 # Two sources per class, so every n-gram below passes the two-sources rule.

@@ -23,7 +23,7 @@ from routing.model_migration_selectors import (
 )
 from routing.models import ModelPrice, ModelProfile, PolicyVersion
 from routing.providers.sandbox_chat import state
-from routing.shadow import shadow_decrypt
+from routing.shadow_job import shadow_decrypt
 from routing.tasks import successor_qualify
 from tests.routing.test_experiments import users_by_arm
 from usage.models import UsageRecord

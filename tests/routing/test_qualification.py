@@ -15,7 +15,7 @@ from routing.model_migration_selectors import qualification_results
 from routing.models import ModelPrice, ModelProfile, TaskCategory
 from routing.pricing import call_cost_usd
 from routing.qualification import qualification_sampled
-from routing.shadow import shadow_decrypt
+from routing.shadow_job import shadow_decrypt
 from routing.tasks import quality_shadow_evaluate, successor_qualify
 from tests.routing.test_experiments import users_by_arm
 from usage.models import QualityEvaluation, UsageRecord

@@ -144,12 +144,12 @@ def test_admin_shows_each_models_circuit(admin_client, policy, api_client, sandb
 def test_database_outage_is_a_fast_json_503(api_client, api_key, policy, monkeypatch):
     from django.db import OperationalError
 
-    from routing import selectors
+    from routing import api_key_selectors
 
     def down(**kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(selectors.ApiKey.objects, "filter", down)
+    monkeypatch.setattr(api_key_selectors.ApiKey.objects, "filter", down)
     response = _post(api_client, HELLO)
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "database_unavailable"

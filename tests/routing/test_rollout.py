@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.engine import Arm, Policy, RouteRequest, route
+from routing.engine import RouteRequest, route
+from routing.policy import Arm, Policy
 from routing.rollout import FlagRule, flag_on, in_share, rollout_bucket, rollout_subject
 from tests.routing.test_engine import RULES
 

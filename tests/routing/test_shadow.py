@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from asgiref.sync import async_to_sync
 
-from routing import shadow
+from routing import shadow, shadow_evaluation, shadow_job
 from routing.gateway.call import CompletionRequest
 from routing.gateway.completion import completion_stream
 from routing.models import FeatureFlag, TaskCategory
@@ -17,7 +17,8 @@ from routing.policy_versions import policy_version_create
 from routing.providers.chat import ProviderError, ProviderResult
 from routing.quality import JUDGE_MARKER
 from routing.selectors import policy_get
-from routing.shadow import ShadowJob, shadow_decrypt, shadow_evaluate
+from routing.shadow_evaluation import shadow_evaluate
+from routing.shadow_job import ShadowJob, shadow_decrypt
 from usage.models import QualityEvaluation, UsageRecord
 
 pytestmark = pytest.mark.django_db
@@ -174,7 +175,7 @@ class FakeUpstream:
 @pytest.fixture
 def upstream(monkeypatch):
     fake = FakeUpstream()
-    monkeypatch.setattr(shadow, "achat_complete", fake)
+    monkeypatch.setattr(shadow_evaluation, "achat_complete", fake)
     return fake
 
 
@@ -185,7 +186,7 @@ def job_token(dispatched, api_client, settings):
     body = _complete(api_client, category="chatbot", complexity=2)
     job = shadow_decrypt(dispatched[0])
     # The cheap answer as the fake judge recognises it.
-    return shadow.shadow_encrypt(
+    return shadow_job.shadow_encrypt(
         ShadowJob(**{**job.__dict__, "cheap_answer": "cheap answer"})
     ), body["id"]
 
@@ -281,8 +282,8 @@ def test_the_prompt_comes_from_the_job_never_from_the_ledger(job_token, upstream
 def test_an_expired_job_is_dropped(job_token, upstream, settings):
     token, _ = job_token
     job = shadow_decrypt(token)
-    old = shadow._fernet(settings.SECRET_KEY).encrypt_at_time(
-        shadow.json.dumps(job.__dict__).encode(), int(time.time()) - 7200
+    old = shadow_job._fernet(settings.SECRET_KEY).encrypt_at_time(
+        shadow_job.json.dumps(job.__dict__).encode(), int(time.time()) - 7200
     )
     settings.QUALITY_SHADOW_TTL_S = 3600
     assert shadow_decrypt(old.decode()) is None

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from routing.engine import ModelSpec, Tier
+from routing.policy import ModelSpec, Tier
 from routing.providers.chat import (
     ProviderBadResponse,
     ProviderError,
