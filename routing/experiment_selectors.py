@@ -6,10 +6,10 @@ from decimal import Decimal
 from django.db.models import Count, OuterRef, Q, Subquery
 
 from routing.experiment_models import Experiment, ExperimentArm, ExperimentStatus
-from routing.models import RolloutSetting
+from routing.models import QualityEvaluation, QualityVerdict, RolloutSetting
 from routing.quality import Retained
 from routing.selectors import ledger_metrics_by
-from usage.models import QualityEvaluation, QualityVerdict, UsageRecord
+from usage.models import UsageRecord
 
 
 def experiment_running() -> Experiment | None:

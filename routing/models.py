@@ -338,6 +338,7 @@ from routing.batch_models import (  # noqa: E402, F401
 from routing.experiment_models import Experiment, ExperimentArm, ExperimentStatus  # noqa: E402, F401
 from routing.model_migration_models import ModelMigration, SuccessorVerdict  # noqa: E402, F401
 from routing.price_models import ModelPrice  # noqa: E402, F401
+from routing.quality_models import QualityEvaluation, QualityVerdict  # noqa: E402, F401
 from routing.request_state_models import (  # noqa: E402, F401
     BudgetPeriod,
     IdempotencyRecord,

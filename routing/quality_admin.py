@@ -1,5 +1,6 @@
-"""Admin for shadow evaluation: quality retained on the decision matrix, the calibration
-suggestion on each category's form, and its one-click (confirmed) application."""
+"""Admin for shadow evaluation: the verdicts (read-only), quality retained on the decision
+matrix, the calibration suggestion on each category's form, and its one-click (confirmed)
+application."""
 
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponseRedirect
@@ -9,10 +10,35 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from huntaze.read_only_admin import ReadOnlyAdminMixin
 from routing.calibration import category_threshold_apply
-from routing.models import TaskCategory
+from routing.models import QualityEvaluation, TaskCategory
 from routing.quality import percent_label, threshold_label
 from routing.quality_selectors import category_calibration, quality_panel
+
+
+@admin.register(QualityEvaluation)
+class QualityEvaluationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Shadow evaluations: read-only, like the ledger they are billed in (rows flagged qa)."""
+
+    deletable = False
+    list_display = [
+        "created_at",
+        "request_id",
+        "category",
+        "complexity",
+        "verdict",
+        "verdict_ab",
+        "verdict_ba",
+        "cheap_model",
+        "premium_model",
+        "judge_model",
+        "extra_cost_usd",
+        "sandbox",
+    ]
+    list_filter = ["verdict", "category", "sandbox"]
+    search_fields = ["request_id"]
+    date_hierarchy = "created_at"
 
 
 def _threshold_from(value: str) -> int | None:

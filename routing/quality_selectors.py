@@ -9,7 +9,7 @@ from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import Coalesce
 
 from huntaze.money import ZERO
-from routing.models import TaskCategory
+from routing.models import QualityEvaluation, TaskCategory
 from routing.quality import (
     BANDS,
     CalibrationRow,
@@ -24,7 +24,7 @@ from routing.quality import (
 )
 from routing.selectors import policy_get, replay_groups
 from routing.whatif import DAYS_PER_MONTH, replay
-from usage.models import QualityEvaluation, UsageRecord
+from usage.models import UsageRecord
 
 
 @dataclass(frozen=True)

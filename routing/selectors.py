@@ -19,14 +19,14 @@ from django.db.models import Count, Q, Sum
 
 from routing.engine import RoutingError
 from routing.learned.model import ArtifactError
-from routing.models import PolicyVersion
+from routing.models import PolicyVersion, QualityEvaluation
 from routing.policy import Policy, Tier
 from routing.policy_snapshot import deep_merge, policy_from_snapshot
 from routing.providers.compat import param_rules_from_snapshot, param_rules_set
 from routing.rollout import experiment_split
 from routing.shared_cache import RedisUnavailable, shared_cache
 from routing.whatif import ReplayGroup, WhatIf, against_current, replay
-from usage.models import QualityEvaluation, Status, UsageRecord
+from usage.models import Status, UsageRecord
 from usage.selectors import replay_left_out
 
 LATENCY_SAMPLE = 50_000

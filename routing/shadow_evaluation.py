@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from routing.gateway.outcome import LedgerRow, billed_columns
+from routing.models import QualityEvaluation
 from routing.policy import ModelSpec
 from routing.pricing import NOT_BILLED, ServiceTier, TokenUsage, ledger_costs
 from routing.providers.chat import ProviderError, ProviderResult, achat_complete, clients_close
@@ -33,11 +34,12 @@ from routing.quality import (
     judge_parse,
     judgement,
 )
+from routing.quality_services import quality_evaluation_record
 from routing.selectors import policy_get
 from routing.shadow_job import ShadowJob, shadow_decrypt
 from routing.tokens import count_message_tokens
-from usage.models import QualityEvaluation, Status, TokenSource
-from usage.services import quality_evaluation_record, usage_record
+from usage.models import Status, TokenSource
+from usage.services import usage_record
 
 logger = logging.getLogger(__name__)
 VerdictRow = TypeVar("VerdictRow")  # what a judged replay keeps: an evaluation, a verdict

@@ -12,7 +12,7 @@ from rest_framework.exceptions import ValidationError
 from huntaze.read_only_admin import ReadOnlyAdminMixin
 from usage.apis import month_parse
 from usage.exports import CONTENT_TYPES, report_file
-from usage.models import MonthlyReport, QualityEvaluation, UsageRecord
+from usage.models import MonthlyReport, UsageRecord
 from usage.selectors import monthly_cost_report
 
 
@@ -159,30 +159,6 @@ class MonthlyReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         response = HttpResponse(out.getvalue(), content_type="application/zip")
         response["Content-Disposition"] = 'attachment; filename="huntaze-cost-reports.zip"'
         return response
-
-
-@admin.register(QualityEvaluation)
-class QualityEvaluationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Shadow evaluations: read-only, like the ledger they are billed in (rows flagged qa)."""
-
-    deletable = False
-    list_display = [
-        "created_at",
-        "request_id",
-        "category",
-        "complexity",
-        "verdict",
-        "verdict_ab",
-        "verdict_ba",
-        "cheap_model",
-        "premium_model",
-        "judge_model",
-        "extra_cost_usd",
-        "sandbox",
-    ]
-    list_filter = ["verdict", "category", "sandbox"]
-    search_fields = ["request_id"]
-    date_hierarchy = "created_at"
 
 
 from usage import reconciliation_admin  # noqa: E402, F401 - registers the reconciliation admin

@@ -287,53 +287,6 @@ class MonthlyReport(models.Model):
         return f"huntaze-cost-report-{self.year:04d}-{self.month:02d}.{self.format}"
 
 
-class QualityVerdict(models.TextChoices):
-    CHEAP_BETTER = "cheap_better", "cheap answer better"
-    TIE = "tie"
-    PREMIUM_BETTER = "premium_better", "premium answer better"
-
-
-class QualityEvaluation(models.Model):
-    """One shadow evaluation: a cheap-tier answer replayed on the premium model and judged
-    pairwise in both orders. Its shadow and judge calls are ledger rows flagged qa."""
-
-    request_id = models.CharField(max_length=40, unique=True, help_text="The judged request.")
-    created_at = models.DateTimeField(db_index=True)
-    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="+")
-    category = models.CharField(max_length=40)
-    complexity = models.FloatField()
-    cheap_model = models.CharField(max_length=100)
-    premium_model = models.CharField(max_length=100)
-    judge_model = models.CharField(max_length=100)
-    verdict = models.CharField(max_length=16, choices=QualityVerdict.choices)
-    verdict_ab = models.CharField(
-        max_length=16, choices=QualityVerdict.choices, help_text="Cheap answer shown first."
-    )
-    verdict_ba = models.CharField(
-        max_length=16, choices=QualityVerdict.choices, help_text="Premium answer shown first."
-    )
-    reasoning = models.TextField(blank=True, help_text="The judge's reasons, truncated.")
-    extra_cost_usd = models.DecimalField(**USD_FIELD, help_text="Shadow plus judge calls.")
-    sandbox = models.BooleanField(default=False)
-    features = models.JSONField(
-        default=dict,
-        blank=True,
-        help_text="The request as the router saw it, without its text: hashed n-grams with "
-        "their weights and the complexity signals (for train_router --with-verdicts).",
-    )
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["category", "created_at"])]
-
-    def __str__(self) -> str:
-        return f"{self.request_id}: {self.verdict}"
-
-    @property
-    def at_least_as_good(self) -> bool:
-        return self.verdict in (QualityVerdict.CHEAP_BETTER, QualityVerdict.TIE)
-
-
 # The provider's figures and their reconciliation live in their own module; Django finds them
 # through here, and `from usage.models import X` keeps working for each of them.
 from usage.reconciliation_models import (  # noqa: E402, F401

@@ -19,7 +19,6 @@ from usage.models import (
     LINE_ITEM_COLUMNS,
     Granularity,
     MonthlyReport,
-    QualityEvaluation,
     ReportFormat,
     Status,
     UsageEndUserDay,
@@ -329,11 +328,3 @@ def usage_text_purge(*, now: datetime) -> int:
         prompt_text="", response_text=""
     )
     return old.update(prompt_text="", response_text="")
-
-
-def quality_evaluation_record(**fields) -> QualityEvaluation:
-    """Store one shadow evaluation (or return the one already stored for its request)."""
-    evaluation, _ = QualityEvaluation.objects.get_or_create(
-        request_id=fields.pop("request_id"), defaults=fields
-    )
-    return evaluation

@@ -92,9 +92,10 @@ def test_matrix_fits_1400_px_and_its_figures_are_the_ledgers(staff_browser, live
 
     from django.db.models import Count
 
+    from routing.models import QualityEvaluation
     from routing.quality import wilson_interval
     from tests.routing.test_calibration import _evaluations
-    from usage.models import QualityEvaluation, UsageRecord
+    from usage.models import UsageRecord
 
     UsageRecordFactory.create_batch(5, category="chatbot", policy_version=policy)
     UsageRecordFactory.create_batch(2, category="marketing", policy_version=policy)
@@ -147,7 +148,8 @@ def test_rollout_figures_are_the_ledgers_and_advance_does_not_look_like_step_bac
     # QA call and a call two days ago that do not count
     from datetime import timedelta
 
-    from usage.models import QualityEvaluation, UsageRecord
+    from routing.models import QualityEvaluation
+    from usage.models import UsageRecord
 
     rollout_set_percentage(percent=Decimal("50"), actor="ops")
     artifact = policy.snapshot["router"]["artifact"]

@@ -11,10 +11,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.utils import timezone
 
-from routing.models import PolicyVersion, TaskCategory
+from routing.models import PolicyVersion, QualityEvaluation, TaskCategory
 from routing.quality_selectors import category_calibration, quality_panel
 from tests.factories import ApiKeyFactory, UsageRecordFactory
-from usage.models import QualityEvaluation
 
 pytestmark = pytest.mark.django_db
 
@@ -213,7 +212,7 @@ def test_apply_can_set_never(staff_client, strategy_data):
 
 def test_evaluations_are_listed_read_only_in_admin(staff_client, policy):
     _evaluations("chatbot", 3.0, good=1, bad=0)
-    page = staff_client.get("/admin/usage/qualityevaluation/")
+    page = staff_client.get("/admin/routing/qualityevaluation/")
     assert page.status_code == 200
     assert "cheap_better" in page.content.decode() or "cheap answer better" in page.content.decode()
-    assert staff_client.get("/admin/usage/qualityevaluation/add/").status_code == 403
+    assert staff_client.get("/admin/routing/qualityevaluation/add/").status_code == 403

@@ -170,7 +170,7 @@ def test_simulate_with_shadowing_shows_premium_wins_an_alert_and_a_suggestion(
 
     from routing import shadow, shadow_evaluation
     from routing.management.commands import simulate
-    from usage.models import QualityEvaluation
+    from routing.models import QualityEvaluation
 
     settings.QUALITY_MIN_SAMPLES = 20
     tokens: list[str] = []

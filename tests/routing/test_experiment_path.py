@@ -9,11 +9,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from routing.experiments import experiment_start
-from routing.models import PolicyVersion
+from routing.models import PolicyVersion, QualityEvaluation
 from tests.factories import ApiKeyFactory, UsageRecordFactory
 from tests.routing.test_experiments import users_by_arm
 from tests.waits import after_response_settled
-from usage.models import QualityEvaluation, UsageRecord
+from usage.models import UsageRecord
 
 # The migration case: the chatbot's cheap model moves to the seeded successor.
 SUCCESSOR_DRAFT = {

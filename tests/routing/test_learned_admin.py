@@ -180,8 +180,8 @@ def test_train_router_with_verdicts_refits_and_shows_the_what_if(artifacts, tmp_
 
     from django.core.management import call_command
 
+    from routing.models import QualityEvaluation
     from tests.routing.test_learned import HARD
-    from usage.models import QualityEvaluation
 
     policy_seed()
     router = policy_get().router

@@ -12,13 +12,13 @@ from routing.experiments import rollout_set_percentage
 from routing.model_migration import migration_create, migration_qualify_start, migration_stage_set
 from routing.model_migration_models import SuccessorVerdict
 from routing.model_migration_selectors import qualification_results
-from routing.models import ModelPrice, ModelProfile, TaskCategory
+from routing.models import ModelPrice, ModelProfile, QualityEvaluation, TaskCategory
 from routing.pricing import call_cost_usd
 from routing.qualification import qualification_sampled
 from routing.shadow_job import shadow_decrypt
 from routing.tasks import quality_shadow_evaluate, successor_qualify
 from tests.routing.test_experiments import users_by_arm
-from usage.models import QualityEvaluation, UsageRecord
+from usage.models import UsageRecord
 from usage.selectors import usage_summary
 
 pytestmark = pytest.mark.django_db

@@ -12,14 +12,14 @@ from asgiref.sync import async_to_sync
 from routing import shadow, shadow_evaluation, shadow_job
 from routing.gateway.call import CompletionRequest
 from routing.gateway.completion import completion_stream
-from routing.models import FeatureFlag, TaskCategory
+from routing.models import FeatureFlag, QualityEvaluation, TaskCategory
 from routing.policy_versions import policy_version_create
 from routing.providers.chat import ProviderError, ProviderResult
 from routing.quality import JUDGE_MARKER
 from routing.selectors import policy_get
 from routing.shadow_evaluation import shadow_evaluate
 from routing.shadow_job import ShadowJob, shadow_decrypt
-from usage.models import QualityEvaluation, UsageRecord
+from usage.models import UsageRecord
 
 pytestmark = pytest.mark.django_db
 
