@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from routing.gateway.outcome import LedgerRow, billed_columns
+from routing.gateway.outcome import LedgerRow, billed_columns, failure_status
 from routing.models import QualityEvaluation
 from routing.policy import ModelSpec
 from routing.pricing import NOT_BILLED, ServiceTier, TokenUsage, ledger_costs
@@ -46,11 +46,6 @@ VerdictRow = TypeVar("VerdictRow")  # what a judged replay keeps: an evaluation,
 
 REASONING_MAX_CHARS = 500
 JUDGE_REQUEST_MAX_CHARS = 8000
-_FAILURE_STATUS = {
-    "upstream_timeout": Status.UPSTREAM_TIMEOUT,
-    "upstream_rate_limited": Status.UPSTREAM_RATE_LIMITED,
-    "upstream_bad_response": Status.UPSTREAM_BAD_RESPONSE,
-}
 
 
 def shadow_evaluate(*, token: str) -> QualityEvaluation | None:
@@ -228,7 +223,7 @@ def qa_record(job: ShadowJob, call: _QaCall, *, premium: ModelSpec, unreadable: 
         input_tokens, token_source = count_message_tokens(call.messages)
         usage, tier = TokenUsage(input_tokens), ServiceTier.DEFAULT
         costs = NOT_BILLED
-        status = _FAILURE_STATUS.get(call.error.code, Status.UPSTREAM_ERROR)
+        status = failure_status(call.error.code)
         error_code = call.error.code
         sandbox = settings.UPSTREAM_MODE == "sandbox"
     metadata = {"qa": call.kind, "qa_of": job.request_id}

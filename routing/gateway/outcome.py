@@ -95,11 +95,16 @@ _FAILURE_STATUS = {
 }
 
 
+def failure_status(error_code: str) -> Status:
+    """Return the ledger status of a failed upstream call (one map for every caller)."""
+    return _FAILURE_STATUS.get(error_code, Status.UPSTREAM_ERROR)
+
+
 def outcome_from_error(call: Call, failure: UpstreamFailed) -> Outcome:
     """Return the outcome of a failed call: nothing billed, its status and error."""
     error = failure.error
     return replace(
-        outcome_not_called(call, status=_FAILURE_STATUS.get(error.code, Status.UPSTREAM_ERROR)),
+        outcome_not_called(call, status=failure_status(error.code)),
         model=failure.model,
         attempts=failure.attempts,
         error_code=error.code,

@@ -14,7 +14,7 @@ from routing.gateway.call import CompletionRequest
 from routing.gateway.completion import completion_stream
 from routing.models import FeatureFlag, QualityEvaluation, TaskCategory
 from routing.policy_versions import policy_version_create
-from routing.providers.chat import ProviderError, ProviderResult
+from routing.providers.chat import ProviderError, ProviderRequestRefused, ProviderResult
 from routing.quality import JUDGE_MARKER
 from routing.selectors import policy_get
 from routing.shadow_evaluation import shadow_evaluate
@@ -156,6 +156,7 @@ class FakeUpstream:
     def __init__(self, judge=lambda cheap_first: '{"verdict": "tie", "reason": "same"}'):
         self.judge = judge
         self.fail: set[str] = set()
+        self.refuse: set[str] = set()
         self.calls: list[tuple[str, list[dict]]] = []
 
     async def __call__(self, *, model, messages, max_tokens, **options):
@@ -169,6 +170,8 @@ class FakeUpstream:
             kind, content = "shadow", "premium answer"
         if kind in self.fail:
             raise ProviderError(f"{model.name} answered HTTP 500", upstream_status=500)
+        if kind in self.refuse:
+            raise ProviderRequestRefused(f"{model.name} answered HTTP 400", upstream_status=400)
         return ProviderResult(content, 1000, 0, 100, "stop", "x", True)
 
 
@@ -254,6 +257,20 @@ def test_a_failed_judge_call_leaves_no_verdict(job_token, upstream):
     statuses = sorted(r.status for r in _qa_rows(request_id))
     assert statuses == ["ok", "ok", "upstream_error"]
     assert not QualityEvaluation.objects.exists()
+
+
+def test_a_shadow_call_the_model_refuses_is_recorded_as_refused_like_a_live_one(
+    job_token, upstream
+):
+    # given the premium model refuses the replayed request (HTTP 400)
+    token, request_id = job_token
+    upstream.refuse = {"shadow"}
+    # when it is evaluated
+    assert shadow_evaluate(token=token) is None
+    # then its QA row has the same status a refused live call gets, not "upstream_error"
+    (row,) = _qa_rows(request_id)
+    assert (row.status, row.error_code) == ("request_refused", "request_refused_by_model")
+    assert row.cost_usd == 0 and not QualityEvaluation.objects.exists()
 
 
 def test_an_unreadable_judge_reply_is_billed_and_leaves_no_verdict(job_token, upstream):
