@@ -35,7 +35,8 @@ from routing.defaults import (  # noqa: E402
     DEFAULT_CRITICAL_TRIGGERS,
 )
 from routing.learned.data import COMPLIANCE_TASK_PREFIXES  # noqa: E402
-from routing.learned.evaluation import AWESOME_ROLES, MMLU_CATEGORIES  # noqa: E402
+from routing.learned.evaluation import MMLU_CATEGORIES  # noqa: E402
+from routing.learned.external_data import awesome_role_categories  # noqa: E402
 
 LEGALBENCH_META_COLUMNS = {"index", "answer", "document_name", "case id", "year"}
 
@@ -178,11 +179,7 @@ def _legalbench(root: Path) -> Iterator[Sample]:
 
 
 def _awesome(root: Path) -> Iterator[Sample]:
-    role_category = {
-        role.strip(): category
-        for category, roles in AWESOME_ROLES.items()
-        for role in roles.split(",")
-    }
+    role_category = awesome_role_categories()
     with (root / "awesome_chatgpt_prompts/prompts_2025-01-06.csv").open(newline="") as handle:
         for row in csv.DictReader(handle):
             category = role_category.get(row["act"].strip())

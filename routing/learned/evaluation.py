@@ -31,7 +31,6 @@ import numpy as np
 from routing.learned import data, training
 from routing.learned.artifact_writer import TrainedRouter, write_artifact
 from routing.learned.data import CATEGORIES
-from routing.learned.external_data import AWESOME_ROLES as AWESOME_ROLES  # scripts/ read it
 from routing.learned.external_data import MMLU_CATEGORIES as MMLU_CATEGORIES  # scripts/ too
 from routing.learned.external_data import external_categories, hatecheck_benign, routellm_judged
 from routing.learned.fitting import balanced_weights, binary_model, category_model

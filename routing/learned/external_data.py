@@ -60,6 +60,15 @@ class Judged:
     strong: bool
 
 
+def awesome_role_categories() -> dict[str, str]:
+    """Return each awesome-chatgpt-prompts role ("act") mapped to our category."""
+    return {
+        role.strip(): category
+        for category, roles in AWESOME_ROLES.items()
+        for role in roles.split(",")
+    }
+
+
 def external_categories(evaldata: Path) -> list[tuple[str, str, str]]:
     """Return (dataset, text, category) rows from evaluation-only data sets, sampled."""
     rows: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -76,11 +85,7 @@ def external_categories(evaldata: Path) -> list[tuple[str, str, str]]:
         for row in csv.DictReader(handle):
             if row["label_gold"] == "hateful":
                 rows["hatecheck/hateful"].append((row["test_case"].strip(), "moderation"))
-    role_category = {
-        role.strip(): category
-        for category, roles in AWESOME_ROLES.items()
-        for role in roles.split(",")
-    }
+    role_category = awesome_role_categories()
     with (evaldata / "awesome_chatgpt_prompts/prompts_2025-01-06.csv").open(newline="") as handle:
         for row in csv.DictReader(handle):
             if row["act"].strip() in role_category:
