@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -119,16 +120,21 @@ class Router:
         else:
             words = tokens(text)
             ids, values = self._vector(text, words)
-        rows = self.weights[ids]  # per feature: 9 class weights, safety, needs premium
-        parts = rows * values[:, None]
-        meaning_names: list[str] = []
-        if words and self.meaning is not None:
-            meaning_parts, meaning_names = self._meaning_parts(words)
-            parts = np.vstack([parts, meaning_parts])
-        count, feature_names = len(ids), self.feature_names
+        # One row per part of the scores: each n-gram's (9 class weights, safety, needs
+        # premium) times its value, then each distinct word's share of the meaning vector.
+        times = Counter(words) if self.meaning is not None else {}
+        count = len(ids)
+        parts = np.zeros((count + len(times), self.weights.shape[1]), dtype=np.float32)
+        # take(): the same gather as fancy indexing, at a third of its cost on narrow rows.
+        np.multiply(self.weights.take(ids, axis=0), values[:, None], out=parts[:count])
+        if times:
+            self._meaning_shares(times, parts[count:])
+        meaning_words, feature_names = list(times), self.feature_names
 
         def names(i: int) -> str:  # only the few explained features are named
-            return feature_names[ids[i]] if i < count else meaning_names[i - count]
+            if i < count:
+                return feature_names[ids[i]]
+            return MEANING_PREFIX + meaning_words[i - count]
 
         sums = parts.sum(axis=0)
         logits = (sums[:_CLASSES] + self.category_bias) / self.category_temperature
@@ -209,19 +215,30 @@ class Router:
         """Return each distinct word's share of the meaning vector's logits (the rows sum to
         the meaning vector times its weights) and the words' feature names."""
         times = Counter(words)
-        pieces, owners, distinct = self.meaning.pieces_by_word(times)
-        shares = np.zeros((len(distinct), self.weights.shape[1]), dtype=np.float32)
-        if pieces:
-            owner = np.array(owners, dtype=np.int64)
-            repeats = np.array([times[word] for word in distinct], dtype=np.float32)[owner]
-            total = repeats @ self.meaning.vectors[pieces]
-            scale = repeats / (float(np.sqrt(total @ total)) or 1.0)
-            piece_shares = self._meaning_projection[pieces] * scale[:, None]
-            if len(pieces) == len(distinct):  # one piece per word: most messages
-                shares[:, :_PREMIUM] = piece_shares
-            else:
-                np.add.at(shares[:, :_PREMIUM], owner, piece_shares)
-        return shares, [MEANING_PREFIX + word for word in distinct]
+        shares = np.zeros((len(times), self.weights.shape[1]), dtype=np.float32)
+        self._meaning_shares(times, shares)
+        return shares, [MEANING_PREFIX + word for word in times]
+
+    def _meaning_shares(self, times: Mapping[str, int], shares: np.ndarray) -> None:
+        """Write each distinct word's share into its row of `shares` (zeros, one row a word,
+        in the order of `times`): a word weighs as often as it occurs."""
+        split = self.meaning.pieces_per_word(times)
+        pieces = list(chain.from_iterable(split))
+        if not pieces:
+            return
+        repeats = np.fromiter(times.values(), dtype=np.float32, count=len(times))
+        single = len(pieces) == len(times)  # one piece per word: most messages
+        if not single or () in split:
+            owner = np.repeat(np.arange(len(times)), [len(s) for s in split])
+            repeats = repeats.take(owner)
+        pieces = np.array(pieces, dtype=np.intp)
+        total = repeats @ self.meaning.vectors.take(pieces, axis=0)
+        scale = repeats / (float(np.sqrt(total @ total)) or 1.0)
+        piece_shares = self._meaning_projection.take(pieces, axis=0) * scale[:, None]
+        if single:
+            shares[:, :_PREMIUM] = piece_shares
+        else:
+            np.add.at(shares[:, :_PREMIUM], owner, piece_shares)
 
     @cached_property
     def _meaning_projection(self) -> np.ndarray:
@@ -234,7 +251,7 @@ class Router:
         if not len(found):
             return found, np.zeros(0, dtype=np.float32)
         ids, counts = counted(found)
-        values = (1.0 + np.log(counts)).astype(np.float32) * self.idf[ids]
+        values = (1.0 + np.log(counts)).astype(np.float32) * self.idf.take(ids)
         values /= np.sqrt(values @ values)
         return ids, values
 
