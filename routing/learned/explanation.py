@@ -32,14 +32,16 @@ def top_contributions(
     if len(ranked) > 48:
         head = np.argpartition(-ranked, EXPLAIN_TOP - 1)[:EXPLAIN_TOP]
         best = head[np.argsort(-ranked[head])].tolist()
+        top = ranked.take(best).tolist()
     else:  # a chat message: a sort of plain floats beats numpy's per-call overhead
         values = ranked.tolist()
         # What heapq.nlargest returns (its documented equivalent), without its Python code.
         best = sorted(range(len(values)), key=values.__getitem__, reverse=True)[:EXPLAIN_TOP]
-    shown = ranked[best].tolist()
+        top = [values[i] for i in best]
+    weights = top if parts is ranked else parts.take(best).tolist()
     return tuple(
         Contribution(name_of(i), weight)
-        for i, weight, rank in zip(best, parts[best].tolist(), shown, strict=True)
+        for i, weight, rank in zip(best, weights, top, strict=True)
         if rank > 0
     )
 
