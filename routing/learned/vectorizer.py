@@ -3,7 +3,7 @@
 Two ways to the same answer. `feature_vector` is the reference: look each of
 text_features() up in the vocabulary and weigh it (1 + log tf) x idf, L2-normalised; training
 uses it. `NgramLookup` finds the same ids at half the cost, for the runtime (Router): each word
-is looked up once, and a bigram is a pair of word numbers looked up as one int
+is looked up once, and a bigram is a pair of word numbers found by one vectorised search
 (tests/routing/test_learned.py holds the two equal). `feature_hash` is what a stored shadow
 verdict keeps of a feature instead of its words.
 """
@@ -37,7 +37,7 @@ class NgramLookup:
 
     The same ids as looking text_features() up in the vocabulary (a test holds them equal),
     at half the cost: each word is looked up once as a string, and a bigram is then a pair of
-    word numbers, looked up as one int.
+    word numbers, found in a sorted array of pair keys by one vectorised search.
     """
 
     def __init__(self, vocabulary: Mapping[str, int]) -> None:
@@ -57,9 +57,13 @@ class NgramLookup:
         self.unigram = np.full(len(words) + 1, -1, dtype=np.int64)  # the last: unknown word
         for name, number in words.items():
             self.unigram[number] = vocabulary.get(name, -1)
-        # A bigram's key is its two word numbers as one int; a dict finds a few hundred keys
-        # faster than a binary search of a sorted array (memory-bound on 50,000 keys).
-        self.pairs = {a * self.width + b: feature_id for a, b, feature_id in pairs}
+        # A bigram's key is its two word numbers as one int: int32 while they fit, so the
+        # sorted keys take half the cache.
+        key_type = np.int32 if self.width**2 < 2**31 else np.int64
+        keys = np.array([a * self.width + b for a, b, _ in pairs], dtype=np.int64)
+        order = np.argsort(keys)
+        self.pair_keys = keys[order].astype(key_type)
+        self.pair_ids = np.array([p[2] for p in pairs], dtype=np.int64)[order]
         self.vocabulary = vocabulary
 
     def ids(self, text: str, found_tokens: list[str]) -> np.ndarray:
@@ -71,11 +75,17 @@ class NgramLookup:
             count=len(found_tokens),
         )
         unigrams = self.unigram.take(numbers)
-        # A key with the unknown word's number is no bigram's key: it finds nothing.
-        keys = (numbers[:-1] * self.width + numbers[1:]).tolist()
-        more = [i for i in map(self.pairs.get, keys) if i is not None]
-        more += [self.vocabulary[n] for n in shape_features(text) if n in self.vocabulary]
-        return np.concatenate([unigrams[unigrams >= 0], np.array(more, dtype=np.int64)])
+        found = [unigrams[unigrams >= 0]]
+        if len(numbers) > 1 and len(self.pair_keys):
+            # A key with the unknown word's number is no bigram's key: it finds nothing.
+            # Sorted, the searches walk the table in one direction and share cached lines.
+            keys = np.sort((numbers[:-1] * self.width + numbers[1:]).astype(self.pair_keys.dtype))
+            at = np.minimum(np.searchsorted(self.pair_keys, keys), len(self.pair_keys) - 1)
+            hit = self.pair_keys.take(at) == keys
+            found.append(self.pair_ids.take(at[hit]))
+        shape = [self.vocabulary[n] for n in shape_features(text) if n in self.vocabulary]
+        found.append(np.array(shape, dtype=np.int64))
+        return np.concatenate(found)
 
 
 def feature_hash(name: str) -> str:
