@@ -16,6 +16,7 @@ word pieces by WordPiece's greedy longest match; a word with no split is left ou
 import hashlib
 from collections.abc import Collection, Iterable, Sequence
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -57,15 +58,14 @@ class WordVectors:
             owners.extend([owner] * len(split))
         return found, owners, list(index)
 
-    def pieces_per_word(self, words: Collection[str]) -> list[tuple[int, ...]]:
+    def pieces_per_word(self, words: Collection[str]) -> Sequence[tuple[int, ...]]:
         """Return each word's piece ids (() for a word with no split)."""
-        found = list(map(self._split.get, words))
-        if None in found:  # a word not seen before: split it once
-            found = [
-                self._word_pieces(word) if split is None else split
-                for word, split in zip(words, found, strict=True)
-            ]
-        return found
+        if len(words) > 1:
+            try:  # every word seen before (the usual case): one call in compiled code
+                return itemgetter(*words)(self._split)
+            except KeyError:
+                pass
+        return [self._word_pieces(word) for word in words]
 
     def mean(self, ids: Sequence[int]) -> np.ndarray:
         """Return the unit mean vector of the pieces (zeros when there are none)."""
