@@ -48,6 +48,7 @@ _ROW = 16  # floats in a Router.weights row: 64 bytes, one cache line
 _NO_IDS = np.zeros(0, dtype=np.int64)
 _NO_VALUES = np.zeros(0, dtype=np.float32)
 _NO_ROWS = np.zeros((0, _ROW), dtype=np.float32)
+_SHARE_COLUMNS = np.arange(_PREMIUM)  # the meaning's columns of a part: classes and safety
 REBUILD_COMMAND = "python manage.py train_router"
 
 
@@ -226,26 +227,28 @@ class Router:
         return shares, [MEANING_PREFIX + word for word in times]
 
     def _meaning_shares(self, times: Mapping[str, int], shares: np.ndarray) -> None:
-        """Write each distinct word's share into its row of `shares` (zeros, one row a word,
-        in the order of `times`): a word weighs as often as it occurs."""
+        """Write each distinct word's share into its row of `shares` (zeros, C-contiguous, one
+        row a word, in the order of `times`): a word weighs as often as it occurs."""
         split = self.meaning.pieces_per_word(times)
-        pieces = list(chain.from_iterable(split))
-        if not pieces:
+        pieces = np.fromiter(chain.from_iterable(split), dtype=np.intp)
+        if not len(pieces):
             return
         repeats = np.fromiter(times.values(), dtype=np.float32, count=len(times))
         single = len(pieces) == len(times)  # one piece per word: most messages
         if not single or () in split:
-            owner = np.repeat(np.arange(len(times)), [len(s) for s in split])
+            owner = np.repeat(np.arange(len(times)), list(map(len, split)))
             repeats = repeats.take(owner)
-        pieces = np.array(pieces, dtype=np.intp)
         total = repeats @ self.meaning.vectors.take(pieces, axis=0)
         scale = repeats / (float(np.sqrt(total @ total)) or 1.0)
         projected = self._meaning_projection.take(pieces, axis=0)[:, :_PREMIUM]
         piece_shares = projected * scale[:, None]
         if single:
             shares[:, :_PREMIUM] = piece_shares
-        else:
+        elif len(pieces) <= 32:
             np.add.at(shares[:, :_PREMIUM], owner, piece_shares)
+        else:  # the same sums in the same order on the flat view: half the cost on long texts
+            cells = (owner[:, None] * _PARTS + _SHARE_COLUMNS).ravel()
+            np.add.at(shares.reshape(-1), cells, piece_shares.ravel())
 
     @cached_property
     def _meaning_projection(self) -> np.ndarray:
