@@ -6,7 +6,6 @@ The explanation ranks those parts in the direction of the answer and names only 
 EXPLAIN_TOP of them, so a request pays for a handful of names, not for its whole vocabulary.
 """
 
-import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,10 +32,18 @@ def top_contributions(
     if len(ranked) > 48:
         head = np.argpartition(-ranked, EXPLAIN_TOP - 1)[:EXPLAIN_TOP]
         best = head[np.argsort(-ranked[head])].tolist()
-    else:  # a chat message: heapq over plain floats beats numpy's per-call overhead
+        top = ranked.take(best).tolist()
+    else:  # a chat message: a sort of plain floats beats numpy's per-call overhead
         values = ranked.tolist()
-        best = heapq.nlargest(EXPLAIN_TOP, range(len(values)), key=values.__getitem__)
-    return tuple(Contribution(name_of(i), float(parts[i])) for i in best if ranked[i] > 0)
+        # What heapq.nlargest returns (its documented equivalent), without its Python code.
+        best = sorted(range(len(values)), key=values.__getitem__, reverse=True)[:EXPLAIN_TOP]
+        top = [values[i] for i in best]
+    weights = top if parts is ranked else parts.take(best).tolist()
+    return tuple(
+        Contribution(name_of(i), weight)
+        for i, weight, rank in zip(best, weights, top, strict=True)
+        if rank > 0
+    )
 
 
 def premium_contributions(

@@ -14,8 +14,9 @@ word pieces by WordPiece's greedy longest match; a word with no split is left ou
 """
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,9 @@ class WordVectors:
         self.digest = digest or vectors_digest(vectors)
         self._starts = {p: i for i, p in enumerate(pieces) if not p.startswith("##")}
         self._suffixes = {p[2:]: i for i, p in enumerate(pieces) if p.startswith("##")}
-        self._split: dict[str, tuple[int, ...]] = {}
+        # Every word's pieces, whole words included, so a request looks each word up once.
+        self._split: dict[str, tuple[int, ...]] = {p: (i,) for p, i in self._starts.items()}
+        self._split_limit = len(self._split) + _CACHE_LIMIT
 
     def piece_ids(self, words: Iterable[str]) -> list[int]:
         """Return the word-piece ids of the words, in order."""
@@ -45,21 +48,24 @@ class WordVectors:
     def pieces_by_word(self, words: Iterable[str]) -> tuple[list[int], list[int], list[str]]:
         """Return the piece ids, for each piece the index of its word among the distinct words,
         and the distinct words in order of first use (an explanation names words, not pieces)."""
+        words = list(words)
         found: list[int] = []
         owners: list[int] = []
         index: dict[str, int] = {}
-        starts = self._starts
-        for word in words:
+        for word, split in zip(words, self.pieces_per_word(words), strict=True):
             owner = index.setdefault(word, len(index))
-            whole = starts.get(word)
-            if whole is not None:
-                found.append(whole)
-                owners.append(owner)
-            else:
-                split = self._word_pieces(word)
-                found.extend(split)
-                owners.extend([owner] * len(split))
+            found.extend(split)
+            owners.extend([owner] * len(split))
         return found, owners, list(index)
+
+    def pieces_per_word(self, words: Collection[str]) -> Sequence[tuple[int, ...]]:
+        """Return each word's piece ids (() for a word with no split)."""
+        if len(words) > 1:
+            try:  # every word seen before (the usual case): one call in compiled code
+                return itemgetter(*words)(self._split)
+            except KeyError:
+                pass
+        return [self._word_pieces(word) for word in words]
 
     def mean(self, ids: Sequence[int]) -> np.ndarray:
         """Return the unit mean vector of the pieces (zeros when there are none)."""
@@ -74,7 +80,7 @@ class WordVectors:
         if known is not None:
             return known
         pieces = self._greedy(word) if len(word) <= _MAX_WORD_CHARS else ()
-        if len(self._split) < _CACHE_LIMIT:
+        if len(self._split) < self._split_limit:
             self._split[word] = pieces
         return pieces
 

@@ -11,6 +11,7 @@ verdict keeps of a feature instead of its words.
 import hashlib
 from collections import Counter
 from collections.abc import Mapping
+from itertools import repeat
 
 import numpy as np
 
@@ -24,15 +25,6 @@ def counted(found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     counts = Counter(found.tolist())  # a chat message: cheaper than numpy's sort and diff
     ids = sorted(counts)
     return np.array(ids, dtype=np.int64), np.array([counts[i] for i in ids], dtype=np.int64)
-
-
-class _WordNumbers(dict):
-    """Word -> number; a word not in the vocabulary is `unknown` (no exception, no branch)."""
-
-    unknown = 0
-
-    def __missing__(self, word: str) -> int:
-        return self.unknown
 
 
 class NgramLookup:
@@ -55,33 +47,39 @@ class NgramLookup:
         for name in vocabulary:
             if " " not in name:
                 words.setdefault(name, len(words))
-        self.words = _WordNumbers(words)
-        self.words.unknown = len(words)
+        self.words = words  # a word not in it is number len(words), "unknown"
         self.width = len(words) + 1
-        self.unigram = np.full(len(words) + 1, -1, dtype=np.int64)  # the last: unknown word
+        # Feature ids as int32 where they sit in tables a request reads at random (half the
+        # cache lines); the ids returned are int64 (the shape features' array promotes them).
+        self.unigram = np.full(len(words) + 1, -1, dtype=np.int32)  # the last: unknown word
         for name, number in words.items():
             self.unigram[number] = vocabulary.get(name, -1)
+        # A bigram's key is its two word numbers as one int: int32 while they fit, so the
+        # sorted keys take half the cache.
+        key_type = np.int32 if self.width**2 < 2**31 else np.int64
         keys = np.array([a * self.width + b for a, b, _ in pairs], dtype=np.int64)
         order = np.argsort(keys)
-        self.pair_keys = keys[order]
-        self.pair_ids = np.array([p[2] for p in pairs], dtype=np.int64)[order]
+        self.pair_keys = keys[order].astype(key_type)
+        self.pair_ids = np.array([p[2] for p in pairs], dtype=np.int32)[order]
         self.vocabulary = vocabulary
 
     def ids(self, text: str, found_tokens: list[str]) -> np.ndarray:
         """Return the ids of the text's features; found_tokens are tokens(text)."""
         unknown = self.width - 1
         numbers = np.fromiter(
-            map(self.words.__getitem__, found_tokens), dtype=np.int64, count=len(found_tokens)
+            map(self.words.get, found_tokens, repeat(unknown)),
+            dtype=np.int64,
+            count=len(found_tokens),
         )
-        unigrams = self.unigram[numbers]
+        unigrams = self.unigram.take(numbers)
         found = [unigrams[unigrams >= 0]]
         if len(numbers) > 1 and len(self.pair_keys):
-            first, second = numbers[:-1], numbers[1:]
-            known = (first != unknown) & (second != unknown)
-            keys = first[known] * self.width + second[known]
+            # A key with the unknown word's number is no bigram's key: it finds nothing.
+            # Sorted, the searches walk the table in one direction and share cached lines.
+            keys = np.sort((numbers[:-1] * self.width + numbers[1:]).astype(self.pair_keys.dtype))
             at = np.minimum(np.searchsorted(self.pair_keys, keys), len(self.pair_keys) - 1)
-            hit = self.pair_keys[at] == keys
-            found.append(self.pair_ids[at[hit]])
+            hit = self.pair_keys.take(at) == keys
+            found.append(self.pair_ids.take(at[hit]))
         shape = [self.vocabulary[n] for n in shape_features(text) if n in self.vocabulary]
         found.append(np.array(shape, dtype=np.int64))
         return np.concatenate(found)
