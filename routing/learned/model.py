@@ -234,8 +234,9 @@ class Router:
         if not len(pieces):
             return
         repeats = np.fromiter(times.values(), dtype=np.float32, count=len(times))
-        single = len(pieces) == len(times)  # one piece per word: most messages
-        if not single or () in split:
+        # One piece per word (most messages); a word without pieces breaks the pairing.
+        single = len(pieces) == len(times) and () not in split
+        if not single:
             owner = np.repeat(np.arange(len(times)), list(map(len, split)))
             repeats = repeats.take(owner)
         total = repeats @ self.meaning.vectors.take(pieces, axis=0)

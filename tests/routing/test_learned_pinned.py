@@ -314,3 +314,15 @@ def test_committed_artifacts_predict_as_pinned(artifact):
         assert len(hashed["ngrams"]) == ngrams
         from_hashes = router.needs_premium_from(dict(hashed["ngrams"]), hashed["signals"])
         assert from_hashes == pytest.approx(needs_premium, abs=1e-4)
+
+
+def test_a_word_without_word_pieces_has_no_share_of_the_meaning():
+    # given a pieceless word beside one that splits into two pieces: as many pieces as words
+    router = load_router(str(ARTIFACTS / f"{sorted(PINNED)[-1]}.npz"))
+    pieces = router.meaning.pieces_per_word({"ä": 1, "babes": 1})
+    assert [len(p) for p in pieces] == [0, 2]
+    # when the meaning vector's shares are split by word
+    shares, names = router._meaning_parts(["ä", "babes"])
+    # then the pieceless word has none; the other word has all of them
+    assert names == ["meaning:ä", "meaning:babes"]
+    assert not shares[0].any() and shares[1].any()
