@@ -18,14 +18,6 @@ class BatchStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
-BATCH_FINAL = (
-    BatchStatus.COMPLETED,
-    BatchStatus.FAILED,
-    BatchStatus.EXPIRED,
-    BatchStatus.CANCELLED,
-)
-
-
 class BatchJob(models.Model):
     """A caller's batch of deferrable requests; its items are sent through the provider's
     Batch API, one provider batch per model, and billed at the batch price."""

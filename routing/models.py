@@ -327,7 +327,6 @@ class FeatureFlag(models.Model):
 # Rows of other concerns live in modules of their own; Django finds them through here, and
 # `from routing.models import X` keeps working for each of them.
 from routing.batch_models import (  # noqa: E402, F401
-    BATCH_FINAL,
     BatchItem,
     BatchItemStatus,
     BatchJob,

@@ -16,6 +16,7 @@ word pieces by WordPiece's greedy longest match; a word with no split is left ou
 import hashlib
 from collections.abc import Collection, Iterable, Sequence
 from functools import lru_cache
+from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 
@@ -43,7 +44,7 @@ class WordVectors:
 
     def piece_ids(self, words: Iterable[str]) -> list[int]:
         """Return the word-piece ids of the words, in order."""
-        return self.pieces_by_word(words)[0]
+        return list(chain.from_iterable(self.pieces_per_word(list(words))))
 
     def pieces_by_word(self, words: Iterable[str]) -> tuple[list[int], list[int], list[str]]:
         """Return the piece ids, for each piece the index of its word among the distinct words,
