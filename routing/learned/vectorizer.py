@@ -10,19 +10,23 @@ verdict keeps of a feature instead of its words.
 
 import hashlib
 from collections import Counter
-from collections.abc import Mapping
-from itertools import repeat
+from collections.abc import Mapping, Sequence
+from itertools import chain, repeat
 
 import numpy as np
 
 from routing.learned.features import shape_features, text_features
 
+# Up to this many tokens (a chat message), features are found by name in the vocabulary and
+# counted with a Counter: cheaper than numpy's fixed cost per call, which pays off on long texts.
+SHORT_TEXT_TOKENS = 64
 
-def counted(found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+
+def counted(found: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return the distinct ids, sorted, and how often each occurs (np.unique's answer)."""
-    if len(found) > 64:
+    if len(found) > SHORT_TEXT_TOKENS:
         return np.unique(found, return_counts=True)
-    counts = Counter(found.tolist())  # a chat message: cheaper than numpy's sort and diff
+    counts = Counter(found.tolist() if isinstance(found, np.ndarray) else found)
     ids = sorted(counts)
     return np.array(ids, dtype=np.int64), np.array([counts[i] for i in ids], dtype=np.int64)
 
@@ -62,6 +66,15 @@ class NgramLookup:
         self.pair_keys = keys[order].astype(key_type)
         self.pair_ids = np.array([p[2] for p in pairs], dtype=np.int32)[order]
         self.vocabulary = vocabulary
+
+    def counted_ids(self, text: str, found_tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Return the distinct ids of the text's features, sorted, and how often each occurs;
+        found_tokens are tokens(text)."""
+        if len(found_tokens) > SHORT_TEXT_TOKENS:
+            return counted(self.ids(text, found_tokens))
+        bigrams = map(" ".join, zip(found_tokens, found_tokens[1:], strict=False))
+        names = chain(found_tokens, bigrams, shape_features(text))
+        return counted([i for i in map(self.vocabulary.get, names) if i is not None])
 
     def ids(self, text: str, found_tokens: list[str]) -> np.ndarray:
         """Return the ids of the text's features; found_tokens are tokens(text)."""
