@@ -234,17 +234,24 @@ class Router:
         if not len(pieces):
             return
         repeats = np.fromiter(times.values(), dtype=np.float32, count=len(times))
-        # One piece per word (most messages); a word without pieces breaks the pairing.
-        single = len(pieces) == len(times) and () not in split
-        if not single:
+        # Most messages: one piece per word, or none (an emoji); then a word's share is its
+        # piece's, written to its row, with no sums per word.
+        one_each = len(pieces) + split.count(()) == len(times)
+        owner = None
+        if not one_each:
             owner = np.repeat(np.arange(len(times)), list(map(len, split)))
+        elif len(pieces) < len(times):
+            owner = np.array([i for i, word_pieces in enumerate(split) if word_pieces])
+        if owner is not None:
             repeats = repeats.take(owner)
         total = repeats @ self.meaning.vectors.take(pieces, axis=0)
         scale = repeats / (float(np.sqrt(total @ total)) or 1.0)
         projected = self._meaning_projection.take(pieces, axis=0)[:, :_PREMIUM]
         piece_shares = projected * scale[:, None]
-        if single:
+        if owner is None:
             shares[:, :_PREMIUM] = piece_shares
+        elif one_each:
+            shares[owner, :_PREMIUM] = piece_shares
         elif len(pieces) <= 32:
             np.add.at(shares[:, :_PREMIUM], owner, piece_shares)
         else:  # the same sums in the same order on the flat view: half the cost on long texts
