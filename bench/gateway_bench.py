@@ -18,6 +18,8 @@ every wait is bounded, everything listens on 127.0.0.1 only.
     .venv/bin/python bench/gateway_bench.py --quick          # CI: proves it works (~2 min)
     .venv/bin/python bench/gateway_bench.py                  # 3 reps x 10 s per point
     .venv/bin/python bench/gateway_bench.py --baseline-tree ../main-worktree   # A/B in one run
+    .venv/bin/python bench/gateway_bench.py --baseline-tree ../old --baseline-own-db   # across
+                                                              # a schema change: own database
 """
 
 import argparse
@@ -97,14 +99,15 @@ def _stat_ticks(pid: int, *, children: bool = False) -> int | None:
 
 
 class DatabaseCpuSampler(threading.Thread):
-    """Samples, every `interval_s`, the CPU of the PostgreSQL backends serving one database
-    (children of the postmaster whose title names it), the postmaster's reaped-children CPU
-    (every database: backends that ended between two samples land there) and the database's
-    session count, so each wrk run's window can be charged afterwards."""
+    """Samples, every `interval_s`, the CPU of the PostgreSQL backends serving the bench's
+    databases (children of the postmaster whose title names one), the postmaster's
+    reaped-children CPU (every database: backends that ended between two samples land there)
+    and the databases' session count, so each wrk run's window can be charged afterwards (one
+    target runs at a time, so a window's CPU is its target's)."""
 
-    def __init__(self, *, server_url: str, database: str, interval_s: float = 0.1) -> None:
+    def __init__(self, *, server_url: str, databases: list[str], interval_s: float = 0.1) -> None:
         super().__init__(name="db-cpu-sampler", daemon=True)
-        self.database, self.interval_s = database, interval_s
+        self.databases, self.interval_s = databases, interval_s
         self.conn = psycopg.connect(f"{server_url}/postgres", autocommit=True)
         backend_pid = self.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         with open(f"/proc/{backend_pid}/stat") as f:
@@ -118,12 +121,13 @@ class DatabaseCpuSampler(threading.Thread):
                 pids = [int(p) for p in f.read().split()]
         except OSError:
             return []
-        marker = f" {self.database} ".encode()
+        markers = [f" {database} ".encode() for database in self.databases]
         mine = []
         for pid in pids:
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if marker in f.read():
+                    title = f.read()
+                    if any(marker in title for marker in markers):
                         mine.append(pid)
             except OSError:
                 pass
@@ -131,7 +135,7 @@ class DatabaseCpuSampler(threading.Thread):
 
     def _sessions(self) -> int:
         row = self.conn.execute(
-            "SELECT sessions FROM pg_stat_database WHERE datname = %s", [self.database]
+            "SELECT sum(sessions) FROM pg_stat_database WHERE datname = ANY(%s)", [self.databases]
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
@@ -272,6 +276,29 @@ def print_ttfb(rows: list[dict]) -> None:
             )
 
 
+def bench_database_prepare(env: dict, *, rate_limit: int | None, tree: Path = ROOT) -> str:
+    """Migrate and seed the database of `env` with the checkout `tree`; return a new API key.
+    Pinned stub models pass through unchanged; every request must reach the upstream."""
+    manage(env, "migrate", "--noinput", "-v0", tree=tree)
+    manage(env, "seed_policy", tree=tree)
+    key = manage(env, "create_api_key", "gateway-bench", tree=tree).strip().splitlines()[-1]
+    manage(
+        env,
+        "shell",
+        "-c",
+        "from routing.models import ApiKey, FeatureFlag, ModelProfile\n"
+        "from routing.policy_versions import policy_version_create\n"
+        f"for name in ({DELAY_MODEL!r}, {CHUNK_DELAY_MODEL!r}):\n"
+        "    m = ModelProfile.objects.get(name='gpt-4o-mini'); m.pk = None; m.name = name\n"
+        "    m.save()\n"
+        "FeatureFlag.objects.filter(name='response_cache').update(enabled=False)\n"
+        f"ApiKey.objects.filter(name='gateway-bench').update(rate_limit_per_minute={rate_limit})\n"
+        "policy_version_create(actor='gateway-bench', comment='bench models, no cache')\n",
+        tree=tree,
+    )
+    return key
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 s per point, one rep (CI)")
@@ -302,9 +329,17 @@ def main() -> None:
         help="A/B: also run the routers of this checkout (e.g. a worktree of main) as base_w<N>, "
         "on the same database, stub and key, interleaved with this tree's in every wrk round",
     )
+    parser.add_argument(
+        "--baseline-own-db",
+        action="store_true",
+        help="with --baseline-tree: the baseline gets a database, Redis db (the next number) and "
+        "key of its own, migrated by its own code: an A/B across schema changes",
+    )
     parser.add_argument("--hold", type=float, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     reps, duration, warmup = (1, 2, 1) if args.quick else (args.reps, args.duration, 3)
+    if args.baseline_own_db and not args.baseline_tree:
+        raise SystemExit("--baseline-own-db needs --baseline-tree")
     for url in (args.pg_url, args.redis_url):
         if urlparse(url).hostname not in ("127.0.0.1", "localhost"):
             raise SystemExit(f"refusing a non-loopback server: {url}")
@@ -339,29 +374,31 @@ def main() -> None:
     env.pop("GUNICORN_ACCESS_LOG", None)
     env.update(item.split("=", 1) for item in args.env)
     env.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken"))
+    baseline_env, baseline_database, base_cache = None, f"{database}_base", cache
+    if args.baseline_own_db:
+        redis_url = urlparse(args.redis_url)
+        base_redis = redis_url._replace(path=f"/{int(redis_url.path.strip('/') or 0) + 1}").geturl()
+        baseline_env = {
+            **env,
+            "DATABASE_URL": f"{args.pg_url}/{baseline_database}",
+            "REDIS_URL": base_redis,
+            "CACHE_URL": base_redis.replace("redis://", "rediscache://"),
+        }
+        base_cache = redis.Redis.from_url(base_redis)
 
     processes: list[subprocess.Popen] = []
     sampler = None
     database_create(args.pg_url, database)
     cache.flushdb()
     try:
-        manage(env, "migrate", "--noinput", "-v0")
-        manage(env, "seed_policy")
-        key = manage(env, "create_api_key", "gateway-bench").strip().splitlines()[-1]
-        # Pinned stub models pass through unchanged; every request must reach the upstream.
-        manage(
-            env,
-            "shell",
-            "-c",
-            "from routing.models import ApiKey, FeatureFlag, ModelProfile\n"
-            "from routing.policy_versions import policy_version_create\n"
-            f"for name in ({DELAY_MODEL!r}, {CHUNK_DELAY_MODEL!r}):\n"
-            "    m = ModelProfile.objects.get(name='gpt-4o-mini'); m.pk = None; m.name = name\n"
-            "    m.save()\n"
-            "FeatureFlag.objects.filter(name='response_cache').update(enabled=False)\n"
-            f"ApiKey.objects.filter(name='gateway-bench').update(rate_limit_per_minute={args.rate_limit})\n"
-            "policy_version_create(actor='gateway-bench', comment='bench models, no cache')\n",
-        )
+        key = bench_database_prepare(env, rate_limit=args.rate_limit)
+        keys = {"router": key, "base": key}
+        if baseline_env is not None:  # the baseline's schema differs: its own database and key
+            database_create(args.pg_url, baseline_database)
+            base_cache.flushdb()
+            keys["base"] = bench_database_prepare(
+                baseline_env, rate_limit=args.rate_limit, tree=Path(args.baseline_tree).resolve()
+            )
 
         stub = start(
             [PYTHON, str(SHARED_BENCH / "stub_upstream.py"), "--port", str(stub_port)],
@@ -381,7 +418,7 @@ def main() -> None:
                 port = free_port()
                 prom_dir = workdir / f"prometheus-{name}"
                 server_env = {
-                    **env,
+                    **(baseline_env if label == "base" and baseline_env else env),
                     "WEB_CONCURRENCY": str(workers),
                     "BIND": f"127.0.0.1:{port}",
                     "PROMETHEUS_MULTIPROC_DIR": str(prom_dir),
@@ -397,23 +434,24 @@ def main() -> None:
                 wait_for_port(port, server)
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
                 routers[name] = url
-                targets.append(f"{name}={url}@{key}#{server.pid}")
+                targets.append(f"{name}={url}@{keys[label]}#{server.pid}")
 
         hello = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}]}
         for name, url in routers.items():
             # The first request loads the router model: slow on a busy host.
-            status, body = post(url, key, hello, timeout_s=60)
+            status, body = post(url, keys[name.split("_")[0]], hello, timeout_s=60)
             bad_status, _ = post(url, "hz_not-a-key", hello)
             print(f"{name}: smoke request {status}, bad key {bad_status}")
             if status != 200:
                 raise SystemExit(f"{name} answered {status}: {body[:300]!r}")
         if args.hold:  # profiling aid: keep everything up for this long, then stop
-            print(json.dumps({"key": key, "stub": stub_port, "routers": routers}), flush=True)
+            print(json.dumps({"keys": keys, "stub": stub_port, "routers": routers}), flush=True)
             time.sleep(args.hold)
             return
 
         speed_before = host_speed()
-        sampler = DatabaseCpuSampler(server_url=args.pg_url, database=database)
+        databases = [database, *([baseline_database] if baseline_env is not None else [])]
+        sampler = DatabaseCpuSampler(server_url=args.pg_url, databases=databases)
         sampler.sample()
         sampler.start()
         files = []
@@ -511,6 +549,10 @@ def main() -> None:
         database_drop(args.pg_url, database)
         cache.flushdb()
         cache.close()
+        if baseline_env is not None:
+            database_drop(args.pg_url, baseline_database)
+            base_cache.flushdb()
+            base_cache.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -33,10 +33,11 @@ def wait_for_port(
     raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
 
 
-def manage(env: dict, *args: str) -> str:
-    """Run a manage.py command of this project; return what it printed."""
+def manage(env: dict, *args: str, tree: Path = ROOT) -> str:
+    """Run a manage.py command of this project (or of the checkout `tree`); return what it
+    printed."""
     done = subprocess.run(  # noqa: S603 - our own manage.py
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        [PYTHON, "manage.py", *args], cwd=tree, env=env, check=True, capture_output=True, text=True
     )
     return done.stdout
 
