@@ -7,7 +7,8 @@ with --reuse-db:
     .venv/bin/python bench/ledger_insert_bench.py --rows 2000 --rounds 7
 Each round inserts `rows` rows per variant inside a transaction rolled back, the variants
 alternating (A B, then B A), and the medians over rounds are printed. A profiled pass then
-counts psycopg's query conversions that bypass its cache (_query2pg_nocache).
+counts psycopg's query conversions that bypass its cache (_query2pg_nocache, or
+_query2pg_client_nocache with DATABASE_SERVER_SIDE_BINDING=false).
 """
 
 import argparse
@@ -83,7 +84,8 @@ def _nocache_calls(insert, rows: int) -> int:
         profile.disable()
         transaction.set_rollback(True)
     stats = pstats.Stats(profile).stats
-    return sum(s[1] for (_, _, name), s in stats.items() if name == "_query2pg_nocache")
+    uncached = {"_query2pg_nocache", "_query2pg_client_nocache"}  # server- and client-side
+    return sum(s[1] for (_, _, name), s in stats.items() if name in uncached)
 
 
 def main() -> None:
@@ -106,7 +108,7 @@ def main() -> None:
         calls = _nocache_calls(insert, 200)
         print(
             f"{name}: median {wall:.1f} us per insert, {cpu:.1f} us of this process's CPU; "
-            f"_query2pg_nocache calls in 200 inserts: {calls}"
+            f"uncached parses (_query2pg[_client]_nocache) in 200 inserts: {calls}"
         )
 
 
