@@ -34,17 +34,21 @@ from tests.factories import ApiKeyFactory, PolicyVersionFactory, UsageRecordFact
 from usage import services  # noqa: E402
 from usage.models import UsageRecord  # noqa: E402
 
+_one_param_per_column_sql: list[str] = []
+
 
 def _insert_one_param_per_column(record: UsageRecord) -> None:
-    """The INSERT as it was: VALUES with a parameter per column."""
+    """The INSERT as it was: VALUES with a parameter per column, the SQL built once."""
     fields = services._LEDGER_FIELDS
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    values = ", ".join(["%s"] * len(fields))
-    sql = f'INSERT INTO "usage_usagerecord" ({columns}) VALUES ({values}) RETURNING "id"'  # noqa: S608
+    if not _one_param_per_column_sql:
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(f.column) for f in fields)
+        values = ", ".join(["%s"] * len(fields))
+        sql = f'INSERT INTO "usage_usagerecord" ({columns}) VALUES ({values}) RETURNING "id"'  # noqa: S608
+        _one_param_per_column_sql.append(sql)
     params = [f.get_db_prep_save(getattr(record, f.attname), connection) for f in fields]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_one_param_per_column_sql[0], params)
         record.pk = cursor.fetchone()[0]
 
 
