@@ -100,10 +100,11 @@ _LEDGER_FIELDS = [f for f in UsageRecord._meta.concrete_fields if not f.primary_
 # On PostgreSQL the numbers travel as one array parameter per column type, unpacked in the
 # SQL: psycopg caches the parsing of a statement of at most 50 parameters only (its
 # MAX_CACHED_STATEMENT_PARAMS), and parses the ledger's 58 again for every row otherwise.
-# Per column type, not one bigint[] for all: psycopg dumps a list of one type only (Django
-# hands smallint values as Int2, integer ones as Int4), and an array of its columns' own type
-# rounds and overflows as they do. Text keeps a parameter per column: a varchar(n) cast
-# would truncate what the column refuses.
+# Per type, not one bigint[] for all: psycopg dumps a list of one Python type only (Django
+# hands smallint values as Int2, integer ones as Int4). The arrays' types have no modifier
+# (numeric[], not numeric(20, 10)[]): the columns round and check each value as they do a
+# parameter in VALUES, and the server does not map the whole array through a cast first.
+# Text keeps a parameter per column.
 _LEDGER_ARRAY_FIELDS = (DecimalField, IntegerField)
 
 
@@ -133,17 +134,17 @@ def _ledger_insert_build(*, fields: list[Field], connection: BaseDatabaseWrapper
         # Names from the model, quoted; values are parameters.
         sql = f"INSERT INTO {table} ({columns}) VALUES ({values}) RETURNING {pk}"  # noqa: S608
         return _LedgerInsert(sql=sql, scalars=tuple(range(len(fields))), arrays=())
-    arrays: dict[str, list[int]] = {}  # column type -> positions of its fields
+    arrays: dict[str, list[int]] = {}  # array type -> positions of its fields
     expressions = []
     for position, field in enumerate(fields):
         if not isinstance(field, _LEDGER_ARRAY_FIELDS):
             expressions.append("%s")
             continue
-        db_type = field.db_type(connection)
-        members = arrays.setdefault(db_type, [])
+        array_type = field.db_type(connection).split("(")[0]  # numeric(20, 10) -> numeric
+        members = arrays.setdefault(array_type, [])
         members.append(position)
-        expressions.append(f"v.array_{list(arrays).index(db_type)}[{len(members)}]")
-    unpacked = ", ".join(f"%s::{db_type}[] AS array_{i}" for i, db_type in enumerate(arrays))
+        expressions.append(f"v.array_{list(arrays).index(array_type)}[{len(members)}]")
+    unpacked = ", ".join(f"%s::{t}[] AS array_{i}" for i, t in enumerate(arrays))
     # INSERT ... SELECT gives the select list's untyped parameters (text) their columns'
     # types, as VALUES does.
     # Names from the model, quoted; values are parameters.

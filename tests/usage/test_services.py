@@ -281,9 +281,14 @@ def test_ledger_numbers_travel_in_one_array_per_column_type_on_postgresql():
     in_arrays = [i for members in statement.arrays for i in members]
     assert sorted(in_arrays) == sorted(numbers)
     assert set(statement.scalars) == set(range(len(_LEDGER_FIELDS))) - numbers
-    array_types = [{_LEDGER_FIELDS[i].db_type(pg) for i in members} for members in statement.arrays]
+
+    def column_type(i: int) -> str:
+        return _LEDGER_FIELDS[i].db_type(pg).split("(")[0]  # numeric(20, 10) -> numeric
+
+    array_types = [{column_type(i) for i in members} for members in statement.arrays]
     assert all(len(types) == 1 for types in array_types)
     assert len({types.pop() for types in array_types}) == len(statement.arrays)
+    assert "%s::numeric[] AS" in statement.sql and "numeric(" not in statement.sql
 
 
 def test_a_new_number_column_joins_the_array_of_its_type_with_no_edit():
