@@ -166,7 +166,7 @@ def _ledger_insert(record: UsageRecord) -> None:
     """INSERT one ledger row with the SQL built once. The ORM's save() compiles the statement
     of its 58 columns for every row: a third of the ledger's CPU per request (240 -> 146 us
     measured on PostgreSQL, with 42 columns then). On PostgreSQL its numbers travel in arrays,
-    so that psycopg caches the statement's parsing too (333 -> 286 us of CPU a row,
+    so that psycopg caches the statement's parsing too (388 -> 319 us of CPU a row,
     bench/ledger_insert_bench.py). Each value goes through its field's get_db_prep_save, as in
     save(), so the row is the one the ORM would have written (tests compare both)."""
     # The connection itself, not its proxy: each of the proxy's attributes is a look-up in
