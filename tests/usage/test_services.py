@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
 from django.db.models import Count, Sum
 from prometheus_client import REGISTRY
 
@@ -238,3 +239,179 @@ def test_usage_record_writes_the_row_the_orm_would(as_json):
     assert written.pk is not None and not written._state.adding
     assert read(written.pk) == read(by_orm.pk)
     assert read(written.pk)["cost_usd"] == Decimal("0.0000123456")
+
+
+def _sql_only(engine: str):
+    """A connection of another vendor that builds SQL without ever connecting."""
+    from django.db import connection
+    from django.utils.module_loading import import_string
+
+    wrapper = import_string(f"{engine}.base.DatabaseWrapper")
+    return wrapper({**connection.settings_dict, "ENGINE": engine}, alias=f"sql-only-{engine}")
+
+
+def test_ledger_insert_stays_within_what_psycopg_caches_on_postgresql():
+    # given the ledger's fields and a PostgreSQL connection
+    from usage.services import _LEDGER_FIELDS, _ledger_insert_build
+
+    # when its INSERT is built
+    statement = _ledger_insert_build(
+        fields=_LEDGER_FIELDS, connection=_sql_only("django.db.backends.postgresql")
+    )
+    # then psycopg caches its parsing: at most 50 parameters, 4096 bytes
+    # (psycopg._queries.MAX_CACHED_STATEMENT_PARAMS and MAX_CACHED_STATEMENT_LENGTH)
+    assert statement.sql.count("%s") == len(statement.scalars) + len(statement.arrays) <= 50
+    assert len(statement.sql.encode()) <= 4096
+
+
+def test_ledger_numbers_travel_in_one_array_per_column_type_on_postgresql():
+    # given
+    from django.db.models import DecimalField, IntegerField
+
+    from usage.services import _LEDGER_FIELDS, _ledger_insert_build
+
+    pg = _sql_only("django.db.backends.postgresql")
+    # when
+    statement = _ledger_insert_build(fields=_LEDGER_FIELDS, connection=pg)
+    # then every decimal and integer column is in the array of its column type, once, and
+    # every other column has a parameter of its own
+    numbers = {
+        i for i, f in enumerate(_LEDGER_FIELDS) if isinstance(f, DecimalField | IntegerField)
+    }
+    in_arrays = [i for members in statement.arrays for i in members]
+    assert sorted(in_arrays) == sorted(numbers)
+    assert set(statement.scalars) == set(range(len(_LEDGER_FIELDS))) - numbers
+
+    def column_type(i: int) -> str:
+        return _LEDGER_FIELDS[i].db_type(pg).split("(")[0]  # numeric(20, 10) -> numeric
+
+    array_types = [{column_type(i) for i in members} for members in statement.arrays]
+    assert all(len(types) == 1 for types in array_types)
+    assert len({types.pop() for types in array_types}) == len(statement.arrays)
+    assert "%s::numeric[] AS" in statement.sql and "numeric(" not in statement.sql
+
+
+def test_a_new_number_column_joins_the_array_of_its_type_with_no_edit():
+    # given the ledger's fields and two new columns, an amount and a count
+    from django.db.models import DecimalField, PositiveIntegerField
+
+    from huntaze.money import USD_FIELD
+    from usage.services import _LEDGER_FIELDS, _ledger_insert_build
+
+    new_amount, new_count = DecimalField(**USD_FIELD), PositiveIntegerField()
+    for field, name in ((new_amount, "cost_new_usd"), (new_count, "new_tokens")):
+        field.set_attributes_from_name(name)
+        field.model = UsageRecord
+    fields = [*_LEDGER_FIELDS, new_amount, new_count]
+    pg = _sql_only("django.db.backends.postgresql")
+    # when
+    before = _ledger_insert_build(fields=_LEDGER_FIELDS, connection=pg)
+    after = _ledger_insert_build(fields=fields, connection=pg)
+
+    # then each travels with the columns of its type, and the parameters are as many
+    def array_of(statement, name: str) -> int:
+        position = next(i for i, f in enumerate(fields) if f.name == name)
+        return next(n for n, members in enumerate(statement.arrays) if position in members)
+
+    assert array_of(after, "cost_new_usd") == array_of(after, "cost_usd")
+    assert array_of(after, "new_tokens") == array_of(after, "input_tokens")
+    assert after.sql.count("%s") == before.sql.count("%s")
+    assert '"cost_new_usd", "new_tokens") SELECT' in after.sql
+
+
+def test_other_databases_keep_a_parameter_per_column():
+    # given
+    from usage.services import _LEDGER_FIELDS, _ledger_insert_build
+
+    # when
+    statement = _ledger_insert_build(
+        fields=_LEDGER_FIELDS, connection=_sql_only("django.db.backends.sqlite3")
+    )
+    # then
+    assert statement.arrays == ()
+    assert statement.sql.count("%s") == len(_LEDGER_FIELDS)
+    assert " VALUES (%s, " in statement.sql
+
+
+def _ledger_fields(**overrides) -> dict:
+    row = UsageRecordFactory.build(
+        api_key=ApiKeyFactory(), policy_version=PolicyVersionFactory(), **overrides
+    )
+    return {f.attname: getattr(row, f.attname) for f in UsageRecord._meta.concrete_fields[1:]}
+
+
+def _columns_as_text(pk: int) -> dict:
+    """Every column but the keys as the database itself writes it out."""
+    from django.db import connection
+
+    columns = [
+        f.column for f in UsageRecord._meta.concrete_fields if f.column not in {"id", "request_id"}
+    ]
+    quote = connection.ops.quote_name
+    selected = ", ".join(f"CAST({quote(c)} AS TEXT)" for c in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {selected} FROM usage_usagerecord WHERE id = %s", [pk])  # noqa: S608
+        return dict(zip(columns, cursor.fetchone(), strict=True))
+
+
+def test_usage_record_writes_each_column_as_the_orm_would_at_the_edges():
+    # given amounts past their columns' places, counts at their columns' limits, empty keys
+    fields = _ledger_fields(
+        cost_usd=Decimal("0.00000000005"),  # past the column's 10 places
+        cost_output_usd=Decimal("-0.00000000004999"),
+        price_output_per_mtok_usd=Decimal("99999999.99994"),  # rounds to its column's largest
+        input_tokens=2**31 - 1,
+        attempts=32767,
+        complexity=0.1 + 0.2,
+        price=None,
+        experiment=None,
+        explanation={"top": [["word", 0.125]], "nested": {"é": None}},
+        created_at=datetime(2026, 11, 24, 12, 0, 30, 123456, tzinfo=UTC),
+    )
+    # when
+    written = usage_record(**fields)
+    by_orm = UsageRecord.objects.create(**{**fields, "request_id": "req_orm"})
+    # then
+    assert _columns_as_text(written.pk) == _columns_as_text(by_orm.pk)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"output_tokens": -1},
+        {"cost_usd": Decimal("1e10")},
+        {"latency_ms": "12.5"},
+        {"model": "m" * 101},
+    ],
+    ids=lambda bad: next(iter(bad)),
+)
+def test_usage_record_refuses_what_the_orm_refuses_the_same_way(bad):
+    # given a row with one value its column cannot hold
+    fields = _ledger_fields(**bad)
+    # when it goes through usage_record and through the ORM
+    by_service = _refusal(lambda: usage_record(**fields))
+    by_orm = _refusal(lambda: UsageRecord.objects.create(**{**fields, "request_id": "req_orm"}))
+    # then both refuse it with the same error (or, where the database stores it, both keep it)
+    assert by_service is by_orm
+
+
+@pytest.mark.parametrize("count", [2**31, 2**32 + 5, 2**63], ids=["2^31", "2^32+5", "2^63"])
+def test_usage_record_stores_a_count_as_given_or_refuses_it(count):
+    # given a count past its column's integer (the ORM's save() sends an int4 in binary on
+    # PostgreSQL with server-side binding, which psycopg's C dumper wraps: 2**32 + 5 -> 5)
+    fields = _ledger_fields(input_tokens=count, request_id="req_big")
+    # when
+    refused = _refusal(lambda: usage_record(**fields))
+    # then it is refused (DataError from PostgreSQL), or kept exactly (SQLite's 64 bits)
+    stored = UsageRecord.objects.filter(request_id="req_big").values_list("input_tokens").first()
+    assert (stored is None) if refused else (stored == (count,))
+
+
+def _refusal(write) -> type[Exception] | None:
+    """The class of the error `write` raised, None if it wrote (in a savepoint either way)."""
+    try:
+        with transaction.atomic():
+            write()
+    except Exception as exc:  # noqa: BLE001
+        return type(exc)
+    return None
