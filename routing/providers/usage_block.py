@@ -14,25 +14,37 @@ USAGE_FIELDS = (
 )
 
 
+# The ledger's count columns hold 0 .. 2**31 - 1. A count an upstream reports outside them is
+# recorded at the nearer bound: a row refused for it would be a request lost from the ledger,
+# and a 32-bit driver encoder would wrap it into a small, wrong number.
+MAX_COUNT = 2**31 - 1
+
+
+def _bounded(value: object) -> int:
+    count = int(value)
+    return 0 if count < 0 else MAX_COUNT if count > MAX_COUNT else count
+
+
 def _count(block: dict, *names: str) -> int:
     """The first of `names` the block reports, as a count (0 when none)."""
     for name in names:
         if block.get(name) is not None:
-            return int(block[name])
+            return _bounded(block[name])
     return 0
 
 
 def usage_parse(usage: dict, *, service_tier: object = None) -> dict:
     """Return the billed tokens of an OpenAI usage block (USAGE_FIELDS), clamped so that cache
-    reads and writes fit in the prompt and reasoning in the completion.
+    reads and writes fit in the prompt and reasoning in the completion, every count within
+    0 .. MAX_COUNT.
 
     Cache writes are part of prompt_tokens, as OpenAI-compatible gateways count them:
     prompt_tokens_details.cache_write_tokens (OpenRouter), or cache_creation_input_tokens
     there or at the top (Anthropic-style); a `cache_creation` split by lifetime
     (ephemeral_5m_input_tokens / ephemeral_1h_input_tokens) says which were 1-hour writes.
     OpenAI reports none: its cache writes bill as ordinary input."""
-    prompt = int(usage.get("prompt_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or 0)
+    prompt = _count(usage, "prompt_tokens")
+    completion = _count(usage, "completion_tokens")
     details = usage.get("prompt_tokens_details") or {}
     cached = min(_count(details, "cached_tokens"), prompt)
     by_lifetime = usage.get("cache_creation") or {}
