@@ -223,3 +223,44 @@ def test_a_line_separator_inside_a_json_string_does_not_end_the_line():
     event = 'data: {"content":"one\u2028two"}\n\n'.encode()
     # then its payload is the whole line, as sent
     assert payloads_of(event[:20], event[20:]) == [event[6:-2]]
+
+
+def test_stream_events_are_relayed_as_sent_and_bad_utf8_read_as_before(monkeypatch):
+    # given an upstream whose events hold U+2028 and, in one, bytes that are not UTF-8
+    import httpx2
+    import openai
+
+    from routing.providers import chat
+
+    events = [
+        'data: {"choices":[{"delta":{"content":"a\u2028b"}}]}\r\n\r\n'.encode(),
+        b'data: {"choices":[{"delta":{"content":"c\xffd"}}]}\n\n',
+        b"data: [DONE]\n\n",
+    ]
+
+    def answer(request):
+        return httpx2.Response(
+            200, headers={"content-type": "text/event-stream"}, content=b"".join(events)
+        )
+
+    def client_for(model):
+        http_client = httpx2.AsyncClient(transport=httpx2.MockTransport(answer))
+        return openai.AsyncOpenAI(
+            api_key="k", base_url="http://up.invalid/v1", http_client=http_client
+        ), False
+
+    monkeypatch.setattr(chat, "_async_client_for", client_for)
+
+    async def stream():
+        upstream = await achat_stream_open(model=MODEL, messages=MESSAGES, max_tokens=20)
+        return [chunk async for chunk in upstream.chunks]
+
+    # when the stream is read
+    chunks = asyncio.run(stream())
+
+    # then the first event is passed on byte for byte, and the bad bytes became U+FFFD
+    assert chunks[0].raw == events[0][6:-4]
+    assert chunks[0].data["choices"][0]["delta"]["content"] == "a\u2028b"
+    assert chunks[1].data["choices"][0]["delta"]["content"] == "c\ufffdd"
+    assert chunks[1].raw == '{"choices":[{"delta":{"content":"c\ufffdd"}}]}'.encode()
+    assert len(chunks) == 2
