@@ -359,23 +359,23 @@ async def achat_stream_open(
 
     async def chunks():
         try:
-            # Closed as soon as [DONE] is read, not when the garbage collector finds the
-            # abandoned generators (a task of its own on the event loop).
-            async with contextlib.aclosing(sse_data_payloads(response.aiter_bytes())) as events:
-                async for payload in events:
-                    if payload == b"[DONE]":
-                        return
-                    try:
-                        data = json.loads(payload)
-                    except UnicodeDecodeError:  # as text decoding did: U+FFFD, relayed
-                        payload = payload.decode(errors="replace").encode()
-                        data = json.loads(payload)
-                    if not isinstance(data, dict):
-                        raise ValueError("an event that is not a JSON object")
-                    if data.get("error"):
-                        message = (data["error"] or {}).get("message") or "stream error"
-                        raise ProviderError(f"{model.name} stream failed: {message}")
-                    yield UpstreamChunk(payload, data)
+            # Not closed here at [DONE]: closed before the end of the body is read, the
+            # response's connection is dropped instead of pooled. The event loop closes the
+            # abandoned generators a little later (their finalizer), as it always did.
+            async for payload in sse_data_payloads(response.aiter_bytes()):
+                if payload == b"[DONE]":
+                    return
+                try:
+                    data = json.loads(payload)
+                except UnicodeDecodeError:  # as text decoding did: U+FFFD, relayed
+                    payload = payload.decode(errors="replace").encode()
+                    data = json.loads(payload)
+                if not isinstance(data, dict):
+                    raise ValueError("an event that is not a JSON object")
+                if data.get("error"):
+                    message = (data["error"] or {}).get("message") or "stream error"
+                    raise ProviderError(f"{model.name} stream failed: {message}")
+                yield UpstreamChunk(payload, data)
         except ProviderError:
             raise
         except ValueError as exc:
