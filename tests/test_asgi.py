@@ -57,6 +57,53 @@ def test_served_requests_are_freed_without_the_collector(
     assert leftovers == []
 
 
+def _read_chunks(sock: socket.socket) -> tuple[bytes, list[bytes]]:
+    """Read one chunked HTTP response: its head, then each chunk as framed on the wire."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, data = data.split(b"\r\n\r\n", 1)
+    chunks = []
+    while True:
+        while b"\r\n" not in data:
+            data += sock.recv(65536)
+        size_line, data = data.split(b"\r\n", 1)
+        size = int(size_line, 16)
+        while len(data) < size + 2:
+            data += sock.recv(65536)
+        chunk, data = data[:size], data[size + 2 :]
+        if size == 0:
+            assert data == b"", "bytes after the end of the body"
+            return head, chunks
+        chunks.append(chunk)
+
+
+def test_a_stream_sends_each_event_in_a_chunk_of_its_own_and_ends_at_done(
+    asgi_server, policy, api_key
+):
+    # given a keep-alive connection to the server
+    host, port = asgi_server.removeprefix("http://").split(":")
+    body = json.dumps({**HELLO, "stream": True}).encode()
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {api_key[1]}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        # when a stream is asked for twice on it
+        for _ in range(2):
+            sock.sendall(request)
+            head, chunks = _read_chunks(sock)
+
+            # then each event came in a chunk of its own, [DONE] last, and the body ended
+            assert head.startswith(b"HTTP/1.1 200")
+            assert all(c.startswith(b"data: {") and c.endswith(b"\n\n") for c in chunks[:-1])
+            assert all(c.count(b"\n\n") == 1 for c in chunks)
+            assert chunks[-1] == b"data: [DONE]\n\n"
+    after_response_settled()
+    assert UsageRecord.objects.filter(streamed=True).count() == 2
+
+
 # --- body limit and chunked bodies (no Content-Length) -----------------------------------
 
 MiB = 1024 * 1024

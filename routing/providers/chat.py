@@ -1,6 +1,7 @@
 """Chat completions from model providers: one call, a typed result, typed errors."""
 
 import asyncio
+import contextlib
 import json
 import logging
 import weakref
@@ -312,6 +313,29 @@ class UpstreamStream:
     close: object
 
 
+async def sse_data_payloads(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Yield the payload of each `data:` line of an event stream, as bytes, stripped; other
+    lines (blank separators, comments, event names) are skipped.
+
+    Split here, on bytes, rather than by the response's aiter_lines(): that decoded every
+    chunk to text (finding its charset in the headers first), split it with str.splitlines(),
+    which also breaks a line at U+2028 and the like (legal, unescaped, in a JSON string), and
+    each payload was encoded back to bytes to be relayed. Events are UTF-8 (the SSE format
+    says so); a line ends at CRLF, LF or CR."""
+    async with contextlib.aclosing(body) as body:
+        rest = b""
+        async for data in body:
+            rest += data
+            if b"\r" in rest:
+                rest = rest.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            *lines, rest = rest.split(b"\n")
+            for line in lines:
+                if line.startswith(b"data:"):
+                    yield line[5:].strip()
+        if rest.startswith(b"data:"):  # the last line, without its line end
+            yield rest[5:].strip()
+
+
 async def achat_stream_open(
     *, model: ModelSpec, messages: list[dict], max_tokens: int, **options: Unpack[CallOptions]
 ) -> UpstreamStream:
@@ -335,19 +359,23 @@ async def achat_stream_open(
 
     async def chunks():
         try:
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue  # blank separators, comments, event names
-                payload = line[5:].strip()
-                if payload == "[DONE]":
+            # Not closed here at [DONE]: closed before the end of the body is read, the
+            # response's connection is dropped instead of pooled. The event loop closes the
+            # abandoned generators a little later (their finalizer), as it always did.
+            async for payload in sse_data_payloads(response.aiter_bytes()):
+                if payload == b"[DONE]":
                     return
-                data = json.loads(payload)
+                try:
+                    data = json.loads(payload)
+                except UnicodeDecodeError:  # as text decoding did: U+FFFD, relayed
+                    payload = payload.decode(errors="replace").encode()
+                    data = json.loads(payload)
                 if not isinstance(data, dict):
                     raise ValueError("an event that is not a JSON object")
                 if data.get("error"):
                     message = (data["error"] or {}).get("message") or "stream error"
                     raise ProviderError(f"{model.name} stream failed: {message}")
-                yield UpstreamChunk(payload.encode(), data)
+                yield UpstreamChunk(payload, data)
         except ProviderError:
             raise
         except ValueError as exc:

@@ -15,6 +15,7 @@ from routing.providers.chat import (
     achat_complete,
     achat_stream_open,
     clients_close,
+    sse_data_payloads,
 )
 from routing.seed_data import seeded_price_rows
 
@@ -192,3 +193,74 @@ def test_the_callers_key_spares_the_sdk_a_uuid_per_call(http_sandbox, sandbox_st
     assert answer.content
     assert sandbox_state.last_request["stream"] is True
     assert not {"idempotency_key", "timeout", "timeout_s"} & sandbox_state.last_request.keys()
+
+
+def payloads_of(*reads: bytes) -> list[bytes]:
+    async def body():
+        for read in reads:
+            yield read
+
+    async def collect():
+        return [payload async for payload in sse_data_payloads(body())]
+
+    return asyncio.run(collect())
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        (b'data: {"a":1}\n\ndata: {"b":2}\n\ndata: [DONE]\n\n',),
+        (b'data: {"a":1}\r\n\r\ndata:{"b":2}\r\rdata: [DONE]',),  # CRLF, CR, no last end
+        (b'data: {"a"', b":1}\r", b'\n\n: a comment\nevent: x\ndata: {"b":2}\n', b"data: [DONE]\n"),
+    ],
+)
+def test_event_payloads_are_read_whatever_the_line_ends_and_reads(reads):
+    assert payloads_of(*reads) == [b'{"a":1}', b'{"b":2}', b"[DONE]"]
+
+
+def test_a_line_separator_inside_a_json_string_does_not_end_the_line():
+    # given an event whose text holds U+2028, unescaped (legal in JSON), split across reads
+    event = 'data: {"content":"one\u2028two"}\n\n'.encode()
+    # then its payload is the whole line, as sent
+    assert payloads_of(event[:20], event[20:]) == [event[6:-2]]
+
+
+def test_stream_events_are_relayed_as_sent_and_bad_utf8_read_as_before(monkeypatch):
+    # given an upstream whose events hold U+2028 and, in one, bytes that are not UTF-8
+    import httpx2
+    import openai
+
+    from routing.providers import chat
+
+    events = [
+        'data: {"choices":[{"delta":{"content":"a\u2028b"}}]}\r\n\r\n'.encode(),
+        b'data: {"choices":[{"delta":{"content":"c\xffd"}}]}\n\n',
+        b"data: [DONE]\n\n",
+    ]
+
+    def answer(request):
+        return httpx2.Response(
+            200, headers={"content-type": "text/event-stream"}, content=b"".join(events)
+        )
+
+    def client_for(model):
+        http_client = httpx2.AsyncClient(transport=httpx2.MockTransport(answer))
+        return openai.AsyncOpenAI(
+            api_key="k", base_url="http://up.invalid/v1", http_client=http_client
+        ), False
+
+    monkeypatch.setattr(chat, "_async_client_for", client_for)
+
+    async def stream():
+        upstream = await achat_stream_open(model=MODEL, messages=MESSAGES, max_tokens=20)
+        return [chunk async for chunk in upstream.chunks]
+
+    # when the stream is read
+    chunks = asyncio.run(stream())
+
+    # then the first event is passed on byte for byte, and the bad bytes became U+FFFD
+    assert chunks[0].raw == events[0][6:-4]
+    assert chunks[0].data["choices"][0]["delta"]["content"] == "a\u2028b"
+    assert chunks[1].data["choices"][0]["delta"]["content"] == "c\ufffdd"
+    assert chunks[1].raw == '{"choices":[{"delta":{"content":"c\ufffdd"}}]}'.encode()
+    assert len(chunks) == 2
