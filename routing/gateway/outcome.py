@@ -53,7 +53,15 @@ class Outcome:
 
     @property
     def usage(self) -> TokenUsage:
-        return TokenUsage.of(self)
+        # By name, not TokenUsage.of(self): that walks the dataclass's fields at every read.
+        return TokenUsage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cached_tokens=self.cached_tokens,
+            cache_write_5m_tokens=self.cache_write_5m_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+        )
 
 
 def outcome_from_result(

@@ -4,7 +4,8 @@ from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from routing.gateway.outcome import LedgerRow
+from routing.gateway.outcome import LedgerRow, Outcome
+from routing.pricing import TokenUsage
 
 
 def test_ledger_row_fields_are_its_columns_in_order():
@@ -46,3 +47,18 @@ def test_ledger_row_fields_are_its_columns_in_order():
     assert fields == {c.name: getattr(row, c.name) for c in dataclass_fields(LedgerRow)}
     fields["status"] = "changed"
     assert row.status == "ok"
+
+
+def test_outcome_usage_carries_every_token_count():
+    # given an outcome with every kind of token counted
+    outcome = Outcome(
+        input_tokens=100,
+        cached_tokens=40,
+        cache_write_5m_tokens=20,
+        cache_write_1h_tokens=10,
+        output_tokens=30,
+        reasoning_tokens=12,
+    )
+    # when / then: the same counts as TokenUsage reads them off any object, field by field
+    assert outcome.usage == TokenUsage.of(outcome)
+    assert {f.name for f in dataclass_fields(TokenUsage)} <= set(Outcome.__dataclass_fields__)
