@@ -35,6 +35,42 @@ LATENCY = Histogram(
 )
 
 
+class _Series:
+    """The children of one label set, looked up once per process: labels() checks the names,
+    turns the values into strings and takes a lock at each look-up, eight a call. Children
+    the call does not touch are made when first needed, as labels() would (no idle series)."""
+
+    def __init__(self, labels: tuple[str, str, str, str]) -> None:
+        self.labels = labels
+        self.requests = REQUESTS.labels(*labels)
+        self.tokens: dict[str, Counter] = {}
+        self.cost = COST.labels(*labels)
+        self.baseline = BASELINE.labels(*labels)
+        self.latency = LATENCY.labels(*labels)
+        self.cache_hits: dict[str, Counter] = {}
+        self.errors: Counter | None = None
+
+    def token_counter(self, kind: str) -> Counter:
+        counter = self.tokens.get(kind)
+        if counter is None:
+            counter = self.tokens[kind] = TOKENS.labels(*self.labels, kind)
+        return counter
+
+    def cache_hit_counter(self, kind: str) -> Counter:
+        counter = self.cache_hits.get(kind)
+        if counter is None:
+            counter = self.cache_hits[kind] = CACHE_HITS.labels(*self.labels, kind)
+        return counter
+
+    def error_counter(self) -> Counter:
+        if self.errors is None:
+            self.errors = ERRORS.labels(*self.labels)
+        return self.errors
+
+
+_series: dict[tuple[str, str, str, str], _Series] = {}
+
+
 def call_observe(
     *,
     tier: str,
@@ -52,23 +88,26 @@ def call_observe(
     reasoning_tokens: int = 0,
 ) -> None:
     """Count one ledger row in the metrics."""
-    labels = {"tier": tier, "category": category, "model": model, "status": status}
-    REQUESTS.labels(**labels).inc()
+    labels = (str(tier), str(category), str(model), str(status))  # as labels() makes them
+    series = _series.get(labels)
+    if series is None:
+        series = _series[labels] = _Series(labels)
+    series.requests.inc()
     tokens = {"input": input_tokens, "cached": cached_tokens, "output": output_tokens}
     # Only where reported: most models never write the cache or reason (no idle series).
     parts = {"cache_write": cache_write_tokens, "reasoning": reasoning_tokens}
     tokens.update({kind: count for kind, count in parts.items() if count})
     for kind, count in tokens.items():
-        TOKENS.labels(**labels, kind=kind).inc(count)
-    COST.labels(**labels).inc(float(cost_usd))
-    BASELINE.labels(**labels).inc(float(baseline_cost_usd))
-    LATENCY.labels(**labels).observe(latency_ms / 1000)
+        series.token_counter(kind).inc(count)
+    series.cost.inc(float(cost_usd))
+    series.baseline.inc(float(baseline_cost_usd))
+    series.latency.observe(latency_ms / 1000)
     if cache_hit:
-        CACHE_HITS.labels(**labels, kind="response").inc()
+        series.cache_hit_counter("response").inc()
     if cached_tokens:
-        CACHE_HITS.labels(**labels, kind="prompt").inc()
+        series.cache_hit_counter("prompt").inc()
     if status != "ok":
-        ERRORS.labels(**labels).inc()
+        series.error_counter().inc()
 
 
 class ReconciliationCollector:

@@ -110,12 +110,23 @@ def inflight_deadline(call: Call) -> datetime:
     return call.started_at + timedelta(seconds=call.decision.rule.deadline_s + INFLIGHT_GRACE_S)
 
 
+_DJANGO_JSON = DjangoJSONEncoder()
+
+
+def _json_value(value: object) -> object:
+    """What DjangoJSONEncoder writes for a value JSON has no type for, the row's many
+    amounts first (its default() tries five other types before Decimal)."""
+    if type(value) is Decimal:
+        return str(value)
+    return _DJANGO_JSON.default(value)
+
+
 def storable_json(fields: dict) -> str:
     """The row as JSON, cleaned of what no database stores (NUL, lone surrogates), which
     JSON escapes as \\u0000 and \\udxxx: a cheap look first, the walk only when needed."""
-    dumped = json.dumps(fields, cls=DjangoJSONEncoder)
+    dumped = json.dumps(fields, default=_json_value)
     if "\\u0000" in dumped or "\\ud" in dumped:
-        dumped = json.dumps(ledger_storable(fields), cls=DjangoJSONEncoder)
+        dumped = json.dumps(ledger_storable(fields), default=_json_value)
     return dumped
 
 

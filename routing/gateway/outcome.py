@@ -4,7 +4,6 @@ call and its outcome."""
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from decimal import Decimal
 
@@ -54,7 +53,15 @@ class Outcome:
 
     @property
     def usage(self) -> TokenUsage:
-        return TokenUsage.of(self)
+        # By name, not TokenUsage.of(self): that walks the dataclass's fields at every read.
+        return TokenUsage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cached_tokens=self.cached_tokens,
+            cache_write_5m_tokens=self.cache_write_5m_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+        )
 
 
 def outcome_from_result(
@@ -190,7 +197,9 @@ class LedgerRow:
 
     def fields(self) -> dict:
         """Return the row as usage_record's keyword arguments (values not copied)."""
-        return {column.name: getattr(self, column.name) for column in dataclass_fields(self)}
+        # A dataclass keeps its fields, in their order, in its __dict__ and nothing else
+        # (LedgerRow has no slots, no cached property): a copy, not 59 getattr (6.6 -> 0.5 us).
+        return self.__dict__.copy()
 
 
 def billed_columns(
@@ -254,12 +263,13 @@ def ledger_row(call: Call, outcome: Outcome) -> LedgerRow:
     model = outcome.model or decision.model
     day = call.started_at.date()  # the request's UTC day picks the price row
     price = model.price_on(day)
+    usage = outcome.usage  # a TokenUsage built and checked on each read
     costs = NOT_BILLED
     if outcome.billed:
         costs = ledger_costs(
             price=price,
             baseline=decision.baseline_model.price_on(day),
-            usage=outcome.usage,
+            usage=usage,
             tier=outcome.service_tier,
             free=outcome.cache_hit,
         )
@@ -271,7 +281,7 @@ def ledger_row(call: Call, outcome: Outcome) -> LedgerRow:
         api_key_id=call.api_key.pk,
         end_user=call.request.user,
         **decided_columns(decision, model=model),
-        **billed_columns(price=price, usage=outcome.usage, tier=outcome.service_tier, costs=costs),
+        **billed_columns(price=price, usage=usage, tier=outcome.service_tier, costs=costs),
         token_source=outcome.token_source,
         latency_ms=round((time.perf_counter() - call.started) * 1000),
         avoided_cost_usd=outcome.avoided_cost_usd,

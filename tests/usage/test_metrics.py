@@ -52,6 +52,24 @@ def test_one_call_adds_its_tokens_cost_latency_and_cache_hits():
     )  # none reported: no series
 
 
+def test_a_call_makes_only_the_series_it_counts_in_and_repeats_reuse_them():
+    # given a label set never seen before
+    labels = {"tier": "mini", "category": "unit", "model": "m-series", "status": "ok"}
+    counts = dict(input_tokens=10, cached_tokens=0, output_tokens=2, latency_ms=40)
+    money = dict(cost_usd=Decimal("0.25"), baseline_cost_usd=Decimal("1"), cache_hit=False)
+    # when two ok calls without cache hits are counted
+    call_observe(**labels, **counts, **money)
+    call_observe(**labels, **counts, **money)
+    # then both are counted, and no error or cache-hit series appears for them
+    assert REGISTRY.get_sample_value("huntaze_llm_requests_total", labels) == 2
+    assert REGISTRY.get_sample_value("huntaze_llm_cost_usd_total", labels) == 0.5
+    assert REGISTRY.get_sample_value("huntaze_llm_tokens_total", {**labels, "kind": "input"}) == 20
+    assert REGISTRY.get_sample_value("huntaze_llm_errors_total", labels) is None
+    for kind in ("response", "prompt"):
+        hits = REGISTRY.get_sample_value("huntaze_llm_cache_hits_total", {**labels, "kind": kind})
+        assert hits is None
+
+
 @pytest.mark.django_db
 def test_metrics_add_up_across_worker_processes(client, settings, tmp_path):
     # given two worker processes that each record calls in multiprocess mode

@@ -415,3 +415,27 @@ def _refusal(write) -> type[Exception] | None:
     except Exception as exc:  # noqa: BLE001
         return type(exc)
     return None
+
+
+@pytest.mark.parametrize("omitted", [(), ("attempts", "arm", "metadata", "sandbox")])
+def test_usage_record_returns_the_record_the_model_would_build(omitted):
+    # given a row's fields by attname, some with a default left out, as writers hand them
+    fields = _ledger_fields()
+    for name in omitted:
+        del fields[name]
+    # when
+    written = usage_record(**fields)
+    # then the record holds what UsageRecord(**fields) holds, its key set and its state saved
+    built = UsageRecord(**fields)
+    for field in UsageRecord._meta.concrete_fields[1:]:
+        assert getattr(written, field.attname) == getattr(built, field.attname), field.attname
+    assert written.pk is not None and not written._state.adding
+    assert written == UsageRecord.objects.get(pk=written.pk)
+
+
+def test_usage_record_refuses_an_unknown_field_as_the_model_does():
+    # given the fields of a row and one no ledger column has
+    fields = {**_ledger_fields(), "colour": "blue"}
+    # when / then: the model's own error (the sweep quarantines a record that raises it)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        usage_record(**fields)
