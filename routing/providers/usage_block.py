@@ -43,8 +43,8 @@ def usage_parse(usage: dict, *, service_tier: object = None) -> dict:
     there or at the top (Anthropic-style); a `cache_creation` split by lifetime
     (ephemeral_5m_input_tokens / ephemeral_1h_input_tokens) says which were 1-hour writes.
     OpenAI reports none: its cache writes bill as ordinary input."""
-    prompt = _count(usage, "prompt_tokens")
-    completion = _count(usage, "completion_tokens")
+    prompt = _bounded(usage.get("prompt_tokens") or 0)  # any empty value counts as none
+    completion = _bounded(usage.get("completion_tokens") or 0)
     details = usage.get("prompt_tokens_details") or {}
     cached = min(_count(details, "cached_tokens"), prompt)
     by_lifetime = usage.get("cache_creation") or {}

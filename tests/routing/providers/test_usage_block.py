@@ -55,3 +55,8 @@ def test_the_row_of_an_absurd_usage_block_is_written():
     stored = UsageRecord.objects.get(pk=record.pk)
     assert (stored.input_tokens, stored.output_tokens) == (MAX_COUNT, 0)
     assert stored.cached_tokens == MAX_COUNT
+
+
+def test_an_empty_prompt_or_completion_count_is_zero_as_before():
+    parsed = usage_parse({"prompt_tokens": "", "completion_tokens": None})
+    assert (parsed["input_tokens"], parsed["output_tokens"]) == (0, 0)
