@@ -25,8 +25,13 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt
 	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $@ $(VENV)/.installed
 
-install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+# The learned router's scoring kernel, compiled in place (Cython; numpy scores without it).
+KERNEL := routing/learned/kernel$(shell python3 -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+$(KERNEL): routing/learned/kernel.pyx scripts/build_kernel.py $(VENV)/.installed
+	$(PY) scripts/build_kernel.py
+
+install: $(VENV)/.installed $(KERNEL)
+install-dev: $(VENV)/.installed-dev $(KERNEL)
 
 # scripts/run_all.py: migrate, seed_policy, collectstatic, then every process under honcho.
 run: install

@@ -235,6 +235,11 @@ def main() -> None:
         f"router {router.artifact_id}: loaded in {load_s:.2f} s, "
         f"+{added_mb:.0f} MB resident (targets: <= 2 s, <= 200 MB)"
     )
+    print(
+        "scoring: the compiled kernel"
+        if router.kernel is not None
+        else "scoring: numpy (the compiled kernel is not built: python scripts/build_kernel.py)"
+    )
     print(f"CPU time per call, best of {ROUNDS} rounds over all prompts; p50 / p99 wall per call")
     print(
         f"{'case':<46}{'engine':>17}{'µs/decision':>12}{'p50 µs':>9}{'p99 µs':>9}"

@@ -46,22 +46,14 @@ def top_contributions(
 
 
 def premium_contributions(
-    name_of: Callable[[int], str],
-    count: int,
-    parts: np.ndarray,
-    signal_parts: np.ndarray,
-    needs_premium: float,
-    *,
-    uses_ngrams: bool,
+    ngrams: tuple[Contribution, ...], signal_parts: np.ndarray, needs_premium: float
 ) -> tuple[Contribution, ...]:
-    """The n-grams and signals that moved needs-premium most, in its direction; `count`
-    features are named by name_of, the signals after them by SIGNAL_NAMES."""
+    """The n-grams and signals that moved needs premium most, in its direction; `ngrams` are
+    the n-grams' top contributions in that direction (Router's scores)."""
     sign = 1.0 if needs_premium >= 0.5 else -1.0
-    if not uses_ngrams:
-        return top_contributions(sign * signal_parts, signal_parts, SIGNAL_NAMES.__getitem__)
-    every = np.concatenate([parts, signal_parts])
-    return top_contributions(
-        sign * every,
-        every,
-        lambda i: name_of(i) if i < count else SIGNAL_NAMES[i - count],
-    )
+    signals = top_contributions(sign * signal_parts, signal_parts, SIGNAL_NAMES.__getitem__)
+    if not ngrams:
+        return signals
+    # A stable sort: on a tie the n-gram comes first, as it did in one ranking of all parts.
+    merged = sorted([*ngrams, *signals], key=lambda c: sign * c.weight, reverse=True)
+    return tuple(merged[:EXPLAIN_TOP])

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from itertools import chain
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,11 +35,17 @@ from routing.learned.features import (
     FEATURES_VERSION,
     MEANING_PREFIX,
     SIGNAL_NAMES,
+    shape_features,
     signal_values,
     tokens,
 )
 from routing.learned.meaning import WordVectors, WordVectorsError, load_word_vectors
 from routing.learned.vectorizer import NgramLookup, feature_hash
+
+try:  # compiled by `make install` (scripts/build_kernel.py); numpy computes the same, slower
+    from routing.learned.kernel import Scorer as CompiledScorer
+except ImportError:
+    CompiledScorer = None
 
 ARTIFACT_FORMAT = 1
 _CLASSES, _SAFETY, _PREMIUM = 9, 9, 10  # columns of Router.weights
@@ -50,6 +57,22 @@ _NO_VALUES = np.zeros(0, dtype=np.float32)
 _NO_ROWS = np.zeros((0, _ROW), dtype=np.float32)
 _SHARE_COLUMNS = np.arange(_PREMIUM)  # the meaning's columns of a part: classes and safety
 REBUILD_COMMAND = "python manage.py train_router"
+BUILD_KERNEL_COMMAND = "python scripts/build_kernel.py"
+
+
+class Scores(NamedTuple):
+    """One text's scores: the parts' sums (9 class logits, safety, needs premium), the class
+    probabilities, the best class, and the top contributions toward the best class and, up
+    and down, to safety and to needs premium (n-grams; empty when it reads none)."""
+
+    sums: tuple[float, ...]
+    probabilities: list[float]
+    best: int
+    category: tuple[Contribution, ...]
+    safety_up: tuple[Contribution, ...]
+    safety_down: tuple[Contribution, ...]
+    premium_up: tuple[Contribution, ...]
+    premium_down: tuple[Contribution, ...]
 
 
 class ArtifactError(Exception):
@@ -105,6 +128,7 @@ class Router:
     meaning: WordVectors | None = None
     meaning_weights: np.ndarray | None = None  # (dimensions, 10)
     weights: np.ndarray = field(init=False, repr=False)  # (features, _ROW)
+    kernel: "CompiledScorer | None" = field(init=False, repr=False)  # None: not compiled
 
     def __post_init__(self) -> None:
         # One matrix: a request costs one gather and one product for all three models. A
@@ -117,20 +141,84 @@ class Router:
             self.idf[:, None],
         ]
         object.__setattr__(self, "weights", _cache_line_rows(np.hstack(columns)))
+        object.__setattr__(self, "kernel", self._compiled_scorer())
+
+    def _compiled_scorer(self) -> "CompiledScorer | None":
+        if CompiledScorer is None:
+            return None
+        lookup, meaning = self.lookup, self.meaning
+        return CompiledScorer(
+            words=lookup.words,
+            unigram=lookup.unigram,
+            pair_keys=lookup.pair_keys,
+            pair_ids=lookup.pair_ids,
+            weights=self.weights,
+            category_bias=self.category_bias,
+            temperature=self.category_temperature,
+            feature_names=self.feature_names,
+            meaning_prefix=MEANING_PREFIX,
+            contribution=Contribution,
+            vectors=None if meaning is None else meaning.vectors,
+            projection=None if meaning is None else self._meaning_projection,
+        )
 
     def predict(self, text: str, *, category_known: bool = False) -> RouterPrediction:
         """Return the three models' outputs and their top features for one text.
 
         With category_known (the caller gave it) and a needs-premium model that reads no
-        n-grams, the n-gram vector is skipped: only needs premium is meaningful then."""
-        if category_known and not self.premium_uses_ngrams:
-            ids, values, rows, words = _NO_IDS, _NO_VALUES, _NO_ROWS, []
-        else:
-            words = tokens(text)
+        n-grams, the text's features are skipped: only needs premium is meaningful then."""
+        read_text = not (category_known and not self.premium_uses_ngrams)
+        scores = self._scores(text, tokens(text) if read_text else [], read_text=read_text)
+        unsafe = _sigmoid(scores.sums[_SAFETY] + self.safety_bias)
+        raw, estimate = signal_values(text)
+        needs_premium, signal_parts = self._needs_premium(scores.sums[_PREMIUM], raw)
+        best = scores.best
+        return RouterPrediction(
+            category=self.classes[best],
+            category_probability=scores.probabilities[best],
+            probabilities=dict(zip(self.classes, scores.probabilities, strict=True)),
+            unsafe_probability=unsafe,
+            unsafe=unsafe >= self.safety_threshold,
+            needs_premium=needs_premium,
+            category_features=scores.category,
+            safety_features=scores.safety_up if unsafe >= 0.5 else scores.safety_down,
+            premium_features=premium_contributions(
+                scores.premium_up if needs_premium >= 0.5 else scores.premium_down,
+                signal_parts,
+                needs_premium,
+            ),
+            estimate=estimate,
+        )
+
+    def _scores(self, text: str, words: list[str], *, read_text: bool) -> Scores:
+        """Return the text's scores: the compiled kernel's, or numpy's where it is not built."""
+        times = Counter(words) if self.meaning is not None else {}
+        if self.kernel is None:
+            return self._numpy_scores(text, words, times, read_text=read_text)
+        shape_ids = []
+        if read_text:
+            shape_ids = [i for i in map(self.vocabulary.get, shape_features(text)) if i is not None]
+        split = self.meaning.pieces_per_word(times) if times else ()
+        return Scores(
+            *self.kernel.score(
+                words,
+                shape_ids,
+                list(times.values()),
+                split,
+                list(times),
+                self.premium_uses_ngrams,
+            )
+        )
+
+    def _numpy_scores(
+        self, text: str, words: list[str], times: Mapping[str, int], *, read_text: bool
+    ) -> Scores:
+        """The scores in numpy: the reference the compiled kernel is held equal to."""
+        ids, values, rows = _NO_IDS, _NO_VALUES, _NO_ROWS
+        if read_text:
             ids, values, rows = self._vector_rows(text, words)
         # One row per part of the scores: each n-gram's (9 class weights, safety, needs
         # premium) times its value, then each distinct word's share of the meaning vector.
-        times = Counter(words) if self.meaning is not None else {}
         count = len(ids)
         parts = np.zeros((count + len(times), _PARTS), dtype=np.float32)
         np.multiply(rows[:, :_PARTS], values[:, None], out=parts[:count])
@@ -148,34 +236,19 @@ class Router:
         probabilities = np.exp(logits - logits.max())
         probabilities /= probabilities.sum()
         best = int(probabilities.argmax())
-        unsafe = _sigmoid(float(sums[_SAFETY]) + self.safety_bias)
-
-        raw, estimate = signal_values(text)
-        needs_premium, signal_parts = self._needs_premium(float(sums[_PREMIUM]), raw)
         # A feature's pull toward the chosen class, against its mean pull over all classes.
         category_parts = parts[:, best] - parts[:, :_CLASSES].sum(axis=1) * (1 / _CLASSES)
-        return RouterPrediction(
-            category=self.classes[best],
-            category_probability=float(probabilities[best]),
-            probabilities=dict(zip(self.classes, probabilities.tolist(), strict=True)),
-            unsafe_probability=unsafe,
-            unsafe=unsafe >= self.safety_threshold,
-            needs_premium=needs_premium,
-            category_features=top_contributions(category_parts, category_parts, names),
-            safety_features=top_contributions(
-                parts[:, _SAFETY] * (1 if unsafe >= 0.5 else -1),
-                parts[:, _SAFETY],
-                names,
-            ),
-            premium_features=premium_contributions(
-                names,
-                len(parts),
-                parts[:, _PREMIUM],
-                signal_parts,
-                needs_premium,
-                uses_ngrams=self.premium_uses_ngrams,
-            ),
-            estimate=estimate,
+        safety, premium = parts[:, _SAFETY], parts[:, _PREMIUM]
+        ngram_premium = self.premium_uses_ngrams
+        return Scores(
+            sums=tuple(sums.tolist()),
+            probabilities=probabilities.tolist(),
+            best=best,
+            category=top_contributions(category_parts, category_parts, names),
+            safety_up=top_contributions(safety, safety, names),
+            safety_down=top_contributions(-safety, safety, names),
+            premium_up=top_contributions(premium, premium, names) if ngram_premium else (),
+            premium_down=top_contributions(-premium, premium, names) if ngram_premium else (),
         )
 
     def hashed_features(self, text: str) -> dict:

@@ -12,7 +12,14 @@ from pathlib import Path
 
 from django.conf import settings
 
-from routing.learned.model import REBUILD_COMMAND, ArtifactError, Router, load_router
+from routing.learned.model import (
+    BUILD_KERNEL_COMMAND,
+    REBUILD_COMMAND,
+    ArtifactError,
+    CompiledScorer,
+    Router,
+    load_router,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,13 +79,23 @@ def router_status(artifact_id: str) -> str:
 
 def router_artifact_check(app_configs=None, **kwargs) -> list:
     """Django system check (migrate, runserver, check, the ASGI start): the current artifact
-    loads, or the keyword fallback is on (then a warning)."""
+    loads, or the keyword fallback is on (then a warning); a missing kernel is a warning."""
     from django.core import checks
 
+    found = []
+    if CompiledScorer is None:
+        found.append(
+            checks.Warning(
+                "The router's compiled scoring kernel is not built: numpy scores each "
+                "decision, at about three times the CPU.",
+                hint=f"Build it: {BUILD_KERNEL_COMMAND} (make install runs it).",
+                id="routing.W002",
+            )
+        )
     problem = router_status(current_artifact_id())
-    if not problem:
-        return []
-    if settings.ROUTER_KEYWORD_FALLBACK:
-        return [checks.Warning(problem, hint="Keyword classifier in use.", id="routing.W001")]
-    hint = "Or set ROUTER_KEYWORD_FALLBACK=true to route with keywords meanwhile."
-    return [checks.Error(problem, hint=hint, id="routing.E001")]
+    if problem and settings.ROUTER_KEYWORD_FALLBACK:
+        found.append(checks.Warning(problem, hint="Keyword classifier in use.", id="routing.W001"))
+    elif problem:
+        hint = "Or set ROUTER_KEYWORD_FALLBACK=true to route with keywords meanwhile."
+        found.append(checks.Error(problem, hint=hint, id="routing.E001"))
+    return found

@@ -1,0 +1,126 @@
+"""The compiled scoring kernel (routing/learned/kernel.pyx) against the numpy scoring it replaces:
+the same sums, probabilities, best class and explanations on varied texts, both committed
+artifacts, and a needs-premium model that reads n-grams. `make test` builds the kernel first."""
+
+import dataclasses
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from routing.learned import model as learned_model
+from routing.learned import runtime
+from routing.learned.features import tokens
+from routing.learned.model import load_router
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "routing" / "learned" / "artifacts"
+FIELDS = ("category", "safety_up", "safety_down", "premium_up", "premium_down")
+
+
+def artifact_routers():
+    return [load_router(str(path)) for path in sorted(ARTIFACTS.glob("router-*.npz"))]
+
+
+def varied_texts(router, count: int) -> list[str]:
+    """Texts of the router's own words (so bigrams hit), unknown words, digits, symbols,
+    emoji and other scripts, from one word to past the window's length."""
+    rng = random.Random(17)
+    known = [name for name in router.feature_names if " " not in name and name.isalpha()]
+    odd = ["zzqx", "qwertyuiop", "Ä", "日本語", "😘", "12345678", "!!", "\n", "élan", "-"]
+    texts = ["", " ", "\x00\x01 binary", "a" * 5000, "kill " * 400]
+    for _ in range(count):
+        size = rng.choice([1, 3, 8, 20, 60, 300])
+        words = [rng.choice(known) if rng.random() < 0.8 else rng.choice(odd) for _ in range(size)]
+        texts.append(" ".join(words))
+    return texts
+
+
+def scores_both_ways(router, text: str):
+    words = tokens(text)
+    compiled = router._scores(text, words, read_text=True)
+    times = Counter(words) if router.meaning is not None else {}
+    reference = router._numpy_scores(text, words, times, read_text=True)
+    return compiled, reference
+
+
+def assert_same_scores(compiled, reference) -> None:
+    assert compiled.best == reference.best
+    assert compiled.sums == pytest.approx(reference.sums, abs=1e-5)
+    assert compiled.probabilities == pytest.approx(reference.probabilities, abs=1e-6)
+    for name in FIELDS:
+        ours, theirs = getattr(compiled, name), getattr(reference, name)
+        assert [c.weight for c in ours] == pytest.approx([c.weight for c in theirs], abs=1e-5)
+        # Equal weights may be named in either order when numpy ranks more than 48 rows.
+        tied = len({round(c.weight, 5) for c in theirs}) < len(theirs)
+        if not tied:
+            assert [c.feature for c in ours] == [c.feature for c in theirs], name
+
+
+def test_the_kernel_is_built():
+    assert learned_model.CompiledScorer is not None, (
+        "routing/learned/kernel.pyx is not compiled: run make install "
+        f"({learned_model.BUILD_KERNEL_COMMAND})"
+    )
+    assert all(router.kernel is not None for router in artifact_routers())
+
+
+@pytest.mark.parametrize("router", artifact_routers(), ids=lambda r: r.artifact_id)
+def test_kernel_scores_as_numpy_does(router):
+    for text in varied_texts(router, 300):
+        compiled, reference = scores_both_ways(router, text)
+        assert_same_scores(compiled, reference)
+
+
+def test_kernel_ranks_needs_premium_ngrams_as_numpy_does():
+    # given an artifact whose needs-premium model reads n-grams (the committed ones read none)
+    base = artifact_routers()[-1]
+    weights = np.random.default_rng(3).normal(size=len(base.feature_names)).astype(np.float32)
+    router = dataclasses.replace(base, premium_weights=weights, premium_uses_ngrams=True)
+    twin, explained = numpy_router(router), 0
+    for text in varied_texts(router, 100):
+        # when both score it, then needs premium's contributions agree too
+        compiled, reference = scores_both_ways(router, text)
+        explained += bool(compiled.premium_up and compiled.premium_down)
+        assert_same_scores(compiled, reference)
+        # and so does the explanation that merges them with the signals
+        ours, theirs = router.predict(text), twin.predict(text)
+        weights = [round(c.weight, 5) for c in theirs.premium_features]
+        if len(set(weights)) == len(weights):
+            assert ours.explanation()["needs_premium"] == theirs.explanation()["needs_premium"]
+    assert explained > 90
+
+
+def numpy_router(router):
+    """The same router, scoring with numpy (as where the kernel is not compiled)."""
+    original = learned_model.CompiledScorer
+    learned_model.CompiledScorer = None
+    try:
+        return dataclasses.replace(router)
+    finally:
+        learned_model.CompiledScorer = original
+
+
+def test_without_the_kernel_numpy_predicts_the_same():
+    # given a router built where the kernel is not compiled
+    router = artifact_routers()[-1]
+    slow = numpy_router(router)
+    assert slow.kernel is None
+    # when both predict, then the decisions and their explanations are the same
+    for text in varied_texts(router, 40):
+        fast_prediction, slow_prediction = router.predict(text), slow.predict(text)
+        assert fast_prediction.category == slow_prediction.category
+        assert fast_prediction.unsafe_probability == pytest.approx(
+            slow_prediction.unsafe_probability, abs=1e-6
+        )
+        assert fast_prediction.needs_premium == slow_prediction.needs_premium
+
+
+def test_a_missing_kernel_is_a_system_check_warning(monkeypatch):
+    monkeypatch.setattr(runtime, "CompiledScorer", None)
+    found = runtime.router_artifact_check()
+    assert [message.id for message in found] == ["routing.W002"]
+    assert "scripts/build_kernel.py" in found[0].hint
+    monkeypatch.undo()
+    assert runtime.router_artifact_check() == []
