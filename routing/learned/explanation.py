@@ -6,7 +6,7 @@ The explanation ranks those parts in the direction of the answer and names only 
 EXPLAIN_TOP of them, so a request pays for a handful of names, not for its whole vocabulary.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -46,14 +46,17 @@ def top_contributions(
 
 
 def premium_contributions(
-    ngrams: tuple[Contribution, ...], signal_parts: np.ndarray, needs_premium: float
+    ngrams: tuple[Contribution, ...], signal_parts: Sequence[float], needs_premium: float
 ) -> tuple[Contribution, ...]:
     """The n-grams and signals that moved needs premium most, in its direction; `ngrams` are
     the n-grams' top contributions in that direction (Router's scores)."""
     sign = 1.0 if needs_premium >= 0.5 else -1.0
-    signals = top_contributions(sign * signal_parts, signal_parts, SIGNAL_NAMES.__getitem__)
-    if not ngrams:
-        return signals
-    # A stable sort: on a tie the n-gram comes first, as it did in one ranking of all parts.
-    merged = sorted([*ngrams, *signals], key=lambda c: sign * c.weight, reverse=True)
-    return tuple(merged[:EXPLAIN_TOP])
+    signals = [
+        Contribution(name, part)
+        for name, part in zip(SIGNAL_NAMES, signal_parts, strict=True)
+        if sign * part > 0
+    ]
+    # A stable sort: on a tie an n-gram comes first, then the signals in their order, as in
+    # one ranking of all parts.
+    ranked = sorted([*ngrams, *signals], key=lambda c: sign * c.weight, reverse=True)
+    return tuple(ranked[:EXPLAIN_TOP])

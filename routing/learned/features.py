@@ -13,6 +13,11 @@ import re
 
 from routing.complexity import ComplexityEstimate, estimate_complexity
 
+try:  # compiled by `make install` (scripts/build_kernel.py); the regexes below give the same
+    from routing.learned.kernel import ascii_tokens
+except ImportError:
+    ascii_tokens = None
+
 # Bump when the features change: an artifact built for other features is refused at load.
 # The meaning vector is not part of it: an artifact names its word-vector table in its card
 # (routing.learned.meaning), so an artifact without one still loads and can be compared.
@@ -41,7 +46,9 @@ def tokens(text: str) -> list[str]:
     """Return the window's tokens: words, numbers as zeros by length (at most four), and
     single symbols."""
     window = text_window(text).lower()
-    if window.isascii():  # most prompts: bytes.translate folds digits faster than a regex
+    if window.isascii() and ascii_tokens is not None:  # most prompts: one compiled pass
+        return ascii_tokens(window)
+    if window.isascii():  # bytes.translate folds digits faster than a regex
         window = window.encode().translate(_FOLD_DIGITS).decode()
         folded = _LONG_NUMBER.sub("0000", window) if "00000" in window else window
     else:

@@ -24,9 +24,13 @@ from cpython.dict cimport PyDict_GetItem
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.unicode cimport PyUnicode_DATA, PyUnicode_FromStringAndSize
 from libc.math cimport exp, log, sqrt
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_COMPACT_ASCII(object)
 
 cdef extern from *:
     """
@@ -37,6 +41,11 @@ cdef extern from *:
                                   const float *restrict weights, Py_ssize_t count)
     {
         for (Py_ssize_t i = 0; i < count; i++) {
+            if (i + 2 < count) {  /* the rows are far apart: ask for one two rows ahead */
+                const char *ahead = (const char *)(table + (Py_ssize_t)rows[i + 2] * width);
+                for (Py_ssize_t b = 0; b < width * 4; b += 64)
+                    __builtin_prefetch(ahead + b);
+            }
             const float *restrict row = table + (Py_ssize_t)rows[i] * width;
             const float weight = weights[i];
             for (Py_ssize_t d = 0; d < width; d++)
@@ -68,6 +77,47 @@ cdef struct Pair:  # a bigram's slot: its key and feature id side by side, one c
     int feature
 
 
+cdef struct Scratch:  # one request's working memory, freed by _release
+    long long* numbers  # each word's number (the n-gram vocabulary's)
+    int* found  # the distinct features' ids, in order of first use
+    int* times  # how often each occurs
+    int* seen  # a small open-addressing table: slot -> index into found (or pieces)
+    PyObject** pieces  # the distinct words' pieces (borrowed: the memo holds them)
+    int* word_times  # how often each distinct word occurs
+    int* first_use  # where it first occurs in the words
+    float* parts  # a row of PARTS floats per feature, then per distinct word
+    float* ranked  # one column to rank
+
+
+cdef int _allocate(Scratch* scratch, Py_ssize_t n, Py_ssize_t most, Py_ssize_t slots) except -1:
+    scratch.numbers = <long long*>malloc(n * sizeof(long long) + 1)
+    scratch.found = <int*>malloc(most * sizeof(int))
+    scratch.times = <int*>malloc(most * sizeof(int))
+    scratch.seen = <int*>malloc(slots * sizeof(int))
+    scratch.pieces = <PyObject**>malloc(n * sizeof(PyObject*) + 1)
+    scratch.word_times = <int*>malloc(n * sizeof(int) + 1)
+    scratch.first_use = <int*>malloc(n * sizeof(int) + 1)
+    if (
+        scratch.numbers is NULL or scratch.found is NULL or scratch.times is NULL
+        or scratch.seen is NULL or scratch.pieces is NULL or scratch.word_times is NULL
+        or scratch.first_use is NULL
+    ):
+        raise MemoryError()
+    return 0
+
+
+cdef void _release(Scratch* scratch):
+    free(scratch.numbers)
+    free(scratch.found)
+    free(scratch.times)
+    free(scratch.seen)
+    free(scratch.pieces)
+    free(scratch.word_times)
+    free(scratch.first_use)
+    free(scratch.parts)
+    free(scratch.ranked)
+
+
 cdef class Scorer:
     """One artifact's tables, ready for score(); built once per Router."""
 
@@ -84,6 +134,8 @@ cdef class Scorer:
     cdef bint has_meaning
     cdef const float[:, ::1] vectors
     cdef const float[:, ::1] projection
+    cdef dict split  # word -> its word pieces' ids (WordVectors' memo of every word's split)
+    cdef object word_pieces  # word -> its pieces, for a word not in split yet (memoised there)
     cdef tuple feature_names
     cdef str meaning_prefix
     cdef object contribution
@@ -103,6 +155,8 @@ cdef class Scorer:
         contribution,
         vectors=None,
         projection=None,
+        dict split=None,
+        word_pieces=None,
     ):
         import numpy as np
 
@@ -120,6 +174,8 @@ cdef class Scorer:
         if self.has_meaning:
             self.vectors = vectors
             self.projection = projection
+            self.split = split
+            self.word_pieces = word_pieces
         self._build_pairs(
             np.ascontiguousarray(pair_keys, dtype=np.int64),
             np.ascontiguousarray(pair_ids, dtype=np.int32),
@@ -157,85 +213,111 @@ cdef class Scorer:
             slot = (slot + 1) & self.pair_mask
         return self.pairs[slot].feature
 
-    def score(self, list words, list shape_ids, list counts, split, list distinct, bint premium):
+    def score(self, list words, list shape_ids, bint premium):
         """Return (sums, probabilities, best, category, safety up, safety down, premium up,
-        premium down) for the words (tokens(text)), the shape features' ids, and for the
-        meaning the distinct words with their counts and word pieces (split, in that order);
-        premium=False leaves needs premium's contributions empty."""
+        premium down) for the words (tokens(text)) and the shape features' ids; premium=False
+        leaves needs premium's contributions empty."""
         cdef Py_ssize_t n = PyList_GET_SIZE(words)
         cdef Py_ssize_t most = 2 * n + PyList_GET_SIZE(shape_ids) + 1
-        cdef Py_ssize_t words_count = PyList_GET_SIZE(counts) if self.has_meaning else 0
         cdef Py_ssize_t slots = 16
         while slots < 2 * most:
             slots *= 2
-        # One allocation for the request's scratch: word numbers, features found, their
-        # counts, a small table that counts them, and later the parts and a ranking column.
-        cdef long long* numbers = <long long*>malloc(n * sizeof(long long) + 1)
-        cdef int* found = <int*>malloc(most * sizeof(int))
-        cdef int* times = <int*>malloc(most * sizeof(int))
-        cdef int* seen = <int*>malloc(slots * sizeof(int))
-        cdef float* parts = NULL
-        cdef float* ranked = NULL
-        cdef Py_ssize_t count, rows, i
+        cdef Scratch scratch
+        cdef Py_ssize_t count, words_count, rows, i
         cdef int best
+        cdef dict unmemoised = {}  # pieces of words past the memo's bound, for this call
+        memset(&scratch, 0, sizeof(Scratch))
         try:
-            if numbers is NULL or found is NULL or times is NULL or seen is NULL:
-                raise MemoryError()
-            count = self._features(words, shape_ids, numbers, found, times, seen, slots - 1)
+            _allocate(&scratch, n, most, slots)
+            count = self._features(words, shape_ids, &scratch, slots - 1)
+            words_count = 0
+            if self.has_meaning:
+                words_count = self._distinct_words(words, &scratch, slots - 1, unmemoised)
             rows = count + words_count
-            parts = <float*>malloc((rows + 1) * PARTS * sizeof(float))
-            ranked = <float*>malloc((rows + 1) * sizeof(float))
-            if parts is NULL or ranked is NULL:
+            scratch.parts = <float*>malloc((rows + 1) * PARTS * sizeof(float))
+            scratch.ranked = <float*>malloc((rows + 1) * sizeof(float))
+            if scratch.parts is NULL or scratch.ranked is NULL:
                 raise MemoryError()
-            self._ngram_parts(found, times, count, parts)
+            self._ngram_parts(scratch.found, scratch.times, count, scratch.parts)
             if words_count:
-                self._meaning_parts(counts, split, parts + count * PARTS)
-            sums = self._sums(parts, rows)
+                self._meaning_parts(&scratch, words_count, scratch.parts + count * PARTS)
+            sums = self._sums(scratch.parts, rows)
             probabilities, best = self._probabilities(sums)
+            parts, ranked = scratch.parts, scratch.ranked
             for i in range(rows):  # a part's pull toward the best class, against its mean pull
                 ranked[i] = parts[i * PARTS + best] - _class_sum(parts + i * PARTS) * <float>(1.0 / CLASSES)
-            category = self._top(ranked, 1, rows, 1, found, count, distinct)
-            safety_up = self._top(parts + SAFETY, PARTS, rows, 1, found, count, distinct)
-            safety_down = self._top(parts + SAFETY, PARTS, rows, -1, found, count, distinct)
+            category = self._top(ranked, 1, rows, 1, &scratch, count, words)
+            safety_up = self._top(parts + SAFETY, PARTS, rows, 1, &scratch, count, words)
+            safety_down = self._top(parts + SAFETY, PARTS, rows, -1, &scratch, count, words)
             premium_up = premium_down = ()
             if premium:
-                premium_up = self._top(parts + PREMIUM, PARTS, rows, 1, found, count, distinct)
-                premium_down = self._top(parts + PREMIUM, PARTS, rows, -1, found, count, distinct)
+                premium_up = self._top(parts + PREMIUM, PARTS, rows, 1, &scratch, count, words)
+                premium_down = self._top(parts + PREMIUM, PARTS, rows, -1, &scratch, count, words)
             return sums, probabilities, best, category, safety_up, safety_down, premium_up, premium_down
         finally:
-            free(numbers)
-            free(found)
-            free(times)
-            free(seen)
-            free(parts)
-            free(ranked)
+            _release(&scratch)
 
     cdef Py_ssize_t _features(
-        self, list words, list shape_ids, long long* numbers, int* found, int* times, int* seen,
-        Py_ssize_t mask,
+        self, list words, list shape_ids, Scratch* scratch, Py_ssize_t mask
     ) except -1:
-        """Write the distinct feature ids (in order of first use) and their counts to found
-        and times; return how many there are."""
+        """Write the distinct feature ids (in order of first use) and their counts to
+        scratch.found and scratch.times; return how many there are."""
         cdef Py_ssize_t n = PyList_GET_SIZE(words), i, count = 0
         cdef PyObject* number
         cdef int feature
         cdef long long a, b
-        memset(seen, 0xFF, (mask + 1) * sizeof(int))  # -1: an empty slot
+        cdef long long* numbers = scratch.numbers
+        memset(scratch.seen, 0xFF, (mask + 1) * sizeof(int))  # -1: an empty slot
         for i in range(n):
             number = PyDict_GetItem(self.words, <object>PyList_GET_ITEM(words, i))
             numbers[i] = self.unknown if number is NULL else <long long><object>number
             feature = self.unigram[numbers[i]]
             if feature >= 0:
-                count = _counted(feature, found, times, count, seen, mask)
+                count = _counted(feature, scratch, count, mask)
         for i in range(n - 1):
             a, b = numbers[i], numbers[i + 1]
             if a != self.unknown and b != self.unknown:
                 feature = self._pair_feature(a * self.width + b)
                 if feature >= 0:
-                    count = _counted(feature, found, times, count, seen, mask)
+                    count = _counted(feature, scratch, count, mask)
         for i in range(PyList_GET_SIZE(shape_ids)):
             feature = <int><object>PyList_GET_ITEM(shape_ids, i)
-            count = _counted(feature, found, times, count, seen, mask)
+            count = _counted(feature, scratch, count, mask)
+        return count
+
+    cdef Py_ssize_t _distinct_words(
+        self, list words, Scratch* scratch, Py_ssize_t mask, dict unmemoised
+    ) except -1:
+        """Find each distinct word with word pieces: its pieces, how often it occurs and where
+        first (scratch.pieces, word_times, first_use); return how many there are.
+
+        A word is known by its pieces' tuple, which the memo holds once per word, so counting
+        compares pointers, not strings. A word with no pieces has no share: it is left out."""
+        cdef Py_ssize_t n = PyList_GET_SIZE(words), i, slot, count = 0
+        cdef PyObject* pieces
+        memset(scratch.seen, 0xFF, (mask + 1) * sizeof(int))
+        for i in range(n):
+            word = <object>PyList_GET_ITEM(words, i)
+            pieces = PyDict_GetItem(self.split, word)
+            if pieces is NULL:
+                found = self.word_pieces(word)
+                pieces = PyDict_GetItem(self.split, word)
+                if pieces is NULL:  # the memo is full: count it by word in this call's own
+                    unmemoised.setdefault(word, found)
+                    pieces = PyDict_GetItem(unmemoised, word)
+            if PyTuple_GET_SIZE(<tuple>pieces) == 0:
+                continue
+            slot = (_spread(<long long><size_t>pieces) >> 32) & mask
+            while scratch.seen[slot] != -1 and scratch.pieces[scratch.seen[slot]] != pieces:
+                slot = (slot + 1) & mask
+            if scratch.seen[slot] != -1:
+                scratch.word_times[scratch.seen[slot]] += 1
+                continue
+            scratch.seen[slot] = count
+            scratch.pieces[count] = pieces
+            scratch.word_times[count] = 1
+            scratch.first_use[count] = i
+            count += 1
         return count
 
     cdef void _ngram_parts(self, const int* ids, const int* times, Py_ssize_t count, float* parts):
@@ -255,19 +337,15 @@ cdef class Scorer:
             for c in range(PARTS):
                 parts[k * PARTS + c] = row[c] * value
 
-    cdef int _meaning_parts(self, list counts, split, float* shares) except -1:
+    cdef int _meaning_parts(self, Scratch* scratch, Py_ssize_t words_count, float* shares) except -1:
         """Write each distinct word's share of the meaning vector's pull (zeros for needs
         premium) to its row of shares."""
-        cdef Py_ssize_t words_count = PyList_GET_SIZE(counts)
         cdef Py_ssize_t dimensions = self.vectors.shape[1]
         cdef Py_ssize_t j, p, c, pieces = 0, total_pieces = 0
         cdef tuple word_pieces
-        cdef tuple by_word = split if type(split) is tuple else tuple(split)
         for j in range(words_count):
-            total_pieces += PyTuple_GET_SIZE(<tuple>PyTuple_GET_ITEM(by_word, j))
+            total_pieces += PyTuple_GET_SIZE(<tuple>scratch.pieces[j])
         memset(shares, 0, words_count * PARTS * sizeof(float))
-        if not total_pieces:
-            return 0
         # Each piece's row in the tables, its word and its weight (the word's count).
         cdef int* piece_rows = <int*>malloc(total_pieces * sizeof(int))
         cdef int* owners = <int*>malloc(total_pieces * sizeof(int))
@@ -280,11 +358,11 @@ cdef class Scorer:
             if piece_rows is NULL or owners is NULL or repeats is NULL or total is NULL:
                 raise MemoryError()
             for j in range(words_count):
-                word_pieces = <tuple>PyTuple_GET_ITEM(by_word, j)
+                word_pieces = <tuple>scratch.pieces[j]
                 for p in range(PyTuple_GET_SIZE(word_pieces)):
                     piece_rows[pieces] = <int><object>PyTuple_GET_ITEM(word_pieces, p)
                     owners[pieces] = j
-                    repeats[pieces] = <float><object>PyList_GET_ITEM(counts, j)
+                    repeats[pieces] = <float>scratch.word_times[j]
                     pieces += 1
             memset(total, 0, dimensions * sizeof(float))
             add_weighted_rows(total, &self.vectors[0, 0], dimensions, piece_rows, repeats, pieces)
@@ -333,7 +411,7 @@ cdef class Scorer:
 
     cdef tuple _top(
         self, const float* values, Py_ssize_t stride, Py_ssize_t rows, float sign,
-        const int* ids, Py_ssize_t count, list distinct,
+        Scratch* scratch, Py_ssize_t count, list words,
     ):
         """The TOP rows whose sign x values[row * stride] are largest and positive, largest
         first, each named with its value (not times sign)."""
@@ -342,9 +420,12 @@ cdef class Scorer:
         cdef int kept = 0, k
         cdef Py_ssize_t i
         cdef float value
+        cdef const int* ids = scratch.found
         for i in range(rows):
             value = sign * values[i * stride]
-            if value <= 0 or (kept == TOP and not _ahead(value, i, top[TOP - 1], best[TOP - 1], ids, count)):
+            if value <= 0 or (
+                kept == TOP and not _ahead(value, i, top[TOP - 1], best[TOP - 1], ids, count)
+            ):
                 continue
             k = kept if kept < TOP else TOP - 1  # the free slot, or the last one's (dropped)
             while k > 0 and _ahead(value, i, top[k - 1], best[k - 1], ids, count):
@@ -354,34 +435,36 @@ cdef class Scorer:
             if kept < TOP:
                 kept += 1
         return tuple([
-            self._named(best[k], sign * top[k], ids, count, distinct) for k in range(kept)
+            self._named(best[k], sign * top[k], scratch, count, words) for k in range(kept)
         ])
 
     cdef object _named(
-        self, Py_ssize_t row, float weight, const int* ids, Py_ssize_t count, list distinct
+        self, Py_ssize_t row, float weight, Scratch* scratch, Py_ssize_t count, list words
     ):
         if row < count:
-            name = self.feature_names[ids[row]]
+            name = self.feature_names[scratch.found[row]]
         else:
-            name = self.meaning_prefix + <str>PyList_GET_ITEM(distinct, row - count)
+            first = scratch.first_use[row - count]
+            name = self.meaning_prefix + <str>PyList_GET_ITEM(words, first)
         # tuple.__new__ builds the named tuple in C, without its Python __new__.
         return tuple.__new__(self.contribution, (name, <double>weight))
 
 
 cdef inline Py_ssize_t _counted(
-    int feature, int* found, int* times, Py_ssize_t count, int* seen, Py_ssize_t mask
+    int feature, Scratch* scratch, Py_ssize_t count, Py_ssize_t mask
 ) noexcept nogil:
-    """Count one occurrence of a feature (seen: slots of indexes into found); return how
-    many distinct features there are now."""
+    """Count one occurrence of a feature (scratch.seen: slots of indexes into found); return
+    how many distinct features there are now."""
     cdef Py_ssize_t slot = (_spread(feature) >> 32) & mask
+    cdef int* seen = scratch.seen
     while seen[slot] != -1:
-        if found[seen[slot]] == feature:
-            times[seen[slot]] += 1
+        if scratch.found[seen[slot]] == feature:
+            scratch.times[seen[slot]] += 1
             return count
         slot = (slot + 1) & mask
     seen[slot] = count
-    found[count] = feature
-    times[count] = 1
+    scratch.found[count] = feature
+    scratch.times[count] = 1
     return count + 1
 
 
@@ -404,3 +487,41 @@ cdef inline float _class_sum(const float* part) noexcept nogil:
     for c in range(CLASSES):
         total += part[c]
     return total
+
+
+def ascii_tokens(str window):
+    """Return routing.learned.features.tokens() of an ASCII, lowercased window: runs of
+    letters, runs of digits as zeros (at most four: a longer number is "0000"), and every
+    other character but whitespace on its own; the regex's answer, in one pass."""
+    cdef Py_ssize_t size = len(window), i = 0, start
+    cdef const unsigned char* text = <const unsigned char*>PyUnicode_DATA(window)
+    cdef unsigned char c
+    cdef list found = []
+    if not PyUnicode_IS_COMPACT_ASCII(window):
+        raise ValueError("ascii_tokens reads ASCII text only")
+    while i < size:
+        c = text[i]
+        start = i
+        if b"a"[0] <= c <= b"z"[0]:
+            i += 1
+            while i < size and b"a"[0] <= text[i] <= b"z"[0]:
+                i += 1
+            found.append(PyUnicode_FromStringAndSize(<const char*>text + start, i - start))
+        elif b"0"[0] <= c <= b"9"[0]:
+            i += 1
+            while i < size and b"0"[0] <= text[i] <= b"9"[0]:
+                i += 1
+            found.append(_ZEROS[min(i - start, 4)])
+        else:
+            i += 1
+            if not _is_space(c):
+                found.append(PyUnicode_FromStringAndSize(<const char*>text + start, 1))
+    return found
+
+
+_ZEROS = ("", "0", "00", "000", "0000")
+
+
+cdef inline bint _is_space(unsigned char c) noexcept nogil:
+    # What the regex's \s matches among ASCII characters (str patterns are Unicode-aware).
+    return c == 32 or 9 <= c <= 13 or 28 <= c <= 31

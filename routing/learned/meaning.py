@@ -39,8 +39,9 @@ class WordVectors:
         self._starts = {p: i for i, p in enumerate(pieces) if not p.startswith("##")}
         self._suffixes = {p[2:]: i for i, p in enumerate(pieces) if p.startswith("##")}
         # Every word's pieces, whole words included, so a request looks each word up once.
-        self._split: dict[str, tuple[int, ...]] = {p: (i,) for p, i in self._starts.items()}
-        self._split_limit = len(self._split) + _CACHE_LIMIT
+        # One tuple per word: the compiled kernel counts a text's words by their tuples.
+        self.memo: dict[str, tuple[int, ...]] = {p: (i,) for p, i in self._starts.items()}
+        self._memo_limit = len(self.memo) + _CACHE_LIMIT
 
     def piece_ids(self, words: Iterable[str]) -> list[int]:
         """Return the word-piece ids of the words, in order."""
@@ -63,10 +64,10 @@ class WordVectors:
         """Return each word's piece ids (() for a word with no split)."""
         if len(words) > 1:
             try:  # every word seen before (the usual case): one call in compiled code
-                return itemgetter(*words)(self._split)
+                return itemgetter(*words)(self.memo)
             except KeyError:
                 pass
-        return [self._word_pieces(word) for word in words]
+        return [self.word_pieces(word) for word in words]
 
     def mean(self, ids: Sequence[int]) -> np.ndarray:
         """Return the unit mean vector of the pieces (zeros when there are none)."""
@@ -76,13 +77,13 @@ class WordVectors:
         length = float(np.sqrt(total @ total))
         return total / length if length else total
 
-    def _word_pieces(self, word: str) -> tuple[int, ...]:
-        known = self._split.get(word)
+    def word_pieces(self, word: str) -> tuple[int, ...]:
+        known = self.memo.get(word)
         if known is not None:
             return known
         pieces = self._greedy(word) if len(word) <= _MAX_WORD_CHARS else ()
-        if len(self._split) < self._split_limit:
-            self._split[word] = pieces
+        if len(self.memo) < self._memo_limit:
+            self.memo[word] = pieces
         return pieces
 
     def _greedy(self, word: str) -> tuple[int, ...]:

@@ -160,6 +160,8 @@ class Router:
             contribution=Contribution,
             vectors=None if meaning is None else meaning.vectors,
             projection=None if meaning is None else self._meaning_projection,
+            split=None if meaning is None else meaning.memo,
+            word_pieces=None if meaning is None else meaning.word_pieces,
         )
 
     def predict(self, text: str, *, category_known: bool = False) -> RouterPrediction:
@@ -192,23 +194,13 @@ class Router:
 
     def _scores(self, text: str, words: list[str], *, read_text: bool) -> Scores:
         """Return the text's scores: the compiled kernel's, or numpy's where it is not built."""
-        times = Counter(words) if self.meaning is not None else {}
         if self.kernel is None:
+            times = Counter(words) if self.meaning is not None else {}
             return self._numpy_scores(text, words, times, read_text=read_text)
         shape_ids = []
         if read_text:
             shape_ids = [i for i in map(self.vocabulary.get, shape_features(text)) if i is not None]
-        split = self.meaning.pieces_per_word(times) if times else ()
-        return Scores(
-            *self.kernel.score(
-                words,
-                shape_ids,
-                list(times.values()),
-                split,
-                list(times),
-                self.premium_uses_ngrams,
-            )
-        )
+        return Scores(*self.kernel.score(words, shape_ids, self.premium_uses_ngrams))
 
     def _numpy_scores(
         self, text: str, words: list[str], times: Mapping[str, int], *, read_text: bool
@@ -277,15 +269,25 @@ class Router:
         raw[: len(signals)] = signals[: len(SIGNAL_NAMES)]
         return self._needs_premium(ngram_score, raw)[0]
 
-    def _needs_premium(self, ngram_score: float, raw_signals) -> tuple[float, np.ndarray]:
+    def _needs_premium(self, ngram_score: float, raw_signals) -> tuple[float, list[float]]:
         """Return the calibrated probability and each signal's share of the score."""
-        signals = np.array(raw_signals, dtype=np.float32)
-        signal_parts = (
-            (signals - self.signal_mean) / self.signal_scale * self.premium_signal_weights
-        )
-        score = ngram_score + float(signal_parts.sum()) + self.premium_bias
+        # Ten numbers: plain floats cost a tenth of numpy's calls on them.
+        signal_parts = [
+            (value - mean) / scale * weight
+            for value, mean, scale, weight in zip(raw_signals, *self._signal_terms, strict=True)
+        ]
+        score = ngram_score + sum(signal_parts) + self.premium_bias
         a, b = self.premium_scale
         return _sigmoid(a * score + b), signal_parts
+
+    @cached_property
+    def _signal_terms(self) -> tuple[list[float], list[float], list[float]]:
+        """Each signal's mean, scale and weight, as floats."""
+        return (
+            self.signal_mean.tolist(),
+            self.signal_scale.tolist(),
+            self.premium_signal_weights.tolist(),
+        )
 
     @cached_property
     def _hash_columns(self) -> dict[str, int]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from routing.learned import features, runtime
 from routing.learned import model as learned_model
-from routing.learned import runtime
 from routing.learned.features import tokens
 from routing.learned.model import load_router
 
@@ -124,3 +124,27 @@ def test_a_missing_kernel_is_a_system_check_warning(monkeypatch):
     assert "scripts/build_kernel.py" in found[0].hint
     monkeypatch.undo()
     assert runtime.router_artifact_check() == []
+
+
+def test_compiled_tokens_are_the_regexs(monkeypatch):
+    # given ASCII texts of every character, letters, digit runs and whitespace of all kinds
+    rng = random.Random(5)
+    alphabet = [chr(i) for i in range(128)] + ["abc", "Hello", "123456", "00000", " ", "\x1c"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(3000)]
+    # when they are tokenised compiled and by the regexes, then the tokens are the same
+    compiled = [tokens(text) for text in texts]
+    monkeypatch.setattr(features, "ascii_tokens", None)
+    assert compiled == [tokens(text) for text in texts]
+
+
+def test_a_word_past_the_memos_bound_is_still_one_word(monkeypatch):
+    # given word vectors whose memo of split words is full
+    router = artifact_routers()[-1]
+    monkeypatch.setattr(router.meaning, "_memo_limit", 0)
+    text = "qzxwv qzxwv qzxwv and more qzxwv"
+    assert "qzxwv" not in router.meaning.memo
+    # when the text is scored, then the repeated word is one word, as numpy counts it
+    compiled, reference = scores_both_ways(router, text)
+    assert_same_scores(compiled, reference)
+    names = [c.feature for c in compiled.safety_up + compiled.safety_down]
+    assert names.count("meaning:qzxwv") <= 1
