@@ -18,30 +18,45 @@ What it computes, for one text's words (routing.learned.features.tokens):
   for safety and needs premium (Router picks the direction).
 Ties between equal contributions go to the n-gram with the lower id, then to the word used
 first, as a stable sort of numpy's rows gives.
+
+Where the time goes is memory, not arithmetic: a 1,000-token prompt touches a few hundred
+rows spread over megabytes. So each word is looked up once, in the kernel's own table (one
+probe finds its n-gram number and its word pieces; words first seen at run time join it, up
+to a bound); the pieces' vectors are summed from a float16 copy of the table where the CPU
+converts float16 (half the bytes; the same floats) and fetched a row ahead; and a bigram's key
+and id share one table slot. `ascii_tokens` is features.tokens' regex as one pass.
 """
 
 from cpython.dict cimport PyDict_GetItem
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyObject_Hash
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_DATA, PyUnicode_FromStringAndSize
 from libc.math cimport exp, log, sqrt
-from libc.stdlib cimport free, malloc
-from libc.string cimport memset
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcmp, memset
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_COMPACT_ASCII(object)
+    Py_ssize_t PyUnicode_GET_LENGTH(object)
+    int PyUnicode_KIND(object)
 
 cdef extern from *:
     """
-    /* The one loop over many floats (a piece's 256 dimensions): plain C with restrict, so
-       the compiler vectorises it. */
+    #include <immintrin.h>
+    #include <stdint.h>
+
+    /* The one loop over many floats: add each word piece's vector (256 dimensions), times
+       its weight, to the total. The pieces' rows lie far apart in the table, so each asks
+       for the row two ahead before it reads its own. Plain C with restrict: the compiler
+       vectorises it. */
     static void add_weighted_rows(float *restrict total, const float *restrict table,
                                   Py_ssize_t width, const int *restrict rows,
                                   const float *restrict weights, Py_ssize_t count)
     {
         for (Py_ssize_t i = 0; i < count; i++) {
-            if (i + 2 < count) {  /* the rows are far apart: ask for one two rows ahead */
+            if (i + 2 < count) {
                 const char *ahead = (const char *)(table + (Py_ssize_t)rows[i + 2] * width);
                 for (Py_ssize_t b = 0; b < width * 4; b += 64)
                     __builtin_prefetch(ahead + b);
@@ -52,11 +67,52 @@ cdef extern from *:
                 total[d] += weight * row[d];
         }
     }
+
+    /* The same sums from the table's float16 copy: half the bytes to fetch, converted to
+       float32 exactly (the vectors are float16 values), then multiplied and added as
+       above (no fused multiply-add), so the totals are the same to the bit. For CPUs with
+       F16C (x86-64 since 2012; half_rows_supported() says), when width is a multiple of 8. */
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __attribute__((target("avx,f16c")))
+    static void add_weighted_half_rows(float *restrict total, const uint16_t *restrict table,
+                                       Py_ssize_t width, const int *restrict rows,
+                                       const float *restrict weights, Py_ssize_t count)
+    {
+        for (Py_ssize_t i = 0; i < count; i++) {
+            if (i + 2 < count) {
+                const char *ahead = (const char *)(table + (Py_ssize_t)rows[i + 2] * width);
+                for (Py_ssize_t b = 0; b < width * 2; b += 64)
+                    __builtin_prefetch(ahead + b);
+            }
+            const uint16_t *restrict row = table + (Py_ssize_t)rows[i] * width;
+            const __m256 weight = _mm256_set1_ps(weights[i]);
+            for (Py_ssize_t d = 0; d < width; d += 8) {
+                __m256 value = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + d)));
+                __m256 sum = _mm256_add_ps(_mm256_loadu_ps(total + d), _mm256_mul_ps(weight, value));
+                _mm256_storeu_ps(total + d, sum);
+            }
+        }
+    }
+    static int half_rows_supported(void)
+    {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+    }
+    #else
+    static void add_weighted_half_rows(float *total, const uint16_t *table, Py_ssize_t width,
+                                       const int *rows, const float *weights, Py_ssize_t count) {}
+    static int half_rows_supported(void) { return 0; }
+    #endif
     """
     void add_weighted_rows(
         float* total, const float* table, Py_ssize_t width, const int* rows,
         const float* weights, Py_ssize_t count,
     ) noexcept nogil
+    void add_weighted_half_rows(
+        float* total, const unsigned short* table, Py_ssize_t width, const int* rows,
+        const float* weights, Py_ssize_t count,
+    ) noexcept nogil
+    bint half_rows_supported() noexcept nogil
 
 cdef enum:
     CLASSES = 9
@@ -65,6 +121,7 @@ cdef enum:
     PARTS = 11  # a part's columns: the 9 classes, safety, needs premium
     IDF = 11  # a weights row's column after those
     TOP = 3  # contributions named per explanation (routing.learned.explanation.EXPLAIN_TOP)
+    NEW_WORDS = 50_000  # words first seen at run time the table keeps, as WordVectors' memo
 
 
 cdef inline unsigned long long _spread(long long key) noexcept nogil:
@@ -77,6 +134,25 @@ cdef struct Pair:  # a bigram's slot: its key and feature id side by side, one c
     int feature
 
 
+cdef struct Word:  # a word's slot: what a request needs of it, found with one probe
+    Py_hash_t hash
+    PyObject* key  # the word (a reference the table owns); NULL: an empty slot
+    long long number  # its number in the n-gram vocabulary (unknown: the last)
+    PyObject* pieces  # its word pieces' ids, a tuple the table owns (NULL: no meaning vector)
+
+
+cdef inline bint _same_text(PyObject* a, object b) noexcept:
+    return (
+        PyUnicode_GET_LENGTH(<object>a) == PyUnicode_GET_LENGTH(b)
+        and PyUnicode_KIND(<object>a) == PyUnicode_KIND(b)
+        and memcmp(
+            PyUnicode_DATA(<object>a),
+            PyUnicode_DATA(b),
+            PyUnicode_GET_LENGTH(b) * PyUnicode_KIND(b),
+        ) == 0
+    )
+
+
 cdef struct Scratch:  # one request's working memory, freed by _release
     long long* numbers  # each word's number (the n-gram vocabulary's)
     int* found  # the distinct features' ids, in order of first use
@@ -87,13 +163,15 @@ cdef struct Scratch:  # one request's working memory, freed by _release
     int* first_use  # where it first occurs in the words
     float* parts  # a row of PARTS floats per feature, then per distinct word
     float* ranked  # one column to rank
+    Py_ssize_t words_count  # distinct words with pieces
 
 
 cdef int _allocate(Scratch* scratch, Py_ssize_t n, Py_ssize_t most, Py_ssize_t slots) except -1:
     scratch.numbers = <long long*>malloc(n * sizeof(long long) + 1)
     scratch.found = <int*>malloc(most * sizeof(int))
     scratch.times = <int*>malloc(most * sizeof(int))
-    scratch.seen = <int*>malloc(slots * sizeof(int))
+    scratch.seen = <int*>malloc(2 * slots * sizeof(int))  # features' slots, then words'
+
     scratch.pieces = <PyObject**>malloc(n * sizeof(PyObject*) + 1)
     scratch.word_times = <int*>malloc(n * sizeof(int) + 1)
     scratch.first_use = <int*>malloc(n * sizeof(int) + 1)
@@ -133,9 +211,14 @@ cdef class Scorer:
     cdef float temperature
     cdef bint has_meaning
     cdef const float[:, ::1] vectors
+    cdef const unsigned short[:, ::1] half_vectors  # the same, float16 (where the CPU reads it)
+    cdef bint use_half
     cdef const float[:, ::1] projection
-    cdef dict split  # word -> its word pieces' ids (WordVectors' memo of every word's split)
-    cdef object word_pieces  # word -> its pieces, for a word not in split yet (memoised there)
+    cdef object word_pieces  # word -> its pieces (WordVectors.word_pieces), for a new word
+    cdef Word* table  # every word the models know, and the new ones seen, up to a bound
+    cdef Py_ssize_t table_mask
+    cdef Py_ssize_t table_count
+    cdef Py_ssize_t table_limit
     cdef tuple feature_names
     cdef str meaning_prefix
     cdef object contribution
@@ -155,8 +238,10 @@ cdef class Scorer:
         contribution,
         vectors=None,
         projection=None,
-        dict split=None,
+        dict split=None,  # the word vectors' memo: the words whose pieces are known at load
         word_pieces=None,
+        bint half_vectors=True,
+        Py_ssize_t new_words=NEW_WORDS,
     ):
         import numpy as np
 
@@ -174,12 +259,79 @@ cdef class Scorer:
         if self.has_meaning:
             self.vectors = vectors
             self.projection = projection
-            self.split = split
             self.word_pieces = word_pieces
+            half = np.ascontiguousarray(vectors, dtype=np.float16) if half_vectors else None
+            self.use_half = (
+                half_vectors
+                and half_rows_supported()
+                and vectors.shape[1] % 8 == 0
+                and np.array_equal(half.astype(np.float32), vectors)  # float16 values: exact
+            )
+            if self.use_half:
+                self.half_vectors = half.view(np.uint16)
+        known = dict.fromkeys(words)
+        if self.has_meaning:
+            known.update(dict.fromkeys(split))
+        self.table_limit = len(known) + new_words
+        self._grow_table(2 * len(known))
+        for word in known:
+            self._add_word(word)
         self._build_pairs(
             np.ascontiguousarray(pair_keys, dtype=np.int64),
             np.ascontiguousarray(pair_ids, dtype=np.int32),
         )
+
+    cdef Word* _find_word(self, object word, Py_hash_t hash) noexcept:
+        cdef Py_ssize_t slot = hash & self.table_mask
+        cdef Word* found
+        while True:
+            found = &self.table[slot]
+            if found.key is NULL:
+                return NULL
+            if found.hash == hash and (found.key == <PyObject*>word or _same_text(found.key, word)):
+                return found
+            slot = (slot + 1) & self.table_mask
+
+    cdef Word* _add_word(self, object word) except NULL:
+        """Put a word in the table (its number, its pieces) and return its slot; NULL-free."""
+        cdef Py_hash_t hash = PyObject_Hash(word)
+        cdef Py_ssize_t slot
+        if 2 * (self.table_count + 1) > self.table_mask + 1:
+            self._grow_table(2 * (self.table_mask + 1))
+        slot = hash & self.table_mask
+        while self.table[slot].key is not NULL:
+            slot = (slot + 1) & self.table_mask
+        number = self.words.get(word)
+        pieces = self.word_pieces(word) if self.has_meaning else None
+        self.table[slot].hash = hash
+        self.table[slot].number = self.unknown if number is None else number
+        self.table[slot].key = <PyObject*>word
+        Py_INCREF(word)
+        self.table[slot].pieces = NULL
+        if pieces is not None:
+            self.table[slot].pieces = <PyObject*>pieces
+            Py_INCREF(pieces)
+        self.table_count += 1
+        return &self.table[slot]
+
+    cdef int _grow_table(self, Py_ssize_t wanted) except -1:
+        cdef Py_ssize_t size = 16, i, slot, old_size = self.table_mask + 1 if self.table else 0
+        cdef Word* old = self.table
+        while size < wanted:
+            size *= 2
+        self.table = <Word*>calloc(size, sizeof(Word))
+        if self.table is NULL:
+            self.table = old
+            raise MemoryError()
+        self.table_mask = size - 1
+        for i in range(old_size):
+            if old[i].key is not NULL:
+                slot = old[i].hash & self.table_mask
+                while self.table[slot].key is not NULL:
+                    slot = (slot + 1) & self.table_mask
+                self.table[slot] = old[i]
+        free(old)
+        return 0
 
     cdef _build_pairs(self, const long long[::1] keys, const int[::1] ids):
         """The bigrams as an open-addressing table of pair keys (a x width + b), <= half full."""
@@ -202,8 +354,19 @@ cdef class Scorer:
             self.pairs[slot].key = keys[i]
             self.pairs[slot].feature = ids[i]
 
+    @property
+    def reads_half_vectors(self):
+        """Whether the meaning vector is summed from the float16 copy of the table."""
+        return self.use_half
+
     def __dealloc__(self):
         free(self.pairs)
+        cdef Py_ssize_t i
+        if self.table is not NULL:
+            for i in range(self.table_mask + 1):
+                Py_XDECREF(self.table[i].key)
+                Py_XDECREF(self.table[i].pieces)
+            free(self.table)
 
     cdef inline int _pair_feature(self, long long key) noexcept nogil:
         cdef unsigned long long slot = _spread(key) >> self.pair_shift
@@ -229,10 +392,8 @@ cdef class Scorer:
         memset(&scratch, 0, sizeof(Scratch))
         try:
             _allocate(&scratch, n, most, slots)
-            count = self._features(words, shape_ids, &scratch, slots - 1)
-            words_count = 0
-            if self.has_meaning:
-                words_count = self._distinct_words(words, &scratch, slots - 1, unmemoised)
+            count = self._read_words(words, shape_ids, &scratch, slots - 1, unmemoised)
+            words_count = scratch.words_count
             rows = count + words_count
             scratch.parts = <float*>malloc((rows + 1) * PARTS * sizeof(float))
             scratch.ranked = <float*>malloc((rows + 1) * sizeof(float))
@@ -257,23 +418,42 @@ cdef class Scorer:
         finally:
             _release(&scratch)
 
-    cdef Py_ssize_t _features(
-        self, list words, list shape_ids, Scratch* scratch, Py_ssize_t mask
+    cdef Py_ssize_t _read_words(
+        self, list words, list shape_ids, Scratch* scratch, Py_ssize_t mask, dict unmemoised
     ) except -1:
-        """Write the distinct feature ids (in order of first use) and their counts to
-        scratch.found and scratch.times; return how many there are."""
-        cdef Py_ssize_t n = PyList_GET_SIZE(words), i, count = 0
-        cdef PyObject* number
+        """Count the text's distinct features (ids in order of first use: scratch.found and
+        times) and return how many there are; with a meaning vector, also find its distinct
+        words that have word pieces (scratch.pieces, word_times, first_use; words_count).
+
+        A word is known by its pieces' tuple, one per word, so counting them compares
+        pointers, not strings. A word with no pieces has no share: it is left out."""
+        cdef Py_ssize_t n = PyList_GET_SIZE(words), i, slot, count = 0
+        cdef long long* numbers = scratch.numbers
+        cdef int* seen_words = scratch.seen + mask + 1
         cdef int feature
         cdef long long a, b
-        cdef long long* numbers = scratch.numbers
-        memset(scratch.seen, 0xFF, (mask + 1) * sizeof(int))  # -1: an empty slot
+        cdef Word* known
+        cdef PyObject* pieces
+        memset(scratch.seen, 0xFF, 2 * (mask + 1) * sizeof(int))  # -1: an empty slot
+        scratch.words_count = 0
         for i in range(n):
-            number = PyDict_GetItem(self.words, <object>PyList_GET_ITEM(words, i))
-            numbers[i] = self.unknown if number is NULL else <long long><object>number
+            word = <object>PyList_GET_ITEM(words, i)
+            known = self._find_word(word, PyObject_Hash(word))
+            if known is NULL and self.table_count < self.table_limit:
+                known = self._add_word(word)
+            if known is not NULL:
+                numbers[i], pieces = known.number, known.pieces
+            else:  # the table is full: a word new to it is no n-gram's; this call keeps its pieces
+                numbers[i], pieces = self.unknown, NULL
+                if self.has_meaning:
+                    if word not in unmemoised:
+                        unmemoised[word] = self.word_pieces(word)
+                    pieces = PyDict_GetItem(unmemoised, word)
             feature = self.unigram[numbers[i]]
             if feature >= 0:
                 count = _counted(feature, scratch, count, mask)
+            if pieces is not NULL and PyTuple_GET_SIZE(<tuple>pieces):
+                _word_counted(pieces, i, scratch, seen_words, mask)
         for i in range(n - 1):
             a, b = numbers[i], numbers[i + 1]
             if a != self.unknown and b != self.unknown:
@@ -283,41 +463,6 @@ cdef class Scorer:
         for i in range(PyList_GET_SIZE(shape_ids)):
             feature = <int><object>PyList_GET_ITEM(shape_ids, i)
             count = _counted(feature, scratch, count, mask)
-        return count
-
-    cdef Py_ssize_t _distinct_words(
-        self, list words, Scratch* scratch, Py_ssize_t mask, dict unmemoised
-    ) except -1:
-        """Find each distinct word with word pieces: its pieces, how often it occurs and where
-        first (scratch.pieces, word_times, first_use); return how many there are.
-
-        A word is known by its pieces' tuple, which the memo holds once per word, so counting
-        compares pointers, not strings. A word with no pieces has no share: it is left out."""
-        cdef Py_ssize_t n = PyList_GET_SIZE(words), i, slot, count = 0
-        cdef PyObject* pieces
-        memset(scratch.seen, 0xFF, (mask + 1) * sizeof(int))
-        for i in range(n):
-            word = <object>PyList_GET_ITEM(words, i)
-            pieces = PyDict_GetItem(self.split, word)
-            if pieces is NULL:
-                found = self.word_pieces(word)
-                pieces = PyDict_GetItem(self.split, word)
-                if pieces is NULL:  # the memo is full: count it by word in this call's own
-                    unmemoised.setdefault(word, found)
-                    pieces = PyDict_GetItem(unmemoised, word)
-            if PyTuple_GET_SIZE(<tuple>pieces) == 0:
-                continue
-            slot = (_spread(<long long><size_t>pieces) >> 32) & mask
-            while scratch.seen[slot] != -1 and scratch.pieces[scratch.seen[slot]] != pieces:
-                slot = (slot + 1) & mask
-            if scratch.seen[slot] != -1:
-                scratch.word_times[scratch.seen[slot]] += 1
-                continue
-            scratch.seen[slot] = count
-            scratch.pieces[count] = pieces
-            scratch.word_times[count] = 1
-            scratch.first_use[count] = i
-            count += 1
         return count
 
     cdef void _ngram_parts(self, const int* ids, const int* times, Py_ssize_t count, float* parts):
@@ -365,7 +510,12 @@ cdef class Scorer:
                     repeats[pieces] = <float>scratch.word_times[j]
                     pieces += 1
             memset(total, 0, dimensions * sizeof(float))
-            add_weighted_rows(total, &self.vectors[0, 0], dimensions, piece_rows, repeats, pieces)
+            if self.use_half:
+                add_weighted_half_rows(
+                    total, &self.half_vectors[0, 0], dimensions, piece_rows, repeats, pieces
+                )
+            else:
+                add_weighted_rows(total, &self.vectors[0, 0], dimensions, piece_rows, repeats, pieces)
             for c in range(dimensions):
                 squares += <double>total[c] * total[c]
             norm = <float>sqrt(squares) if squares else <float>1.0
@@ -466,6 +616,23 @@ cdef inline Py_ssize_t _counted(
     scratch.found[count] = feature
     scratch.times[count] = 1
     return count + 1
+
+
+cdef inline void _word_counted(
+    PyObject* pieces, Py_ssize_t at, Scratch* scratch, int* seen, Py_ssize_t mask
+) noexcept:
+    """Count one occurrence of the word whose pieces these are, first used at `at`."""
+    cdef Py_ssize_t slot = (_spread(<long long><size_t>pieces) >> 32) & mask
+    while seen[slot] != -1:
+        if scratch.pieces[seen[slot]] == pieces:
+            scratch.word_times[seen[slot]] += 1
+            return
+        slot = (slot + 1) & mask
+    seen[slot] = scratch.words_count
+    scratch.pieces[scratch.words_count] = pieces
+    scratch.word_times[scratch.words_count] = 1
+    scratch.first_use[scratch.words_count] = at
+    scratch.words_count += 1
 
 
 cdef inline bint _ahead(

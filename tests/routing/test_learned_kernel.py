@@ -138,13 +138,30 @@ def test_compiled_tokens_are_the_regexs(monkeypatch):
 
 
 def test_a_word_past_the_memos_bound_is_still_one_word(monkeypatch):
-    # given word vectors whose memo of split words is full
+    # given word vectors whose memo of split words is full, and a kernel keeping no new words
     router = artifact_routers()[-1]
     monkeypatch.setattr(router.meaning, "_memo_limit", 0)
+    full = dataclasses.replace(router)
+    object.__setattr__(full, "kernel", router._compiled_scorer(new_words=0))
     text = "qzxwv qzxwv qzxwv and more qzxwv"
     assert "qzxwv" not in router.meaning.memo
     # when the text is scored, then the repeated word is one word, as numpy counts it
-    compiled, reference = scores_both_ways(router, text)
-    assert_same_scores(compiled, reference)
-    names = [c.feature for c in compiled.safety_up + compiled.safety_down]
-    assert names.count("meaning:qzxwv") <= 1
+    for scoring in (router, full):
+        compiled, reference = scores_both_ways(scoring, text)
+        assert_same_scores(compiled, reference)
+        names = [c.feature for c in compiled.safety_up + compiled.safety_down]
+        assert names.count("meaning:qzxwv") <= 1
+
+
+def test_the_float16_vectors_give_the_same_sums_to_the_bit():
+    # given the kernel reading the word vectors' float16 copy (where the CPU has F16C), and
+    # one reading them as float32
+    router = artifact_routers()[-1]
+    full = router._compiled_scorer(half_vectors=False)
+    cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    assert router.kernel.reads_half_vectors == (" f16c" in cpu and " avx" in cpu)
+    assert not full.reads_half_vectors
+    for text in varied_texts(router, 100):
+        words = tokens(text)
+        # when both score a text, then every sum and probability is the same float
+        assert router.kernel.score(words, [], False)[:3] == full.score(words, [], False)[:3]
