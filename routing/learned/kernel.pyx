@@ -211,7 +211,7 @@ cdef class Scorer:
     cdef float temperature
     cdef bint has_meaning
     cdef const float[:, ::1] vectors
-    cdef const unsigned short[:, ::1] half_vectors  # the same, float16 (where the CPU reads it)
+    cdef const unsigned short[:, ::1] half_vectors  # the same, float16: half the bytes
     cdef bint use_half
     cdef const float[:, ::1] projection
     cdef object word_pieces  # word -> its pieces (WordVectors.word_pieces), for a new word
@@ -240,7 +240,7 @@ cdef class Scorer:
         projection=None,
         dict split=None,  # the word vectors' memo: the words whose pieces are known at load
         word_pieces=None,
-        bint half_vectors=True,
+        half_vectors=None,  # the same vectors, float16 (as stored): summed where F16C is
         Py_ssize_t new_words=NEW_WORDS,
     ):
         import numpy as np
@@ -260,15 +260,13 @@ cdef class Scorer:
             self.vectors = vectors
             self.projection = projection
             self.word_pieces = word_pieces
-            half = np.ascontiguousarray(vectors, dtype=np.float16) if half_vectors else None
             self.use_half = (
-                half_vectors
+                half_vectors is not None
                 and half_rows_supported()
                 and vectors.shape[1] % 8 == 0
-                and np.array_equal(half.astype(np.float32), vectors)  # float16 values: exact
             )
             if self.use_half:
-                self.half_vectors = half.view(np.uint16)
+                self.half_vectors = half_vectors.view(np.uint16)
         known = dict.fromkeys(words)
         if self.has_meaning:
             known.update(dict.fromkeys(split))

@@ -34,6 +34,8 @@ class WordVectors:
             raise ValueError(f"{len(pieces)} word pieces for {len(vectors)} vectors")
         self.pieces = tuple(pieces)
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        # The table as stored (float16), when it is: the compiled kernel sums from it.
+        self.half_vectors = np.ascontiguousarray(vectors) if vectors.dtype == np.float16 else None
         self.dimensions = int(self.vectors.shape[1])
         self.digest = digest or vectors_digest(vectors)
         self._starts = {p: i for i, p in enumerate(pieces) if not p.startswith("##")}

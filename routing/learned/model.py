@@ -143,10 +143,10 @@ class Router:
         object.__setattr__(self, "weights", _cache_line_rows(np.hstack(columns)))
         object.__setattr__(self, "kernel", self._compiled_scorer())
 
-    def _compiled_scorer(self, **options) -> "CompiledScorer | None":
-        """The kernel over this router's tables. Options (tests): half_vectors=False reads
-        the word vectors as float32, not their float16 copy (the same sums, twice the memory
-        traffic); new_words bounds the words first seen at run time that it keeps."""
+    def _compiled_scorer(self, *, half_vectors: bool = True, **options) -> "CompiledScorer | None":
+        """The kernel over this router's tables. half_vectors=False (tests) reads the word
+        vectors as float32 instead of as stored, float16 (the same sums, twice the bytes);
+        options: new_words bounds the words first seen at run time that it keeps."""
         if CompiledScorer is None:
             return None
         lookup, meaning = self.lookup, self.meaning
@@ -165,6 +165,7 @@ class Router:
             projection=None if meaning is None else self._meaning_projection,
             split=None if meaning is None else meaning.memo,
             word_pieces=None if meaning is None else meaning.word_pieces,
+            half_vectors=meaning.half_vectors if meaning is not None and half_vectors else None,
             **options,
         )
 
