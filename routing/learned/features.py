@@ -13,10 +13,10 @@ import re
 
 from routing.complexity import ComplexityEstimate, estimate_complexity
 
-try:  # compiled by `make install` (scripts/build_kernel.py); the regexes below give the same
-    from routing.learned.kernel import ascii_tokens
+try:  # compiled by `make install` (scripts/build_kernel.py); the code below gives the same
+    from routing.learned.kernel import ascii_shape_counts, ascii_tokens
 except ImportError:
-    ascii_tokens = None
+    ascii_shape_counts = ascii_tokens = None
 
 # Bump when the features change: an artifact built for other features is refused at load.
 # The meaning vector is not part of it: an artifact names its word-vector table in its card
@@ -60,13 +60,17 @@ def shape_features(text: str) -> list[str]:
     """Return coarse facts about the whole text's form, as named features."""
     if not text:
         return ["#empty"]
-    # Counted on the window's UTF-8 bytes: bytes.translate is one C pass per count.
-    data = text_window(text).encode("utf-8", "surrogatepass")
-    size = len(data)
-    digits = size - len(data.translate(None, _DIGITS))
-    letters = size - len(data.translate(None, _ASCII_LETTERS))
-    other_script = len(data.translate(None, _ASCII))
-    spaces = data.count(b" ") + data.count(b"\n")
+    window = text_window(text)
+    if window.isascii() and ascii_shape_counts is not None:  # one compiled pass
+        size, other_script = len(window), 0
+        digits, letters, spaces = ascii_shape_counts(window)
+    else:  # counted on the window's UTF-8 bytes: bytes.translate is one C pass per count
+        data = window.encode("utf-8", "surrogatepass")
+        size = len(data)
+        digits = size - len(data.translate(None, _DIGITS))
+        letters = size - len(data.translate(None, _ASCII_LETTERS))
+        other_script = len(data.translate(None, _ASCII))
+        spaces = data.count(b" ") + data.count(b"\n")
     symbols = size - digits - letters - other_script - spaces
     found = [
         f"#len{min(int(math.log2(len(text) + 1)), 16)}",

@@ -687,6 +687,25 @@ def ascii_tokens(str window):
 _ZEROS = ("", "0", "00", "000", "0000")
 
 
+def ascii_shape_counts(str window):
+    """Return the digits, letters and spaces (" " and newlines) of an ASCII window: what
+    routing.learned.features.shape_features counts, in one pass."""
+    cdef Py_ssize_t size = len(window), i, digits = 0, letters = 0, spaces = 0
+    cdef const unsigned char* text = <const unsigned char*>PyUnicode_DATA(window)
+    cdef unsigned char c
+    if not PyUnicode_IS_COMPACT_ASCII(window):
+        raise ValueError("ascii_shape_counts reads ASCII text only")
+    for i in range(size):
+        c = text[i]
+        if b"0"[0] <= c <= b"9"[0]:
+            digits += 1
+        elif b"a"[0] <= (c | 0x20) <= b"z"[0]:
+            letters += 1
+        elif c == b" "[0] or c == b"\n"[0]:
+            spaces += 1
+    return digits, letters, spaces
+
+
 cdef inline bint _is_space(unsigned char c) noexcept nogil:
     # What the regex's \s matches among ASCII characters (str patterns are Unicode-aware).
     return c == 32 or 9 <= c <= 13 or 28 <= c <= 31

@@ -126,15 +126,17 @@ def test_a_missing_kernel_is_a_system_check_warning(monkeypatch):
     assert runtime.router_artifact_check() == []
 
 
-def test_compiled_tokens_are_the_regexs(monkeypatch):
+def test_compiled_tokens_and_shapes_are_the_pythons(monkeypatch):
     # given ASCII texts of every character, letters, digit runs and whitespace of all kinds
     rng = random.Random(5)
     alphabet = [chr(i) for i in range(128)] + ["abc", "Hello", "123456", "00000", " ", "\x1c"]
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(3000)]
-    # when they are tokenised compiled and by the regexes, then the tokens are the same
-    compiled = [tokens(text) for text in texts]
+    # when they are tokenised and shaped compiled and by the regexes and byte counts, then
+    # the tokens and shape features are the same
+    compiled = [(tokens(text), features.shape_features(text)) for text in texts]
     monkeypatch.setattr(features, "ascii_tokens", None)
-    assert compiled == [tokens(text) for text in texts]
+    monkeypatch.setattr(features, "ascii_shape_counts", None)
+    assert compiled == [(tokens(text), features.shape_features(text)) for text in texts]
 
 
 def test_a_word_past_the_memos_bound_is_still_one_word(monkeypatch):
