@@ -9,9 +9,11 @@ Features are the named n-grams of routing.learned.features, weighted (1 + log tf
 L2-normalised, and the text's meaning vector (routing.learned.meaning: the unit mean of its
 words' static vectors), which carries what n-grams miss in a prompt worded unlike any training
 source. Each model's score is a sum of per-feature contributions (n-grams, and each word's share
-of the meaning vector's pull): those are the explanation. Prediction is numpy over the few
-hundred features a window holds, no I/O. An artifact is one .npz file (no pickles) written
-by routing.learned.artifact_writer when routing.learned.training has fitted it.
+of the meaning vector's pull): those are the explanation. Prediction reads the few hundred
+features a window holds, no I/O: in one call of the compiled kernel (routing.learned.kernel,
+built by `make install`), or in numpy where it is not built (the reference it is tested on).
+An artifact is one .npz file (no pickles) written by routing.learned.artifact_writer when
+routing.learned.training has fitted it.
 
 Here: the Router, its predict() and load_router(). A text's feature ids and weights come from
 routing.learned.vectorizer; routing.learned.explanation names the top contributions.
