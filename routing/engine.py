@@ -9,6 +9,7 @@ under is routing.policy's.
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 from routing.classifier import classify, find_trigger
 from routing.complexity import ComplexitySignal, estimate_complexity
@@ -109,8 +110,7 @@ def decide(
     return TierChoice(Tier.MINI, "default:mini", text + " Cheap tier.")
 
 
-@dataclass(frozen=True)
-class _Category:
+class _Category(NamedTuple):  # private: a tuple is built in half a frozen dataclass's time
     rule: CategoryRule
     confidence: float
     source: str  # caller | pinned | safety | model | uncertain | classifier | default
@@ -241,7 +241,7 @@ def route(*, request: RouteRequest, policy: Policy) -> Decision:
         cached_tokens=0,
         output_tokens=expected_output,
     )
-    return Decision(
+    return _new_decision(
         model=model,
         tier=choice.tier,
         category=rule.slug,
@@ -271,6 +271,19 @@ def route(*, request: RouteRequest, policy: Policy) -> Decision:
         experiment_id=policy.experiment_id,
         experiment_arm=policy.experiment_arm,
     )
+
+
+def _new_decision(**values: object) -> Decision:
+    """Return the Decision with these values, every field given, built without its __init__.
+
+    A frozen dataclass's __init__ sets each field through object.__setattr__: for 24 fields
+    about 5 µs, a twentieth of a chat message's budget. Filled in directly, the object is the
+    same (equal, same repr, still frozen); tests/routing/test_engine.py checks that route()
+    gives every field and no other.
+    """
+    decision = object.__new__(Decision)
+    decision.__dict__.update(values)
+    return decision
 
 
 def _explanation(

@@ -260,3 +260,28 @@ def test_adding_a_question_or_constraint_never_lowers_the_score(text, addition):
     after = estimate_complexity(text + " " + addition, token_count=(len(text) + 40) // 4).score
 
     assert after >= before
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "detail"),
+    [
+        # Code and table marks are looked for in the window's characters and counted in its
+        # UTF-8 bytes: non-ASCII neighbours (emoji, accents, a lone surrogate) change neither.
+        ("😀 {x} 😀", "code", "2 code symbols"),
+        ("é f();\n g();\n", "code", "4 code symbols"),
+        ("\ud800|a|\n|b|\n|c|\n", "tables", "3 table rows"),
+        ("“hi”\n😀,1,2,\né,3,4,\nx,5,6,", "tables", "3 table rows"),
+    ],
+)
+def test_code_and_table_marks_are_found_next_to_non_ascii_text(text, name, detail):
+    estimate = estimate_complexity(text, token_count=len(text) // 4)
+
+    assert (name, detail) in [(s.name, s.detail) for s in estimate.signals]
+
+
+def test_text_without_vocabulary_still_gets_its_other_signals():
+    # No vocabulary term: the terms found are the shared empty ones, the rest is read as usual.
+    estimate = estimate_complexity("hey babe, 3 pics? {x} 😘", token_count=5)
+
+    assert [s.name for s in estimate.signals] == ["questions", "numbers", "code"]
+    assert [s.detail for s in estimate.signals] == ["1 question", "1 number", "2 code symbols"]

@@ -1,10 +1,11 @@
+import dataclasses
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.engine import RouteRequest, RoutingError, decide, route
+from routing.engine import Decision, RouteRequest, RoutingError, decide, route
 from routing.policy import CategoryRule, ModelSpec, Policy, Tier
 from routing.seed_data import DEFAULT_CATEGORIES, seeded_price_rows
 
@@ -154,3 +155,16 @@ def test_critical_is_always_full(slug, complexity):
     decision = _route(slug, complexity, critical=True)
     assert decision.tier == Tier.FULL
     assert decision.reason_code.startswith("critical")
+
+
+def test_route_gives_every_decision_field_and_the_decision_stays_frozen():
+    # route() fills the Decision without its __init__: a field it forgot would be missing.
+    decision = _route(None, text="I need a chargeback on my refund")
+
+    assert set(vars(decision)) == {f.name for f in dataclasses.fields(Decision)}
+    rebuilt = Decision(**vars(decision))
+    assert rebuilt == decision
+    assert repr(rebuilt) == repr(decision)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.tier = Tier.MINI
+    assert dataclasses.replace(decision, tier=Tier.MINI).tier is Tier.MINI
