@@ -135,7 +135,7 @@ cdef struct Pair:  # a bigram's slot: its key and feature id side by side, one c
 
 
 cdef struct Word:  # a word's slot: what a request needs of it, found with one probe
-    Py_hash_t hash
+    Py_hash_t hash  # Python's, salted per process: crafted words cannot crowd one slot
     PyObject* key  # the word (a reference the table owns); NULL: an empty slot
     long long number  # its number in the n-gram vocabulary (unknown: the last)
     PyObject* pieces  # its word pieces' ids, a tuple the table owns (NULL: no meaning vector)
@@ -158,7 +158,7 @@ cdef struct Scratch:  # one request's working memory, freed by _release
     int* found  # the distinct features' ids, in order of first use
     int* times  # how often each occurs
     int* seen  # a small open-addressing table: slot -> index into found (or pieces)
-    PyObject** pieces  # the distinct words' pieces (borrowed: the memo holds them)
+    PyObject** pieces  # the distinct words' pieces (borrowed: the word table holds them)
     int* word_times  # how often each distinct word occurs
     int* first_use  # where it first occurs in the words
     float* parts  # a row of PARTS floats per feature, then per distinct word
@@ -171,7 +171,6 @@ cdef int _allocate(Scratch* scratch, Py_ssize_t n, Py_ssize_t most, Py_ssize_t s
     scratch.found = <int*>malloc(most * sizeof(int))
     scratch.times = <int*>malloc(most * sizeof(int))
     scratch.seen = <int*>malloc(2 * slots * sizeof(int))  # features' slots, then words'
-
     scratch.pieces = <PyObject**>malloc(n * sizeof(PyObject*) + 1)
     scratch.word_times = <int*>malloc(n * sizeof(int) + 1)
     scratch.first_use = <int*>malloc(n * sizeof(int) + 1)
@@ -291,7 +290,7 @@ cdef class Scorer:
             slot = (slot + 1) & self.table_mask
 
     cdef Word* _add_word(self, object word) except NULL:
-        """Put a word in the table (its number, its pieces) and return its slot; NULL-free."""
+        """Put a word in the table (its number, its pieces) and return its slot."""
         cdef Py_hash_t hash = PyObject_Hash(word)
         cdef Py_ssize_t slot
         if 2 * (self.table_count + 1) > self.table_mask + 1:
@@ -354,7 +353,7 @@ cdef class Scorer:
 
     @property
     def reads_half_vectors(self):
-        """Whether the meaning vector is summed from the float16 copy of the table."""
+        """Whether the meaning vector is summed from the word vectors' float16 table."""
         return self.use_half
 
     def __dealloc__(self):
@@ -386,7 +385,9 @@ cdef class Scorer:
         cdef Scratch scratch
         cdef Py_ssize_t count, words_count, rows, i
         cdef int best
-        cdef dict unmemoised = {}  # pieces of words past the memo's bound, for this call
+        cdef float* parts
+        cdef float* ranked
+        cdef dict unmemoised = {}  # pieces of new words past the word table's bound, this call
         memset(&scratch, 0, sizeof(Scratch))
         try:
             _allocate(&scratch, n, most, slots)
