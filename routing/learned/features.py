@@ -46,9 +46,10 @@ def tokens(text: str) -> list[str]:
     """Return the window's tokens: words, numbers as zeros by length (at most four), and
     single symbols."""
     window = text_window(text).lower()
-    if window.isascii() and ascii_tokens is not None:  # most prompts: one compiled pass
-        return ascii_tokens(window)
-    if window.isascii():  # bytes.translate folds digits faster than a regex
+    if window.isascii():  # most prompts
+        if ascii_tokens is not None:  # one compiled pass
+            return ascii_tokens(window)
+        # bytes.translate folds digits faster than a regex
         window = window.encode().translate(_FOLD_DIGITS).decode()
         folded = _LONG_NUMBER.sub("0000", window) if "00000" in window else window
     else:
