@@ -42,6 +42,12 @@ def text_window(text: str) -> str:
     return text[:WINDOW_HEAD_CHARS] + "\n" + text[-WINDOW_TAIL_CHARS:]
 
 
+def ascii_window(text: str) -> str | None:
+    """Return the window lowercased where it is ASCII (most prompts), else None."""
+    window = text_window(text).lower()
+    return window if window.isascii() else None
+
+
 def tokens(text: str) -> list[str]:
     """Return the window's tokens: words, numbers as zeros by length (at most four), and
     single symbols."""

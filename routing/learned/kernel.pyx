@@ -24,7 +24,9 @@ rows spread over megabytes. So each word is looked up once, in the kernel's own 
 probe finds its n-gram number and its word pieces; words first seen at run time join it, up
 to a bound); the pieces' vectors are summed from a float16 copy of the table where the CPU
 converts float16 (half the bytes; the same floats) and fetched a row ahead; and a bigram's key
-and id share one table slot. `ascii_tokens` is features.tokens' regex as one pass.
+and id share one table slot. `ascii_tokens` is features.tokens' regex as one pass;
+`Scorer.score_text` reads an ASCII window's words with the same rules straight into the word
+table (a known word is found by its bytes: no str is made for it, no list is built).
 """
 
 from cpython.dict cimport PyDict_GetItem
@@ -39,6 +41,8 @@ from libc.string cimport memcmp, memset
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_COMPACT_ASCII(object)
+    # The hash of a str is this of its data: an ASCII token hashes as its str would, unmade.
+    Py_hash_t _Py_HashBytes(const void*, Py_ssize_t)
     Py_ssize_t PyUnicode_GET_LENGTH(object)
     int PyUnicode_KIND(object)
 
@@ -154,7 +158,10 @@ cdef inline bint _same_text(PyObject* a, object b) noexcept:
 
 
 cdef struct Scratch:  # one request's working memory, freed by _release
+    Py_ssize_t n  # the text's words
     long long* numbers  # each word's number (the n-gram vocabulary's)
+    PyObject** word_pieces  # each word's pieces (borrowed: the word table holds them), or NULL
+    PyObject** names  # each word (borrowed from the table, the caller's list or `kept`)
     int* found  # the distinct features' ids, in order of first use
     int* times  # how often each occurs
     int* seen  # a small open-addressing table: slot -> index into found (or pieces)
@@ -166,8 +173,16 @@ cdef struct Scratch:  # one request's working memory, freed by _release
     Py_ssize_t words_count  # distinct words with pieces
 
 
-cdef int _allocate(Scratch* scratch, Py_ssize_t n, Py_ssize_t most, Py_ssize_t slots) except -1:
+cdef int _allocate_words(Scratch* scratch, Py_ssize_t n) except -1:
     scratch.numbers = <long long*>malloc(n * sizeof(long long) + 1)
+    scratch.word_pieces = <PyObject**>malloc(n * sizeof(PyObject*) + 1)
+    scratch.names = <PyObject**>malloc(n * sizeof(PyObject*) + 1)
+    if scratch.numbers is NULL or scratch.word_pieces is NULL or scratch.names is NULL:
+        raise MemoryError()
+    return 0
+
+
+cdef int _allocate(Scratch* scratch, Py_ssize_t n, Py_ssize_t most, Py_ssize_t slots) except -1:
     scratch.found = <int*>malloc(most * sizeof(int))
     scratch.times = <int*>malloc(most * sizeof(int))
     scratch.seen = <int*>malloc(2 * slots * sizeof(int))  # features' slots, then words'
@@ -175,7 +190,7 @@ cdef int _allocate(Scratch* scratch, Py_ssize_t n, Py_ssize_t most, Py_ssize_t s
     scratch.word_times = <int*>malloc(n * sizeof(int) + 1)
     scratch.first_use = <int*>malloc(n * sizeof(int) + 1)
     if (
-        scratch.numbers is NULL or scratch.found is NULL or scratch.times is NULL
+        scratch.found is NULL or scratch.times is NULL
         or scratch.seen is NULL or scratch.pieces is NULL or scratch.word_times is NULL
         or scratch.first_use is NULL
     ):
@@ -185,6 +200,8 @@ cdef int _allocate(Scratch* scratch, Py_ssize_t n, Py_ssize_t most, Py_ssize_t s
 
 cdef void _release(Scratch* scratch):
     free(scratch.numbers)
+    free(scratch.word_pieces)
+    free(scratch.names)
     free(scratch.found)
     free(scratch.times)
     free(scratch.seen)
@@ -218,6 +235,7 @@ cdef class Scorer:
     cdef Py_ssize_t table_mask
     cdef Py_ssize_t table_count
     cdef Py_ssize_t table_limit
+    cdef bint hashes_as_str
     cdef tuple feature_names
     cdef str meaning_prefix
     cdef object contribution
@@ -266,6 +284,7 @@ cdef class Scorer:
             )
             if self.use_half:
                 self.half_vectors = half_vectors.view(np.uint16)
+        self.hashes_as_str = _Py_HashBytes(b"meaning", 7) == hash("meaning")
         known = dict.fromkeys(words)
         if self.has_meaning:
             known.update(dict.fromkeys(split))
@@ -377,48 +396,154 @@ cdef class Scorer:
         """Return (sums, probabilities, best, category, safety up, safety down, premium up,
         premium down) for the words (tokens(text)) and the shape features' ids; premium=False
         leaves needs premium's contributions empty."""
-        cdef Py_ssize_t n = PyList_GET_SIZE(words)
+        cdef Py_ssize_t n = PyList_GET_SIZE(words), i
+        cdef Scratch scratch
+        cdef dict unmemoised = {}  # pieces of new words past the word table's bound, this call
+        memset(&scratch, 0, sizeof(Scratch))
+        try:
+            _allocate_words(&scratch, n)
+            for i in range(n):
+                word = <object>PyList_GET_ITEM(words, i)
+                self._take_word(&scratch, word, PyObject_Hash(word), unmemoised)
+            return self._scored(&scratch, shape_ids, premium)
+        finally:
+            _release(&scratch)
+
+    @property
+    def reads_text(self):
+        """Whether score_text can find a word by its characters: a str's hash is the hash of
+        its data (CPython's; checked when the table is built)."""
+        return self.hashes_as_str
+
+    def score_text(self, str window, list shape_ids, bint premium):
+        """score(tokens(window), shape_ids, premium) for an ASCII, lowercased window, with the
+        words read straight from its characters: a known word is found in the word table by
+        its bytes, and no str is made for it (ascii_tokens' rules)."""
+        cdef Py_ssize_t size = len(window), i = 0, start, length
+        cdef const char* text = <const char*>PyUnicode_DATA(window)
+        cdef const char* token
+        cdef unsigned char c
+        cdef Py_hash_t hash
+        cdef Word* known
+        cdef Scratch scratch
+        cdef dict unmemoised = {}
+        cdef list kept = []  # words made here that the full table does not hold, this call
+        if not PyUnicode_IS_COMPACT_ASCII(window):
+            raise ValueError("score_text reads ASCII text only")
+        memset(&scratch, 0, sizeof(Scratch))
+        try:
+            _allocate_words(&scratch, size)
+            while i < size:
+                c = <unsigned char>text[i]
+                start = i
+                i += 1
+                if b"a"[0] <= c <= b"z"[0]:
+                    while i < size and b"a"[0] <= <unsigned char>text[i] <= b"z"[0]:
+                        i += 1
+                    token, length = text + start, i - start
+                elif b"0"[0] <= c <= b"9"[0]:
+                    while i < size and b"0"[0] <= <unsigned char>text[i] <= b"9"[0]:
+                        i += 1
+                    token, length = _ZERO_RUN, min(i - start, 4)
+                elif _is_space(c):
+                    continue
+                else:
+                    token, length = text + start, 1
+                hash = _Py_HashBytes(token, length)
+                known = self._find_ascii(token, length, hash)
+                if known is not NULL:
+                    self._take_known(&scratch, known)
+                else:  # a word first seen: made once, then the table holds it (to its bound)
+                    word = PyUnicode_FromStringAndSize(token, length)
+                    if self._take_word(&scratch, word, hash, unmemoised) is NULL:
+                        kept.append(word)
+            return self._scored(&scratch, shape_ids, premium)
+        finally:
+            _release(&scratch)
+
+    cdef Word* _find_ascii(self, const char* token, Py_ssize_t length, Py_hash_t hash) noexcept:
+        cdef Py_ssize_t slot = hash & self.table_mask
+        cdef Word* found
+        while True:
+            found = &self.table[slot]
+            if found.key is NULL:
+                return NULL
+            if (
+                found.hash == hash
+                and PyUnicode_IS_COMPACT_ASCII(<object>found.key)
+                and PyUnicode_GET_LENGTH(<object>found.key) == length
+                and memcmp(PyUnicode_DATA(<object>found.key), token, length) == 0
+            ):
+                return found
+            slot = (slot + 1) & self.table_mask
+
+    cdef inline void _take_known(self, Scratch* scratch, Word* known) noexcept:
+        cdef Py_ssize_t i = scratch.n
+        scratch.numbers[i] = known.number
+        scratch.word_pieces[i] = known.pieces
+        scratch.names[i] = known.key
+        scratch.n = i + 1
+
+    cdef Word* _take_word(
+        self, Scratch* scratch, object word, Py_hash_t hash, dict unmemoised
+    ) except? NULL:
+        """Append a word to the text's words; return its table slot, or NULL when the table is
+        full and does not hold it (its pieces are then this call's, in unmemoised)."""
+        cdef Word* known = self._find_word(word, hash)
+        cdef Py_ssize_t i
+        if known is NULL and self.table_count < self.table_limit:
+            known = self._add_word(word)
+        if known is not NULL:
+            self._take_known(scratch, known)
+            return known
+        # The table is full: a word new to it is no n-gram's; this call keeps its pieces.
+        i = scratch.n
+        scratch.numbers[i], scratch.word_pieces[i], scratch.names[i] = self.unknown, NULL, <PyObject*>word
+        if self.has_meaning:
+            if word not in unmemoised:
+                unmemoised[word] = self.word_pieces(word)
+            scratch.word_pieces[i] = PyDict_GetItem(unmemoised, word)
+        scratch.n = i + 1
+        return NULL
+
+    cdef tuple _scored(self, Scratch* scratch, list shape_ids, bint premium):
+        """The scores of the text's words (scratch: numbers, word_pieces, names)."""
+        cdef Py_ssize_t n = scratch.n
         cdef Py_ssize_t most = 2 * n + PyList_GET_SIZE(shape_ids) + 1
         cdef Py_ssize_t slots = 16
         while slots < 2 * most:
             slots *= 2
-        cdef Scratch scratch
         cdef Py_ssize_t count, words_count, rows, i
         cdef int best
         cdef float* parts
         cdef float* ranked
-        cdef dict unmemoised = {}  # pieces of new words past the word table's bound, this call
-        memset(&scratch, 0, sizeof(Scratch))
-        try:
-            _allocate(&scratch, n, most, slots)
-            count = self._read_words(words, shape_ids, &scratch, slots - 1, unmemoised)
-            words_count = scratch.words_count
-            rows = count + words_count
-            scratch.parts = <float*>malloc((rows + 1) * PARTS * sizeof(float))
-            scratch.ranked = <float*>malloc((rows + 1) * sizeof(float))
-            if scratch.parts is NULL or scratch.ranked is NULL:
-                raise MemoryError()
-            self._ngram_parts(scratch.found, scratch.times, count, scratch.parts)
-            if words_count:
-                self._meaning_parts(&scratch, words_count, scratch.parts + count * PARTS)
-            sums = self._sums(scratch.parts, rows)
-            probabilities, best = self._probabilities(sums)
-            parts, ranked = scratch.parts, scratch.ranked
-            for i in range(rows):  # a part's pull toward the best class, against its mean pull
-                ranked[i] = parts[i * PARTS + best] - _class_sum(parts + i * PARTS) * <float>(1.0 / CLASSES)
-            category = self._top(ranked, 1, rows, 1, &scratch, count, words)
-            safety_up = self._top(parts + SAFETY, PARTS, rows, 1, &scratch, count, words)
-            safety_down = self._top(parts + SAFETY, PARTS, rows, -1, &scratch, count, words)
-            premium_up = premium_down = ()
-            if premium:
-                premium_up = self._top(parts + PREMIUM, PARTS, rows, 1, &scratch, count, words)
-                premium_down = self._top(parts + PREMIUM, PARTS, rows, -1, &scratch, count, words)
-            return sums, probabilities, best, category, safety_up, safety_down, premium_up, premium_down
-        finally:
-            _release(&scratch)
+        _allocate(scratch, n, most, slots)
+        count = self._count_features(shape_ids, scratch, slots - 1)
+        words_count = scratch.words_count
+        rows = count + words_count
+        scratch.parts = <float*>malloc((rows + 1) * PARTS * sizeof(float))
+        scratch.ranked = <float*>malloc((rows + 1) * sizeof(float))
+        if scratch.parts is NULL or scratch.ranked is NULL:
+            raise MemoryError()
+        self._ngram_parts(scratch.found, scratch.times, count, scratch.parts)
+        if words_count:
+            self._meaning_parts(scratch, words_count, scratch.parts + count * PARTS)
+        sums = self._sums(scratch.parts, rows)
+        probabilities, best = self._probabilities(sums)
+        parts, ranked = scratch.parts, scratch.ranked
+        for i in range(rows):  # a part's pull toward the best class, against its mean pull
+            ranked[i] = parts[i * PARTS + best] - _class_sum(parts + i * PARTS) * <float>(1.0 / CLASSES)
+        category = self._top(ranked, 1, rows, 1, scratch, count)
+        safety_up = self._top(parts + SAFETY, PARTS, rows, 1, scratch, count)
+        safety_down = self._top(parts + SAFETY, PARTS, rows, -1, scratch, count)
+        premium_up = premium_down = ()
+        if premium:
+            premium_up = self._top(parts + PREMIUM, PARTS, rows, 1, scratch, count)
+            premium_down = self._top(parts + PREMIUM, PARTS, rows, -1, scratch, count)
+        return sums, probabilities, best, category, safety_up, safety_down, premium_up, premium_down
 
-    cdef Py_ssize_t _read_words(
-        self, list words, list shape_ids, Scratch* scratch, Py_ssize_t mask, dict unmemoised
+    cdef Py_ssize_t _count_features(
+        self, list shape_ids, Scratch* scratch, Py_ssize_t mask
     ) except -1:
         """Count the text's distinct features (ids in order of first use: scratch.found and
         times) and return how many there are; with a meaning vector, also find its distinct
@@ -426,31 +551,19 @@ cdef class Scorer:
 
         A word is known by its pieces' tuple, one per word, so counting them compares
         pointers, not strings. A word with no pieces has no share: it is left out."""
-        cdef Py_ssize_t n = PyList_GET_SIZE(words), i, slot, count = 0
+        cdef Py_ssize_t n = scratch.n, i, count = 0
         cdef long long* numbers = scratch.numbers
         cdef int* seen_words = scratch.seen + mask + 1
         cdef int feature
         cdef long long a, b
-        cdef Word* known
         cdef PyObject* pieces
         memset(scratch.seen, 0xFF, 2 * (mask + 1) * sizeof(int))  # -1: an empty slot
         scratch.words_count = 0
         for i in range(n):
-            word = <object>PyList_GET_ITEM(words, i)
-            known = self._find_word(word, PyObject_Hash(word))
-            if known is NULL and self.table_count < self.table_limit:
-                known = self._add_word(word)
-            if known is not NULL:
-                numbers[i], pieces = known.number, known.pieces
-            else:  # the table is full: a word new to it is no n-gram's; this call keeps its pieces
-                numbers[i], pieces = self.unknown, NULL
-                if self.has_meaning:
-                    if word not in unmemoised:
-                        unmemoised[word] = self.word_pieces(word)
-                    pieces = PyDict_GetItem(unmemoised, word)
             feature = self.unigram[numbers[i]]
             if feature >= 0:
                 count = _counted(feature, scratch, count, mask)
+            pieces = scratch.word_pieces[i]
             if pieces is not NULL and PyTuple_GET_SIZE(<tuple>pieces):
                 _word_counted(pieces, i, scratch, seen_words, mask)
         for i in range(n - 1):
@@ -560,7 +673,7 @@ cdef class Scorer:
 
     cdef tuple _top(
         self, const float* values, Py_ssize_t stride, Py_ssize_t rows, float sign,
-        Scratch* scratch, Py_ssize_t count, list words,
+        Scratch* scratch, Py_ssize_t count,
     ):
         """The TOP rows whose sign x values[row * stride] are largest and positive, largest
         first, each named with its value (not times sign)."""
@@ -584,17 +697,15 @@ cdef class Scorer:
             if kept < TOP:
                 kept += 1
         return tuple([
-            self._named(best[k], sign * top[k], scratch, count, words) for k in range(kept)
+            self._named(best[k], sign * top[k], scratch, count) for k in range(kept)
         ])
 
-    cdef object _named(
-        self, Py_ssize_t row, float weight, Scratch* scratch, Py_ssize_t count, list words
-    ):
+    cdef object _named(self, Py_ssize_t row, float weight, Scratch* scratch, Py_ssize_t count):
         if row < count:
             name = self.feature_names[scratch.found[row]]
         else:
             first = scratch.first_use[row - count]
-            name = self.meaning_prefix + <str>PyList_GET_ITEM(words, first)
+            name = self.meaning_prefix + <str>scratch.names[first]
         # tuple.__new__ builds the named tuple in C, without its Python __new__.
         return tuple.__new__(self.contribution, (name, <double>weight))
 
@@ -686,6 +797,7 @@ def ascii_tokens(str window):
 
 
 _ZEROS = ("", "0", "00", "000", "0000")
+cdef const char* _ZERO_RUN = b"0000"  # a run of digits is as many zeros, at most four
 
 
 def ascii_shape_counts(str window):

@@ -37,6 +37,7 @@ from routing.learned.features import (
     FEATURES_VERSION,
     MEANING_PREFIX,
     SIGNAL_NAMES,
+    ascii_window,
     shape_features,
     signal_values,
     tokens,
@@ -177,7 +178,7 @@ class Router:
         With category_known (the caller gave it) and a needs-premium model that reads no
         n-grams, the text's features are skipped: only needs premium is meaningful then."""
         read_text = not (category_known and not self.premium_uses_ngrams)
-        scores = self._scores(text, tokens(text) if read_text else [], read_text=read_text)
+        scores = self._scores(text, read_text=read_text)
         unsafe = _sigmoid(scores.sums[_SAFETY] + self.safety_bias)
         raw, estimate = signal_values(text)
         needs_premium, signal_parts = self._needs_premium(scores.sums[_PREMIUM], raw)
@@ -199,15 +200,20 @@ class Router:
             estimate=estimate,
         )
 
-    def _scores(self, text: str, words: list[str], *, read_text: bool) -> Scores:
+    def _scores(self, text: str, *, read_text: bool) -> Scores:
         """Return the text's scores: the compiled kernel's, or numpy's where it is not built."""
-        if self.kernel is None:
+        kernel = self.kernel
+        if kernel is None:
+            words = tokens(text) if read_text else []
             times = Counter(words) if self.meaning is not None else {}
             return self._numpy_scores(text, words, times, read_text=read_text)
-        shape_ids = []
-        if read_text:
-            shape_ids = [i for i in map(self.vocabulary.get, shape_features(text)) if i is not None]
-        return Scores(*self.kernel.score(words, shape_ids, self.premium_uses_ngrams))
+        if not read_text:
+            return Scores(*kernel.score([], [], self.premium_uses_ngrams))
+        shape_ids = [i for i in map(self.vocabulary.get, shape_features(text)) if i is not None]
+        window = ascii_window(text) if kernel.reads_text else None
+        if window is not None:  # most prompts: the kernel reads the words from the characters
+            return Scores(*kernel.score_text(window, shape_ids, self.premium_uses_ngrams))
+        return Scores(*kernel.score(tokens(text), shape_ids, self.premium_uses_ngrams))
 
     def _numpy_scores(
         self, text: str, words: list[str], times: Mapping[str, int], *, read_text: bool

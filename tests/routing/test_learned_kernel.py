@@ -39,7 +39,7 @@ def varied_texts(router, count: int) -> list[str]:
 
 def scores_both_ways(router, text: str):
     words = tokens(text)
-    compiled = router._scores(text, words, read_text=True)
+    compiled = router._scores(text, read_text=True)
     times = Counter(words) if router.meaning is not None else {}
     reference = router._numpy_scores(text, words, times, read_text=True)
     return compiled, reference
@@ -167,3 +167,35 @@ def test_the_float16_vectors_give_the_same_sums_to_the_bit():
         words = tokens(text)
         # when both score a text, then every sum and probability is the same float
         assert router.kernel.score(words, [], False)[:3] == full.score(words, [], False)[:3]
+
+
+@pytest.mark.parametrize("new_words", [50_000, 0])
+def test_reading_the_characters_gives_what_the_tokens_give(monkeypatch, new_words):
+    # given a kernel that keeps new words, and one whose table is full from the start (no
+    # new word joins it, and the word vectors' memo is full too)
+    router = artifact_routers()[-1]
+    if not new_words:
+        monkeypatch.setattr(router.meaning, "_memo_limit", 0)
+    kernel = router._compiled_scorer(new_words=new_words)
+    assert kernel.reads_text
+    rng = random.Random(23)
+    alphabet = [chr(i) for i in range(128)] + ["qzxwv ", "hello ", "123456 ", "kill him "] * 8
+    texts = ["", "qzxwv qzxwv qzxwv and more qzxwv", *varied_texts(router, 150)]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 400))) for _ in range(300)]
+    shape_ids = [router.vocabulary["#len3"]]
+    for text in texts:
+        window = features.ascii_window(text)
+        if window is None:
+            continue
+        # when the kernel reads the window's characters and when it is given its tokens,
+        # then every sum, probability and named contribution is the same
+        assert kernel.score_text(window, shape_ids, True) == kernel.score(
+            tokens(text), shape_ids, True
+        )
+
+
+def test_reading_characters_is_for_ascii_windows_only():
+    router = artifact_routers()[-1]
+    assert features.ascii_window("Café au lait") is None
+    with pytest.raises(ValueError, match="ASCII"):
+        router.kernel.score_text("café", [], False)
