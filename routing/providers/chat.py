@@ -269,7 +269,9 @@ async def _post(
     try:
         response = await endpoint.http.send(request, stream=stream)
         if not response.is_success:
-            await response.aread()  # the error's body, also of a stream
+            # The error's body, also of a stream. Broken here, it is a connection error
+            # (the SDK let httpx's own exception through).
+            await response.aread()
     except _TIMEOUT_ERRORS as exc:
         raise openai.APITimeoutError(request=request) from exc
     except _REQUEST_ERRORS as exc:

@@ -353,6 +353,30 @@ def test_transport_failures_are_the_sdks_errors():
     assert isinstance(chat._provider_error(our_reset, MODEL), ProviderUnreachable)
 
 
+def test_an_error_whose_body_breaks_is_a_connection_error():
+    # given an upstream that answers 500, then resets the connection in its body
+    import httpx2
+    import openai
+
+    from routing.providers import chat
+
+    class BrokenBody(httpx2.AsyncByteStream):
+        async def __aiter__(self):
+            yield b'{"error": '
+            raise httpx2.ReadError("reset")
+
+    async def post():
+        endpoint, _ = await recording_endpoint(
+            lambda request: httpx2.Response(500, stream=BrokenBody())
+        )
+        await chat._post(endpoint, {}, timeout_s=None, stream=True)
+
+    # when a stream is opened, then it fails as the connection, not as a stray httpx error
+    with pytest.raises(openai.APIConnectionError) as raised:
+        asyncio.run(post())
+    assert isinstance(chat._provider_error(raised.value, MODEL), ProviderUnreachable)
+
+
 def test_a_lone_surrogate_is_refused_before_anything_is_sent():
     import httpx2
 
