@@ -34,6 +34,7 @@ def _router_ready() -> None:
 _router_ready()
 
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
 
 from django.conf import settings  # noqa: E402  (after setup)
 from django.core.exceptions import RequestAborted  # noqa: E402
@@ -64,7 +65,7 @@ class HotPathHandler(ASGIHandler):
         if request is None:
             body_file.close()
             await self.send_response(error_response, send)
-            error_response.close()
+            _response_close(error_response)
             return
 
         async def respond():
@@ -107,7 +108,7 @@ class HotPathHandler(ASGIHandler):
                 except asyncio.CancelledError:
                     pass
         if not responder.cancelled():
-            responder.result().close()
+            _response_close(responder.result())
         body_file.close()
 
     def load_middleware(self, is_async: bool = False) -> None:
@@ -123,6 +124,18 @@ class HotPathHandler(ASGIHandler):
             return security.process_response(request, response)
 
         self._middleware_chain = chain
+
+
+def _response_close(response) -> None:
+    """What response.close() does, less its request_finished signal (see HotPathHandler):
+    sent here, on the event loop, its receivers looked for database connections and caches
+    of the request's context, which has none, and reset the URLconf, which it never set
+    (about 30 us of CPU per request)."""
+    for closer in response._resource_closers:  # the request's body, a stream's iterator
+        with contextlib.suppress(Exception):  # as close() does: closing is best effort
+            closer()
+    response._resource_closers.clear()
+    response.closed = True
 
 
 hot_path_application = HotPathHandler()

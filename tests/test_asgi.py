@@ -57,6 +57,48 @@ def test_served_requests_are_freed_without_the_collector(
     assert leftovers == []
 
 
+def test_the_hot_path_closes_its_responses_without_request_finished(
+    asgi_server, policy, api_key, monkeypatch
+):
+    # given a count of request_finished, and a record of the responses the handler closes
+    from django.core.signals import request_finished
+
+    import huntaze.asgi
+
+    finished = []
+
+    def count(**kwargs):
+        finished.append(kwargs)
+
+    closed = []
+    close = huntaze.asgi._response_close
+
+    def record(response):
+        close(response)
+        closed.append(response)
+
+    monkeypatch.setattr(huntaze.asgi, "_response_close", record)
+    request_finished.connect(count)
+    try:
+        # when an answer and a stream are served on the hot path
+        headers = {"Authorization": f"Bearer {api_key[1]}"}
+        with httpx2.Client(timeout=10) as http:
+            for body in (HELLO, {**HELLO, "stream": True}):
+                response = http.post(
+                    f"{asgi_server}/v1/chat/completions", json=body, headers=headers
+                )
+                assert response.status_code == 200
+        after_response_settled()
+    finally:
+        request_finished.disconnect(count)
+
+    # then both responses were closed, with their closers run, and no signal was sent (its
+    # receivers would look on the event loop for connections and caches it never has)
+    assert len(closed) == 2
+    assert all(r.closed and not r._resource_closers for r in closed)
+    assert finished == []
+
+
 def _read_chunks(sock: socket.socket) -> tuple[bytes, list[bytes]]:
     """Read one chunked HTTP response: its head, then each chunk as framed on the wire."""
     data = b""

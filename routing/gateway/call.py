@@ -164,5 +164,4 @@ class Call:
                 self.decision.category if self.plan.feature_on("prompt_cache_key") else None
             ),
             "sampling": self.request.sampling,
-            "idempotency_key": self.request_id,
         }

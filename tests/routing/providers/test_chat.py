@@ -168,31 +168,230 @@ def test_live_stream_broken_midway_is_a_typed_error(http_sandbox, sandbox_state)
         asyncio.run(stream())
 
 
-def test_the_callers_key_spares_the_sdk_a_uuid_per_call(http_sandbox, sandbox_state, monkeypatch):
-    # given an SDK that may not make a key of its own
+def test_a_call_makes_no_uuid(http_sandbox, sandbox_state, monkeypatch):
+    # given no uuid4 to be had (the SDK made one per call: a getrandom() that handed the
+    # event loop's GIL to a database thread now and then)
     import uuid
 
     def no_uuid():
-        raise AssertionError("the SDK made an idempotency key: a getrandom() per call")
+        raise AssertionError("a uuid per call")
 
     monkeypatch.setattr(uuid, "uuid4", no_uuid)
 
     async def both():
         try:
             kwargs = {"model": MODEL, "messages": MESSAGES, "max_tokens": 10, "timeout_s": 1.0}
-            answer = await achat_complete(**kwargs, idempotency_key="req_1")
-            upstream = await achat_stream_open(**kwargs, idempotency_key="req_2")
+            answer = await achat_complete(**kwargs)
+            upstream = await achat_stream_open(**kwargs)
             await upstream.close()
             return answer
         finally:
             await clients_close()
 
-    # when a call and a stream pass the request id as the key
+    # when a call and a stream go out
     answer = asyncio.run(both())
-    # then both went out, without the key or the timeout in the body
+    # then both were answered, without the timeout in the body
     assert answer.content
     assert sandbox_state.last_request["stream"] is True
-    assert not {"idempotency_key", "timeout", "timeout_s"} & sandbox_state.last_request.keys()
+    assert not {"timeout", "timeout_s"} & sandbox_state.last_request.keys()
+
+
+async def recording_endpoint(answer):
+    """An endpoint whose HTTP client records its requests and answers them with `answer`
+    (made on the event loop, as the provider makes its endpoints: a header names the loop)."""
+    import httpx2
+    import openai
+
+    from routing.providers import chat
+
+    sent = []
+
+    def record(request):
+        sent.append(request)
+        return answer(request)
+
+    http_client = httpx2.AsyncClient(transport=httpx2.MockTransport(record))
+    client = openai.AsyncOpenAI(
+        api_key="sk-k",
+        base_url="http://up.invalid/v1",
+        http_client=http_client,
+        timeout=30.0,
+        max_retries=0,
+    )
+    return chat._endpoint_build(client, http_client, sandbox=False), sent
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("timeout_s", [None, 12.25])
+def test_a_call_sends_what_the_sdks_post_sends(stream, timeout_s):
+    # given a body with text beyond ASCII, and an upstream that sets a cookie on the 2nd call
+    import httpx2
+
+    from routing.providers import chat
+
+    calls = []
+
+    def answer(request):
+        calls.append(request)
+        cookie = {"set-cookie": "cf=1; Path=/"} if len(calls) == 2 else {}
+        return httpx2.Response(200, json={"ok": True}, headers=cookie)
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "héllo \u2028 ✓"}], "n": 1.5}
+    options = {} if timeout_s is None else {"timeout": timeout_s}
+
+    async def sdk_then_ours_twice():
+        endpoint, sent = await recording_endpoint(answer)
+        for _ in range(2):
+            await endpoint.client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=httpx2.Response,
+                stream=stream,
+                options={**options, "idempotency_key": "k"},
+            )
+            await chat._post(endpoint, body, timeout_s=timeout_s, stream=stream)
+        return sent
+
+    # when the SDK's post and ours each send it, before and after the cookie was set
+    sent = asyncio.run(sdk_then_ours_twice())
+
+    # then the requests are the same, byte for byte, and carry the cookie once it was set
+    for by_sdk, by_us in (sent[0:2], sent[2:4]):
+        assert by_us.method == by_sdk.method
+        assert by_us.url == by_sdk.url
+        assert by_us.headers.raw == by_sdk.headers.raw
+        assert by_us.content == by_sdk.content
+        assert by_us.extensions == by_sdk.extensions
+    assert "cookie" in sent[3].headers and "cookie" not in sent[1].headers
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (400, {"error": {"message": "bad temperature", "param": "temperature"}}),
+        (413, b"too large"),
+        (401, {"error": {"message": "bad key"}}),
+        (429, {"error": {"message": "slow down"}}),
+        (503, b"<html>down</html>"),
+        (302, b""),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_errors_are_the_sdks_errors(status, body, stream):
+    # given an upstream that answers with an error status
+    import httpx2
+    import openai
+
+    from routing.providers import chat
+
+    def answer(request):
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return httpx2.Response(status, content=content, headers={"retry-after": "2"})
+
+    async def sdk_then_ours():
+        endpoint, _ = await recording_endpoint(answer)
+        errors = []
+        for post in (
+            endpoint.client.post(
+                "/chat/completions", body={}, cast_to=httpx2.Response, stream=stream
+            ),
+            chat._post(endpoint, {}, timeout_s=None, stream=stream),
+        ):
+            with pytest.raises(openai.APIStatusError) as raised:
+                await post
+            errors.append(raised.value)
+        return errors
+
+    # when the SDK's post and ours each send a request
+    by_sdk, by_us = asyncio.run(sdk_then_ours())
+
+    # then both raise the same error, and it becomes the same ProviderError
+    assert type(by_us) is type(by_sdk)
+    assert (by_us.status_code, by_us.message, by_us.body, by_us.param) == (
+        by_sdk.status_code,
+        by_sdk.message,
+        by_sdk.body,
+        by_sdk.param,
+    )
+    ours, theirs = chat._provider_error(by_us, MODEL), chat._provider_error(by_sdk, MODEL)
+    assert type(ours) is type(theirs)
+    assert vars(ours) == vars(theirs)
+
+
+def test_transport_failures_are_the_sdks_errors():
+    # given an upstream that times out twice, then resets the connection twice
+    import httpx2
+    import openai
+
+    from routing.providers import chat
+
+    failures = iter([httpx2.ReadTimeout("slow")] * 2 + [httpx2.ReadError("reset")] * 2)
+
+    def answer(request):
+        raise next(failures)
+
+    async def sdk_then_ours_twice():
+        endpoint, _ = await recording_endpoint(answer)
+        raised = []
+        for _ in range(2):
+            for post in (
+                endpoint.client.post("/chat/completions", body={}, cast_to=bytes),
+                chat._post(endpoint, {}, timeout_s=None),
+            ):
+                with pytest.raises(openai.APIConnectionError) as error:
+                    await post
+                raised.append(error.value)
+        return raised
+
+    # when the SDK's post and ours each send a request
+    sdk_timeout, our_timeout, sdk_reset, our_reset = asyncio.run(sdk_then_ours_twice())
+
+    # then the errors are the SDK's, of the same kinds, and become the same ProviderErrors
+    assert type(our_timeout) is type(sdk_timeout) is openai.APITimeoutError
+    assert type(our_reset) is type(sdk_reset) is openai.APIConnectionError
+    assert isinstance(chat._provider_error(our_timeout, MODEL), ProviderTimeout)
+    assert isinstance(chat._provider_error(our_reset, MODEL), ProviderUnreachable)
+
+
+def test_an_error_whose_body_breaks_is_a_connection_error():
+    # given an upstream that answers 500, then resets the connection in its body
+    import httpx2
+    import openai
+
+    from routing.providers import chat
+
+    class BrokenBody(httpx2.AsyncByteStream):
+        async def __aiter__(self):
+            yield b'{"error": '
+            raise httpx2.ReadError("reset")
+
+    async def post():
+        endpoint, _ = await recording_endpoint(
+            lambda request: httpx2.Response(500, stream=BrokenBody())
+        )
+        await chat._post(endpoint, {}, timeout_s=None, stream=True)
+
+    # when a stream is opened, then it fails as the connection, not as a stray httpx error
+    with pytest.raises(openai.APIConnectionError) as raised:
+        asyncio.run(post())
+    assert isinstance(chat._provider_error(raised.value, MODEL), ProviderUnreachable)
+
+
+def test_a_lone_surrogate_is_refused_before_anything_is_sent():
+    import httpx2
+
+    from routing.providers import chat
+
+    async def post():
+        endpoint, sent = await recording_endpoint(lambda request: httpx2.Response(200, json={}))
+        try:
+            await chat._post(endpoint, {"messages": [{"content": "a\ud800b"}]}, timeout_s=None)
+        finally:
+            assert sent == []
+
+    with pytest.raises(UnicodeError) as raised:
+        asyncio.run(post())
+    assert isinstance(chat._provider_error(raised.value, MODEL), chat.ProviderRequestRefused)
 
 
 def payloads_of(*reads: bytes) -> list[bytes]:
@@ -243,13 +442,14 @@ def test_stream_events_are_relayed_as_sent_and_bad_utf8_read_as_before(monkeypat
             200, headers={"content-type": "text/event-stream"}, content=b"".join(events)
         )
 
-    def client_for(model):
+    def endpoint_for(model):
         http_client = httpx2.AsyncClient(transport=httpx2.MockTransport(answer))
-        return openai.AsyncOpenAI(
+        client = openai.AsyncOpenAI(
             api_key="k", base_url="http://up.invalid/v1", http_client=http_client
-        ), False
+        )
+        return chat._endpoint_build(client, http_client, sandbox=False)
 
-    monkeypatch.setattr(chat, "_async_client_for", client_for)
+    monkeypatch.setattr(chat, "_endpoint_for", endpoint_for)
 
     async def stream():
         upstream = await achat_stream_open(model=MODEL, messages=MESSAGES, max_tokens=20)
