@@ -17,14 +17,21 @@ def after_response_settled(timeout_s: float = 10) -> None:
 def click_and_load(browser, element) -> None:
     """Click something that loads another page (a submit, a link) and return once that page
     has loaded: a click does not wait for it, and the old page may hold what a test looks for."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    old_page = browser.find_element("tag name", "html")
+    # The old page is marked, not held as an element: while it unloads, asking Chromium about
+    # one of its elements may fail with an inspector error ("Node with given id does not
+    # belong to the document") instead of the stale-element error staleness_of expects.
+    browser.execute_script("window.__before_click = true")
     element.click()
-    wait = WebDriverWait(browser, 15)
-    wait.until(expected_conditions.staleness_of(old_page))
-    wait.until(lambda driver: driver.execute_script("return document.readyState") == "complete")
+    # Scripts may fail for a moment while one page replaces the other: asked again.
+    wait = WebDriverWait(browser, 15, ignored_exceptions=(WebDriverException,))
+    wait.until(
+        lambda driver: driver.execute_script(
+            "return window.__before_click !== true && document.readyState === 'complete'"
+        )
+    )
 
 
 def element_after_click(browser, by: str, value: str, timeout_s: float = 15):
