@@ -187,7 +187,8 @@ _NO_TERMS: frozenset[str] = frozenset()
 def estimate_complexity(text: str, *, token_count: int) -> ComplexityEstimate:
     """Score 0-10 from the prompt text (user-visible messages joined) and its token count."""
     scan = scan_text(text)
-    digit_runs, symbols, items, rows, limits = window_counts(scan, _LIMIT_UNITS)
+    counts = text_counts(text, scan, _LIMIT_UNITS)
+    questions, ticks, fences, digit_runs, symbols, items, rows, limits = counts
     keys = _VOCABULARY.keys.intersection(scan.hits)
     found = _found(keys) if keys else _NOTHING_FOUND
     # Each signal is built from counts and term sets, by a memo: the same counts give the same
@@ -196,15 +197,11 @@ def estimate_complexity(text: str, *, token_count: int) -> ComplexityEstimate:
     signals = []
     if token_count > 20:
         signals.append(_length_signal(token_count))
-    if "?" in text:
-        # The last "?" of a run counts: without "??" that is every one.
-        questions = text.count("?") if "??" not in text else len(_QUESTION.findall(text))
+    if questions:
         signals.append(_questions_signal(questions))
     terms = found.get("steps", _NO_TERMS)
     if items or terms:
         signals.append(_steps_signal(items, terms))
-    ticks = text.count("`") if "`" in text else 0
-    fences = text.count("```") if ticks >= 3 else 0
     inline = ticks - 3 * fences >= 2
     terms = found.get("code_words", _NO_TERMS)
     if fences or inline or symbols or terms:
@@ -338,9 +335,15 @@ def _plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
-def _window_counts(scan: TextScan, units: frozenset[bytes]) -> tuple[int, int, int, int, int]:
-    """Return (digit runs, code symbols, list items, table rows, length limits) of the window;
-    routing/complexity_scan.pyx, when compiled, gives the same in one pass."""
+def _text_counts(text: str, scan: TextScan, units: frozenset[bytes]) -> tuple[int, ...]:
+    """Return (questions, backticks, fences) of the whole text, then (digit runs, code symbols,
+    list items, table rows, length limits) of the window; routing/complexity_scan.pyx, when
+    compiled, gives the same in one pass."""
+    questions = 0
+    if "?" in text:  # the last "?" of a run counts: without "??" that is every one
+        questions = text.count("?") if "??" not in text else len(_QUESTION.findall(text))
+    ticks = text.count("`") if "`" in text else 0
+    fences = text.count("```") if ticks >= 3 else 0
     window, data = scan.window, scan.data
     digit_runs = len(data.translate(_DIGIT_TABLE).split())
     # Braces, empty calls and statement ends: rare in prose, common in most languages. `in`
@@ -366,10 +369,10 @@ def _window_counts(scan: TextScan, units: frozenset[bytes]) -> tuple[int, int, i
         # "150 characters", "3 bullets": a number, one separator, a unit word.
         zeroed = scan.padded.translate(_ZERO_DIGITS)
         limits = sum([zeroed.count(_LIMIT_NEEDLES[unit]) for unit in found])
-    return digit_runs, symbols, items, rows, limits
+    return questions, ticks, fences, digit_runs, symbols, items, rows, limits
 
 
 try:  # compiled by `make install` (scripts/build_kernel.py); the code above gives the same
-    from routing.complexity_scan import window_counts
+    from routing.complexity_scan import text_counts
 except ImportError:
-    window_counts = _window_counts
+    text_counts = _text_counts

@@ -1,5 +1,5 @@
 """The compiled window counts (routing/complexity_scan.pyx) against the Python code they replace
-(routing.complexity._window_counts): the same five integers on crafted and random texts.
+(routing.complexity._text_counts): the same eight integers on crafted and random texts.
 `make test` builds the module first."""
 
 import random
@@ -11,8 +11,9 @@ from routing.text_scan import TextScan
 
 compiled = pytest.importorskip("routing.complexity_scan")
 
-# Pieces each count reads: list markers (ASCII and other decimal digits, other spaces after
-# them), table rows, code symbols, length limits, and what must not count.
+# Pieces each count reads: questions, backticks, list markers (ASCII and other decimal
+# digits, other spaces after them), table rows, code symbols, length limits, and what must
+# not count.
 PIECES = (
     "1. ",
     "2) ",
@@ -73,6 +74,13 @@ PIECES = (
     "\ud800",
     "plan",
     "the ",
+    "?",
+    "??",
+    "???",
+    "`",
+    "``",
+    "```",
+    "````",
 )
 
 
@@ -84,21 +92,23 @@ def _random_text(rng: random.Random) -> str:
 def _both(text: str) -> tuple[tuple, tuple]:
     scan = TextScan(text)
     units = complexity._LIMIT_UNITS
-    return compiled.window_counts(scan, units), complexity._window_counts(scan, units)
+    return compiled.text_counts(text, scan, units), complexity._text_counts(text, scan, units)
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("", (0, 0, 0, 0, 0)),
-        ("- first\n- second\n3. third\n44) fourth\n555. no\n-no", (3, 0, 4, 0, 0)),
-        ("1. only one line", (1, 0, 0, 0, 0)),  # list items need a line break
-        ("a,b,c,\nd\te\tf\t\n" + "x" * 31 + ",y,z,\n| g |\n| h |", (0, 0, 0, 4, 0)),
-        ("f() {\n x;\n}\n} }", (0, 6, 0, 0, 0)),
-        ("} } ;\n", (0, 1, 0, 0, 0)),  # closing braces count only beside an opening one
+        ("", (0, 0, 0, 0, 0, 0, 0, 0)),
+        ("why??? and? ? ``` x ````` `y`", (3, 10, 2, 0, 0, 0, 0, 0)),
+        ("ünï?? ``` 😘?", (2, 3, 1, 0, 0, 0, 0, 0)),  # one and four bytes a character
+        ("- first\n- second\n3. third\n44) fourth\n555. no\n-no", (0, 0, 0, 3, 0, 4, 0, 0)),
+        ("1. only one line", (0, 0, 0, 1, 0, 0, 0, 0)),  # list items need a line break
+        ("a,b,c,\nd\te\tf\t\n" + "x" * 31 + ",y,z,\n| g |\n| h |", (0, 0, 0, 0, 0, 0, 4, 0)),
+        ("f() {\n x;\n}\n} }", (0, 0, 0, 0, 6, 0, 0, 0)),
+        ("} } ;\n", (0, 0, 0, 0, 1, 0, 0, 0)),  # closing braces count only beside an opening one
         (
             "in 150 words, 3 Bullets and 5-word titles, not 2  words or 4 wordsmiths",
-            (5, 0, 0, 0, 3),
+            (0, 0, 0, 5, 0, 0, 0, 3),
         ),
     ],
 )
