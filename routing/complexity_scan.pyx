@@ -12,12 +12,48 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.string cimport memchr
 
 cdef extern from "Python.h":
+    ctypedef unsigned short Py_UCS2
     int PyUnicode_KIND(object)
     void* PyUnicode_DATA(object)
     Py_ssize_t PyUnicode_GET_LENGTH(object)
-    Py_UCS4 PyUnicode_READ(int kind, const void* data, Py_ssize_t index) nogil
-    bint Py_UNICODE_ISSPACE(Py_UCS4)
-    bint Py_UNICODE_ISDECIMAL(Py_UCS4)
+    bint Py_UNICODE_ISSPACE(Py_UCS4) nogil
+    bint Py_UNICODE_ISDECIMAL(Py_UCS4) nogil
+
+cdef extern from *:
+    """
+    /* The questions ("?" not followed by another) and backticks of a text of 2- or 4-byte
+       characters, with text.count("```"). Blocks without either mark are skipped after one
+       pass the compiler vectorises. */
+    #define MARKS(NAME, T)                                                                   \
+    static Py_ssize_t NAME(const T *t, Py_ssize_t n, Py_ssize_t *ticks, Py_ssize_t *fences) \
+    {                                                                                        \
+        Py_ssize_t questions = 0, run_start = 0;                                             \
+        for (Py_ssize_t block = 0; block < n; block += 64) {                                 \
+            Py_ssize_t end = block + 64 < n ? block + 64 : n;                                \
+            int any = 0;                                                                     \
+            for (Py_ssize_t i = block; i < end; i++)                                         \
+                any |= (t[i] == 63) | (t[i] == 96);                                          \
+            if (!any)                                                                        \
+                continue;                                                                    \
+            for (Py_ssize_t i = block; i < end; i++) {                                       \
+                if (t[i] == 63) {                                                            \
+                    questions += i + 1 == n || t[i + 1] != 63;                               \
+                } else if (t[i] == 96) {                                                     \
+                    *ticks += 1;                                                             \
+                    if (i == 0 || t[i - 1] != 96)                                            \
+                        run_start = i;                                                       \
+                    if (i + 1 == n || t[i + 1] != 96)                                        \
+                        *fences += (i + 1 - run_start) / 3;                                  \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+        return questions;                                                                    \
+    }
+    MARKS(marks_ucs2, Py_UCS2)
+    MARKS(marks_ucs4, Py_UCS4)
+    """
+    Py_ssize_t marks_ucs2(const Py_UCS2* t, Py_ssize_t n, Py_ssize_t* ticks, Py_ssize_t* fences) nogil
+    Py_ssize_t marks_ucs4(const Py_UCS4* t, Py_ssize_t n, Py_ssize_t* ticks, Py_ssize_t* fences) nogil
 
 cdef enum:
     TAB = 9
@@ -50,28 +86,55 @@ cdef inline bint _delimited_row_at(const unsigned char* s, Py_ssize_t n, Py_ssiz
     return True
 
 
-cdef inline bint _list_item_at(int kind, const void* d, Py_ssize_t n, Py_ssize_t i) noexcept:
-    """Does a list item start at i: complexity._FIRST_LIST_ITEM.match(window, i)?"""
+cdef inline Py_UCS4 _utf8_at(const unsigned char* s, Py_ssize_t* at) noexcept nogil:
+    """Return the character whose UTF-8 bytes start at at[0] (well formed: str.encode's), and
+    move at[0] past them."""
+    cdef Py_ssize_t i = at[0]
+    cdef unsigned int c = s[i]
+    if c < 0x80:
+        at[0] = i + 1
+        return <Py_UCS4>c
+    if c < 0xE0:
+        at[0] = i + 2
+        return <Py_UCS4>(((c & 0x1F) << 6) | (s[i + 1] & 0x3F))
+    if c < 0xF0:
+        at[0] = i + 3
+        return <Py_UCS4>(((c & 0x0F) << 12) | ((s[i + 1] & 0x3F) << 6) | (s[i + 2] & 0x3F))
+    at[0] = i + 4
+    return <Py_UCS4>(
+        ((c & 0x07) << 18) | ((s[i + 1] & 0x3F) << 12) | ((s[i + 2] & 0x3F) << 6)
+        | (s[i + 3] & 0x3F)
+    )
+
+
+cdef inline bint _list_item_at(const unsigned char* s, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    """Does a list item start at byte i of the window's UTF-8 bytes, as
+    complexity._FIRST_LIST_ITEM matches the window's characters there?"""
     cdef Py_UCS4 c
-    cdef Py_ssize_t start
-    while i < n and (PyUnicode_READ(kind, d, i) == SPACE or PyUnicode_READ(kind, d, i) == TAB):
+    cdef Py_ssize_t after, start
+    while i < n and (s[i] == SPACE or s[i] == TAB):
         i += 1
     if i >= n:
         return False
-    c = PyUnicode_READ(kind, d, i)
+    c = _utf8_at(s, &i)
     if Py_UNICODE_ISDECIMAL(c):  # \d{1,2}[.)]: a second digit must be followed by . or )
-        i += 1
-        if i < n and Py_UNICODE_ISDECIMAL(PyUnicode_READ(kind, d, i)):
-            i += 1
-        if i >= n or (PyUnicode_READ(kind, d, i) != 46 and PyUnicode_READ(kind, d, i) != 41):
+        if i < n:
+            after = i
+            c = _utf8_at(s, &after)
+            if Py_UNICODE_ISDECIMAL(c):
+                i = after
+        if i >= n or (s[i] != 46 and s[i] != 41):
             return False
+        i += 1
     elif not (c == 45 or c == 42 or c == 0x2022 or c == 43):  # - * • +
         return False
-    i += 1
     start = i
-    while i < n and (PyUnicode_READ(kind, d, i) == SPACE or PyUnicode_READ(kind, d, i) == TAB):
+    while i < n and (s[i] == SPACE or s[i] == TAB):
         i += 1
-    return i > start and i < n and not Py_UNICODE_ISSPACE(PyUnicode_READ(kind, d, i))
+    if i == start or i >= n:
+        return False
+    c = _utf8_at(s, &i)  # not inside the macro below, which reads its argument twice
+    return not Py_UNICODE_ISSPACE(c)
 
 
 cdef enum:  # what a window byte is, for the counts
@@ -99,44 +162,30 @@ cdef inline bint _is_digit(unsigned char c) noexcept nogil:
     return 48 <= c <= 57
 
 
-cdef inline Py_ssize_t _runs(const void* d, int kind, Py_ssize_t n, Py_UCS4 mark, Py_ssize_t* marks) noexcept nogil:
-    """Return how many runs of `mark` the text holds; add how many marks to `marks`."""
-    cdef const unsigned char* start
-    cdef const unsigned char* at
-    cdef const unsigned char* end
-    cdef Py_ssize_t i = 0, runs = 0, run
-    if kind == 1:  # memchr skips to the next mark
-        start = <const unsigned char*>d
-        end = start + n
-        at = start
-        while at < end:
-            at = <const unsigned char*>memchr(at, mark, end - at)
-            if at == NULL:
-                break
-            run = 0
-            while at < end and at[0] == mark:
-                at += 1
-                run += 1
-            runs += 1
-            marks[0] += run
-        return runs
-    while i < n:
-        if PyUnicode_READ(kind, d, i) == mark:
-            runs += 1
-            while i < n and PyUnicode_READ(kind, d, i) == mark:
-                i += 1
-                marks[0] += 1
-        else:
-            i += 1
+cdef inline Py_ssize_t _runs(const unsigned char* text, Py_ssize_t n, unsigned char mark, Py_ssize_t* marks) noexcept nogil:
+    """Return how many runs of `mark` a text of one-byte characters holds; add how many marks
+    to `marks`."""
+    cdef const unsigned char* at = text
+    cdef const unsigned char* end = text + n
+    cdef Py_ssize_t runs = 0
+    while at < end:
+        at = <const unsigned char*>memchr(at, mark, end - at)
+        if at == NULL:
+            break
+        runs += 1
+        while at < end and at[0] == mark:
+            at += 1
+            marks[0] += 1
     return runs
 
 
-cdef inline Py_ssize_t _fences(const void* d, int kind, Py_ssize_t n) noexcept nogil:
-    """Return text.count("```"): each run of k backticks holds k // 3."""
+cdef inline Py_ssize_t _fences(const unsigned char* text, Py_ssize_t n) noexcept nogil:
+    """Return text.count("```") of a text of one-byte characters: a run of k backticks holds
+    k // 3."""
     cdef Py_ssize_t i = 0, run, fences = 0
     while i < n:
         run = 0
-        while i < n and PyUnicode_READ(kind, d, i) == 96:
+        while i < n and text[i] == 96:
             run += 1
             i += 1
         fences += run // 3
@@ -149,7 +198,6 @@ def text_counts(str text, scan, units):
     fences) of the whole text, then (digit runs, code symbols, list items, table rows, length
     limits) of the window of its routing.text_scan.TextScan; `units` holds the length-limit
     unit words."""
-    cdef str window = scan.window
     cdef bytes data = scan.data, padded = scan.padded
     cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(padded)
@@ -160,14 +208,17 @@ def text_counts(str text, scan, units):
     cdef Py_ssize_t questions, ticks = 0, fences = 0, marks = 0
     cdef int kind = PyUnicode_KIND(text)
     cdef void* d = PyUnicode_DATA(text)
-    cdef const unsigned char* at
-    cdef const unsigned char* end
     cdef unsigned char c, what
     length = PyUnicode_GET_LENGTH(text)
     # The last "?" of a run counts as a question ("???" is one); code fences are "```".
-    questions = _runs(d, kind, length, 63, &marks)
-    if _runs(d, kind, length, 96, &ticks) and ticks >= 3:
-        fences = _fences(d, kind, length)
+    if kind == 1:  # memchr skips to the next mark
+        questions = _runs(<const unsigned char*>d, length, 63, &marks)
+        if _runs(<const unsigned char*>d, length, 96, &ticks) and ticks >= 3:
+            fences = _fences(<const unsigned char*>d, length)
+    elif kind == 2:
+        questions = marks_ucs2(<const Py_UCS2*>d, length, &ticks, &fences)
+    else:
+        questions = marks_ucs4(<const Py_UCS4*>d, length, &ticks, &fences)
     for i in range(n):
         c = s[i]
         what = _KIND[c]
@@ -194,8 +245,8 @@ def text_counts(str text, scan, units):
             if i + 1 < n:
                 if s[i + 1] == PIPE:
                     pipe_before += 1
-                if _delimited_row_at(s, n, i + 1):
-                    delimited += 1
+                delimited += _delimited_row_at(s, n, i + 1)
+                items += _list_item_at(s, n, i + 1)
         elif what == DELIMITER:
             delimiters += 1
         elif what == OPENING_BRACE:
@@ -211,21 +262,5 @@ def text_counts(str text, scan, units):
         # As the Python code: delimited rows are looked for only when they can make 3 rows.
         if rows + delimiters // 3 >= 3:
             rows += delimited + _delimited_row_at(s, n, 0)
-        kind = PyUnicode_KIND(window)
-        d = PyUnicode_DATA(window)
-        length = PyUnicode_GET_LENGTH(window)
-        items = _list_item_at(kind, d, length, 0)
-        if kind == 1:  # memchr skips to the next line break
-            at = <const unsigned char*>d
-            end = at + length
-            while True:
-                at = <const unsigned char*>memchr(at, NEWLINE, end - at)
-                if at == NULL:
-                    break
-                at += 1
-                items += _list_item_at(kind, d, length, at - <const unsigned char*>d)
-        else:
-            for i in range(length):
-                if PyUnicode_READ(kind, d, i) == NEWLINE:
-                    items += _list_item_at(kind, d, length, i + 1)
+        items += _list_item_at(s, n, 0)
     return questions, ticks, fences, digit_runs, symbols, items, rows, limits

@@ -103,6 +103,8 @@ def _both(text: str) -> tuple[tuple, tuple]:
         ("ünï?? ``` 😘?", (2, 3, 1, 0, 0, 0, 0, 0)),  # one and four bytes a character
         ("- first\n- second\n3. third\n44) fourth\n555. no\n-no", (0, 0, 0, 3, 0, 4, 0, 0)),
         ("1. only one line", (0, 0, 0, 1, 0, 0, 0, 0)),  # list items need a line break
+        # Other decimal digits and "•" make items; other spaces are no gap before the text.
+        ("\n- \xa0x\n1. \u2003x\n３. x\n٣) y\n• z\n²) no", (0, 0, 0, 1, 0, 3, 0, 0)),
         ("a,b,c,\nd\te\tf\t\n" + "x" * 31 + ",y,z,\n| g |\n| h |", (0, 0, 0, 0, 0, 0, 4, 0)),
         ("f() {\n x;\n}\n} }", (0, 0, 0, 0, 6, 0, 0, 0)),
         ("} } ;\n", (0, 0, 0, 0, 1, 0, 0, 0)),  # closing braces count only beside an opening one
