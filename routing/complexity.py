@@ -12,11 +12,9 @@ prompts. For a text that fits in the window, appending more text never lowers th
 
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
-from types import MappingProxyType
 from typing import NamedTuple
 
 from routing.text_scan import TextScan, register_terms, scan_text, term_words
@@ -121,15 +119,32 @@ _LIMIT_NEEDLES = {unit: b"0 " + unit + b" " for unit in _LIMIT_UNITS}
 
 @dataclass(frozen=True)
 class _Vocabulary:
-    entries: dict[bytes, tuple[tuple[str, str, float], ...]]  # term -> (group, term, weight)
-    keys: frozenset[bytes]  # the keys of `entries`
+    """Each (group, term) is one bit of an int, so the terms a text holds are one int, the OR
+    of its forms' bits, and a group's are that int masked: cheap to build, compare and hash."""
+
+    bits: dict[bytes, int]  # form -> its (group, term) bits: b"plans" -> plan's in reasoning
+    keys: frozenset[bytes]  # the keys of `bits`
+    groups: dict[str, int]  # group -> the bits of its terms
+    terms: tuple[str, ...]  # bit -> term
+    weights: tuple[float, ...]  # bit -> weight
+
+    def terms_of(self, mask: int) -> list[str]:
+        return [self.terms[bit] for bit in range(mask.bit_length()) if mask >> bit & 1]
+
+    def weight_of(self, mask: int) -> float:
+        return sum([self.weights[bit] for bit in range(mask.bit_length()) if mask >> bit & 1])
 
 
 def _vocabulary(groups: dict[str, tuple[tuple[float, str], ...]]) -> _Vocabulary:
-    entries: dict[bytes, list[tuple[str, str, float]]] = {}
+    index: dict[tuple[str, str], int] = {}  # (group, term) -> its bit
+    weights: list[float] = []
+    bits: dict[bytes, int] = {}
     for group, weighted in groups.items():
         for weight, terms in weighted:
             for term in (t.strip() for t in terms.split(",")):
+                bit = index.setdefault((group, term), len(index))
+                if bit == len(weights):
+                    weights.append(weight)
                 words = term_words(term)
                 forms = {b" ".join(words)}
                 if len(words) == 1:
@@ -137,18 +152,31 @@ def _vocabulary(groups: dict[str, tuple[tuple[float, str], ...]]) -> _Vocabulary
                     if words[0].endswith(b"y"):
                         forms.add(words[0][:-1] + b"ies")
                 for form in forms:
-                    entries.setdefault(form, []).append((group, term, weight))
+                    bits[form] = bits.get(form, 0) | 1 << bit
+    group_bits = dict.fromkeys(groups, 0)
+    for (group, _), bit in index.items():
+        group_bits[group] |= 1 << bit
     return _Vocabulary(
-        entries={form: tuple(found) for form, found in entries.items()},
-        keys=frozenset(entries),
+        bits=bits,
+        keys=frozenset(bits),
+        groups=group_bits,
+        terms=tuple(term for _, term in index),
+        weights=tuple(weights),
     )
 
 
 _VOCABULARY = _vocabulary(_TERMS)
-_WEIGHTS = {  # group -> term -> weight
-    group: {term.strip(): weight for weight, terms in weighted for term in terms.split(",")}
-    for group, weighted in _TERMS.items()
-}
+_REASONING, _CONSTRAINTS, _STEPS, _NUMBER_WORDS, _QUANTITY_ASKS, _CODE_WORDS = (
+    _VOCABULARY.groups[group]
+    for group in (
+        "reasoning",
+        "constraints",
+        "steps",
+        "number_words",
+        "quantity_asks",
+        "code_words",
+    )
+)
 # One pass over the window finds the vocabulary and the length-limit units along with the
 # category keywords.
 register_terms(_VOCABULARY.keys | _LIMIT_UNITS)
@@ -181,7 +209,6 @@ class ComplexityEstimate:
 
 
 _POINTS = itemgetter(1)  # a signal's points
-_NO_TERMS: frozenset[str] = frozenset()
 
 
 def estimate_complexity(text: str, *, token_count: int) -> ComplexityEstimate:
@@ -189,9 +216,10 @@ def estimate_complexity(text: str, *, token_count: int) -> ComplexityEstimate:
     scan = scan_text(text)
     counts = text_counts(text, scan, _LIMIT_UNITS)
     questions, ticks, fences, digit_runs, symbols, items, rows, limits = counts
-    keys = _VOCABULARY.keys.intersection(scan.hits)
-    found = _found(keys) if keys else _NOTHING_FOUND
-    # Each signal is built from counts and term sets, by a memo: the same counts give the same
+    found = 0  # the (group, term) bits of the vocabulary in the window
+    for key in _VOCABULARY.keys.intersection(scan.hits):
+        found |= _VOCABULARY.bits[key]
+    # Each signal is made from counts and term bits, by a memo: the same counts give the same
     # points and words, so only new ones pay for round() and the formatting. Appended in a
     # fixed order, which breaks ties in the sort below.
     signals = []
@@ -199,23 +227,22 @@ def estimate_complexity(text: str, *, token_count: int) -> ComplexityEstimate:
         signals.append(_length_signal(token_count))
     if questions:
         signals.append(_questions_signal(questions))
-    terms = found.get("steps", _NO_TERMS)
+    terms = found & _STEPS
     if items or terms:
         signals.append(_steps_signal(items, terms))
     inline = ticks - 3 * fences >= 2
-    terms = found.get("code_words", _NO_TERMS)
+    terms = found & _CODE_WORDS
     if fences or inline or symbols or terms:
         signals.append(_code_signal(fences > 0, inline, symbols, terms))
-    numbers = digit_runs + len(found.get("number_words", ()))
+    numbers = digit_runs + (found & _NUMBER_WORDS).bit_count()
     if numbers:
-        asks = found.get("quantity_asks", _NO_TERMS) if numbers >= 2 else _NO_TERMS
-        signals.append(_numbers_signal(numbers, asks))
+        signals.append(_numbers_signal(numbers, found & _QUANTITY_ASKS if numbers >= 2 else 0))
     if rows >= 3:
         signals.append(_tables_signal(rows))
-    terms = found.get("reasoning")
+    terms = found & _REASONING
     if terms:
         signals.append(_reasoning_signal(terms))
-    terms = found.get("constraints", _NO_TERMS)
+    terms = found & _CONSTRAINTS
     if limits or terms:
         signals.append(_constraints_signal(limits, terms))
     if len(signals) > 1:
@@ -231,24 +258,7 @@ def estimate_complexity(text: str, *, token_count: int) -> ComplexityEstimate:
 _NO_ESTIMATE = ComplexityEstimate(0, ())
 
 
-# What a text without any vocabulary term finds (most chat messages): read-only, shared.
-_NOTHING_FOUND: Mapping[str, frozenset[str]] = MappingProxyType({})
-
-
-def _found(keys: frozenset[bytes]) -> dict[str, frozenset[str]]:
-    """Return, per vocabulary group with a term present, its distinct terms."""
-    found: dict[str, set[str]] = {}
-    for key in keys:
-        for group, term, _ in _VOCABULARY.entries[key]:
-            terms = found.get(group)
-            if terms is None:
-                found[group] = {term}
-            else:
-                terms.add(term)
-    return {group: frozenset(terms) for group, terms in found.items()}
-
-
-# Each signal is made from counts and term sets, capped (a cap has two decimals at most, so it
+# Each signal is made from counts and term bits, capped (a cap has two decimals at most, so it
 # needs no round(), which is slow for a float: it goes through the decimal digits). Counts
 # repeat from text to text, and so do the few terms a text holds of each group.
 def _signal(name: str, points: float, detail: str) -> ComplexitySignal:
@@ -268,22 +278,20 @@ def _questions_signal(questions: int) -> ComplexitySignal:
 
 
 @lru_cache(maxsize=4096)
-def _steps_signal(items: int, terms: frozenset[str]) -> ComplexitySignal:
+def _steps_signal(items: int, terms: int) -> ComplexitySignal:
     parts = [_plural(items, "list item")] if items else []
     if terms:
         parts.append(_terms_detail(terms))
-    return _signal("steps", 0.35 * items + 0.8 * len(terms), "; ".join(parts))
+    return _signal("steps", 0.35 * items + 0.8 * terms.bit_count(), "; ".join(parts))
 
 
 @lru_cache(maxsize=4096)
-def _code_signal(
-    fenced: bool, inline: bool, symbols: int, keywords: frozenset[str]
-) -> ComplexitySignal:
+def _code_signal(fenced: bool, inline: bool, symbols: int, keywords: int) -> ComplexitySignal:
     points = (
         (2.0 if fenced else 0.0)
         + (0.5 if inline else 0.0)
         + min(1.5, 0.15 * symbols)
-        + min(1.2, 0.4 * len(keywords))
+        + min(1.2, 0.4 * keywords.bit_count())
     )
     parts = ["fenced code block"] if fenced else []
     if inline:
@@ -296,7 +304,7 @@ def _code_signal(
 
 
 @lru_cache(maxsize=4096)
-def _numbers_signal(count: int, asks: frozenset[str]) -> ComplexitySignal:
+def _numbers_signal(count: int, asks: int) -> ComplexitySignal:
     # A word problem is numbers plus a request to combine them.
     if asks:  # only looked for with two numbers or more
         detail = f"{count:,} numbers, asks for a quantity ({_terms_detail(asks)})"
@@ -310,23 +318,21 @@ def _tables_signal(rows: int) -> ComplexitySignal:
 
 
 @lru_cache(maxsize=4096)
-def _reasoning_signal(terms: frozenset[str]) -> ComplexitySignal:
-    weights = _WEIGHTS["reasoning"]
-    return _signal("reasoning", 0.7 * sum([weights[t] for t in terms]), _terms_detail(terms))
+def _reasoning_signal(terms: int) -> ComplexitySignal:
+    return _signal("reasoning", 0.7 * _VOCABULARY.weight_of(terms), _terms_detail(terms))
 
 
 @lru_cache(maxsize=4096)
-def _constraints_signal(limits: int, terms: frozenset[str]) -> ComplexitySignal:
+def _constraints_signal(limits: int, terms: int) -> ComplexitySignal:
     parts = [_plural(limits, "length limit")] if limits else []
     if terms:
         parts.append(_terms_detail(terms))
-    weights = _WEIGHTS["constraints"]
-    points = 0.5 * sum([weights[t] for t in terms]) + 0.6 * limits
+    points = 0.5 * _VOCABULARY.weight_of(terms) + 0.6 * limits
     return _signal("constraints", points, "; ".join(parts))
 
 
-def _terms_detail(terms: frozenset[str]) -> str:
-    shown = sorted(terms)
+def _terms_detail(terms: int) -> str:
+    shown = sorted(_VOCABULARY.terms_of(terms))
     more = f" +{len(shown) - 4} more" if len(shown) > 4 else ""
     return ", ".join(shown[:4]) + more
 
