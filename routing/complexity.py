@@ -120,49 +120,56 @@ _LIMIT_NEEDLES = {unit: b"0 " + unit + b" " for unit in _LIMIT_UNITS}
 @dataclass(frozen=True)
 class _Vocabulary:
     """Each (group, term) is one bit of an int, so the terms a text holds are one int, the OR
-    of its forms' bits, and a group's are that int masked: cheap to build, compare and hash."""
+    of its forms' bits, and a group's are that int masked: cheap to build, compare and hash.
+    A group's bits follow its terms' sorted order, so they are read out already sorted."""
 
     bits: dict[bytes, int]  # form -> its (group, term) bits: b"plans" -> plan's in reasoning
     keys: frozenset[bytes]  # the keys of `bits`
     groups: dict[str, int]  # group -> the bits of its terms
-    terms: tuple[str, ...]  # bit -> term
-    weights: tuple[float, ...]  # bit -> weight
+    terms: dict[int, str]  # one bit set -> its term
+    by_weight: dict[float, int]  # weight -> the bits of the terms of that weight
 
-    def terms_of(self, mask: int) -> list[str]:
-        return [self.terms[bit] for bit in range(mask.bit_length()) if mask >> bit & 1]
+    def first_terms(self, mask: int, count: int) -> list[str]:
+        """Return the first `count` terms of a group's mask, in sorted order."""
+        found = []
+        while mask and len(found) < count:
+            lowest = mask & -mask
+            found.append(self.terms[lowest])
+            mask ^= lowest
+        return found
 
     def weight_of(self, mask: int) -> float:
-        return sum([self.weights[bit] for bit in range(mask.bit_length()) if mask >> bit & 1])
+        # The weights are halves and wholes, so the sum is exact in any order.
+        return sum([weight * (mask & bits).bit_count() for weight, bits in self.by_weight.items()])
 
 
 def _vocabulary(groups: dict[str, tuple[tuple[float, str], ...]]) -> _Vocabulary:
-    index: dict[tuple[str, str], int] = {}  # (group, term) -> its bit
-    weights: list[float] = []
+    weights = {  # (group, term) -> weight
+        (group, term.strip()): weight
+        for group, weighted in groups.items()
+        for weight, terms in weighted
+        for term in terms.split(",")
+    }
+    if any(weight * 2 != int(weight * 2) for weight in weights.values()):
+        raise ValueError("a vocabulary weight must be a multiple of 0.5 (see weight_of)")
     bits: dict[bytes, int] = {}
-    for group, weighted in groups.items():
-        for weight, terms in weighted:
-            for term in (t.strip() for t in terms.split(",")):
-                bit = index.setdefault((group, term), len(index))
-                if bit == len(weights):
-                    weights.append(weight)
-                words = term_words(term)
-                forms = {b" ".join(words)}
-                if len(words) == 1:
-                    forms |= {words[0] + b"s", words[0] + b"es"}
-                    if words[0].endswith(b"y"):
-                        forms.add(words[0][:-1] + b"ies")
-                for form in forms:
-                    bits[form] = bits.get(form, 0) | 1 << bit
     group_bits = dict.fromkeys(groups, 0)
-    for (group, _), bit in index.items():
-        group_bits[group] |= 1 << bit
-    return _Vocabulary(
-        bits=bits,
-        keys=frozenset(bits),
-        groups=group_bits,
-        terms=tuple(term for _, term in index),
-        weights=tuple(weights),
-    )
+    terms: dict[int, str] = {}
+    by_weight: dict[float, int] = {}
+    for position, (group, term) in enumerate(sorted(weights)):
+        bit = 1 << position
+        group_bits[group] |= bit
+        terms[bit] = term
+        by_weight[weights[group, term]] = by_weight.get(weights[group, term], 0) | bit
+        words = term_words(term)
+        forms = {b" ".join(words)}
+        if len(words) == 1:
+            forms |= {words[0] + b"s", words[0] + b"es"}
+            if words[0].endswith(b"y"):
+                forms.add(words[0][:-1] + b"ies")
+        for form in forms:
+            bits[form] = bits.get(form, 0) | bit
+    return _Vocabulary(bits, frozenset(bits), group_bits, terms, by_weight)
 
 
 _VOCABULARY = _vocabulary(_TERMS)
@@ -332,9 +339,9 @@ def _constraints_signal(limits: int, terms: int) -> ComplexitySignal:
 
 
 def _terms_detail(terms: int) -> str:
-    shown = sorted(_VOCABULARY.terms_of(terms))
-    more = f" +{len(shown) - 4} more" if len(shown) > 4 else ""
-    return ", ".join(shown[:4]) + more
+    shown = _VOCABULARY.first_terms(terms, 4)
+    count = terms.bit_count()
+    return ", ".join(shown) + (f" +{count - 4} more" if count > 4 else "")
 
 
 def _plural(count: int, noun: str) -> str:
