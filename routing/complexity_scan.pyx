@@ -193,7 +193,7 @@ cdef inline Py_ssize_t _fences(const unsigned char* text, Py_ssize_t n) noexcept
     return fences
 
 
-def text_counts(str text, scan, units):
+def text_counts(text, scan, units):
     """Return routing.complexity._text_counts(text, scan, units): (questions, backticks,
     fences) of the whole text, then (digit runs, code symbols, list items, table rows, length
     limits) of the window of its routing.text_scan.TextScan; `units` holds the length-limit
@@ -206,9 +206,13 @@ def text_counts(str text, scan, units):
     cdef Py_ssize_t pipe_after = 0, pipe_before = 0, delimited = 0, newlines = 0
     cdef Py_ssize_t items = 0, limits = 0, rows = 0, length, delimiters = 0
     cdef Py_ssize_t questions, ticks = 0, fences = 0, marks = 0
-    cdef int kind = PyUnicode_KIND(text)
-    cdef void* d = PyUnicode_DATA(text)
+    cdef int kind
+    cdef void* d
     cdef unsigned char c, what
+    if not isinstance(text, str):  # a subclass of str is read as one
+        raise TypeError(f"text_counts reads a str, not {type(text).__name__}")
+    kind = PyUnicode_KIND(text)
+    d = PyUnicode_DATA(text)
     length = PyUnicode_GET_LENGTH(text)
     # The last "?" of a run counts as a question ("???" is one); code fences are "```".
     if kind == 1:  # memchr skips to the next mark

@@ -132,3 +132,13 @@ def test_long_text_counts_its_window_alike():
     text = "".join(_random_text(rng) for _ in range(200))  # far past the window
     counted, reference = _both(text)
     assert counted == reference
+
+
+def test_a_str_subclass_counts_as_its_str():
+    class Text(str):  # e.g. Django's SafeString
+        pass
+
+    text = "why?? 12 words\n- a\n- b ```x```"
+    assert compiled.text_counts(Text(text), TextScan(Text(text)), complexity._LIMIT_UNITS) == (
+        compiled.text_counts(text, TextScan(text), complexity._LIMIT_UNITS)
+    )
