@@ -8,6 +8,10 @@ and the end, where the question usually is, after pasted material), normalised o
 and the vocabulary is found in the same pass as the category keywords.
 The length signal already accounts for the rest, and the cost stays flat for 100k-token
 prompts. For a text that fits in the window, appending more text never lowers the score.
+
+The counts are one call of compiled loops (routing/complexity_scan.pyx, built at install;
+`_text_counts` gives the same in Python without it), and each signal is remembered by the
+counts and terms it is made of, so formatting and round() are paid once per new combination.
 """
 
 import math
