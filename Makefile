@@ -25,9 +25,10 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt
 	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $@ $(VENV)/.installed
 
-# The learned router's scoring kernel, compiled in place (Cython; numpy scores without it).
+# The learned router's scoring kernel and the complexity window counts, compiled in place
+# (Cython; numpy and plain Python stand in without them). One build makes both.
 KERNEL := routing/learned/kernel$(shell python3 -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
-$(KERNEL): routing/learned/kernel.pyx scripts/build_kernel.py $(VENV)/.installed
+$(KERNEL): routing/learned/kernel.pyx routing/complexity_scan.pyx scripts/build_kernel.py $(VENV)/.installed
 	$(PY) scripts/build_kernel.py
 
 install: $(VENV)/.installed $(KERNEL)

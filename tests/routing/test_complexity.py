@@ -285,3 +285,30 @@ def test_text_without_vocabulary_still_gets_its_other_signals():
 
     assert [s.name for s in estimate.signals] == ["questions", "numbers", "code"]
     assert [s.detail for s in estimate.signals] == ["1 question", "1 number", "2 code symbols"]
+
+
+def test_a_detail_names_four_terms_in_sorted_order_then_how_many_more():
+    text = (
+        "Why analyze and compare the strategy, its trade-off and risk, and plan? Hence, prove it."
+    )
+    estimate = estimate_complexity(text, token_count=30)
+
+    detail = next(s.detail for s in estimate.signals if s.name == "reasoning")
+    # analyze, compare, hence, plan, prove, risk, strategy, trade-off, why: 1.0 x 6 + 0.5 x 3
+    assert detail == "analyze, compare, hence, plan +5 more"
+    assert _points(estimate, "reasoning") == 3.0  # 0.7 x 7.5, capped
+    words = estimate_complexity("hence why", token_count=5)
+    assert _points(words, "reasoning") == 0.7  # two half-weight terms
+
+
+def test_signals_from_the_memo_equal_fresh_ones():
+    from routing import complexity
+
+    memos = [getattr(complexity, n) for n in dir(complexity) if n.endswith("_signal")]
+    memos = [memo for memo in memos if hasattr(memo, "cache_clear")]
+    texts = [STRATEGY_REQUEST, CAPTION_REQUEST, FAN_MESSAGE, "1. a\n2. b\n| x |\n| y |\n| z |"]
+    remembered = [estimate_complexity(t, token_count=len(t) // 4) for t in texts]
+    for memo in memos:
+        memo.cache_clear()
+    assert [estimate_complexity(t, token_count=len(t) // 4) for t in texts] == remembered
+    assert len(memos) == 8
