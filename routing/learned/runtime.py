@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from routing import complexity
 from routing.learned.model import (
     BUILD_KERNEL_COMMAND,
     REBUILD_COMMAND,
@@ -79,16 +80,25 @@ def router_status(artifact_id: str) -> str:
 
 def router_artifact_check(app_configs=None, **kwargs) -> list:
     """Django system check (migrate, runserver, check, the ASGI start): the current artifact
-    loads, or the keyword fallback is on (then a warning); a missing kernel is a warning."""
+    loads, or the keyword fallback is on (then a warning); a module not compiled is a warning."""
     from django.core import checks
 
     found = []
+    missing = []
     if CompiledScorer is None:
+        missing.append(
+            "the router's scoring kernel (numpy scores each decision, at about three times the CPU)"
+        )
+    if not complexity.COUNTS_COMPILED:
+        missing.append(
+            "the complexity estimate's counts (Python counts them, at about twice the CPU "
+            "for a long prompt)"
+        )
+    if missing:
         found.append(
             checks.Warning(
-                "The router's compiled scoring kernel is not built: numpy scores each "
-                "decision, at about three times the CPU.",
-                hint=f"Build it: {BUILD_KERNEL_COMMAND} (make install runs it).",
+                f"Not compiled: {'; '.join(missing)}.",
+                hint=f"Build them: {BUILD_KERNEL_COMMAND} (make install runs it).",
                 id="routing.W002",
             )
         )

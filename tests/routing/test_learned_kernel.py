@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from routing import complexity
 from routing.learned import features, runtime
 from routing.learned import model as learned_model
 from routing.learned.features import tokens
@@ -121,9 +122,17 @@ def test_a_missing_kernel_is_a_system_check_warning(monkeypatch):
     monkeypatch.setattr(runtime, "CompiledScorer", None)
     found = runtime.router_artifact_check()
     assert [message.id for message in found] == ["routing.W002"]
+    assert "scoring kernel" in found[0].msg and "complexity" not in found[0].msg
     assert "scripts/build_kernel.py" in found[0].hint
     monkeypatch.undo()
     assert runtime.router_artifact_check() == []
+
+
+def test_missing_complexity_counts_are_a_system_check_warning(monkeypatch):
+    monkeypatch.setattr(complexity, "COUNTS_COMPILED", False)
+    found = runtime.router_artifact_check()
+    assert [message.id for message in found] == ["routing.W002"]
+    assert "complexity estimate's counts" in found[0].msg and "kernel" not in found[0].msg
 
 
 def test_compiled_tokens_and_shapes_are_the_pythons(monkeypatch):
