@@ -145,18 +145,6 @@ cdef struct Word:  # a word's slot: what a request needs of it, found with one p
     PyObject* pieces  # its word pieces' ids, a tuple the table owns (NULL: no meaning vector)
 
 
-cdef inline bint _same_text(PyObject* a, object b) noexcept:
-    return (
-        PyUnicode_GET_LENGTH(<object>a) == PyUnicode_GET_LENGTH(b)
-        and PyUnicode_KIND(<object>a) == PyUnicode_KIND(b)
-        and memcmp(
-            PyUnicode_DATA(<object>a),
-            PyUnicode_DATA(b),
-            PyUnicode_GET_LENGTH(b) * PyUnicode_KIND(b),
-        ) == 0
-    )
-
-
 cdef struct Scratch:  # one request's working memory, freed by _release
     Py_ssize_t n  # the text's words
     long long* numbers  # each word's number (the n-gram vocabulary's)
@@ -297,14 +285,29 @@ cdef class Scorer:
             np.ascontiguousarray(pair_ids, dtype=np.int32),
         )
 
-    cdef Word* _find_word(self, object word, Py_hash_t hash) noexcept:
+    cdef inline Word* _find_word(self, object word, Py_hash_t hash) noexcept:
+        return self._find(
+            PyUnicode_DATA(word), PyUnicode_GET_LENGTH(word), PyUnicode_KIND(word), hash
+        )
+
+    cdef Word* _find(
+        self, const void* data, Py_ssize_t length, int kind, Py_hash_t hash
+    ) noexcept:
+        """The slot of the word whose characters these are (length characters of kind bytes
+        each, as CPython stores a str), or NULL. An ASCII text's bytes are those of its str:
+        one-byte kind, and no other one-byte str has only bytes below 128."""
         cdef Py_ssize_t slot = hash & self.table_mask
         cdef Word* found
         while True:
             found = &self.table[slot]
             if found.key is NULL:
                 return NULL
-            if found.hash == hash and (found.key == <PyObject*>word or _same_text(found.key, word)):
+            if (
+                found.hash == hash
+                and PyUnicode_GET_LENGTH(<object>found.key) == length
+                and PyUnicode_KIND(<object>found.key) == kind
+                and memcmp(PyUnicode_DATA(<object>found.key), data, length * kind) == 0
+            ):
                 return found
             slot = (slot + 1) & self.table_mask
 
@@ -450,7 +453,7 @@ cdef class Scorer:
                 else:
                     token, length = text + start, 1
                 hash = _Py_HashBytes(token, length)
-                known = self._find_ascii(token, length, hash)
+                known = self._find(token, length, 1, hash)
                 if known is not NULL:
                     self._take_known(&scratch, known)
                 else:  # a word first seen: made once, then the table holds it (to its bound)
@@ -460,22 +463,6 @@ cdef class Scorer:
             return self._scored(&scratch, shape_ids, premium)
         finally:
             _release(&scratch)
-
-    cdef Word* _find_ascii(self, const char* token, Py_ssize_t length, Py_hash_t hash) noexcept:
-        cdef Py_ssize_t slot = hash & self.table_mask
-        cdef Word* found
-        while True:
-            found = &self.table[slot]
-            if found.key is NULL:
-                return NULL
-            if (
-                found.hash == hash
-                and PyUnicode_IS_COMPACT_ASCII(<object>found.key)
-                and PyUnicode_GET_LENGTH(<object>found.key) == length
-                and memcmp(PyUnicode_DATA(<object>found.key), token, length) == 0
-            ):
-                return found
-            slot = (slot + 1) & self.table_mask
 
     cdef inline void _take_known(self, Scratch* scratch, Word* known) noexcept:
         cdef Py_ssize_t i = scratch.n
