@@ -12,7 +12,6 @@ is checked and, if the database went away, closed, so the next call reconnects.
 
 import asyncio
 import contextvars
-import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -64,10 +63,47 @@ def db_threads_stop() -> None:
 
 
 async def db_call(function: Callable, /, *args, **kwargs):
-    """Run a sync function that uses the database, from async code."""
+    """Run a sync function that uses the database, from async code.
+
+    As run_in_executor runs it, less its chaining of a concurrent future to an asyncio one
+    (wrap_future, a callback and a condition per hop, twice a request): the thread sets the
+    asyncio future itself. A call cancelled before its thread takes it is not run, as with
+    run_in_executor; one already running finishes, its result dropped."""
     executor = _database_executor()
     if executor is None:
         return await sync_to_async(function)(*args, **kwargs)
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
     context = contextvars.copy_context()
-    call = functools.partial(context.run, _with_connection_check, function, *args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(executor, call)
+    executor.submit(_run_for, loop, future, context, function, args, kwargs)
+    return await future
+
+
+def _run_for(loop, future: asyncio.Future, context, function: Callable, args, kwargs) -> None:
+    if future.cancelled():  # a read across threads: at worst a call that was just cancelled runs
+        return
+    try:
+        result = context.run(_with_connection_check, function, *args, **kwargs)
+    except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, as run_in_executor does
+        _settle(loop, future, _future_fail, exc)
+    else:
+        _settle(loop, future, _future_done, result)
+
+
+def _settle(loop, future: asyncio.Future, settle: Callable, value) -> None:
+    if loop.is_closed():  # the loop ended while the call ran: no one is waiting
+        return
+    try:
+        loop.call_soon_threadsafe(settle, future, value)
+    except RuntimeError:  # closed meanwhile
+        pass
+
+
+def _future_done(future: asyncio.Future, result) -> None:
+    if not future.done():  # cancelled while the call ran
+        future.set_result(result)
+
+
+def _future_fail(future: asyncio.Future, exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

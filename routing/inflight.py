@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from datetime import datetime
 
 import redis
@@ -60,6 +61,13 @@ def inflight_forget(*request_ids: str) -> None:
         outage_warning(logger, exc, message, len(request_ids), exc)
 
 
+# How long the forgetting thread lets ids gather once one arrives: one wake-up and one Redis
+# round trip for all of them, where each request woke the thread and paid a pipeline of its own
+# (a forget that waits this long costs nothing: only the sweep, minutes later, looks).
+FORGET_GATHER_S = 0.2
+FORGET_BATCH = 500  # ids per pipeline
+
+
 class _Forgetter:
     """Forgets recorded requests on a thread of its own, many per pipeline, so the request
     that wrote its ledger row does not wait for Redis a second time. A forget lost with the
@@ -79,21 +87,25 @@ class _Forgetter:
                         target=self._run, args=(self.pending,), name="inflight-forget", daemon=True
                     ).start()
                     self.owner_pid = os.getpid()
+        # No system call while the thread gathers: it is not waiting on the queue then.
         self.pending.put(request_id)
 
     @staticmethod
     def _run(pending: queue.SimpleQueue) -> None:
         while True:
-            request_ids = [pending.get()]
-            while len(request_ids) < 500:
+            request_ids = [pending.get()]  # idle: blocks, no wake-ups
+            time.sleep(FORGET_GATHER_S)
+            while True:
                 try:
                     request_ids.append(pending.get_nowait())
                 except queue.Empty:
                     break
-            try:
-                inflight_forget(*request_ids)
-            except Exception:  # the thread must outlive any one batch; the sweep has them
-                logger.exception("in-flight forget failed for %d requests", len(request_ids))
+            for start in range(0, len(request_ids), FORGET_BATCH):
+                batch = request_ids[start : start + FORGET_BATCH]
+                try:
+                    inflight_forget(*batch)
+                except Exception:  # the thread must outlive any one batch; the sweep has them
+                    logger.exception("in-flight forget failed for %d requests", len(batch))
 
 
 _forgetter = _Forgetter()

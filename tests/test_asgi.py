@@ -320,3 +320,42 @@ def test_a_static_file_is_served_without_the_sync_iterator_warning(settings, tmp
     assert response.status_code == 200 and response.is_async
     assert body == b"static hello\n" * 1000
     assert [str(w.message) for w in caught] == []
+
+
+def test_the_hot_path_keeps_the_match_of_a_fixed_path_and_only_that(monkeypatch):
+    # given the hot-path handler with nothing kept, and a count of top-level URL matchings
+    from django.test import RequestFactory
+    from django.urls import Resolver404
+    from django.urls.resolvers import URLResolver
+
+    import huntaze.asgi
+
+    monkeypatch.setattr(huntaze.asgi, "_resolved", {})
+    matched = []
+    resolve = URLResolver.resolve
+
+    def counting(self, path):
+        if path.startswith("/"):  # the root resolver's call; included ones get the rest
+            matched.append(path)
+        return resolve(self, path)
+
+    monkeypatch.setattr(URLResolver, "resolve", counting)
+    handler, factory = huntaze.asgi.hot_path_application, RequestFactory()
+    # when a fixed path, a path with an argument and an unknown path come twice each
+    names = []
+    for path in ["/v1/chat/completions", "/v1/models/gpt-4o-mini"] * 2:
+        request = factory.post(path)
+        names.append(handler.resolve_request(request).url_name)
+        assert request.resolver_match.url_name == names[-1]
+    for _ in range(2):
+        with pytest.raises(Resolver404):
+            handler.resolve_request(factory.post("/v1/no-such-thing"))
+    # then each resolves as Django resolves it, and only the fixed path is matched once
+    assert names == ["openai-chat-completions", "openai-model"] * 2
+    assert matched == [
+        "/v1/chat/completions",
+        "/v1/models/gpt-4o-mini",
+        "/v1/models/gpt-4o-mini",
+        "/v1/no-such-thing",
+        "/v1/no-such-thing",
+    ]

@@ -6,7 +6,8 @@ from decimal import Decimal
 import pytest
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, F, Sum
+from django.utils.translation import gettext_lazy
 from prometheus_client import REGISTRY
 
 from tests.factories import ApiKeyFactory, PolicyVersionFactory, UsageRecordFactory
@@ -317,6 +318,67 @@ def test_a_new_number_column_joins_the_array_of_its_type_with_no_edit():
     assert array_of(after, "new_tokens") == array_of(after, "input_tokens")
     assert after.sql.count("%s") == before.sql.count("%s")
     assert '"cost_new_usd", "new_tokens") SELECT' in after.sql
+
+
+# Values of every kind a ledger field may be given: the usual ones, and the ones each
+# short cut must leave to the field (None, a look-alike type, a non-finite amount, nonsense).
+_PREPARED_VALUES = [
+    None,
+    "",
+    "gpt-4o-mini",
+    "ünïcode \x00 text",
+    gettext_lazy("lazy text"),
+    True,
+    False,
+    0,
+    1,
+    7,
+    2**31 - 1,
+    -3,
+    2**70,
+    6.25,
+    float("nan"),
+    Decimal("0"),
+    Decimal("0.0000123456"),
+    Decimal("-1.50"),
+    Decimal("1E+3"),
+    Decimal("NaN"),
+    Decimal("Infinity"),
+    "0.25",
+    {"campaign": "x"},
+    [1, 2],
+    datetime(2026, 12, 7, 18, 0, tzinfo=UTC),
+    F("cost_usd"),
+]
+
+
+def _prepared(function, value, db):
+    try:
+        result = function(value, db)
+    except Exception as exc:  # noqa: BLE001 - the same failure is the expected outcome too
+        return ("raised", type(exc))
+    if hasattr(result, "as_sql"):
+        return ("expression", str(result))
+    if type(result).__name__ == "Jsonb":
+        return ("json", type(result), result.obj)
+    if isinstance(result, float) and result != result:
+        return ("nan", type(result))
+    return ("value", type(result), result, str(result))
+
+
+@pytest.mark.parametrize("engine", ["django.db.backends.postgresql", "django.db.backends.sqlite3"])
+def test_ledger_values_are_prepared_as_the_fields_prepare_them(engine):
+    # given every ledger field, on each vendor, and values of every kind
+    from usage.services import _LEDGER_FIELDS, _save_preparer
+
+    db = _sql_only(engine)
+    for field in _LEDGER_FIELDS:
+        prepare = _save_preparer(field)
+        for value in _PREPARED_VALUES:
+            # when a value is prepared with the short cuts, then it is what the field makes
+            # of it: the same type and value, or the same failure
+            expected = _prepared(field.get_db_prep_save, value, db)
+            assert _prepared(prepare, value, db) == expected, (field.name, value)
 
 
 def test_other_databases_keep_a_parameter_per_column():

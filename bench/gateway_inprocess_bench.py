@@ -1,0 +1,190 @@
+"""CPU of one request through the whole ASGI application, in-process and without the HTTP
+server: this tree against a baseline checkout, interleaved round by round.
+
+Each tree runs in a process of its own (its code, its Django) that sends sequential requests
+to `huntaze.asgi.application` as ASGI events: the body ../shared/bench/chat_post.lua sends,
+then the disconnect once the answer is out, as uvicorn reports it. The after-response work
+(the ledger row) is part of each request. It prints the process's CPU per request (every
+thread: the event loop and the database threads) and the wall time. No wrk, uvicorn or
+gunicorn in the figures, so a change of our own shows with less noise than in
+gateway_bench.py. A benchmark: prints figures, asserts nothing but that every answer is a 200.
+
+It needs what `gateway_bench.py --hold` leaves up, the migrated database with its key, the
+stub upstream and Redis:
+
+    .venv/bin/python bench/gateway_bench.py --workers 1 --hold 3000 &   # prints key and stub
+    .venv/bin/python bench/gateway_inprocess_bench.py --baseline-tree ../main-wt \\
+        --database-url postgres://postgres@127.0.0.1:5432/bench_gateway_<pid> \\
+        --stub-port <port> --key <key> [--stream] [--requests 400] [--rounds 8]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def serve(tree: Path, key: str, stream: bool) -> None:
+    """Worker: load the tree's application, then for each N read from stdin run N requests
+    and print "CPU-us wall-us" per request."""
+    sys.path.insert(0, str(tree))
+    os.chdir(tree)
+    import uvloop
+
+    from huntaze.asgi import application
+
+    ask = {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Say hello in five words."},
+        ],
+        "max_tokens": 16,
+        "temperature": 0,
+    }
+    if stream:
+        ask.update(stream=True, stream_options={"include_usage": True})
+    body = json.dumps(ask, separators=(",", ":")).encode()
+    headers = [
+        (b"host", b"127.0.0.1:8000"),
+        (b"content-type", b"application/json"),
+        (b"authorization", b"Bearer " + key.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+    async def request() -> int:
+        answered = asyncio.Event()
+        state = {"body_sent": False, "status": 0}
+
+        async def receive() -> dict:
+            if not state["body_sent"]:
+                state["body_sent"] = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await answered.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                answered.set()
+
+        await application({**scope, "state": {}}, receive, send)
+        return state["status"]
+
+    async def main() -> None:
+        for _ in range(50):  # warm: the router model, connections, caches
+            status = await request()
+            if status != 200:
+                raise SystemExit(f"warm-up request answered {status}")
+        print("ready", flush=True)
+        for line in sys.stdin:
+            n = int(line)
+            cpu, wall = time.process_time(), time.perf_counter()
+            statuses = [await request() for _ in range(n)]
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            if statuses.count(200) != n:
+                raise SystemExit(f"not every answer was a 200: {sorted(set(statuses))}")
+            print(f"{1e6 * cpu / n:.1f} {1e6 * wall / n:.1f}", flush=True)
+
+    uvloop.run(main())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline-tree")
+    parser.add_argument("--database-url")
+    parser.add_argument("--stub-port", type=int)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--requests", type=int, default=400, help="per round and tree")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        return serve(Path(args.serve), args.key, args.stream)
+    if not (args.baseline_tree and args.database_url and args.stub_port):
+        parser.error("--baseline-tree, --database-url and --stub-port are needed")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "huntaze.settings",
+        "DATABASE_URL": args.database_url,
+        "CONN_MAX_AGE": "0",
+        "REDIS_URL": args.redis_url,
+        "CACHE_URL": args.redis_url.replace("redis://", "rediscache://"),
+        "CELERY_BROKER_URL": "memory://",
+        "UPSTREAM_MODE": "live",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{args.stub_port}/v1",
+        "OPENAI_API_KEY": "sk-bench-not-real",
+        "UPSTREAM_MAX_RETRIES": "0",
+        "ROUTER_ATTEMPTS_PER_MODEL": "1",
+        "DEBUG": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken"))
+    trees = {"base": Path(args.baseline_tree).resolve(), "this": ROOT}
+    workers = {}
+    for name, tree in trees.items():
+        command = [sys.executable, __file__, "--serve", str(tree), "--key", args.key]
+        workers[name] = subprocess.Popen(
+            [*command, *(["--stream"] if args.stream else [])],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+    try:
+        for name, worker in workers.items():
+            if worker.stdout.readline().strip() != "ready":
+                raise SystemExit(f"{name}: the worker did not start")
+        cpu = {name: [] for name in trees}
+        for round_ in range(args.rounds):
+            order = list(trees) if round_ % 2 == 0 else list(trees)[::-1]
+            for name in order:
+                worker = workers[name]
+                worker.stdin.write(f"{args.requests}\n")
+                worker.stdin.flush()
+                cpu_us, wall_us = map(float, worker.stdout.readline().split())
+                cpu[name].append(cpu_us)
+                print(
+                    f"round {round_} {name}: {cpu_us:.0f} us CPU, {wall_us:.0f} us wall a request"
+                )
+        for name, figures in cpu.items():
+            print(
+                f"{name}: CPU per request best {min(figures):.0f} us, "
+                f"median {statistics.median(figures):.0f} us ({args.rounds} rounds)"
+            )
+    finally:
+        for worker in workers.values():
+            worker.stdin.close()
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+if __name__ == "__main__":
+    main()
