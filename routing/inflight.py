@@ -13,7 +13,6 @@ import logging
 import os
 import queue
 import threading
-import time
 from datetime import datetime
 
 import redis
@@ -77,24 +76,38 @@ class _Forgetter:
         self.pending: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.owner_pid: int | None = None  # a forked child starts a thread of its own
+        # Ids submitted and not yet forgotten (or given up on), for settled(); the gathering
+        # wait ends early when someone waits for them.
+        self.unsettled = 0
+        self.changed = threading.Condition(threading.Lock())
+        self.hurry = threading.Event()
 
     def submit(self, request_id: str) -> None:
         if self.owner_pid != os.getpid():
             with self.lock:
                 if self.owner_pid != os.getpid():
                     self.pending = queue.SimpleQueue()
+                    self.unsettled = 0  # a parent's ids are the parent's
                     threading.Thread(
                         target=self._run, args=(self.pending,), name="inflight-forget", daemon=True
                     ).start()
                     self.owner_pid = os.getpid()
+        with self.changed:  # an uncontended lock: no system call
+            self.unsettled += 1
         # No system call while the thread gathers: it is not waiting on the queue then.
         self.pending.put(request_id)
 
-    @staticmethod
-    def _run(pending: queue.SimpleQueue) -> None:
+    def settled(self, timeout_s: float) -> bool:
+        """Wait until every submitted id is forgotten (or given up on); False past timeout."""
+        self.hurry.set()
+        with self.changed:
+            return self.changed.wait_for(lambda: self.unsettled <= 0, timeout_s)
+
+    def _run(self, pending: queue.SimpleQueue) -> None:
         while True:
             request_ids = [pending.get()]  # idle: blocks, no wake-ups
-            time.sleep(FORGET_GATHER_S)
+            self.hurry.wait(FORGET_GATHER_S)
+            self.hurry.clear()
             while True:
                 try:
                     request_ids.append(pending.get_nowait())
@@ -106,6 +119,9 @@ class _Forgetter:
                     inflight_forget(*batch)
                 except Exception:  # the thread must outlive any one batch; the sweep has them
                     logger.exception("in-flight forget failed for %d requests", len(batch))
+            with self.changed:
+                self.unsettled -= len(request_ids)
+                self.changed.notify_all()
 
 
 _forgetter = _Forgetter()
@@ -115,6 +131,12 @@ def inflight_forget_soon(request_id: str) -> None:
     """Forget a recorded request off the caller's path (see _Forgetter)."""
     if shared_redis() is not None:
         _forgetter.submit(request_id)
+
+
+def inflight_forgetting_settled(timeout_s: float = 10) -> bool:
+    """Wait until the requests given to inflight_forget_soon are forgotten (tests, drills:
+    a sweep right after traffic, or a test counting Redis calls); False past the timeout."""
+    return _forgetter.settled(timeout_s)
 
 
 def inflight_overdue(*, now: datetime, limit: int = 1000) -> list[tuple[str, str | None]]:

@@ -9,6 +9,7 @@ def _sandbox_upstream(settings):
 
     from routing.api_key_selectors import api_key_cache_clear
     from routing.circuit import circuit_reset_local
+    from routing.inflight import inflight_forgetting_settled
     from routing.providers import sandbox_chat
     from routing.selectors import policy_cache_clear
     from routing.shared_cache import redis_switch_reset
@@ -32,6 +33,8 @@ def _sandbox_upstream(settings):
     api_key_cache_clear()
     circuit_reset_local()
     yield
+    # A test's in-flight records are forgotten before the next test's Redis calls are counted.
+    inflight_forgetting_settled(timeout_s=10)
     sandbox_chat.state.reset()
     policy_cache_clear()
 

@@ -3,15 +3,19 @@
 import time
 
 from routing import after_response
+from routing.inflight import inflight_forgetting_settled
 
 
 def after_response_settled(timeout_s: float = 10) -> None:
     """Return once the in-process server has run every deferred job (its ledger rows are
-    written); a client has its answer a moment before that. Fails past the timeout."""
+    written) and forgotten the in-flight records of those rows (Redis); a client has its
+    answer a moment before that. Fails past the timeout."""
     deadline = time.monotonic() + timeout_s
     while after_response.pending() and time.monotonic() < deadline:
         time.sleep(0.005)
     assert not after_response.pending(), "deferred ledger writes did not finish"
+    left_s = max(0.0, deadline - time.monotonic())
+    assert inflight_forgetting_settled(left_s), "in-flight records were not forgotten"
 
 
 def click_and_load(browser, element) -> None:

@@ -46,3 +46,27 @@ def test_a_failed_forget_does_not_stop_the_thread(monkeypatch):
     while len(batches) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert batches == [("req_a",), ("req_b",)]
+
+
+def test_settled_waits_for_the_forgets_and_cuts_the_gathering_short(monkeypatch):
+    batches: list[tuple[str, ...]] = []
+    release = threading.Event()
+
+    def forget(*request_ids: str) -> None:
+        release.wait(timeout=5)
+        batches.append(request_ids)
+
+    monkeypatch.setattr(inflight, "inflight_forget", forget)
+    monkeypatch.setattr(inflight, "FORGET_GATHER_S", 30.0)  # longer than the test
+    assert inflight._Forgetter().settled(timeout_s=0.1)  # nothing submitted: settled at once
+    forgetter = inflight._Forgetter()
+    forgetter.submit("req_1")
+    forgetter.submit("req_2")
+    # while Redis has not answered, they are not settled
+    assert not forgetter.settled(timeout_s=0.2)
+    # once it answers, waiting ends long before the gathering time would have
+    release.set()
+    started = time.monotonic()
+    assert forgetter.settled(timeout_s=5)
+    assert time.monotonic() - started < 5
+    assert batches == [("req_1", "req_2")]
