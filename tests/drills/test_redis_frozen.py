@@ -24,6 +24,7 @@ SCALE = float(os.environ.get("DRILL_SCALE", "0.3"))
 FREEZE_S = max(5.0, 15 * SCALE)  # the 15 s at full size (`make drill`)
 BEFORE_S, AFTER_S = 4.0, 6.0
 CLIENTS = 8
+WORKER_REDIS_BACKOFF_S = 1.0  # the worker's REDIS_BACKOFF_S: the setting's default
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -169,4 +170,11 @@ def test_drill_9_frozen_redis_costs_a_request_at_most_one_short_timeout(
     assert recorded == answered_ids
     # recovery without a restart: the pace is back and requests are counted in Redis again
     assert rates[2] >= rates[0] * 0.5
-    assert counted_after >= len(after) * 0.8
+    # Judged on the requests started once the worker's breaker could have tried Redis again
+    # (it skips Redis for REDIS_BACKOFF_S after its last failed try, which may fall just
+    # before the thaw), plus a second: a share of all requests after the thaw depended on
+    # the pace, which is 30x slower when this drill runs after the other drills (2 s a
+    # request, seen from a21351a on; not explained yet).
+    recovered_from = thawed_at + WORKER_REDIS_BACKOFF_S + 1.0
+    after_backoff = [s for s in sent if s.started >= recovered_from]
+    assert after_backoff and counted_after >= len(after_backoff) * 0.9
