@@ -51,15 +51,15 @@ def ascii_window(text: str) -> str | None:
 def tokens(text: str) -> list[str]:
     """Return the window's tokens: words, numbers as zeros by length (at most four), and
     single symbols."""
-    window = text_window(text).lower()
-    if window.isascii():  # most prompts
+    window = ascii_window(text)
+    if window is not None:  # most prompts
         if ascii_tokens is not None:  # one compiled pass
             return ascii_tokens(window)
         # bytes.translate folds digits faster than a regex
         window = window.encode().translate(_FOLD_DIGITS).decode()
         folded = _LONG_NUMBER.sub("0000", window) if "00000" in window else window
     else:
-        folded = _LONG_NUMBER.sub("0000", _DIGIT.sub("0", window))
+        folded = _LONG_NUMBER.sub("0000", _DIGIT.sub("0", text_window(text).lower()))
     return _TOKEN.findall(folded)
 
 
