@@ -9,13 +9,20 @@ thread: the event loop and the database threads) and the wall time. No wrk, uvic
 gunicorn in the figures, so a change of our own shows with less noise than in
 gateway_bench.py. A benchmark: prints figures, asserts nothing but that every answer is a 200.
 
+On a host whose speed comes and goes (a shared machine: the same code's CPU per request was
+seen to triple for minutes at a time), `--instructions` counts instead the machine
+instructions per request, under valgrind's callgrind (Debian's valgrind), instrumenting only
+while the measured requests run: repeatable to about 1 % whatever the host is doing, though it
+leaves out the time spent in the kernel and the cost of cache misses.
+
 It needs what `gateway_bench.py --hold` leaves up, the migrated database with its key, the
 stub upstream and Redis:
 
     .venv/bin/python bench/gateway_bench.py --workers 1 --hold 3000 &   # prints key and stub
     .venv/bin/python bench/gateway_inprocess_bench.py --baseline-tree ../main-wt \\
         --database-url postgres://postgres@127.0.0.1:5432/bench_gateway_<pid> \\
-        --stub-port <port> --key <key> [--stream] [--requests 400] [--rounds 8]
+        --stub-port <port> --key <key> [--stream] [--requests 400] [--rounds 8] \\
+        [--instructions]   # machine instructions a request instead (~25 s to start each tree)
 """
 
 import argparse
@@ -25,6 +32,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -121,6 +129,11 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--requests", type=int, default=400, help="per round and tree")
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count machine instructions a request under callgrind (use --requests 50 or so)",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -146,8 +159,12 @@ def main() -> None:
     env.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken"))
     trees = {"base": Path(args.baseline_tree).resolve(), "this": ROOT}
     workers = {}
+    counts = Path(tempfile.mkdtemp(prefix="inprocess-callgrind-"))
     for name, tree in trees.items():
         command = [sys.executable, __file__, "--serve", str(tree), "--key", args.key]
+        if args.instructions:  # instrumented only while measured: see measure_instructions
+            out_file = f"--callgrind-out-file={counts}/{name}"
+            command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", out_file, *command]
         workers[name] = subprocess.Popen(
             [*command, *(["--stream"] if args.stream else [])],
             stdin=subprocess.PIPE,
@@ -165,18 +182,27 @@ def main() -> None:
             order = list(trees) if round_ % 2 == 0 else list(trees)[::-1]
             for name in order:
                 worker = workers[name]
-                worker.stdin.write(f"{args.requests}\n")
-                worker.stdin.flush()
-                cpu_us, wall_us = map(float, worker.stdout.readline().split())
-                cpu[name].append(cpu_us)
-                print(
-                    f"round {round_} {name}: {cpu_us:.0f} us CPU, {wall_us:.0f} us wall a request"
-                )
+                if args.instructions:
+                    figure = measure_instructions(worker, args.requests, counts / name)
+                    print(
+                        f"round {round_} {name}: {figure / 1e3:.0f} thousand instructions a request"
+                    )
+                else:
+                    figure, wall_us = measure_cpu(worker, args.requests)
+                    print(
+                        f"round {round_} {name}: {figure:.0f} us CPU, {wall_us:.0f} us wall "
+                        "a request"
+                    )
+                cpu[name].append(figure)
+        unit = "instructions" if args.instructions else "us CPU"
         for name, figures in cpu.items():
             print(
-                f"{name}: CPU per request best {min(figures):.0f} us, "
-                f"median {statistics.median(figures):.0f} us ({args.rounds} rounds)"
+                f"{name}: {unit} per request best {min(figures):.0f}, "
+                f"median {statistics.median(figures):.0f} ({args.rounds} rounds)"
             )
+        if args.instructions:
+            base, this = (statistics.median(cpu[name]) for name in ("base", "this"))
+            print(f"this / base: {this / base:.3f}")
     finally:
         for worker in workers.values():
             worker.stdin.close()
@@ -184,6 +210,33 @@ def main() -> None:
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 worker.kill()
+
+
+def measure_cpu(worker: subprocess.Popen, requests: int) -> tuple[float, float]:
+    """Run the requests; return the worker's CPU and wall microseconds a request."""
+    worker.stdin.write(f"{requests}\n")
+    worker.stdin.flush()
+    cpu_us, wall_us = map(float, worker.stdout.readline().split())
+    return cpu_us, wall_us
+
+
+def measure_instructions(worker: subprocess.Popen, requests: int, out_file: Path) -> float:
+    """Run the requests with callgrind counting (every thread); return instructions a request.
+
+    Counting is switched on, zeroed, the requests run, the counts dumped and counting switched
+    off again, so a round counts its own requests and nothing of the start or the others."""
+    pid = str(worker.pid)
+    for command in ("--instr=on", "--zero"):
+        subprocess.run(["callgrind_control", command, pid], check=True, capture_output=True)
+    measure_cpu(worker, requests)
+    before = set(out_file.parent.glob(f"{out_file.name}.*"))
+    subprocess.run(["callgrind_control", "--dump", pid], check=True, capture_output=True)
+    subprocess.run(["callgrind_control", "--instr=off", pid], check=True, capture_output=True)
+    (dump,) = set(out_file.parent.glob(f"{out_file.name}.*")) - before
+    for line in dump.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1]) / requests
+    raise SystemExit(f"{dump}: no totals line")
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def _read_chunks(sock: socket.socket) -> tuple[bytes, list[bytes]]:
         chunks.append(chunk)
 
 
-def test_a_stream_sends_each_event_in_a_chunk_of_its_own_and_ends_at_done(
+def test_a_stream_sends_each_upstream_read_in_a_chunk_of_its_own_and_ends_at_done(
     asgi_server, policy, api_key
 ):
     # given a keep-alive connection to the server
@@ -137,7 +137,8 @@ def test_a_stream_sends_each_event_in_a_chunk_of_its_own_and_ends_at_done(
             sock.sendall(request)
             head, chunks = _read_chunks(sock)
 
-            # then each event came in a chunk of its own, [DONE] last, and the body ended
+            # then each event came in a chunk of its own (the sandbox sends one a read: the
+            # events of one read go together), [DONE] last, and the body ended
             assert head.startswith(b"HTTP/1.1 200")
             assert all(c.startswith(b"data: {") and c.endswith(b"\n\n") for c in chunks[:-1])
             assert all(c.count(b"\n\n") == 1 for c in chunks)

@@ -12,7 +12,7 @@ from routing.gateway.ledger import ledger_record
 from routing.gateway.outcome import LedgerRow, Outcome
 from routing.gateway.response_cache import response_cache_keep
 from routing.policy import ModelSpec
-from routing.providers.chat import ProviderError
+from routing.providers.chat import ProviderError, UpstreamBatch
 from routing.providers.usage_block import usage_parse
 from routing.qualification import qa_offer_after
 from routing.tokens import count_text_tokens
@@ -26,50 +26,77 @@ def sse(payload: dict) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
-async def stream_relay(
-    call: Call, upstream, model: ModelSpec, attempts: int, *, include_usage: bool
-) -> AsyncIterator[bytes]:
-    """Forward upstream chunks as they arrive; write the ledger row however the stream ends.
+class _StreamTally:
+    """What a relayed stream has said so far: its text, usage, tier and finish reason."""
 
-    Ends: normally (usage from the final chunk), client gone (status client_cancelled), or
-    upstream broken after the first byte (an OpenAI-shaped error event, then the stream
-    closes without [DONE]). The last two bill estimated tokens so far, marked as estimates.
-    """
-    parts: list[str] = []
-    usage = None
-    service_tier = None  # every chunk names the tier that served it
-    finish_reason = ""
-    finished = False
-    try:
-        async for chunk in upstream.chunks:
+    def __init__(self, include_usage: bool) -> None:
+        self.include_usage = include_usage
+        self.parts: list[str] = []
+        self.usage = None
+        self.service_tier = None  # every chunk names the tier that served it
+        self.finish_reason = ""
+
+    def relay(self, batch: UpstreamBatch) -> bytes:
+        """Take in one read's events; return them as the client gets them, in one piece."""
+        events = []
+        for chunk in batch.chunks:
             data = chunk.data
-            service_tier = data.get("service_tier") or service_tier
+            self.service_tier = data.get("service_tier") or self.service_tier
             if data.get("usage"):
-                usage = data["usage"]
+                self.usage = data["usage"]
             choices = data.get("choices")
             if choices:
                 choice = choices[0]
                 content = (choice.get("delta") or {}).get("content")
                 if content:
-                    parts.append(content)
-                finish_reason = choice.get("finish_reason") or finish_reason
-            elif not include_usage:
+                    self.parts.append(content)
+                self.finish_reason = choice.get("finish_reason") or self.finish_reason
+            elif not self.include_usage:
                 continue  # the usage chunk we asked for on our own account
-            if not include_usage and data.get("usage"):
-                yield sse({**data, "usage": None})
-                continue
-            yield b"data: " + chunk.raw + b"\n\n"
+            if not self.include_usage and data.get("usage"):
+                events.append(sse({**data, "usage": None}))
+            else:
+                events.append(b"data: " + chunk.raw + b"\n\n")
+        return b"".join(events)
+
+
+async def stream_relay(
+    call: Call, upstream, model: ModelSpec, attempts: int, *, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """Forward upstream events as they arrive, those of one read together; write the ledger
+    row however the stream ends.
+
+    Ends: normally (usage from the final chunk), client gone (status client_cancelled), or
+    upstream broken after the first byte (an OpenAI-shaped error event, then the stream
+    closes without [DONE]). The last two bill estimated tokens so far, marked as estimates.
+    """
+    tally = _StreamTally(include_usage)
+    last = b""  # the events read with the upstream's [DONE]: sent with ours
+    finished = False
+    try:
+        async for batch in upstream.batches:
+            events = tally.relay(batch)
+            if batch.done:
+                last = events
+                break
+            if events:
+                yield events
         # Priced before [DONE]; written after the response ends where the handler allows it.
         outcome = stream_outcome(
-            call, upstream.sandbox, parts, usage, finish_reason, service_tier=service_tier
+            call,
+            upstream.sandbox,
+            tally.parts,
+            tally.usage,
+            tally.finish_reason,
+            service_tier=tally.service_tier,
         )
         outcome = replace(outcome, model=model, attempts=attempts)
         finished = True
         await asyncio.shield(stream_finish(call, outcome, upstream))
-        yield STREAM_DONE
+        yield last + STREAM_DONE
     except ProviderError as error:
         outcome = stream_outcome(
-            call, upstream.sandbox, parts, None, "", error_code="upstream_stream_broken"
+            call, upstream.sandbox, tally.parts, None, "", error_code="upstream_stream_broken"
         )
         outcome = replace(outcome, model=model, attempts=attempts)
         finished = True
@@ -79,7 +106,7 @@ async def stream_relay(
     finally:
         if not finished:  # the client went away (cancelled, or closed the generator)
             outcome = stream_outcome(
-                call, upstream.sandbox, parts, None, "", status=Status.CLIENT_CANCELLED
+                call, upstream.sandbox, tally.parts, None, "", status=Status.CLIENT_CANCELLED
             )
             outcome = replace(outcome, model=model, attempts=attempts)
             await asyncio.shield(stream_finish(call, outcome, upstream))

@@ -367,19 +367,31 @@ class UpstreamChunk(NamedTuple):
     data: dict
 
 
+class UpstreamBatch(NamedTuple):
+    """The events of one read of an upstream stream, and whether its [DONE] was among them.
+
+    Relayed as one write: an upstream that sends its events together (most do, once the
+    answer is ready) costs one trip through the response machinery and one send, not one
+    per event, and an event is never held back for another."""
+
+    chunks: list[UpstreamChunk]
+    done: bool
+
+
 @dataclass
 class UpstreamStream:
-    """An open upstream stream: iterate UpstreamChunks; failures after the first byte raise
-    ProviderError too."""
+    """An open upstream stream: iterate UpstreamBatches; failures after the first byte raise
+    ProviderError too (after the batch of the events before them)."""
 
-    chunks: AsyncIterator[UpstreamChunk]
+    batches: AsyncIterator[UpstreamBatch]
     sandbox: bool
     close: object
 
 
-async def sse_data_payloads(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Yield the payload of each `data:` line of an event stream, as bytes, stripped; other
-    lines (blank separators, comments, event names) are skipped.
+async def sse_data_batches(body: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """Yield, for each read of an event stream that completes lines, the payloads of its
+    `data:` lines, as bytes, stripped; other lines (blank separators, comments, event names)
+    are skipped.
 
     Split here, on bytes, rather than by the response's aiter_lines(): that decoded every
     chunk to text (finding its charset in the headers first), split it with str.splitlines(),
@@ -393,11 +405,26 @@ async def sse_data_payloads(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             if b"\r" in rest:
                 rest = rest.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             *lines, rest = rest.split(b"\n")
-            for line in lines:
-                if line.startswith(b"data:"):
-                    yield line[5:].strip()
+            payloads = [line[5:].strip() for line in lines if line.startswith(b"data:")]
+            if payloads:
+                yield payloads
         if rest.startswith(b"data:"):  # the last line, without its line end
-            yield rest[5:].strip()
+            yield [rest[5:].strip()]
+
+
+def _upstream_chunk(payload: bytes, model: ModelSpec) -> UpstreamChunk:
+    """Parse one event; raise ProviderError for an error event, ValueError for a bad one."""
+    try:
+        data = json.loads(payload)
+    except UnicodeDecodeError:  # as text decoding did: U+FFFD, relayed
+        payload = payload.decode(errors="replace").encode()
+        data = json.loads(payload)
+    if not isinstance(data, dict):
+        raise ValueError("an event that is not a JSON object")
+    if data.get("error"):
+        message = (data["error"] or {}).get("message") or "stream error"
+        raise ProviderError(f"{model.name} stream failed: {message}")
+    return UpstreamChunk(payload, data)
 
 
 async def achat_stream_open(
@@ -415,25 +442,28 @@ async def achat_stream_open(
     except SDK_ERRORS as exc:
         raise _provider_error(exc, model) from exc
 
-    async def chunks():
+    async def batches():
         try:
             # Not closed here at [DONE]: closed before the end of the body is read, the
             # response's connection is dropped instead of pooled. The event loop closes the
             # abandoned generators a little later (their finalizer), as it always did.
-            async for payload in sse_data_payloads(response.aiter_bytes()):
-                if payload == b"[DONE]":
+            async for payloads in sse_data_batches(response.aiter_bytes()):
+                chunks, done, failure = [], False, None
+                for payload in payloads:
+                    if payload == b"[DONE]":
+                        done = True
+                        break
+                    try:
+                        chunks.append(_upstream_chunk(payload, model))
+                    except (ProviderError, ValueError) as exc:
+                        failure = exc  # raised once the events before it are passed on
+                        break
+                if chunks or done:
+                    yield UpstreamBatch(chunks, done)
+                if failure is not None:
+                    raise failure
+                if done:
                     return
-                try:
-                    data = json.loads(payload)
-                except UnicodeDecodeError:  # as text decoding did: U+FFFD, relayed
-                    payload = payload.decode(errors="replace").encode()
-                    data = json.loads(payload)
-                if not isinstance(data, dict):
-                    raise ValueError("an event that is not a JSON object")
-                if data.get("error"):
-                    message = (data["error"] or {}).get("message") or "stream error"
-                    raise ProviderError(f"{model.name} stream failed: {message}")
-                yield UpstreamChunk(payload, data)
         except ProviderError:
             raise
         except ValueError as exc:
@@ -441,7 +471,7 @@ async def achat_stream_open(
         except Exception as exc:  # the transport broke mid-stream (reset, protocol error)
             raise ProviderUnreachable(f"{model.name} stream broke: {type(exc).__name__}") from exc
 
-    return UpstreamStream(chunks=chunks(), sandbox=endpoint.sandbox, close=response.aclose)
+    return UpstreamStream(batches=batches(), sandbox=endpoint.sandbox, close=response.aclose)
 
 
 def _result_from(

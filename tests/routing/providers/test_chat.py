@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from unittest import mock
 
 import pytest
 
@@ -15,7 +16,7 @@ from routing.providers.chat import (
     achat_complete,
     achat_stream_open,
     clients_close,
-    sse_data_payloads,
+    sse_data_batches,
 )
 from routing.seed_data import seeded_price_rows
 
@@ -141,7 +142,7 @@ def test_live_stream_passes_the_upstream_events_through(http_sandbox):
     async def stream():
         try:
             upstream = await achat_stream_open(model=MODEL, messages=MESSAGES, max_tokens=20)
-            return [chunk async for chunk in upstream.chunks]
+            return [chunk async for batch in upstream.batches for chunk in batch.chunks]
         finally:
             await clients_close()
 
@@ -160,7 +161,7 @@ def test_live_stream_broken_midway_is_a_typed_error(http_sandbox, sandbox_state)
     async def stream():
         try:
             upstream = await achat_stream_open(model=MODEL, messages=MESSAGES, max_tokens=20)
-            return [chunk async for chunk in upstream.chunks]
+            return [chunk async for batch in upstream.batches for chunk in batch.chunks]
         finally:
             await clients_close()
 
@@ -394,15 +395,19 @@ def test_a_lone_surrogate_is_refused_before_anything_is_sent():
     assert isinstance(chat._provider_error(raised.value, MODEL), chat.ProviderRequestRefused)
 
 
-def payloads_of(*reads: bytes) -> list[bytes]:
+def batches_of(*reads: bytes) -> list[list[bytes]]:
     async def body():
         for read in reads:
             yield read
 
     async def collect():
-        return [payload async for payload in sse_data_payloads(body())]
+        return [payloads async for payloads in sse_data_batches(body())]
 
     return asyncio.run(collect())
+
+
+def payloads_of(*reads: bytes) -> list[bytes]:
+    return [payload for payloads in batches_of(*reads) for payload in payloads]
 
 
 @pytest.mark.parametrize(
@@ -424,39 +429,16 @@ def test_a_line_separator_inside_a_json_string_does_not_end_the_line():
     assert payloads_of(event[:20], event[20:]) == [event[6:-2]]
 
 
-def test_stream_events_are_relayed_as_sent_and_bad_utf8_read_as_before(monkeypatch):
+def test_stream_events_are_relayed_as_sent_and_bad_utf8_read_as_before():
     # given an upstream whose events hold U+2028 and, in one, bytes that are not UTF-8
-    import httpx2
-    import openai
-
-    from routing.providers import chat
-
     events = [
         'data: {"choices":[{"delta":{"content":"a\u2028b"}}]}\r\n\r\n'.encode(),
         b'data: {"choices":[{"delta":{"content":"c\xffd"}}]}\n\n',
         b"data: [DONE]\n\n",
     ]
 
-    def answer(request):
-        return httpx2.Response(
-            200, headers={"content-type": "text/event-stream"}, content=b"".join(events)
-        )
-
-    def endpoint_for(model):
-        http_client = httpx2.AsyncClient(transport=httpx2.MockTransport(answer))
-        client = openai.AsyncOpenAI(
-            api_key="k", base_url="http://up.invalid/v1", http_client=http_client
-        )
-        return chat._endpoint_build(client, http_client, sandbox=False)
-
-    monkeypatch.setattr(chat, "_endpoint_for", endpoint_for)
-
-    async def stream():
-        upstream = await achat_stream_open(model=MODEL, messages=MESSAGES, max_tokens=20)
-        return [chunk async for chunk in upstream.chunks]
-
     # when the stream is read
-    chunks = asyncio.run(stream())
+    chunks = [chunk for batch in stream_batches(b"".join(events)) for chunk in batch.chunks]
 
     # then the first event is passed on byte for byte, and the bad bytes became U+FFFD
     assert chunks[0].raw == events[0][6:-4]
@@ -464,3 +446,60 @@ def test_stream_events_are_relayed_as_sent_and_bad_utf8_read_as_before(monkeypat
     assert chunks[1].data["choices"][0]["delta"]["content"] == "c\ufffdd"
     assert chunks[1].raw == '{"choices":[{"delta":{"content":"c\ufffdd"}}]}'.encode()
     assert len(chunks) == 2
+
+
+def test_the_events_of_one_read_are_one_batch_and_done_ends_the_stream():
+    # given an upstream whose events come two reads at a time, [DONE] inside the last one
+    reads = (
+        b'data: {"a":1}\n\ndata: {"b":2}\n\n',
+        b'data: {"c":3}\n\ndata: [DONE]\n\ndata: {"d":4}\n\n',
+    )
+    # then each read's payloads come together, as they were read
+    assert batches_of(*reads) == [[b'{"a":1}', b'{"b":2}'], [b'{"c":3}', b"[DONE]", b'{"d":4}']]
+    # and the stream's batches stop at [DONE], which the last one says
+    batches = stream_batches(*reads)
+    assert [[c.data for c in batch.chunks] for batch in batches] == [
+        [{"a": 1}, {"b": 2}],
+        [{"c": 3}],
+    ]
+    assert [batch.done for batch in batches] == [False, True]
+
+
+def test_an_error_event_comes_after_the_events_read_before_it():
+    # given a read whose second event is an error event
+    reads = (b'data: {"a":1}\n\ndata: {"error":{"message":"overloaded"}}\n\ndata: {"b":2}\n\n',)
+    # then the event before it is passed on, then the stream fails
+    seen = []
+    with pytest.raises(ProviderError, match="overloaded"):
+        stream_batches(*reads, into=seen)
+    assert [[c.data for c in batch.chunks] for batch in seen] == [[{"a": 1}]]
+
+
+def stream_batches(*reads: bytes, into: list | None = None) -> list:
+    """The batches of a stream whose upstream sends its body in these reads."""
+    import httpx2
+    import openai
+
+    from routing.providers import chat
+
+    async def body():
+        for read in reads:
+            yield read
+
+    def answer(request):
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+    async def stream():
+        http_client = httpx2.AsyncClient(transport=httpx2.MockTransport(answer))
+        client = openai.AsyncOpenAI(
+            api_key="k", base_url="http://up.invalid/v1", http_client=http_client
+        )
+        endpoint = chat._endpoint_build(client, http_client, sandbox=False)
+        with mock.patch.object(chat, "_endpoint_for", lambda model: endpoint):
+            upstream = await achat_stream_open(model=MODEL, messages=MESSAGES, max_tokens=20)
+        batches = [] if into is None else into
+        async for batch in upstream.batches:
+            batches.append(batch)
+        return batches
+
+    return asyncio.run(stream())
