@@ -44,7 +44,8 @@ from django.middleware.security import SecurityMiddleware  # noqa: E402
 from django.urls import get_resolver, set_script_prefix  # noqa: E402
 
 from routing.after_response import open_jobs, run_jobs  # noqa: E402
-from routing.gateway.http import BodyLimit  # noqa: E402
+from routing.gateway.http import BodyLimit, EventStreamResponse  # noqa: E402
+from routing.gateway.streaming import LastEvents  # noqa: E402
 
 
 class HotPathHandler(ASGIHandler):
@@ -111,6 +112,26 @@ class HotPathHandler(ASGIHandler):
             _response_close(responder.result())
         body_file.close()
 
+    async def send_response(self, response, send) -> None:
+        """Django's send_response, but a stream of events is sent as the relay yields it: each
+        write one ASGI message (Django passed it through two generators of its own first), the
+        last (LastEvents) ending the response, where Django asked the events for more and then
+        sent an empty end, a message and a socket write of its own."""
+        if not isinstance(response, EventStreamResponse):
+            return await super().send_response(response, send)
+        # As Django's: the events are closed however the sending ends (a client gone cancels
+        # it), so the relay records the stream.
+        async with contextlib.aclosing(response.events) as events:
+            await send(_response_start(response))
+            async for part in events:
+                last = isinstance(part, LastEvents)
+                for chunk, last_chunk in self.chunk_bytes(part):
+                    more = not (last and last_chunk)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": more})
+                if last:
+                    return
+        await send({"type": "http.response.body"})  # events that ended without LastEvents
+
     def resolve_request(self, request):
         """Django's resolve_request, with the match of a fixed path kept: matching
         /v1/chat/completions walked the URL patterns with their regexes for every request
@@ -148,6 +169,16 @@ class HotPathHandler(ASGIHandler):
 # and the view gets copies of its args and kwargs.
 HOT_PATH_MATCHES_KEPT = 256
 _resolved: dict = {}
+
+
+def _response_start(response) -> dict:
+    """The http.response.start message of a response, as Django's send_response makes it."""
+    headers = [
+        (header.encode("ascii"), value.encode("latin1")) for header, value in response.items()
+    ]
+    for cookie in response.cookies.values():
+        headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
+    return {"type": "http.response.start", "status": response.status_code, "headers": headers}
 
 
 def _response_close(response) -> None:

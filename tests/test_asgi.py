@@ -1,6 +1,7 @@
 """The ASGI layer: the hot-path handler leaves nothing for the garbage collector, and the API
 paths hold their body limit however a body is sent."""
 
+import contextlib
 import gc
 import json
 import socket
@@ -360,3 +361,76 @@ def test_the_hot_path_keeps_the_match_of_a_fixed_path_and_only_that(monkeypatch)
         "/v1/no-such-thing",
         "/v1/no-such-thing",
     ]
+
+
+def _sent_by_the_hot_path(events, *, cancel_after: int | None = None) -> list[dict]:
+    """The ASGI messages the hot-path handler sends for an event stream of these writes; with
+    cancel_after, the client goes away (the send is cancelled) at that message."""
+    import asyncio
+
+    import huntaze.asgi
+    from routing.gateway.http import event_stream_response
+
+    sent = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+        if cancel_after is not None and len(sent) == cancel_after:
+            raise asyncio.CancelledError
+
+    response = event_stream_response(events, headers={"X-Request-Id": "req_1"})
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(huntaze.asgi.hot_path_application.send_response(response, send))
+    return sent
+
+
+def test_the_hot_path_ends_a_stream_with_its_last_events_and_sends_no_empty_end():
+    from routing.gateway.streaming import LastEvents
+
+    # given a stream of two writes, the second its last
+    async def events():
+        yield b"data: {}\n\n"
+        yield LastEvents(b"data: {}\n\ndata: [DONE]\n\n")
+
+    # when the hot path sends it
+    sent = _sent_by_the_hot_path(events())
+
+    # then the head, then each write as it is, the last one ending the body
+    start, *bodies = sent
+    assert start["type"] == "http.response.start" and start["status"] == 200
+    headers = dict(start["headers"])
+    assert headers[b"Content-Type"] == b"text/event-stream"
+    assert headers[b"Cache-Control"] == b"no-cache" and headers[b"X-Request-Id"] == b"req_1"
+    assert [(b["body"], b["more_body"]) for b in bodies] == [
+        (b"data: {}\n\n", True),
+        (b"data: {}\n\ndata: [DONE]\n\n", False),
+    ]
+
+
+def test_the_hot_path_ends_events_that_stop_without_a_last_write_as_django_does():
+    async def events():
+        yield b"data: {}\n\n"
+
+    bodies = _sent_by_the_hot_path(events())[1:]
+    assert bodies == [
+        {"type": "http.response.body", "body": b"data: {}\n\n", "more_body": True},
+        {"type": "http.response.body"},
+    ]
+
+
+def test_the_hot_path_closes_the_events_of_a_client_gone_midway():
+    # given events that note when they are closed
+    closed = []
+
+    async def events():
+        try:
+            yield b"data: {}\n\n"
+            yield b"data: {}\n\n"
+        finally:
+            closed.append(True)
+
+    # when the client goes away at the first write
+    sent = _sent_by_the_hot_path(events(), cancel_after=2)
+
+    # then nothing more is sent, and the events were closed (the relay records the stream)
+    assert len(sent) == 2 and closed == [True]

@@ -185,9 +185,19 @@ class CompletionDoor(DoorView):
         return event_stream_response(start.events, headers=self.stream_headers(start))
 
 
-def event_stream_response(events: AsyncIterator[bytes], *, headers: dict) -> StreamingHttpResponse:
+class EventStreamResponse(StreamingHttpResponse):
+    """Server-sent events. `events` are the writes as the stream relay yields them: the hot-path
+    handler (huntaze.asgi) sends them as they are, without Django's two wrapping generators,
+    and ends the response with the last (streaming.LastEvents)."""
+
+    def __init__(self, events: AsyncIterator[bytes], *, headers: dict) -> None:
+        super().__init__(events, content_type="text/event-stream", headers=headers)
+        self.events = events
+
+
+def event_stream_response(events: AsyncIterator[bytes], *, headers: dict) -> EventStreamResponse:
     """Return the server-sent events as a response no proxy or cache holds back."""
-    response = StreamingHttpResponse(events, content_type="text/event-stream", headers=headers)
+    response = EventStreamResponse(events, headers=headers)
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must not buffer the stream either
     return response

@@ -21,6 +21,11 @@ from usage.models import Status, TokenSource
 STREAM_DONE = b"data: [DONE]\n\n"
 
 
+class LastEvents(bytes):
+    """The last write of a stream: a handler that knows it (huntaze.asgi's) ends the response
+    with it, instead of asking the events for more and then sending an empty end of its own."""
+
+
 def sse(payload: dict) -> bytes:
     """Return one server-sent event carrying the payload as JSON."""
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
@@ -93,7 +98,7 @@ async def stream_relay(
         outcome = replace(outcome, model=model, attempts=attempts)
         finished = True
         await asyncio.shield(stream_finish(call, outcome, upstream))
-        yield last + STREAM_DONE
+        yield LastEvents(last + STREAM_DONE)
     except ProviderError as error:
         outcome = stream_outcome(
             call, upstream.sandbox, tally.parts, None, "", error_code="upstream_stream_broken"
@@ -102,7 +107,7 @@ async def stream_relay(
         finished = True
         await asyncio.shield(stream_finish(call, outcome, upstream))
         body = {"message": error.message, "type": "server_error", "code": error.code}
-        yield sse({"error": {**body, "param": None}})
+        yield LastEvents(sse({"error": {**body, "param": None}}))
     finally:
         if not finished:  # the client went away (cancelled, or closed the generator)
             outcome = stream_outcome(
@@ -161,8 +166,8 @@ def stream_outcome(
 async def stream_replay(
     call: Call, outcome: Outcome, row: LedgerRow, *, include_usage: bool
 ) -> AsyncIterator[bytes]:
-    """Serve a cached answer (already recorded) as a stream: one content chunk, finish,
-    usage, [DONE]."""
+    """Serve a cached answer (already recorded) as a stream, in one write: one content chunk,
+    finish, usage, [DONE]."""
     base = {
         "id": "chatcmpl-" + call.request_id,
         "object": "chat.completion.chunk",
@@ -170,9 +175,9 @@ async def stream_replay(
         "model": call.decision.model.name,
     }
     delta = {"role": "assistant", "content": outcome.content}
-    yield sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    events = [sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})]
     finish = {"index": 0, "delta": {}, "finish_reason": outcome.finish_reason}
-    yield sse({**base, "choices": [finish]})
+    events.append(sse({**base, "choices": [finish]}))
     if include_usage:
         usage = {
             "prompt_tokens": row.input_tokens,
@@ -180,5 +185,6 @@ async def stream_replay(
             "total_tokens": row.input_tokens + row.output_tokens,
             "prompt_tokens_details": {"cached_tokens": 0},
         }
-        yield sse({**base, "choices": [], "usage": usage})
-    yield STREAM_DONE
+        events.append(sse({**base, "choices": [], "usage": usage}))
+    events.append(STREAM_DONE)
+    yield LastEvents(b"".join(events))

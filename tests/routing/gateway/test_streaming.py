@@ -63,6 +63,8 @@ def test_the_events_of_one_read_go_out_in_one_write_and_the_last_with_done():
         b"data: " + first.chunks[0].raw + b"\n\ndata: " + first.chunks[1].raw + b"\n\n",
         b"data: " + last.chunks[0].raw + b"\n\ndata: " + USAGE.raw + b"\n\ndata: [DONE]\n\n",
     ]
+    # and only the last says it is the last (the handler ends the response with it)
+    assert [isinstance(w, streaming.LastEvents) for w in writes] == [False, True]
     # and the row has the whole text and the upstream's usage
     assert (outcome.content, outcome.finish_reason, outcome.status) == ("Hello!", "stop", "ok")
     assert (outcome.input_tokens, outcome.output_tokens) == (12, 3)
@@ -98,7 +100,7 @@ def test_an_upstream_broken_midway_ends_with_an_error_event_and_an_estimate():
     # then the read was relayed, then an error event, no [DONE]
     assert writes[0] == b"data: " + delta("Hel").raw + b"\n\n"
     assert json.loads(writes[1].removeprefix(b"data: "))["error"]["message"] == "gone"
-    assert len(writes) == 2
+    assert len(writes) == 2 and isinstance(writes[1], streaming.LastEvents)
     # and the row bills the prompt and the text so far, as estimates
     assert (outcome.status, outcome.error_code) == (Status.UPSTREAM_ERROR, "upstream_stream_broken")
     assert (outcome.content, outcome.input_tokens) == ("Hel", 7)
