@@ -115,7 +115,11 @@ class SandboxState:
         return model in self._strict_models
 
     def reset(self) -> None:
+        """Back to a fresh sandbox, latency included: the HTTP server (live mode) reads
+        `latency_ms` as the last test left it, and only a sandbox-mode call sets it anew."""
         with self._lock:
+            self.latency_ms = 0
+            self.chunk_delay_ms = 0
             self._strict_models.clear()
             self._random_rate, self._random_kinds = 0.0, ()
             self._model_faults.clear()
