@@ -363,13 +363,16 @@ def test_the_hot_path_keeps_the_match_of_a_fixed_path_and_only_that(monkeypatch)
     ]
 
 
-def _sent_by_the_hot_path(events, *, cancel_after: int | None = None) -> list[dict]:
-    """The ASGI messages the hot-path handler sends for an event stream of these writes; with
-    cancel_after, the client goes away (the send is cancelled) at that message."""
+def _sent_by_the_hot_path(events, *, cancel_after: int | None = None, handler=None) -> list[dict]:
+    """The ASGI messages the hot-path handler (or this handler) sends for an event stream of
+    these writes; with cancel_after, the client goes away (the send is cancelled) at that
+    message."""
     import asyncio
 
     import huntaze.asgi
     from routing.gateway.http import event_stream_response
+
+    handler = handler or huntaze.asgi.hot_path_application
 
     sent = []
 
@@ -380,7 +383,7 @@ def _sent_by_the_hot_path(events, *, cancel_after: int | None = None) -> list[di
 
     response = event_stream_response(events, headers={"X-Request-Id": "req_1"})
     with contextlib.suppress(asyncio.CancelledError):
-        asyncio.run(huntaze.asgi.hot_path_application.send_response(response, send))
+        asyncio.run(handler.send_response(response, send))
     return sent
 
 
@@ -434,3 +437,27 @@ def test_the_hot_path_closes_the_events_of_a_client_gone_midway():
 
     # then nothing more is sent, and the events were closed (the relay records the stream)
     assert len(sent) == 2 and closed == [True]
+
+
+def test_djangos_own_handler_sends_the_same_stream():
+    # given the events of a stream, sent by Django's handler (the paths off the hot path)
+    import huntaze.asgi
+    from routing.gateway.streaming import LastEvents
+
+    def events():
+        async def writes():
+            yield b"data: {}\n\n"
+            yield LastEvents(b"data: [DONE]\n\n")
+
+        return writes()
+
+    django_sent = _sent_by_the_hot_path(events(), handler=huntaze.asgi.django_application)
+    hot_sent = _sent_by_the_hot_path(events())
+
+    # then the head and the bytes are the same; Django only ends with an empty message
+    def body(sent):
+        return b"".join(m.get("body", b"") for m in sent[1:])
+
+    assert django_sent[0] == hot_sent[0]
+    assert body(django_sent) == body(hot_sent) == b"data: {}\n\ndata: [DONE]\n\n"
+    assert django_sent[-1] == {"type": "http.response.body"}
