@@ -25,6 +25,7 @@ every wait is bounded, everything listens on 127.0.0.1 only.
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -36,7 +37,7 @@ import urllib.error
 import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
-from statistics import median
+from statistics import geometric_mean, median
 from urllib.parse import urlparse
 
 import psycopg
@@ -248,6 +249,77 @@ def print_cpu_split(files: list[Path], sampler: DatabaseCpuSampler) -> None:
         "database that ended during the run (a connection per request shows up there); other = "
         "everything else on the machine (Redis, this script, foreign load)."
     )
+
+
+def paired_ab_rows(files: list[Path]) -> list[dict]:
+    """For each scenario, connection count and router pair (router_wN, base_wN): the gateway
+    CPU per request of each rep, as summarize.py counts it (the servers' CPU less the direct
+    run's upstream CPU per request, here the same rep's), and this / base per rep: its
+    geometric mean and a 90% interval of that mean (a bootstrap over reps, seed fixed).
+
+    The reps of a pair run back to back, so a host whose speed drifts over minutes slows both
+    of a pair alike: the per-rep ratios spread much less than the figures themselves."""
+    runs: dict[tuple, dict] = {}
+    for file in files:
+        for line in file.read_text().splitlines():
+            result = json.loads(line)
+            if result.get("rps"):
+                key = (file.stem, result["conc"], result["rep"], result["target"])
+                runs[key] = result
+    pairs: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
+    for (scenario, conc, rep, target), result in sorted(runs.items()):
+        base = runs.get((scenario, conc, rep, target.replace("router_", "base_")))
+        direct = runs.get((scenario, conc, rep, "direct"))
+        if not target.startswith("router_") or base is None or direct is None:
+            continue
+        upstream = direct["cpu_cores"]["servers"] / direct["rps"]  # CPU-s per request
+        pair = (_gateway_ms(base, upstream), _gateway_ms(result, upstream))
+        pairs[(scenario, conc, target)].append(pair)
+    rows = []
+    draw = random.Random(17)
+    for (scenario, conc, target), figures in pairs.items():
+        ratios = [this / base for base, this in figures if base > 0 and this > 0]
+        if not ratios:
+            continue
+        means = sorted(geometric_mean(draw.choices(ratios, k=len(ratios))) for _ in range(2000))
+        rows.append(
+            {
+                "scenario": scenario,
+                "conc": conc,
+                "target": target,
+                "reps": len(ratios),
+                "base_ms": median(base for base, _ in figures),
+                "this_ms": median(this for _, this in figures),
+                "ratio": geometric_mean(ratios),
+                "low": means[int(0.05 * len(means))],
+                "high": means[int(0.95 * len(means)) - 1],
+            }
+        )
+    return rows
+
+
+def _gateway_ms(run: dict, upstream_cpu_per_request: float) -> float:
+    own = run["cpu_cores"]["servers"] - upstream_cpu_per_request * run["rps"]
+    return own / run["rps"] * 1e3
+
+
+def print_paired_ab(files: list[Path]) -> None:
+    rows = paired_ab_rows(files)
+    if not rows:
+        return
+    print("\n### A/B, paired by rep (gateway CPU-ms per request, this tree against the baseline)\n")
+    print(
+        "| scenario | conc | router | reps | base ms (median) | this ms (median) | "
+        "this / base (geometric mean of reps) | 90% interval |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['scenario']} | {row['conc']} | {row['target']} | {row['reps']} | "
+            f"{row['base_ms']:.2f} | {row['this_ms']:.2f} | {row['ratio']:.3f} | "
+            f"{row['low']:.3f}-{row['high']:.3f} |"
+        )
+    print("\nAn interval that holds 1.000 is no change this run can tell from the host's noise.")
 
 
 def server_errors_line(count: int) -> str:
@@ -497,6 +569,7 @@ def main() -> None:
             )
             print(summary.stdout)
         print_cpu_split(files, sampler)
+        print_paired_ab(files)
         print(f"host speed probe (local_processes.host_speed): {speed_before} before the runs,")
         print(f"{host_speed()} after them")
 
