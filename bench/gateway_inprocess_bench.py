@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -177,7 +178,7 @@ def main() -> None:
         for name, worker in workers.items():
             if worker.stdout.readline().strip() != "ready":
                 raise SystemExit(f"{name}: the worker did not start")
-        cpu = {name: [] for name in trees}
+        per_request = {name: [] for name in trees}  # CPU us or instructions, by round
         for round_ in range(args.rounds):
             order = list(trees) if round_ % 2 == 0 else list(trees)[::-1]
             for name in order:
@@ -193,15 +194,15 @@ def main() -> None:
                         f"round {round_} {name}: {figure:.0f} us CPU, {wall_us:.0f} us wall "
                         "a request"
                     )
-                cpu[name].append(figure)
+                per_request[name].append(figure)
         unit = "instructions" if args.instructions else "us CPU"
-        for name, figures in cpu.items():
+        for name, figures in per_request.items():
             print(
                 f"{name}: {unit} per request best {min(figures):.0f}, "
                 f"median {statistics.median(figures):.0f} ({args.rounds} rounds)"
             )
         if args.instructions:
-            base, this = (statistics.median(cpu[name]) for name in ("base", "this"))
+            base, this = (statistics.median(per_request[name]) for name in ("base", "this"))
             print(f"this / base: {this / base:.3f}")
     finally:
         for worker in workers.values():
@@ -210,6 +211,7 @@ def main() -> None:
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 worker.kill()
+        shutil.rmtree(counts, ignore_errors=True)
 
 
 def measure_cpu(worker: subprocess.Popen, requests: int) -> tuple[float, float]:
