@@ -363,7 +363,7 @@ def test_the_hot_path_keeps_the_match_of_a_fixed_path_and_only_that(monkeypatch)
     ]
 
 
-def _sent_by_the_hot_path(events, *, cancel_after: int | None = None, handler=None) -> list[dict]:
+def _messages_sent_for(events, *, cancel_after: int | None = None, handler=None) -> list[dict]:
     """The ASGI messages the hot-path handler (or this handler) sends for an event stream of
     these writes; with cancel_after, the client goes away (the send is cancelled) at that
     message."""
@@ -396,7 +396,7 @@ def test_the_hot_path_ends_a_stream_with_its_last_events_and_sends_no_empty_end(
         yield LastEvents(b"data: {}\n\ndata: [DONE]\n\n")
 
     # when the hot path sends it
-    sent = _sent_by_the_hot_path(events())
+    sent = _messages_sent_for(events())
 
     # then the head, then each write as it is, the last one ending the body
     start, *bodies = sent
@@ -414,7 +414,7 @@ def test_the_hot_path_ends_events_that_stop_without_a_last_write_as_django_does(
     async def events():
         yield b"data: {}\n\n"
 
-    bodies = _sent_by_the_hot_path(events())[1:]
+    bodies = _messages_sent_for(events())[1:]
     assert bodies == [
         {"type": "http.response.body", "body": b"data: {}\n\n", "more_body": True},
         {"type": "http.response.body"},
@@ -433,7 +433,7 @@ def test_the_hot_path_closes_the_events_of_a_client_gone_midway():
             closed.append(True)
 
     # when the client goes away at the first write
-    sent = _sent_by_the_hot_path(events(), cancel_after=2)
+    sent = _messages_sent_for(events(), cancel_after=2)
 
     # then nothing more is sent, and the events were closed (the relay records the stream)
     assert len(sent) == 2 and closed == [True]
@@ -451,8 +451,8 @@ def test_djangos_own_handler_sends_the_same_stream():
 
         return writes()
 
-    django_sent = _sent_by_the_hot_path(events(), handler=huntaze.asgi.django_application)
-    hot_sent = _sent_by_the_hot_path(events())
+    django_sent = _messages_sent_for(events(), handler=huntaze.asgi.django_application)
+    hot_sent = _messages_sent_for(events())
 
     # then the head and the bytes are the same; Django only ends with an empty message
     def body(sent):
